@@ -1,0 +1,3 @@
+from bce_audit.cli import main
+
+main()

@@ -1,0 +1,14 @@
+"""Exit codes, defined once (DESIGN: Interface)."""
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    REGRESSION = 1  # a threshold or the baseline failed (bce-audit check)
+    USAGE = 2  # bad flag, bad config, unwritable output
+    INTERNAL = 3  # a bug in bce-audit itself
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line on stderr with exit code 2, never a traceback."""

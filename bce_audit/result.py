@@ -1,0 +1,70 @@
+"""The result object of a sweep: what every output format renders."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from bce_audit._types import Domain, DType, Quantity, Status
+from bce_audit.metrics import CaseStats
+from bce_audit.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class NonFinitePoint:
+    """A ±inf or NaN input, evaluated and reported apart from the statistics."""
+
+    input: float
+    output: float
+    truth: float
+    status: Status
+
+
+@dataclasses.dataclass(frozen=True)
+class PointDetails:
+    """Per-point data of one case, kept only when ``--details`` asks for it."""
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+    truth_f64: np.ndarray
+    ulp_errors: np.ndarray
+    statuses: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseResult:
+    """One (formulation, domain, dtype, label, quantity): one row of the summary.
+
+    stats is None exactly when the formulation raised (``error`` holds the message).
+    """
+
+    formulation: str
+    domain: Domain
+    dtype: DType
+    label: float
+    quantity: Quantity
+    stats: CaseStats | None
+    nonfinite: tuple[NonFinitePoint, ...] = ()
+    error: str | None = None
+    details: PointDetails | None = None
+
+    @property
+    def worst_status(self) -> Status:
+        if self.error is not None:
+            return Status.ERROR
+        return self.stats.worst_status
+
+    @property
+    def key(self) -> tuple:
+        return (self.formulation, str(self.domain), str(self.dtype), self.label, str(self.quantity))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """Every case of a sweep, the settings that produced them, and where they were computed."""
+
+    settings: Settings
+    cases: tuple[CaseResult, ...]
+    provenance: dict
+    elapsed_s: float

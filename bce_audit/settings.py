@@ -1,0 +1,92 @@
+"""The resolved settings of a sweep, validated: one frozen object the pipeline reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from bce_audit._exit_codes import UsageError
+from bce_audit._types import Domain, DType, Sampling
+
+DEFAULT_POINTS = 1000
+DEFAULT_LABELS = (0.0, 1.0)
+DEFAULT_ULP_THRESHOLD = 4.0
+DEFAULT_SEED = 0
+
+
+def _all_formulations() -> tuple[str, ...]:
+    from bce_audit.formulations import BUILTINS
+
+    return tuple(BUILTINS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to sweep.
+
+    formulations: names, in report order.
+    dtypes / domains: what to evaluate them in and on.
+    labels: targets y in [0, 1] as the user gave them (each is rounded to the dtype under test).
+    logit_range: (lo, hi) on the logit axis, or None for every finite value; the probability
+        domain uses [sigmoid(lo), sigmoid(hi)].
+    points: sampled inputs per (dtype, domain) grid, besides the special inputs.
+    sampling: bits (uniform over bit patterns, plus a dense band) or exhaustive (16-bit dtypes).
+    seed: the random seed; results are deterministic for a given seed.
+    ulp_threshold: above this ULP error a point is `inaccurate`.
+    """
+
+    formulations: tuple[str, ...] = dataclasses.field(default_factory=_all_formulations)
+    dtypes: tuple[DType, ...] = tuple(DType)
+    domains: tuple[Domain, ...] = tuple(Domain)
+    labels: tuple[float, ...] = DEFAULT_LABELS
+    logit_range: tuple[float, float] | None = None
+    points: int = DEFAULT_POINTS
+    sampling: Sampling = Sampling.BITS
+    seed: int = DEFAULT_SEED
+    ulp_threshold: float = DEFAULT_ULP_THRESHOLD
+
+    def __post_init__(self):
+        from bce_audit.formulations import get_formulation
+
+        for name in self.formulations:
+            get_formulation(name)
+        if not self.formulations or not self.dtypes or not self.domains or not self.labels:
+            raise UsageError("nothing to sweep: a formulation, dtype, domain and label are needed")
+        for y in self.labels:
+            if not (isinstance(y, (int, float)) and 0.0 <= y <= 1.0):
+                raise UsageError(f"label {y!r} is outside [0, 1]")
+        if self.logit_range is not None:
+            lo, hi = self.logit_range
+            if math.isnan(lo) or math.isnan(hi) or lo >= hi:
+                raise UsageError(f"range {lo:g}:{hi:g} is empty or inverted (LO must be < HI)")
+        if not isinstance(self.points, int) or self.points <= 0:
+            raise UsageError(f"points must be a positive integer, got {self.points!r}")
+        if not (self.ulp_threshold >= 0):
+            raise UsageError(f"ulp threshold must be >= 0, got {self.ulp_threshold!r}")
+
+    def to_dict(self) -> dict:
+        return {
+            "formulations": list(self.formulations),
+            "dtypes": [str(d) for d in self.dtypes],
+            "domains": [str(d) for d in self.domains],
+            "labels": list(self.labels),
+            "range": None if self.logit_range is None else list(self.logit_range),
+            "points": self.points,
+            "sampling": str(self.sampling),
+            "seed": self.seed,
+            "ulp_threshold": self.ulp_threshold,
+        }
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """'LO:HI' -> (lo, hi); either side may be 'inf' / '-inf'."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise UsageError(f"range {text!r} is not of the form LO:HI (for example -20:20)")
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise UsageError(f"range {text!r} is not of the form LO:HI (for example -20:20)") from None
+    if math.isnan(lo) or math.isnan(hi) or lo >= hi:
+        raise UsageError(f"range {text!r} is empty or inverted (LO must be < HI)")
+    return lo, hi

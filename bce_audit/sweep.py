@@ -1,0 +1,144 @@
+"""The pipeline: grid -> (formulations in torch || truth from mpmath) -> metrics -> result."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from bce_audit import __version__
+from bce_audit._rounding import round_float
+from bce_audit._types import Domain, DType, Quantity, Sampling, Status
+from bce_audit.evaluate import evaluate
+from bce_audit.formulations import get_formulation
+from bce_audit.grid import build_grid
+from bce_audit.metrics import bits_of_error, point_status, summarize, ulp_error
+from bce_audit.result import CaseResult, NonFinitePoint, PointDetails, SweepResult
+from bce_audit.settings import Settings
+from bce_audit.truth import truth_for
+
+Progress = Callable[[int], None]
+
+
+def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
+    """Exhaustive sampling applies to 16-bit dtypes; wider ones fall back to bit patterns."""
+    if settings.sampling is Sampling.EXHAUSTIVE and not dtype.format.is_16bit:
+        return Sampling.BITS
+    return settings.sampling
+
+
+def grids(settings: Settings):
+    for dtype in settings.dtypes:
+        for domain in settings.domains:
+            yield build_grid(
+                dtype,
+                domain,
+                settings.points,
+                effective_sampling(settings, dtype),
+                settings.seed,
+                settings.logit_range,
+            )
+
+
+def truth_work(settings: Settings) -> int:
+    """How many oracle points the sweep evaluates (for a progress bar)."""
+    per_label = sum(len(g.finite) + len(g.nonfinite) for g in grids(settings))
+    return per_label * len(settings.labels)
+
+
+def provenance() -> dict:
+    import mpmath
+    import torch
+
+    return {
+        "bce_audit": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "mpmath": mpmath.__version__,
+        "mpmath_backend": mpmath.libmp.BACKEND,
+        "python": sys.version.split()[0],
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "platform": platform.platform(),
+        "device": "cpu",
+    }
+
+
+def run_sweep(
+    settings: Settings, keep_details: bool = False, progress: Progress | None = None
+) -> SweepResult:
+    start = time.perf_counter()
+    formulations = [get_formulation(name) for name in settings.formulations]
+    cases: list[CaseResult] = []
+    for grid in grids(settings):
+        fmt = grid.dtype.format
+        inputs = np.concatenate([grid.finite, grid.nonfinite])
+        n = len(grid.finite)
+        for label in settings.labels:
+            y = round_float(float(label), fmt)  # the label in the dtype: the truth uses this
+            truth = truth_for(grid.domain, inputs, y, fmt, progress)
+            for formulation in formulations:
+                ev = evaluate(formulation, grid.domain, grid.dtype, inputs, y)
+                for quantity in Quantity:
+                    out = ev.loss if quantity is Quantity.LOSS else ev.grad
+                    t = truth.loss if quantity is Quantity.LOSS else truth.grad
+                    t64 = truth.loss_f64 if quantity is Quantity.LOSS else truth.grad_f64
+                    common = dict(
+                        formulation=formulation.name,
+                        domain=grid.domain,
+                        dtype=grid.dtype,
+                        label=float(label),
+                        quantity=quantity,
+                    )
+                    if ev.error is not None:
+                        cases.append(CaseResult(**common, stats=None, error=ev.error))
+                        continue
+                    stats, errs, status = summarize(
+                        grid.finite,
+                        out[:n],
+                        t[:n],
+                        t64[:n],
+                        fmt,
+                        grid.domain,
+                        settings.ulp_threshold,
+                    )
+                    nf_err = ulp_error(out[n:], t[n:], fmt)
+                    nf_status = point_status(out[n:], t[n:], nf_err, settings.ulp_threshold)
+                    nonfinite = tuple(
+                        NonFinitePoint(float(x), float(o), float(tt), Status(s))
+                        for x, o, tt, s in zip(grid.nonfinite, out[n:], t64[n:], nf_status)
+                    )
+                    details = None
+                    if keep_details:
+                        details = PointDetails(
+                            inputs=inputs,
+                            outputs=out,
+                            truth_f64=t64,
+                            ulp_errors=np.concatenate([errs, nf_err]),
+                            statuses=np.concatenate([status, nf_status]),
+                        )
+                    cases.append(
+                        CaseResult(**common, stats=stats, nonfinite=nonfinite, details=details)
+                    )
+    cases.sort(key=lambda c: _order(settings, c))
+    return SweepResult(
+        settings=settings,
+        cases=tuple(cases),
+        provenance=provenance(),
+        elapsed_s=time.perf_counter() - start,
+    )
+
+
+def _order(settings: Settings, case: CaseResult):
+    return (
+        settings.formulations.index(case.formulation),
+        settings.domains.index(case.domain),
+        settings.dtypes.index(case.dtype),
+        settings.labels.index(case.label),
+        list(Quantity).index(case.quantity),
+    )
+
+
+__all__ = ["run_sweep", "truth_work", "bits_of_error", "Domain"]
