@@ -19,6 +19,7 @@ class NonFinitePoint:
     output: float
     truth: float
     status: Status
+    error: str | None = None  # the exception the formulation raised at this input
 
 
 @dataclasses.dataclass(frozen=True)

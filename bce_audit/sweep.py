@@ -80,9 +80,20 @@ def run_sweep(
             y = round_float(float(label), fmt)  # the label in the dtype: the truth uses this
             truth = truth_for(grid.domain, inputs, y, fmt, progress)
             for formulation in formulations:
-                ev = evaluate(formulation, grid.domain, grid.dtype, inputs, y)
+                ev = evaluate(formulation, grid.domain, grid.dtype, grid.finite, y)
+                # Non-finite inputs one at a time: a formulation that rejects NaN (torch's BCE
+                # raises) must not take the finite points down with it.
+                singles = [
+                    evaluate(formulation, grid.domain, grid.dtype, np.array([x]), y)
+                    for x in grid.nonfinite
+                ]
+                nf_loss = np.array([e.loss[0] for e in singles])
+                nf_grad = np.array([e.grad[0] for e in singles])
+                nf_errors = [e.error for e in singles]
                 for quantity in Quantity:
-                    out = ev.loss if quantity is Quantity.LOSS else ev.grad
+                    out = np.concatenate(
+                        [ev.loss, nf_loss] if quantity is Quantity.LOSS else [ev.grad, nf_grad]
+                    )
                     t = truth.loss if quantity is Quantity.LOSS else truth.grad
                     t64 = truth.loss_f64 if quantity is Quantity.LOSS else truth.grad_f64
                     common = dict(
@@ -106,9 +117,12 @@ def run_sweep(
                     )
                     nf_err = ulp_error(out[n:], t[n:], fmt)
                     nf_status = point_status(out[n:], t[n:], nf_err, settings.ulp_threshold)
+                    nf_status[[e is not None for e in nf_errors]] = Status.ERROR.value
                     nonfinite = tuple(
-                        NonFinitePoint(float(x), float(o), float(tt), Status(s))
-                        for x, o, tt, s in zip(grid.nonfinite, out[n:], t64[n:], nf_status)
+                        NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
+                        for x, o, tt, s, err in zip(
+                            grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors
+                        )
                     )
                     details = None
                     if keep_details:
