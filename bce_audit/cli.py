@@ -1,0 +1,248 @@
+"""Command-line interface: parses and wires, no numerics here.
+
+torch and mpmath are imported only inside commands, so `bce-audit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bce_audit import __version__
+from bce_audit._exit_codes import ExitCode, UsageError
+
+SWEEP_EXAMPLES = """
+\b
+Examples:
+  bce-audit sweep                               # every formulation, dtype, domain; y in {0, 1}
+  bce-audit sweep -f naive -f max-abs -d float16 --verbose
+  bce-audit sweep --domain logits --range -30:30 -y 0.1 -y 0.9
+  bce-audit sweep -d float16 -d bfloat16 --sampling exhaustive --csv report.csv
+  bce-audit sweep --config sample_configs/quick.toml --details points.csv --json report.json
+"""
+
+
+def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> None:
+    from bce_audit.console import stderr
+
+    stderr().print(f"bce-audit: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(int(code))
+
+
+class _Group(click.Group):
+    """Turns user mistakes into one line and exit 2, and bugs into exit 3, never a traceback."""
+
+    def main(self, *args, **kwargs):
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **kwargs)
+        except UsageError as exc:
+            _fail(str(exc))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (UsageError, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", ExitCode.INTERNAL)
+        except Exception as exc:  # a bug in bce-audit: say so, in one line, with exit 3
+            if os.environ.get("BCE_AUDIT_DEBUG"):
+                raise
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (set BCE_AUDIT_DEBUG=1 for a traceback)",
+                ExitCode.INTERNAL,
+            )
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bce-audit")
+def main() -> None:
+    """Audit the numerical stability of binary-cross-entropy implementations.
+
+    Every formulation is evaluated in torch in float16, bfloat16, float32 and float64, on logits
+    and probabilities, and its loss and autograd gradient are compared with an exact mpmath
+    ground truth.
+    """
+
+
+@main.command("list")
+def list_command() -> None:
+    """Show every built-in formulation with its formula and native domain."""
+    from rich.table import Table
+
+    from bce_audit.console import stdout
+    from bce_audit.formulations import BUILTINS
+
+    table = Table(title="built-in formulations", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("native domain", no_wrap=True)
+    table.add_column("definition")
+    for f in BUILTINS.values():
+        table.add_row(f.name, str(f.native_domain), f.formula)
+    stdout().print(table)
+
+
+def _resolve(config: dict, **flags):
+    """Settings from the config table with the command-line flags on top."""
+    from bce_audit._types import Domain, DType, Sampling
+    from bce_audit.settings import Settings, parse_range
+
+    def pick(flag, key):
+        return flag if flag not in (None, ()) else config.get(key)
+
+    kw = {}
+    names = pick(flags["formulation"], "formulations")
+    if names:
+        kw["formulations"] = tuple(dict.fromkeys(names))
+    dtypes = pick(flags["dtype"], "dtypes")
+    if dtypes:
+        kw["dtypes"] = tuple(dict.fromkeys(DType.parse(d, "dtype") for d in dtypes))
+    domain = pick(flags["domain"], "domain")
+    if domain:
+        kw["domains"] = tuple(Domain) if domain == "both" else (Domain.parse(domain, "domain"),)
+    labels = pick(flags["label"], "labels")
+    if labels:
+        values = []
+        for y in labels:
+            try:
+                values.append(float(y))
+            except (TypeError, ValueError):
+                raise UsageError(f"label {y!r} is not a number") from None
+        kw["labels"] = tuple(dict.fromkeys(values))
+    rng = pick(flags["range"], "range")
+    if rng is not None:
+        if isinstance(rng, list):
+            if len(rng) != 2:
+                raise UsageError(f"range {rng!r} must have two numbers [LO, HI]")
+            rng = f"{rng[0]}:{rng[1]}"
+        kw["logit_range"] = parse_range(rng)
+    for key in ("points", "seed", "ulp_threshold"):
+        v = pick(flags[key], key)
+        if v is not None:
+            kw[key] = v
+    sampling = pick(flags["sampling"], "sampling")
+    if sampling:
+        kw["sampling"] = Sampling.parse(sampling, "sampling")
+    return Settings(**kw)
+
+
+@main.command("sweep", epilog=SWEEP_EXAMPLES)
+@click.option("-f", "--formulation", multiple=True, help="Formulation to audit (repeatable; default all). See `bce-audit list`.")
+@click.option("-d", "--dtype", multiple=True, help="float16, bfloat16, float32 or float64 (repeatable; default all).")
+@click.option("--domain", type=click.Choice(["logits", "probabilities", "both"]), default=None, help="Input domain to sweep (default both).")
+@click.option("-y", "--label", multiple=True, help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed).")
+@click.option("--range", "range_", metavar="LO:HI", default=None, help="Restrict inputs to [LO, HI] on the logit axis (probabilities: [sigmoid(LO), sigmoid(HI)]).")
+@click.option("--points", type=int, default=None, help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000).")
+@click.option("--sampling", type=click.Choice(["bits", "exhaustive"]), default=None, help="bits: uniform over bit patterns plus a dense band (default); exhaustive: every value of 16-bit dtypes.")
+@click.option("--seed", type=int, default=None, help="Random seed (default 0); results are deterministic for a seed.")
+@click.option("--ulp-threshold", type=float, default=None, help="ULP error above which a point is `inaccurate` (default 4).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="TOML file with the same settings; flags win. Default: [tool.bce-audit] in ./pyproject.toml.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write the summary CSV (one row per case) here.")
+@click.option("--details", "details_path", type=click.Path(path_type=Path), default=None, help="Write the per-point CSV here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report (summary, settings, provenance) here.")
+@click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures.")
+def sweep_command(
+    formulation, dtype, domain, label, range_, points, sampling, seed, ulp_threshold,
+    config_path, csv_path, details_path, json_path, verbose,
+) -> None:
+    """Audit the formulations and print the scoreboard (and per-case figures with -v)."""
+    from bce_audit._io import check_writable
+    from bce_audit.config import load_config
+
+    config, _source = load_config(config_path)
+    settings = _resolve(
+        config,
+        formulation=formulation,
+        dtype=dtype,
+        domain=domain,
+        label=label,
+        range=range_,
+        points=points,
+        sampling=sampling,
+        seed=seed,
+        ulp_threshold=ulp_threshold,
+    )
+    outputs = {}
+    for flag, value, key in [
+        ("--csv", csv_path, "csv"),
+        ("--details", details_path, "details"),
+        ("--json", json_path, "json"),
+    ]:
+        path = value if value is not None else config.get(key)
+        if path is not None:
+            path = Path(path)
+            check_writable(path, flag)  # before the sweep: never fail after minutes of work
+            outputs[key] = path
+    verbose = verbose if verbose is not None else bool(config.get("verbose", False))
+    result = _run_with_progress(settings, keep_details="details" in outputs)
+    _report(result, outputs, verbose)
+
+
+def _run_with_progress(settings, keep_details: bool):
+    from bce_audit.console import stderr
+    from bce_audit.sweep import effective_sampling, run_sweep, truth_work
+
+    err = stderr()
+    for dtype in settings.dtypes:
+        if effective_sampling(settings, dtype) is not settings.sampling:
+            err.print(f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead")
+    show = err.is_terminal and not os.environ.get("CI")
+    if not show:
+        return run_sweep(settings, keep_details=keep_details)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("exact truth", total=truth_work(settings))
+        return run_sweep(
+            settings, keep_details=keep_details, progress=lambda n: bar.advance(task, n)
+        )
+
+
+def _report(result, outputs: dict, verbose: bool) -> None:
+    from bce_audit._format import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
+    from bce_audit._format.terminal import case_table, nonfinite_lines, scoreboard
+    from bce_audit._io import atomic_write
+    from bce_audit.console import stderr, stdout
+
+    out = stdout()
+    from bce_audit._types import Quantity
+
+    for quantity in Quantity:
+        out.print(scoreboard(result, quantity))
+    if verbose:
+        out.print(case_table(result))
+    lines = nonfinite_lines(result)
+    if lines:
+        out.print(f"non-finite inputs not handled as the limits say ({len(lines)} cases):", markup=False)
+        shown = lines if verbose else lines[:8]
+        for line in shown:
+            out.print("  " + line, markup=False, soft_wrap=True)
+        if len(shown) < len(lines):
+            out.print(f"  ... and {len(lines) - len(shown)} more (--verbose shows all)", markup=False)
+    s = result.settings
+    points = sum(c.stats.points for c in result.cases if c.stats is not None)
+    out.print(
+        f"{len(result.cases)} cases, {points} points, seed {s.seed}, "
+        f"ulp threshold {s.ulp_threshold:g}, {result.elapsed_s:.1f} s",
+        markup=False,
+    )
+    writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
+    for key, path in outputs.items():
+        atomic_write(path, writers[key].render(result))
+        stderr().print(f"wrote {path}", markup=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

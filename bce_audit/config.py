@@ -1,0 +1,75 @@
+"""Settings from a TOML file (--config, or [tool.bce-audit] in pyproject.toml); flags win."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from bce_audit._exit_codes import UsageError
+
+# key -> the Python types it may hold
+KEYS = {
+    "formulations": list,
+    "dtypes": list,
+    "domain": str,
+    "labels": list,
+    "range": (str, list),
+    "points": int,
+    "sampling": str,
+    "seed": int,
+    "ulp_threshold": (int, float),
+    "csv": str,
+    "json": str,
+    "details": str,
+    "verbose": bool,
+}
+
+
+def _load(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"config {path}: file not found") from None
+    except OSError as exc:
+        raise UsageError(f"config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config {path}: malformed TOML: {exc}") from None
+
+
+def _validate(table: dict, where: str) -> dict:
+    for key, value in table.items():
+        if key not in KEYS:
+            import difflib
+
+            match = difflib.get_close_matches(key, list(KEYS), n=1)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise UsageError(f"{where}: unknown key {key!r}{hint}")
+        expected = KEYS[key]
+        if isinstance(value, bool) and expected is not bool:
+            ok = False
+        else:
+            ok = isinstance(value, expected)
+        if not ok:
+            raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+    return table
+
+
+def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict, str | None]:
+    """The settings table and where it came from (None when there is no config)."""
+    if path is not None:
+        doc = _load(path)
+        # a dedicated file may also nest its settings under [tool.bce-audit]
+        table = doc.get("tool", {}).get("bce-audit", doc) if "tool" in doc else doc
+        where = f"{path}" + (" [tool.bce-audit]" if table is not doc else "")
+        return _validate(table, where), str(path)
+    if search_pyproject:
+        pyproject = Path("pyproject.toml")
+        if pyproject.is_file():
+            doc = _load(pyproject)
+            table = doc.get("tool", {}).get("bce-audit")
+            if table is not None:
+                if not isinstance(table, dict):
+                    raise UsageError("pyproject.toml: [tool.bce-audit] must be a table")
+                return _validate(table, "pyproject.toml tool.bce-audit"), str(pyproject)
+    return {}, None
