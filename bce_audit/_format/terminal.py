@@ -26,18 +26,33 @@ def fmt_value(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     if 0.99 < x < 1:
-        return f"1-{1 - x:.3g}"
-    return f"{x:.3g}"
+        return f"1-{_g(1 - x)}"
+    return _g(x)
+
+
+def _g(x: float) -> str:
+    """3 significant digits, 2 for tiny or huge values, with a compact exponent (4.9e-4)."""
+    text = f"{x:.2e}" if x != 0 and not 1e-3 <= abs(x) < 1e5 else f"{x:.3g}"
+    text = f"{float(text):.2g}" if "e" in text else text
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
 
 
 def fmt_stat(x: float) -> str:
     return "-" if isinstance(x, float) and math.isnan(x) else fmt_value(x)
 
 
-def fmt_range(lo: float, hi: float) -> str:
+def fmt_range(lo: float, hi: float, largest: float = math.inf) -> str:
+    """The stable range; the dtype's largest finite value is written `max` to save room."""
     if math.isnan(lo) or math.isnan(hi):
         return "none"
-    return f"[{fmt_value(lo)}, {fmt_value(hi)}]"
+
+    def end(x: float) -> str:
+        return ("-max" if x < 0 else "max") if abs(x) == largest else fmt_value(x)
+
+    return f"[{end(lo)}, {end(hi)}]"
 
 
 def _intersect(ranges):
@@ -55,14 +70,22 @@ def scoreboard(result: SweepResult, quantity: Quantity):
 
     s = result.settings
     labels = ", ".join(f"{y:g}" for y in s.labels)
+    from rich import box
+
     table = Table(
         title=f"{quantity}: worst status and stable range (labels {labels})",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        caption="stable range: widest interval around the centre (0, or p = 0.5) where every "
+        "sampled input is ok; max = the dtype's largest finite value",
+        caption_justify="left",
     )
-    table.add_column("formulation", no_wrap=True)
-    table.add_column("domain", no_wrap=True)
+    table.add_column("formulation", no_wrap=True, min_width=21)
+    table.add_column("domain", no_wrap=True, min_width=6)
     for dtype in s.dtypes:
-        table.add_column(str(dtype), no_wrap=True)
+        table.add_column(str(dtype), no_wrap=True, ratio=1)
     groups: dict[tuple, list[CaseResult]] = {}
     for case in result.cases:
         if case.quantity is quantity:
@@ -79,7 +102,8 @@ def scoreboard(result: SweepResult, quantity: Quantity):
                 cell = Text(worst.value, style=STATUS_STYLE[worst])
                 if worst is not Status.ERROR:
                     lo, hi = _intersect([(c.stats.stable_lo, c.stats.stable_hi) for c in cases])
-                    cell.append("\n" + fmt_range(lo, hi), style="default")
+                    largest = dtype.format.largest_finite
+                    cell.append("\n" + fmt_range(lo, hi, largest), style="default")
                 cells.append(cell)
             short = "probs" if domain is Domain.PROBABILITIES else str(domain)
             table.add_row(name, short, *cells, end_section=domain is s.domains[-1])
