@@ -80,7 +80,7 @@ class CaseStats:
     max_ulp / p99_ulp / mean_ulp: over points where output and rounded truth are both finite.
     mean_bits: mean bits of error over all points.
     max_rel_err: max |output - truth| / |truth| (truth rounded to float64), truth finite, nonzero.
-    worst_input: the input with the most bits of error (the first of equals), or NaN.
+    worst_input: the input with the most bits of error (the first of equals); NaN if all exact.
     stable_lo / stable_hi: the widest interval around the domain's centre on which every sampled
         input is ok; NaN when the centre itself is not ok.
     """
@@ -136,7 +136,8 @@ def summarize(
         rel = np.abs(output - truth_f64) / np.abs(truth_f64)
     rel = rel[np.isfinite(output) & np.isfinite(truth_f64) & (truth_f64 != 0)]
     counts = {s.value: int(np.count_nonzero(status == s.value)) for s in Status if s is not Status.ERROR}
-    worst = float(inputs[int(np.argmax(bits))]) if len(bits) else math.nan
+    # no worst input when every point is exact (the first of equals would mean nothing)
+    worst = float(inputs[int(np.argmax(bits))]) if len(bits) and bits.max() > 0 else math.nan
     lo, hi = stable_range(inputs, status == Status.OK.value, domain.centre)
     stats = CaseStats(
         points=len(inputs),

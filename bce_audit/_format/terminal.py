@@ -77,7 +77,7 @@ def scoreboard(result: SweepResult, quantity: Quantity):
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        padding=(0, 1),
+        padding=(0, 0),
         caption="stable range: widest interval around the centre (0, or p = 0.5) where every "
         "sampled input is ok; max = the dtype's largest finite value",
         caption_justify="left",
@@ -115,27 +115,36 @@ def case_table(result: SweepResult):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="per-case figures (ULP errors over finite points)", title_justify="left")
-    for col, justify in [
-        ("formulation", "left"),
-        ("domain", "left"),
-        ("dtype", "left"),
-        ("y", "right"),
-        ("qty", "left"),
-        ("ok", "right"),
-        ("inacc", "right"),
-        ("inf", "right"),
-        ("nan", "right"),
-        ("zero", "right"),
-        ("max ulp", "right"),
-        ("p99 ulp", "right"),
-        ("mean ulp", "right"),
-        ("bits", "right"),
-        ("worst input", "right"),
+    from rich import box
+
+    table = Table(
+        title="per-case figures (ULP errors over points where output and truth are finite)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0),
+    )
+    for col, justify, width in [
+        ("formulation", "left", 21),
+        ("domain", "left", 6),
+        ("dtype", "left", 8),
+        ("y", "right", 3),
+        ("qty", "left", 4),
+        ("ok", "right", 5),
+        ("inacc", "right", 5),
+        ("inf", "right", 4),
+        ("nan", "right", 4),
+        ("zero", "right", 4),
+        ("max ulp", "right", 7),
+        ("p99 ulp", "right", 7),
+        ("mean ulp", "right", 8),
+        ("bits", "right", 5),
+        ("worst input", "right", 11),
     ]:
-        table.add_column(col, justify=justify, no_wrap=True)
+        table.add_column(col, justify=justify, no_wrap=True, min_width=width if col == "formulation" else None)
     for c in result.cases:
-        head = [c.formulation, str(c.domain)[:5], str(c.dtype), f"{c.label:g}", str(c.quantity)]
+        domain = "probs" if c.domain is Domain.PROBABILITIES else str(c.domain)
+        head = [c.formulation, domain, str(c.dtype), f"{c.label:g}", str(c.quantity)]
         if c.stats is None:
             table.add_row(*head, Text("error: " + (c.error or ""), style="bold red"))
             continue
