@@ -52,6 +52,11 @@ def _validate(table: dict, where: str) -> dict:
             ok = isinstance(value, expected)
         if not ok:
             raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+        if isinstance(value, list):
+            want = (int, float) if key in ("labels", "range") else str
+            for item in value:
+                if isinstance(item, bool) or not isinstance(item, want):
+                    raise UsageError(f"{where}.{key}: wrong item {item!r}")
     return table
 
 
