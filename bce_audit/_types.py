@@ -17,7 +17,7 @@ def _closest(word: str, choices: list[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-class _ParsableEnum(str, enum.Enum):
+class _ParsableEnum(enum.StrEnum):
     @classmethod
     def parse(cls, text: str, what: str):
         try:

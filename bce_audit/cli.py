@@ -5,7 +5,6 @@ torch and mpmath are imported only inside commands, so `bce-audit --help` stays 
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path

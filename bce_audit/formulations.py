@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from bce_audit._types import Domain, _closest
 from bce_audit._exit_codes import UsageError
+from bce_audit._types import Domain, _closest
 
 # Keras' default epsilon; 1 - eps rounds to 1 in float16 and bfloat16, as it does for users.
 CLIP_EPSILON = 1e-7

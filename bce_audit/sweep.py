@@ -11,11 +11,11 @@ import numpy as np
 
 from bce_audit import __version__
 from bce_audit._rounding import round_float
-from bce_audit._types import Domain, DType, Quantity, Sampling, Status
+from bce_audit._types import DType, Quantity, Sampling, Status
 from bce_audit.evaluate import evaluate
 from bce_audit.formulations import get_formulation
 from bce_audit.grid import build_grid
-from bce_audit.metrics import bits_of_error, point_status, summarize, ulp_error
+from bce_audit.metrics import point_status, summarize, ulp_error
 from bce_audit.result import CaseResult, NonFinitePoint, PointDetails, SweepResult
 from bce_audit.settings import Settings
 from bce_audit.truth import truth_for
@@ -121,7 +121,7 @@ def run_sweep(
                     nonfinite = tuple(
                         NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
                         for x, o, tt, s, err in zip(
-                            grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors
+                            grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True
                         )
                     )
                     details = None
@@ -155,4 +155,3 @@ def _order(settings: Settings, case: CaseResult):
     )
 
 
-__all__ = ["run_sweep", "truth_work", "bits_of_error", "Domain"]

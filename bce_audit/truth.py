@@ -42,19 +42,6 @@ class OracleError(RuntimeError):
     """The precision loop did not converge: a bug in the oracle, never a user error."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ExactValue:
-    """The truth at one point: either an exact dyadic, a limit (±inf), NaN, or an mpf value.
-
-    value: mpmath mpf (or float inf/nan) of the computed high-precision value.
-    rel_error_bits: the value is within 2^-rel_error_bits relative of the exact result;
-                    None when the value is exact.
-    """
-
-    value: object
-    rel_error_bits: int | None
-
-
 def _round_mpf(v, fmt: FloatFormat) -> float:
     sign, man, exp, _ = v._mpf_
     return round_to_format(sign, int(man), exp, fmt)

@@ -63,6 +63,7 @@ class DetailsCsvFormat(Format):
                 d.truth_f64.tolist(),
                 d.ulp_errors.tolist(),
                 d.statuses.tolist(),
+                strict=True,
             ):
                 w.writerow(head + [number(x), number(o), number(t), _cell(e), st])
         return buf.getvalue()

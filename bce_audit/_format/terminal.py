@@ -56,7 +56,7 @@ def fmt_range(lo: float, hi: float, largest: float = math.inf) -> str:
 
 
 def _intersect(ranges):
-    los, his = zip(*ranges)
+    los, his = zip(*ranges, strict=True)
     if any(math.isnan(v) for v in los + his):
         return math.nan, math.nan
     return max(los), min(his)
@@ -112,10 +112,9 @@ def scoreboard(result: SweepResult, quantity: Quantity):
 
 def case_table(result: SweepResult):
     """Every case with its figures (the --verbose report)."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
-
-    from rich import box
 
     table = Table(
         title="per-case figures (ULP errors over points where output and truth are finite)",
@@ -124,37 +123,37 @@ def case_table(result: SweepResult):
         pad_edge=False,
         padding=(0, 0),
     )
-    for col, justify, width in [
-        ("formulation", "left", 21),
-        ("domain", "left", 6),
-        ("dtype", "left", 8),
-        ("y", "right", 3),
-        ("qty", "left", 4),
-        ("ok", "right", 5),
-        ("inacc", "right", 5),
-        ("inf", "right", 4),
-        ("nan", "right", 4),
-        ("zero", "right", 4),
-        ("max ulp", "right", 7),
-        ("p99 ulp", "right", 7),
-        ("mean ulp", "right", 8),
-        ("bits", "right", 5),
-        ("worst input", "right", 11),
+    # only the formulation column is pinned; the others take their natural width
+    for col, justify in [
+        ("formulation", "left"),
+        ("domain", "left"),
+        ("dtype", "left"),
+        ("y", "right"),
+        ("qty", "left"),
+        ("ok", "right"),
+        ("inacc", "right"),
+        ("inf", "right"),
+        ("nan", "right"),
+        ("zero", "right"),
+        ("max ulp", "right"),
+        ("p99 ulp", "right"),
+        ("mean ulp", "right"),
+        ("bits", "right"),
+        ("worst input", "right"),
     ]:
-        table.add_column(col, justify=justify, no_wrap=True, min_width=width if col == "formulation" else None)
+        table.add_column(col, justify=justify, no_wrap=True, min_width=21 if col == "formulation" else None)
     for c in result.cases:
         domain = "probs" if c.domain is Domain.PROBABILITIES else str(c.domain)
         head = [c.formulation, domain, str(c.dtype), f"{c.label:g}", str(c.quantity)]
         if c.stats is None:
             table.add_row(*head, Text("error: " + (c.error or ""), style="bold red"))
             continue
-        n = c.stats.counts
+        st = c.stats
 
-        def count(status: Status) -> Text:
-            v = n[status.value]
+        def count(status: Status, counts=st.counts) -> Text:
+            v = counts[status.value]
             return Text(str(v), style=STATUS_STYLE[status] if v and status is not Status.OK else "")
 
-        st = c.stats
         table.add_row(
             *head,
             count(Status.OK),
