@@ -45,6 +45,11 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad flag value or command: one line, not click's three
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            _fail(f"{exc.format_message()} (see '{where} --help')")
         except (UsageError, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:

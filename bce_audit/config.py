@@ -65,14 +65,18 @@ def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict,
     if path is not None:
         doc = _load(path)
         # a dedicated file may also nest its settings under [tool.bce-audit]
-        table = doc.get("tool", {}).get("bce-audit", doc) if "tool" in doc else doc
+        tool = doc.get("tool")
+        table = tool.get("bce-audit", doc) if isinstance(tool, dict) else doc
         where = f"{path}" + (" [tool.bce-audit]" if table is not doc else "")
+        if not isinstance(table, dict):
+            raise UsageError(f"{where} must be a table")
         return _validate(table, where), str(path)
     if search_pyproject:
         pyproject = Path("pyproject.toml")
         if pyproject.is_file():
             doc = _load(pyproject)
-            table = doc.get("tool", {}).get("bce-audit")
+            tool = doc.get("tool")
+            table = tool.get("bce-audit") if isinstance(tool, dict) else None
             if table is not None:
                 if not isinstance(table, dict):
                     raise UsageError("pyproject.toml: [tool.bce-audit] must be a table")

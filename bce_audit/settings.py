@@ -61,6 +61,8 @@ class Settings:
                 raise UsageError(f"range {lo:g}:{hi:g} is empty or inverted (LO must be < HI)")
         if not isinstance(self.points, int) or self.points <= 0:
             raise UsageError(f"points must be a positive integer, got {self.points!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not (self.ulp_threshold >= 0):
             raise UsageError(f"ulp threshold must be >= 0, got {self.ulp_threshold!r}")
 

@@ -8,9 +8,9 @@ subnormals and overflow included: never through float64 first.
 
 Formulas are arranged so that only genuine cancellation is left to the precision loop:
 
-* logits:  loss = (1-y)·softplus(z) + y·softplus(-z)  (a sum of non-negative terms; equal to
-  max(z,0) - y·z + log1p(exp(-|z|)))
-           grad = (1-y)·sigmoid(z) - y·sigmoid(-z)   (cancels where sigmoid(z) ≈ y)
+* logits:  loss = (max(z,0) - y·z) + log1p(exp(-|z|))   (an exact dyadic plus a positive term)
+           grad = (1-y) - sigmoid(-|z|) for z > 0, sigmoid(-|z|) - y for z < 0
+                  (an exact dyadic and a term of known sign; cancels only where sigmoid(z) ≈ y)
 * probabilities: loss = -(y·log(p) + (1-y)·log(1-p)) with 1-p exact (both terms ≥ 0)
                  grad = (p-y) / (p·(1-p)) with numerator and denominator exact.
 """
@@ -79,35 +79,68 @@ def _mp():
     return mpmath
 
 
+def _exact(x: float):
+    """The exact mpf of a float, whatever mpmath's ambient precision is (mpf(x) rounds to it)."""
+    mpmath = _mp()
+    return mpmath.mp.make_mpf(mpmath.libmp.from_float(x))
+
+
 # --- the formulas at a given working precision ------------------------------------------------
 
 
+def _exact_plus_small(exact, small, sign: int, bits: int):
+    """exact + sign·small, where ``exact`` is an exact dyadic and ``small`` > 0 is known to a
+    relative 2^-bits. Returns (value, error bits), error bits None when the rounding of the
+    value is provably that of the exact sum.
+
+    When ``small`` is far below every rounding boundary of the target formats around ``exact``
+    (all of them are multiples of 2^min(lsb(exact), top(exact) - 54)), only its sign matters: it
+    is replaced by a power of two below that scale, which rounds identically in every format of
+    at most 53 bits. Without this, an exact value on a midpoint plus e^-100000 would need
+    150,000 bits to settle.
+    """
+    mpmath = _mp()
+    if exact == 0:
+        return (small if sign > 0 else -small), bits
+    _, man, exp, bc = exact._mpf_
+    top = exp + bc - 1
+    cut = min(exp, top - 54) - 2
+    _, sman, sexp, sbc = small._mpf_
+    if sexp + sbc <= cut:  # small < 2^cut
+        tiny = mpmath.mpf(2) ** (cut - 1)
+        return mpmath.fadd(exact, tiny if sign > 0 else -tiny, exact=True), None
+    value = mpmath.fadd(exact, small if sign > 0 else -small, exact=True)
+    if value == 0:
+        return value, 0
+    # absolute error <= small·2^-bits, so relative error <= 2^-(bits - log2(small/|value|))
+    _, vman, vexp, vbc = value._mpf_
+    loss_of_bits = max(0, (sexp + sbc) - (vexp + vbc) + 1)
+    return value, bits - loss_of_bits
+
+
 def _logit_values(z, y, one_minus_y, prec: int):
-    """(loss, grad, grad_error_bound_bits) at working precision prec; z ≠ 0, finite."""
-    mp = _mp().mp
+    """(loss, grad, loss error bits, grad error bits) at working precision prec; z ≠ 0, finite.
+
+    Both are written as an exact dyadic plus a transcendental term of known sign:
+      loss = (max(z,0) - y·z) + log1p(exp(-|z|))
+      grad = (1-y) - sigmoid(-|z|)  for z > 0,   -y + sigmoid(-|z|)  for z < 0.
+    """
+    mpmath = _mp()
+    mp = mpmath.mp
     mp.prec = prec
     a = abs(z)
     e = mp.exp(-a)  # in (0, 1)
     log_term = mp.log1p(e)
-    s = 1 / (1 + e)  # sigmoid(|z|)
     t = e / (1 + e)  # sigmoid(-|z|)
+    bits = prec - _GUARD_BITS
     if z > 0:
-        sp_pos, sp_neg = a + log_term, log_term  # softplus(z), softplus(-z)
-        sig_pos, sig_neg = s, t
+        exact_loss = mpmath.fmul(one_minus_y, z, exact=True)
+        grad = _exact_plus_small(one_minus_y, t, -1, bits)
     else:
-        sp_pos, sp_neg = log_term, a + log_term
-        sig_pos, sig_neg = t, s
-    loss = one_minus_y * sp_pos + y * sp_neg
-    plus, minus = one_minus_y * sig_pos, y * sig_neg
-    grad = plus - minus
-    # Each term is within a few ulps (2^-(prec-GUARD)) relative; the difference's absolute error
-    # is bounded by that times (plus + minus): the relative bound shrinks with cancellation.
-    if grad == 0:
-        bits = 0
-    else:
-        mag = mp.mag((plus + minus) / grad)
-        bits = prec - _GUARD_BITS - max(int(mag), 0)
-    return loss, grad, bits
+        exact_loss = mpmath.fmul(y, a, exact=True)
+        grad = _exact_plus_small(-y, t, +1, bits)
+    loss = _exact_plus_small(exact_loss, log_term, +1, bits)
+    return loss[0], grad[0], loss[1], grad[1]
 
 
 def _exact_logit_grad_at_zero(y):
@@ -176,7 +209,10 @@ def _settle(compute, formats: Sequence[FloatFormat]):
     prec = _START_PRECISION
     while prec <= _MAX_PRECISION:
         loss, grad, loss_bits, grad_bits = compute(prec)
-        rl = _round_unambiguously(loss, loss_bits, formats)
+        if loss_bits is None:
+            rl = tuple(_round_mpf(loss, f) for f in formats)
+        else:
+            rl = _round_unambiguously(loss, loss_bits, formats) if loss_bits > 0 else None
         if grad_bits is None:
             rg = tuple(_round_mpf(grad, f) for f in formats)
         else:
@@ -197,11 +233,11 @@ def logit_truth(z: float, y: float, formats: Sequence[FloatFormat]) -> TruthPoin
         # loss -> +inf unless the label makes the diverging term vanish; grad -> 1-y or -y.
         diverging = (1 - y) if z > 0 else y  # exact in float64 for labels in a dtype
         loss = math.inf if diverging != 0 else 0.0
-        grad_exact = mpmath.fsub(1, y, exact=True) if z > 0 else -mpmath.mpf(y)
-        grad = tuple(_round_mpf(mpmath.mpf(grad_exact), f) for f in formats)
+        grad_exact = mpmath.fsub(1, y, exact=True) if z > 0 else _exact(-y)
+        grad = tuple(_round_mpf(grad_exact, f) for f in formats)
         return TruthPoint(_const(loss, n), grad, loss, grad_exact, 0)
-    zz = mpmath.mpf(z)
-    yy = mpmath.mpf(y)
+    zz = _exact(z)
+    yy = _exact(y)
     omy = mpmath.fsub(1, yy, exact=True)
     if z == 0:
         grad = _exact_logit_grad_at_zero(yy)
@@ -214,8 +250,7 @@ def logit_truth(z: float, y: float, formats: Sequence[FloatFormat]) -> TruthPoin
         return _settle(compute, formats)
 
     def compute(prec):
-        loss, grad, grad_bits = _logit_values(zz, yy, omy, prec)
-        return loss, grad, prec - _GUARD_BITS, grad_bits
+        return _logit_values(zz, yy, omy, prec)
 
     return _settle(compute, formats)
 
@@ -226,7 +261,7 @@ def probability_truth(p: float, y: float, formats: Sequence[FloatFormat]) -> Tru
     mpmath = _mp()
     if math.isnan(p) or math.isnan(y) or not 0 <= p <= 1:
         return TruthPoint(_const(math.nan, n), _const(math.nan, n), math.nan, math.nan, 0)
-    yy = mpmath.mpf(y)
+    yy = _exact(y)
     omy = mpmath.fsub(1, yy, exact=True)
     if p == 0:
         # log p diverges unless y = 0; then L = -log1p(-p) and dL/dp = 1/(1-p) -> 1.
@@ -238,7 +273,7 @@ def probability_truth(p: float, y: float, formats: Sequence[FloatFormat]) -> Tru
         if y == 1:
             return TruthPoint(_const(0.0, n), _const(-1.0, n), mpmath.mpf(0), mpmath.mpf(-1), 0)
         return TruthPoint(_const(math.inf, n), _const(math.inf, n), math.inf, math.inf, 0)
-    pp = mpmath.mpf(p)
+    pp = _exact(p)
     omp = mpmath.fsub(1, pp, exact=True)
     num, den = _prob_grad_exact_parts(pp, yy, omp)
     exact_grad = _dyadic_quotient(num, den)

@@ -1,0 +1,52 @@
+"""Shared helpers for the CLI tests: a runner with plain, wide output and an exit-code check."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from click.testing import CliRunner
+
+ENV = {"NO_COLOR": "1", "COLUMNS": "120", "CI": "1", "BCE_AUDIT_DEBUG": None}
+
+# the cheapest sweep that still exercises the whole pipeline
+TINY = ["-f", "naive", "-d", "float16", "--domain", "logits", "--points", "50"]
+
+
+def runner() -> CliRunner:
+    return CliRunner(env=ENV)
+
+
+def assert_exit(result, code: int) -> None:
+    """Assert the exit code, showing everything the command printed when it is wrong."""
+    if result.exit_code != code:
+        exc = ""
+        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+            import traceback
+
+            exc = "".join(traceback.format_exception(*result.exc_info))
+        raise AssertionError(
+            f"exit code {result.exit_code}, expected {code}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n{exc}"
+        )
+
+
+def assert_usage_error(result, *culprits: str) -> str:
+    """Exit 2, exactly one line on stderr starting with 'bce-audit: error:', naming the culprits."""
+    assert_exit(result, 2)
+    assert "Traceback" not in result.output
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    line = lines[0]
+    assert line.startswith("bce-audit: error:"), line
+    for culprit in culprits:
+        assert culprit in line, f"{culprit!r} not named in {line!r}"
+    assert result.stdout == "", f"nothing expected on stdout, got:\n{result.stdout}"
+    return line
+
+
+def read_csv(text: str) -> tuple[list[str], list[dict]]:
+    rows = list(csv.reader(io.StringIO(text)))
+    header, body = rows[0], rows[1:]
+    return header, [dict(zip(header, r, strict=True)) for r in body]
