@@ -8,6 +8,7 @@ class ExitCode(enum.IntEnum):
     REGRESSION = 1  # a threshold or the baseline failed (bce-audit check)
     USAGE = 2  # bad flag, bad config, unwritable output
     INTERNAL = 3  # a bug in bce-audit itself
+    INTERRUPTED = 130  # Ctrl-C: the shell convention (128 + SIGINT); nothing half-written is left
 
 
 class UsageError(Exception):

@@ -53,7 +53,7 @@ class _Group(click.Group):
         except (UsageError, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
-            _fail("interrupted", ExitCode.INTERNAL)
+            _fail("interrupted", ExitCode.INTERRUPTED)
         except Exception as exc:  # a bug in bce-audit: say so, in one line, with exit 3
             if os.environ.get("BCE_AUDIT_DEBUG"):
                 raise
@@ -136,23 +136,82 @@ def _resolve(config: dict, **flags):
 
 
 @main.command("sweep", epilog=SWEEP_EXAMPLES)
-@click.option("-f", "--formulation", multiple=True, help="Formulation to audit (repeatable; default all). See `bce-audit list`.")
+@click.option(
+    "-f", "--formulation", multiple=True, help="Formulation to audit (repeatable; default all). See `bce-audit list`."
+)
 @click.option("-d", "--dtype", multiple=True, help="float16, bfloat16, float32 or float64 (repeatable; default all).")
-@click.option("--domain", type=click.Choice(["logits", "probabilities", "both"]), default=None, help="Input domain to sweep (default both).")
-@click.option("-y", "--label", multiple=True, help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed).")
-@click.option("--range", "range_", metavar="LO:HI", default=None, help="Restrict inputs to [LO, HI] on the logit axis (probabilities: [sigmoid(LO), sigmoid(HI)]).")
-@click.option("--points", type=int, default=None, help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000).")
-@click.option("--sampling", type=click.Choice(["bits", "exhaustive"]), default=None, help="bits: uniform over bit patterns plus a dense band (default); exhaustive: every value of 16-bit dtypes.")
+@click.option(
+    "--domain",
+    type=click.Choice(["logits", "probabilities", "both"]),
+    default=None,
+    help="Input domain to sweep (default both).",
+)
+@click.option(
+    "-y", "--label", multiple=True, help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed)."
+)
+@click.option(
+    "--range",
+    "range_",
+    metavar="LO:HI",
+    default=None,
+    help="Restrict inputs to [LO, HI] on the logit axis (probabilities: [sigmoid(LO), sigmoid(HI)]).",
+)
+@click.option(
+    "--points",
+    type=int,
+    default=None,
+    help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000).",
+)
+@click.option(
+    "--sampling",
+    type=click.Choice(["bits", "exhaustive"]),
+    default=None,
+    help="bits: uniform over bit patterns plus a dense band (default); exhaustive: every value of 16-bit dtypes.",
+)
 @click.option("--seed", type=int, default=None, help="Random seed (default 0); results are deterministic for a seed.")
-@click.option("--ulp-threshold", type=float, default=None, help="ULP error above which a point is `inaccurate` (default 4).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="TOML file with the same settings; flags win. Default: [tool.bce-audit] in ./pyproject.toml.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write the summary CSV (one row per case) here.")
-@click.option("--details", "details_path", type=click.Path(path_type=Path), default=None, help="Write the per-point CSV here.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report (summary, settings, provenance) here.")
+@click.option(
+    "--ulp-threshold", type=float, default=None, help="ULP error above which a point is `inaccurate` (default 4)."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML file with the same settings; flags win. Default: [tool.bce-audit] in ./pyproject.toml.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the summary CSV (one row per case) here.",
+)
+@click.option(
+    "--details", "details_path", type=click.Path(path_type=Path), default=None, help="Write the per-point CSV here."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the JSON report (summary, settings, provenance) here.",
+)
 @click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures.")
 def sweep_command(
-    formulation, dtype, domain, label, range_, points, sampling, seed, ulp_threshold,
-    config_path, csv_path, details_path, json_path, verbose,
+    formulation,
+    dtype,
+    domain,
+    label,
+    range_,
+    points,
+    sampling,
+    seed,
+    ulp_threshold,
+    config_path,
+    csv_path,
+    details_path,
+    json_path,
+    verbose,
 ) -> None:
     """Audit the formulations and print the scoreboard (and per-case figures with -v)."""
     from bce_audit._io import check_writable
@@ -209,9 +268,7 @@ def _run_with_progress(settings, keep_details: bool):
         transient=True,
     ) as bar:
         task = bar.add_task("exact truth", total=truth_work(settings))
-        return run_sweep(
-            settings, keep_details=keep_details, progress=lambda n: bar.advance(task, n)
-        )
+        return run_sweep(settings, keep_details=keep_details, progress=lambda n: bar.advance(task, n))
 
 
 def _report(result, outputs: dict, verbose: bool) -> None:

@@ -38,9 +38,8 @@ def main() -> None:
     import mpmath
 
     from bce_audit._rounding import round_float, round_to_format
-    from bce_audit._types import DType
+    from bce_audit._types import Domain, DType, Sampling
     from bce_audit.grid import build_grid
-    from bce_audit._types import Domain, Sampling
     from bce_audit.truth import logit_truth, probability_truth
 
     fmt = DType.FLOAT32.format
@@ -96,9 +95,7 @@ def main() -> None:
             undecided += 1
             continue
         ref = tuple(rnd(v) for v in ref_values)
-        same = [
-            (a == b and math.copysign(1, a) == math.copysign(1, b)) for a, b in zip(o_val, ref, strict=True)
-        ]
+        same = [(a == b and math.copysign(1, a) == math.copysign(1, b)) for a, b in zip(o_val, ref, strict=True)]
         wrong_ours += not all(same)
         if not all(same) and VERBOSE:
             print(domain, x, y, "ours", o_val, "plain", p_val, "ref", ref)
