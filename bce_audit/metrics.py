@@ -25,11 +25,11 @@ def ulp_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.nda
     truth = np.asarray(truth, dtype=np.float64)
     with np.errstate(all="ignore"):
         diff = np.abs(output - truth)
-        # opposite-signed values near the top of float64 overflow the plain difference
-        halves = 2 * np.abs(output * 0.5 - truth * 0.5)
-        diff = np.where(np.isinf(diff), halves, diff)
+        # opposite-signed values near the top of float64 overflow the plain difference:
+        # halve both, and double only after dividing by the ulp
+        halves = np.abs(output * 0.5 - truth * 0.5)
         u = ulp(np.where(np.isfinite(truth), truth, 0.0), fmt)
-        err = diff / u
+        err = np.where(np.isinf(diff), 2 * (halves / u), diff / u)
     finite = np.isfinite(output) & np.isfinite(truth)
     return np.where(finite, err, np.nan)
 
@@ -44,16 +44,15 @@ def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np
     out_nan, truth_nan = np.isnan(output), np.isnan(truth)
     o = ordinal(np.where(out_nan, 0.0, output), fmt)
     t = ordinal(np.where(truth_nan, 0.0, truth), fmt)
-    # Python ints in float64 lose nothing that matters after log2 (64-bit distances included).
-    distance = np.abs(o.astype(np.float64) - t.astype(np.float64))
+    # The distance in unsigned 64-bit arithmetic is exact (it is below 2^64); a float64
+    # difference of two float64 ordinals (~2^62) would lose the small distances entirely.
+    distance = (np.maximum(o, t).astype(np.uint64) - np.minimum(o, t).astype(np.uint64)).astype(np.float64)
     bits = np.log2(1.0 + distance)
     bits = np.where(out_nan != truth_nan, float(fmt.width), bits)
     return np.where(out_nan & truth_nan, 0.0, bits)
 
 
-def point_status(
-    output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float
-) -> np.ndarray:
+def point_status(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float) -> np.ndarray:
     """One Status per point (as an array of str), following DESIGN's definitions."""
     output = np.asarray(output, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
