@@ -273,7 +273,14 @@ def _run_with_progress(settings, keep_details: bool):
 
 def _report(result, outputs: dict, verbose: bool) -> None:
     from bce_audit._format import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
-    from bce_audit._format.terminal import case_table, nonfinite_lines, scoreboard
+    from bce_audit._format.terminal import (
+        CASE_TABLE_HEADING,
+        SCOREBOARD_LEGEND,
+        case_table,
+        nonfinite_lines,
+        scoreboard,
+        scoreboard_heading,
+    )
     from bce_audit._io import atomic_write
     from bce_audit.console import stderr, stdout
 
@@ -281,8 +288,12 @@ def _report(result, outputs: dict, verbose: bool) -> None:
     from bce_audit._types import Quantity
 
     for quantity in Quantity:
+        out.print(scoreboard_heading(result, quantity), markup=False)
         out.print(scoreboard(result, quantity))
+    out.print(SCOREBOARD_LEGEND, markup=False)
     if verbose:
+        out.print()
+        out.print(CASE_TABLE_HEADING, markup=False)
         out.print(case_table(result))
     lines = nonfinite_lines(result)
     if lines:

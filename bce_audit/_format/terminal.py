@@ -69,18 +69,12 @@ def scoreboard(result: SweepResult, quantity: Quantity):
     from rich.text import Text
 
     s = result.settings
-    labels = ", ".join(f"{y:g}" for y in s.labels)
     from rich import box
 
     table = Table(
-        title=f"{quantity}: worst status and stable range (labels {labels})",
-        title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 0),
-        caption="stable range: widest interval around the centre (0, or p = 0.5) where every "
-        "sampled input is ok; max = the dtype's largest finite value",
-        caption_justify="left",
     )
     table.add_column("formulation", no_wrap=True, min_width=21)
     table.add_column("domain", no_wrap=True, min_width=6)
@@ -110,6 +104,18 @@ def scoreboard(result: SweepResult, quantity: Quantity):
     return table
 
 
+def scoreboard_heading(result: SweepResult, quantity: Quantity) -> str:
+    labels = ", ".join(f"{y:g}" for y in result.settings.labels)
+    return f"{quantity}: worst status and stable range over labels {labels}"
+
+
+SCOREBOARD_LEGEND = (
+    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every sampled input "
+    "is ok; max: the dtype's largest finite value; none: the centre itself is not ok"
+)
+CASE_TABLE_HEADING = "per-case figures (ULP errors over points where output and truth are finite)"
+
+
 def case_table(result: SweepResult):
     """Every case with its figures (the --verbose report)."""
     from rich import box
@@ -117,8 +123,6 @@ def case_table(result: SweepResult):
     from rich.text import Text
 
     table = Table(
-        title="per-case figures (ULP errors over points where output and truth are finite)",
-        title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 0),
