@@ -35,8 +35,6 @@ _GUARD_BITS = 6
 # explicitly, or transcendental and therefore never on a rounding boundary).
 _MAX_PRECISION = 1 << 16
 
-ALGORITHM_VERSION = 1
-
 
 class OracleError(RuntimeError):
     """The precision loop did not converge: a bug in the oracle, never a user error."""
