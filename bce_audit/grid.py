@@ -92,6 +92,9 @@ def build_grid(
     logit_range: tuple[float, float] | None = None,
 ) -> Grid:
     fmt = dtype.format
+    if sampling is Sampling.EXHAUSTIVE and not fmt.is_16bit:
+        # 2^32 or 2^64 values: the sweep falls back to bit patterns before it gets here
+        raise ValueError(f"exhaustive sampling enumerates 16-bit dtypes only, not {dtype}")
     # One stream per (dtype, domain): a grid does not change when other dtypes are selected.
     rng = np.random.default_rng([seed, list(DType).index(dtype), list(Domain).index(domain)])
     if domain is Domain.LOGITS:
