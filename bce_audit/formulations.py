@@ -96,9 +96,7 @@ BUILTINS: dict[str, Formulation] = {
             f"where(z > {SOFTPLUS_THRESHOLD:g}, z, log1p(exp(z))) - y*z",
             _softplus_threshold,
         ),
-        Formulation(
-            "max-abs", Domain.LOGITS, "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))", _max_abs
-        ),
+        Formulation("max-abs", Domain.LOGITS, "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))", _max_abs),
         Formulation(
             "torch-bce",
             Domain.PROBABILITIES,

@@ -56,10 +56,6 @@ class CaseResult:
             return Status.ERROR
         return self.stats.worst_status
 
-    @property
-    def key(self) -> tuple:
-        return (self.formulation, str(self.domain), str(self.dtype), self.label, str(self.quantity))
-
 
 @dataclasses.dataclass(frozen=True)
 class SweepResult:

@@ -66,9 +66,7 @@ def provenance() -> dict:
     }
 
 
-def run_sweep(
-    settings: Settings, keep_details: bool = False, progress: Progress | None = None
-) -> SweepResult:
+def run_sweep(settings: Settings, keep_details: bool = False, progress: Progress | None = None) -> SweepResult:
     start = time.perf_counter()
     formulations = [get_formulation(name) for name in settings.formulations]
     cases: list[CaseResult] = []
@@ -83,17 +81,12 @@ def run_sweep(
                 ev = evaluate(formulation, grid.domain, grid.dtype, grid.finite, y)
                 # Non-finite inputs one at a time: a formulation that rejects NaN (torch's BCE
                 # raises) must not take the finite points down with it.
-                singles = [
-                    evaluate(formulation, grid.domain, grid.dtype, np.array([x]), y)
-                    for x in grid.nonfinite
-                ]
+                singles = [evaluate(formulation, grid.domain, grid.dtype, np.array([x]), y) for x in grid.nonfinite]
                 nf_loss = np.array([e.loss[0] for e in singles])
                 nf_grad = np.array([e.grad[0] for e in singles])
                 nf_errors = [e.error for e in singles]
                 for quantity in Quantity:
-                    out = np.concatenate(
-                        [ev.loss, nf_loss] if quantity is Quantity.LOSS else [ev.grad, nf_grad]
-                    )
+                    out = np.concatenate([ev.loss, nf_loss] if quantity is Quantity.LOSS else [ev.grad, nf_grad])
                     t = truth.loss if quantity is Quantity.LOSS else truth.grad
                     t64 = truth.loss_f64 if quantity is Quantity.LOSS else truth.grad_f64
                     common = dict(
@@ -120,9 +113,7 @@ def run_sweep(
                     nf_status[[e is not None for e in nf_errors]] = Status.ERROR.value
                     nonfinite = tuple(
                         NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
-                        for x, o, tt, s, err in zip(
-                            grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True
-                        )
+                        for x, o, tt, s, err in zip(grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True)
                     )
                     details = None
                     if keep_details:
@@ -133,9 +124,7 @@ def run_sweep(
                             ulp_errors=np.concatenate([errs, nf_err]),
                             statuses=np.concatenate([status, nf_status]),
                         )
-                    cases.append(
-                        CaseResult(**common, stats=stats, nonfinite=nonfinite, details=details)
-                    )
+                    cases.append(CaseResult(**common, stats=stats, nonfinite=nonfinite, details=details))
     cases.sort(key=lambda c: _order(settings, c))
     return SweepResult(
         settings=settings,
@@ -153,5 +142,3 @@ def _order(settings: Settings, case: CaseResult):
         settings.labels.index(case.label),
         list(Quantity).index(case.quantity),
     )
-
-

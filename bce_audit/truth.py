@@ -62,10 +62,7 @@ def _round_unambiguously(v, rel_error_bits: int, formats: Sequence[FloatFormat])
     out = []
     for fmt in formats:
         r = round_to_format(sign, man, exp, fmt)
-        if (
-            round_to_format(sign, man - step, exp, fmt) != r
-            or round_to_format(sign, man + step, exp, fmt) != r
-        ):
+        if round_to_format(sign, man - step, exp, fmt) != r or round_to_format(sign, man + step, exp, fmt) != r:
             return None
         out.append(r)
     return tuple(out)
@@ -301,9 +298,7 @@ class TruthArrays:
     grad_f64: np.ndarray
 
 
-def truth_for(
-    domain: Domain, inputs: np.ndarray, label: float, fmt: FloatFormat, progress=None
-) -> TruthArrays:
+def truth_for(domain: Domain, inputs: np.ndarray, label: float, fmt: FloatFormat, progress=None) -> TruthArrays:
     """Evaluate the oracle at every input (exact values of the dtype, held in float64)."""
     point = logit_truth if domain is Domain.LOGITS else probability_truth
     formats = (fmt, FLOAT64)

@@ -13,9 +13,7 @@ SUMMARY_COLUMNS = (
     "formulation,domain,dtype,label,quantity,points,ok,inaccurate,inf,nan,zero,"
     "max_ulp,p99_ulp,mean_ulp,mean_bits,max_rel_err,worst_input,stable_lo,stable_hi"
 ).split(",")
-DETAILS_COLUMNS = (
-    "formulation,domain,dtype,label,quantity,input,output,truth,ulp_error,status"
-).split(",")
+DETAILS_COLUMNS = ("formulation,domain,dtype,label,quantity,input,output,truth,ulp_error,status").split(",")
 
 
 def _cell(x: float) -> str:
