@@ -248,7 +248,7 @@ def sweep_command(
 
 def _run_with_progress(settings, keep_details: bool):
     from bce_audit.console import stderr
-    from bce_audit.sweep import effective_sampling, run_sweep, truth_work
+    from bce_audit.sweep import effective_sampling, run_sweep
 
     err = stderr()
     for dtype in settings.dtypes:
@@ -267,8 +267,12 @@ def _run_with_progress(settings, keep_details: bool):
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("exact truth", total=truth_work(settings))
-        return run_sweep(settings, keep_details=keep_details, progress=lambda n: bar.advance(task, n))
+        task = bar.add_task("exact truth", total=None)
+        return run_sweep(
+            settings,
+            keep_details=keep_details,
+            progress=lambda n, total: bar.update(task, advance=n, total=total),
+        )
 
 
 def _report(result, outputs: dict, verbose: bool) -> None:

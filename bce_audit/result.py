@@ -65,3 +65,4 @@ class SweepResult:
     cases: tuple[CaseResult, ...]
     provenance: dict
     elapsed_s: float
+    truth_points: int  # (input, label) pairs the oracle evaluated, each for loss and gradient

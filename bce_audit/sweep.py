@@ -20,7 +20,8 @@ from bce_audit.result import CaseResult, NonFinitePoint, PointDetails, SweepResu
 from bce_audit.settings import Settings
 from bce_audit.truth import truth_for
 
-Progress = Callable[[int], None]
+# progress(points just evaluated, points in all): called as the oracle works through the grids
+Progress = Callable[[int, int], None]
 
 
 def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
@@ -41,12 +42,6 @@ def grids(settings: Settings):
                 settings.seed,
                 settings.logit_range,
             )
-
-
-def truth_work(settings: Settings) -> int:
-    """How many oracle points the sweep evaluates (for a progress bar)."""
-    per_label = sum(len(g.finite) + len(g.nonfinite) for g in grids(settings))
-    return per_label * len(settings.labels)
 
 
 def provenance() -> dict:
@@ -70,13 +65,17 @@ def run_sweep(settings: Settings, keep_details: bool = False, progress: Progress
     start = time.perf_counter()
     formulations = [get_formulation(name) for name in settings.formulations]
     cases: list[CaseResult] = []
-    for grid in grids(settings):
+    grid_list = list(grids(settings))
+    # oracle points to evaluate: what a progress bar counts towards
+    total = sum(len(g.finite) + len(g.nonfinite) for g in grid_list) * len(settings.labels)
+    advance = None if progress is None else (lambda n: progress(n, total))
+    for grid in grid_list:
         fmt = grid.dtype.format
         inputs = np.concatenate([grid.finite, grid.nonfinite])
         n = len(grid.finite)
         for label in settings.labels:
             y = round_float(float(label), fmt)  # the label in the dtype: the truth uses this
-            truth = truth_for(grid.domain, inputs, y, fmt, progress)
+            truth = truth_for(grid.domain, inputs, y, fmt, advance)
             for formulation in formulations:
                 ev = evaluate(formulation, grid.domain, grid.dtype, grid.finite, y)
                 # Non-finite inputs one at a time: a formulation that rejects NaN (torch's BCE
@@ -130,6 +129,7 @@ def run_sweep(settings: Settings, keep_details: bool = False, progress: Progress
         settings=settings,
         cases=tuple(cases),
         provenance=provenance(),
+        truth_points=total,
         elapsed_s=time.perf_counter() - start,
     )
 

@@ -552,3 +552,20 @@ def test_exhaustive_on_16bit_only_has_no_note():
     result = runner().invoke(main, args)
     assert_exit(result, 0)
     assert "note:" not in result.stderr
+
+
+def test_progress_counts_every_oracle_point_once():
+    from bce_audit._types import Domain, DType
+    from bce_audit.settings import Settings
+    from bce_audit.sweep import run_sweep
+
+    calls = []
+    settings = Settings(
+        formulations=("naive",), dtypes=(DType.FLOAT16, DType.FLOAT32), domains=tuple(Domain), points=40
+    )
+    result = run_sweep(settings, progress=lambda n, total: calls.append((n, total)))
+    # per label: every finite input of each case's grid plus its non-finite inputs
+    per_label = sum(c.stats.points + len(c.nonfinite) for c in result.cases if c.label == 0.0 and c.quantity == "loss")
+    assert result.truth_points == per_label * len(settings.labels)
+    assert sum(n for n, _ in calls) == result.truth_points
+    assert {total for _, total in calls} == {result.truth_points}
