@@ -123,8 +123,10 @@ def _resolve(config: dict, **flags):
         if isinstance(rng, list):
             if len(rng) != 2:
                 raise UsageError(f"range {rng!r} must have two numbers [LO, HI]")
-            rng = f"{rng[0]}:{rng[1]}"
-        kw["logit_range"] = parse_range(rng)
+            # numbers already: Settings checks that the interval is not empty or inverted
+            kw["logit_range"] = (float(rng[0]), float(rng[1]))
+        else:
+            kw["logit_range"] = parse_range(rng)
     for key in ("points", "seed", "ulp_threshold"):
         v = pick(flags[key], key)
         if v is not None:
