@@ -21,13 +21,18 @@ def _cell(x: float) -> str:
     return "" if isinstance(x, float) and math.isnan(x) else number(x)
 
 
+def _case_columns(case) -> list:
+    """The five columns that name a case, shared by both CSVs."""
+    return [case.formulation, case.domain, case.dtype, number(case.label), case.quantity]
+
+
 class SummaryCsvFormat(Format):
     def render(self, result: SweepResult) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(SUMMARY_COLUMNS)
         for case in result.cases:
-            head = [case.formulation, case.domain, case.dtype, number(case.label), case.quantity]
+            head = _case_columns(case)
             s = case.stats
             if s is None:  # the formulation raised: no figures
                 w.writerow(head + [0] + [""] * (len(SUMMARY_COLUMNS) - 6))
@@ -54,7 +59,7 @@ class DetailsCsvFormat(Format):
             d = case.details
             if d is None:
                 continue
-            head = [case.formulation, case.domain, case.dtype, number(case.label), case.quantity]
+            head = _case_columns(case)
             for x, o, t, e, st in zip(
                 d.inputs.tolist(),
                 d.outputs.tolist(),
