@@ -5,6 +5,7 @@ torch and mpmath are imported only inside commands, so `bce-audit --help` stays 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -137,115 +138,147 @@ def _resolve(config: dict, **flags):
     return Settings(**kw)
 
 
-@main.command("sweep", epilog=SWEEP_EXAMPLES)
-@click.option(
-    "-f", "--formulation", multiple=True, help="Formulation to audit (repeatable; default all). See `bce-audit list`."
-)
-@click.option("-d", "--dtype", multiple=True, help="float16, bfloat16, float32 or float64 (repeatable; default all).")
-@click.option(
-    "--domain",
-    type=click.Choice(["logits", "probabilities", "both"]),
-    default=None,
-    help="Input domain to sweep (default both).",
-)
-@click.option(
-    "-y", "--label", multiple=True, help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed)."
-)
-@click.option(
-    "--range",
-    "range_",
-    metavar="LO:HI",
-    default=None,
-    help="Restrict inputs to [LO, HI] on the logit axis (probabilities: [sigmoid(LO), sigmoid(HI)]).",
-)
-@click.option(
-    "--points",
-    type=int,
-    default=None,
-    help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000).",
-)
-@click.option(
-    "--sampling",
-    type=click.Choice(["bits", "exhaustive"]),
-    default=None,
-    help="bits: uniform over bit patterns plus a dense band (default); exhaustive: every value of 16-bit dtypes.",
-)
-@click.option("--seed", type=int, default=None, help="Random seed (default 0); results are deterministic for a seed.")
-@click.option(
-    "--ulp-threshold", type=float, default=None, help="ULP error above which a point is `inaccurate` (default 4)."
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML file with the same settings; flags win. Default: [tool.bce-audit] in ./pyproject.toml.",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the summary CSV (one row per case) here.",
-)
-@click.option(
-    "--details", "details_path", type=click.Path(path_type=Path), default=None, help="Write the per-point CSV here."
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the JSON report (summary, settings, provenance) here.",
-)
-@click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures.")
-def sweep_command(
-    formulation,
-    dtype,
-    domain,
-    label,
-    range_,
-    points,
-    sampling,
-    seed,
-    ulp_threshold,
-    config_path,
-    csv_path,
-    details_path,
-    json_path,
-    verbose,
-) -> None:
-    """Audit the formulations and print the scoreboard (and per-case figures with -v)."""
+# The options shared by `sweep` and every command that runs a sweep: what to audit, where the
+# settings come from, and what to export. Each command applies them with @_sweep_options.
+_SWEEP_OPTIONS = [
+    click.option(
+        "-f",
+        "--formulation",
+        multiple=True,
+        help="Formulation to audit (repeatable; default all). See `bce-audit list`.",
+    ),
+    click.option(
+        "-d", "--dtype", multiple=True, help="float16, bfloat16, float32 or float64 (repeatable; default all)."
+    ),
+    click.option(
+        "--domain",
+        type=click.Choice(["logits", "probabilities", "both"]),
+        default=None,
+        help="Input domain to sweep (default both).",
+    ),
+    click.option(
+        "-y",
+        "--label",
+        multiple=True,
+        help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed).",
+    ),
+    click.option(
+        "--range",
+        "range_",
+        metavar="LO:HI",
+        default=None,
+        help="Restrict inputs to [LO, HI] on the logit axis (probabilities: [sigmoid(LO), sigmoid(HI)]).",
+    ),
+    click.option(
+        "--points",
+        type=int,
+        default=None,
+        help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000).",
+    ),
+    click.option(
+        "--sampling",
+        type=click.Choice(["bits", "exhaustive"]),
+        default=None,
+        help="bits: uniform over bit patterns plus a dense band (default); exhaustive: every value of 16-bit dtypes.",
+    ),
+    click.option(
+        "--seed", type=int, default=None, help="Random seed (default 0); results are deterministic for a seed."
+    ),
+    click.option(
+        "--ulp-threshold",
+        type=float,
+        default=None,
+        help="ULP error above which a point is `inaccurate` (default 4).",
+    ),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="TOML file with the same settings; flags win. Default: [tool.bce-audit] in ./pyproject.toml.",
+    ),
+    click.option(
+        "--csv",
+        "csv_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the summary CSV (one row per case) here.",
+    ),
+    click.option(
+        "--details",
+        "details_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the per-point CSV here.",
+    ),
+    click.option(
+        "--json",
+        "json_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the JSON report (summary, settings, provenance) here.",
+    ),
+    click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures."),
+]
+
+
+def _sweep_options(fn):
+    for option in reversed(_SWEEP_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@dataclasses.dataclass(frozen=True)
+class _Invocation:
+    """A sweep command line resolved: the config table, the settings, the checked outputs."""
+
+    config: dict
+    config_source: str | None
+    settings: object  # bce_audit.settings.Settings
+    outputs: dict  # "csv" | "details" | "json" -> Path, each checked writable
+    verbose: bool
+
+
+def _prepare(flags: dict) -> _Invocation:
+    """Settings and outputs from the config and the sweep options (flags win)."""
     from bce_audit._io import check_writable
     from bce_audit.config import load_config
 
-    config, _source = load_config(config_path)
+    config, source = load_config(flags["config_path"])
     settings = _resolve(
         config,
-        formulation=formulation,
-        dtype=dtype,
-        domain=domain,
-        label=label,
-        range=range_,
-        points=points,
-        sampling=sampling,
-        seed=seed,
-        ulp_threshold=ulp_threshold,
+        formulation=flags["formulation"],
+        dtype=flags["dtype"],
+        domain=flags["domain"],
+        label=flags["label"],
+        range=flags["range_"],
+        points=flags["points"],
+        sampling=flags["sampling"],
+        seed=flags["seed"],
+        ulp_threshold=flags["ulp_threshold"],
     )
     outputs = {}
     for flag, value, key in [
-        ("--csv", csv_path, "csv"),
-        ("--details", details_path, "details"),
-        ("--json", json_path, "json"),
+        ("--csv", flags["csv_path"], "csv"),
+        ("--details", flags["details_path"], "details"),
+        ("--json", flags["json_path"], "json"),
     ]:
         path = value if value is not None else config.get(key)
         if path is not None:
             path = Path(path)
             check_writable(path, flag)  # before the sweep: never fail after minutes of work
             outputs[key] = path
-    verbose = verbose if verbose is not None else bool(config.get("verbose", False))
-    result = _run_with_progress(settings, keep_details="details" in outputs)
-    _report(result, outputs, verbose)
+    verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
+    return _Invocation(config, source, settings, outputs, verbose)
+
+
+@main.command("sweep", epilog=SWEEP_EXAMPLES)
+@_sweep_options
+def sweep_command(**flags) -> None:
+    """Audit the formulations and print the scoreboard (and per-case figures with -v)."""
+    inv = _prepare(flags)
+    result = _run_with_progress(inv.settings, keep_details="details" in inv.outputs)
+    _report(result, inv.outputs, inv.verbose)
 
 
 def _run_with_progress(settings, keep_details: bool):
