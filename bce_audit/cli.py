@@ -219,6 +219,26 @@ _SWEEP_OPTIONS = [
         help="Write the JSON report (summary, settings, provenance) here.",
     ),
     click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures."),
+    click.option(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="Processes for the exact truth (default: the number of cores). Results are identical for any N.",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Keep computed truth here (default: the user cache directory, or $BCE_AUDIT_CACHE_DIR).",
+    ),
+    click.option(
+        "--no-cache",
+        "no_cache",
+        is_flag=True,
+        default=None,
+        help="Neither read nor write the truth cache: compute every exact value afresh.",
+    ),
 ]
 
 
@@ -237,6 +257,8 @@ class _Invocation:
     settings: object  # bce_audit.settings.Settings
     outputs: dict  # "csv" | "details" | "json" -> Path, each checked writable
     verbose: bool
+    jobs: int  # processes for the oracle
+    cache_dir: Path | None  # None: no persistent truth cache
 
 
 def _prepare(flags: dict) -> _Invocation:
@@ -269,7 +291,28 @@ def _prepare(flags: dict) -> _Invocation:
             check_writable(path, flag)  # before the sweep: never fail after minutes of work
             outputs[key] = path
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
-    return _Invocation(config, source, settings, outputs, verbose)
+    jobs = flags["jobs"] if flags["jobs"] is not None else config.get("jobs")
+    if jobs is None:
+        jobs = _cores()
+    elif jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    use_cache = not flags["no_cache"] and config.get("cache", True)
+    cache_dir = None
+    if use_cache:
+        from bce_audit.truth_cache import default_cache_dir
+
+        given = flags["cache_dir"] if flags["cache_dir"] is not None else config.get("cache_dir")
+        cache_dir = Path(given) if given is not None else default_cache_dir()
+        if given is not None and cache_dir.exists() and not cache_dir.is_dir():
+            raise UsageError(f"--cache-dir {cache_dir}: not a directory")
+    return _Invocation(config, source, settings, outputs, verbose, jobs, cache_dir)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (Linux)
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 @main.command("sweep", epilog=SWEEP_EXAMPLES)
@@ -277,21 +320,29 @@ def _prepare(flags: dict) -> _Invocation:
 def sweep_command(**flags) -> None:
     """Audit the formulations and print the scoreboard (and per-case figures with -v)."""
     inv = _prepare(flags)
-    result = _run_with_progress(inv.settings, keep_details="details" in inv.outputs)
+    result = _run_with_progress(inv, keep_details="details" in inv.outputs)
     _report(result, inv.outputs, inv.verbose)
 
 
-def _run_with_progress(settings, keep_details: bool):
+def _run_with_progress(inv: _Invocation, keep_details: bool):
     from bce_audit.console import stderr
     from bce_audit.sweep import effective_sampling, run_sweep
+    from bce_audit.truth_cache import TruthCache
 
+    settings = inv.settings
     err = stderr()
     for dtype in settings.dtypes:
         if effective_sampling(settings, dtype) is not settings.sampling:
             err.print(f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead")
+
+    def warn(message: str) -> None:
+        err.print(f"bce-audit: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    cache = None if inv.cache_dir is None else TruthCache(inv.cache_dir, warn=warn)
+    run = dict(keep_details=keep_details, jobs=inv.jobs, cache=cache)
     show = err.is_terminal and not os.environ.get("CI")
     if not show:
-        return run_sweep(settings, keep_details=keep_details)
+        return run_sweep(settings, **run)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress(
@@ -303,11 +354,7 @@ def _run_with_progress(settings, keep_details: bool):
         transient=True,
     ) as bar:
         task = bar.add_task("exact truth", total=None)
-        return run_sweep(
-            settings,
-            keep_details=keep_details,
-            progress=lambda n, total: bar.update(task, advance=n, total=total),
-        )
+        return run_sweep(settings, progress=lambda n, total: bar.update(task, advance=n, total=total), **run)
 
 
 def _report(result, outputs: dict, verbose: bool) -> None:

@@ -22,6 +22,9 @@ KEYS = {
     "json": str,
     "details": str,
     "verbose": bool,
+    "jobs": int,
+    "cache": bool,
+    "cache_dir": str,
 }
 
 

@@ -65,4 +65,5 @@ class SweepResult:
     cases: tuple[CaseResult, ...]
     provenance: dict
     elapsed_s: float
-    truth_points: int  # (input, label) pairs the oracle evaluated, each for loss and gradient
+    truth_points: int  # distinct (domain, label, input) points the truth was needed at
+    truth_computed: int = 0  # of those, the points the oracle evaluated (the rest: the cache)

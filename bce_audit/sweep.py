@@ -11,16 +11,17 @@ import numpy as np
 
 from bce_audit import __version__
 from bce_audit._rounding import round_float
-from bce_audit._types import DType, Quantity, Sampling, Status
+from bce_audit._types import FLOAT64, DType, Quantity, Sampling, Status
 from bce_audit.evaluate import evaluate
 from bce_audit.formulations import get_formulation
 from bce_audit.grid import build_grid
 from bce_audit.metrics import point_status, summarize, ulp_error
 from bce_audit.result import CaseResult, NonFinitePoint, PointDetails, SweepResult
 from bce_audit.settings import Settings
-from bce_audit.truth import truth_for
+from bce_audit.truth_table import build_truth_table, column
 
-# progress(points just evaluated, points in all): called as the oracle works through the grids
+# progress(points just evaluated, points in all): called as the oracle works through the points
+# the cache did not have
 Progress = Callable[[int, int], None]
 
 
@@ -61,21 +62,40 @@ def provenance() -> dict:
     }
 
 
-def run_sweep(settings: Settings, keep_details: bool = False, progress: Progress | None = None) -> SweepResult:
+def run_sweep(
+    settings: Settings,
+    keep_details: bool = False,
+    progress: Progress | None = None,
+    jobs: int = 1,
+    cache=None,
+) -> SweepResult:
+    """Run the audit. jobs: processes for the oracle; cache: a truth_cache.TruthCache or None.
+
+    Neither changes a single result: the truth of a point depends on the point alone.
+    """
     start = time.perf_counter()
     formulations = [get_formulation(name) for name in settings.formulations]
     cases: list[CaseResult] = []
     grid_list = list(grids(settings))
-    # oracle points to evaluate: what a progress bar counts towards
-    total = sum(len(g.finite) + len(g.nonfinite) for g in grid_list) * len(settings.labels)
-    advance = None if progress is None else (lambda n: progress(n, total))
+    # Every (domain, label, input) the truth is needed at, each label rounded into the dtype
+    # under test (the truth uses the label users actually get); evaluated once, all dtypes.
+    requests = [
+        (grid.domain, round_float(float(label), grid.dtype.format), np.concatenate([grid.finite, grid.nonfinite]))
+        for grid in grid_list
+        for label in settings.labels
+    ]
+    table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
     for grid in grid_list:
         fmt = grid.dtype.format
         inputs = np.concatenate([grid.finite, grid.nonfinite])
         n = len(grid.finite)
         for label in settings.labels:
             y = round_float(float(label), fmt)  # the label in the dtype: the truth uses this
-            truth = truth_for(grid.domain, inputs, y, fmt, advance)
+            rows = table.rows(grid.domain, y, inputs)
+            truth = {
+                Quantity.LOSS: (rows[:, column(True, fmt)], rows[:, column(True, FLOAT64)]),
+                Quantity.GRAD: (rows[:, column(False, fmt)], rows[:, column(False, FLOAT64)]),
+            }
             for formulation in formulations:
                 ev = evaluate(formulation, grid.domain, grid.dtype, grid.finite, y)
                 # Non-finite inputs one at a time: a formulation that rejects NaN (torch's BCE
@@ -86,8 +106,7 @@ def run_sweep(settings: Settings, keep_details: bool = False, progress: Progress
                 nf_errors = [e.error for e in singles]
                 for quantity in Quantity:
                     out = np.concatenate([ev.loss, nf_loss] if quantity is Quantity.LOSS else [ev.grad, nf_grad])
-                    t = truth.loss if quantity is Quantity.LOSS else truth.grad
-                    t64 = truth.loss_f64 if quantity is Quantity.LOSS else truth.grad_f64
+                    t, t64 = truth[quantity]
                     common = dict(
                         formulation=formulation.name,
                         domain=grid.domain,
@@ -129,7 +148,8 @@ def run_sweep(settings: Settings, keep_details: bool = False, progress: Progress
         settings=settings,
         cases=tuple(cases),
         provenance=provenance(),
-        truth_points=total,
+        truth_points=work.points,
+        truth_computed=work.computed,
         elapsed_s=time.perf_counter() - start,
     )
 

@@ -17,14 +17,13 @@ Formulas are arranged so that only genuine cancellation is left to the precision
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from bce_audit._rounding import round_to_format
-from bce_audit._types import FLOAT64, Domain, FloatFormat
+from bce_audit._types import FloatFormat
 
 # Working precision to start from, above the widest target (53 bits), and the bits the error
 # bound of a composed expression is allowed to eat (mpmath's elementary functions are accurate
@@ -66,6 +65,17 @@ def _round_unambiguously(v, rel_error_bits: int, formats: Sequence[FloatFormat])
             return None
         out.append(r)
     return tuple(out)
+
+
+@contextlib.contextmanager
+def preserve_precision():
+    """Restore mpmath's global working precision afterwards (the Ziv loop changes it)."""
+    mpmath = _mp()
+    saved = mpmath.mp.prec
+    try:
+        yield
+    finally:
+        mpmath.mp.prec = saved
 
 
 def _mp():
@@ -282,39 +292,3 @@ def probability_truth(p: float, y: float, formats: Sequence[FloatFormat]) -> Tru
         return loss, num / den, prec - _GUARD_BITS, prec - 2
 
     return _settle(compute, formats)
-
-
-@dataclasses.dataclass(frozen=True)
-class TruthArrays:
-    """Truth for a vector of inputs at one label, in the dtype under test and in float64.
-
-    loss / grad: correctly rounded into the dtype under test (stored as float64, exactly).
-    loss_f64 / grad_f64: the same exact values rounded directly to float64 (for reports).
-    """
-
-    loss: np.ndarray
-    grad: np.ndarray
-    loss_f64: np.ndarray
-    grad_f64: np.ndarray
-
-
-def truth_for(domain: Domain, inputs: np.ndarray, label: float, fmt: FloatFormat, progress=None) -> TruthArrays:
-    """Evaluate the oracle at every input (exact values of the dtype, held in float64)."""
-    point = logit_truth if domain is Domain.LOGITS else probability_truth
-    formats = (fmt, FLOAT64)
-    n = len(inputs)
-    out = np.empty((4, n), dtype=np.float64)
-    mpmath = _mp()
-    saved = mpmath.mp.prec
-    try:
-        for i, x in enumerate(inputs.tolist()):
-            t = point(x, label, formats)
-            out[0, i], out[1, i] = t.loss
-            out[2, i], out[3, i] = t.grad
-            if progress is not None and i % 256 == 255:
-                progress(256)
-        if progress is not None:
-            progress(n % 256)
-    finally:
-        mpmath.mp.prec = saved
-    return TruthArrays(loss=out[0], grad=out[2], loss_f64=out[1], grad_f64=out[3])

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -557,15 +558,20 @@ def test_exhaustive_on_16bit_only_has_no_note():
 def test_progress_counts_every_oracle_point_once():
     from bce_audit._types import Domain, DType
     from bce_audit.settings import Settings
-    from bce_audit.sweep import run_sweep
+    from bce_audit.sweep import grids, run_sweep
 
     calls = []
     settings = Settings(
         formulations=("naive",), dtypes=(DType.FLOAT16, DType.FLOAT32), domains=tuple(Domain), points=40
     )
     result = run_sweep(settings, progress=lambda n, total: calls.append((n, total)))
-    # per label: every finite input of each case's grid plus its non-finite inputs
-    per_label = sum(c.stats.points + len(c.nonfinite) for c in result.cases if c.label == 0.0 and c.quantity == "loss")
-    assert result.truth_points == per_label * len(settings.labels)
+    # the distinct (domain, label, input) points of every grid: labels 0 and 1 are the same in
+    # both dtypes, so an input that is in both grids (±0, the non-finite ones) is needed once
+    distinct = set()
+    for grid in grids(settings):
+        for x in np.concatenate([grid.finite, grid.nonfinite]).tolist():
+            for y in settings.labels:
+                distinct.add((grid.domain, y, struct.pack("<d", x)))
+    assert result.truth_points == len(distinct) == result.truth_computed
     assert sum(n for n, _ in calls) == result.truth_points
     assert {total for _, total in calls} == {result.truth_points}

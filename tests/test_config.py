@@ -138,6 +138,7 @@ def test_load_config_accepts_every_key(tmp_path):
         'formulations = ["naive"]\ndtypes = ["float16"]\ndomain = "both"\nlabels = [0, 0.5, 1]\n'
         'range = [-3, 3]\npoints = 10\nsampling = "bits"\nseed = 1\nulp_threshold = 2\n'
         'csv = "a.csv"\njson = "a.json"\ndetails = "d.csv"\nverbose = true\n'
+        'jobs = 2\ncache = false\ncache_dir = "cache"\n'
     )
     table, _ = load_config(cfg)
     assert set(table) == set(KEYS)

@@ -1,0 +1,187 @@
+"""The persistent truth cache and --jobs: neither may change a single result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TINY, assert_exit, assert_usage_error, runner
+
+from bce_audit import truth_table
+from bce_audit._types import Domain, DType, Sampling
+from bce_audit.cli import main
+from bce_audit.grid import build_grid
+from bce_audit.settings import Settings
+from bce_audit.sweep import run_sweep
+from bce_audit.truth_cache import _MAGIC, ORACLE_VERSION, TruthCache
+from bce_audit.truth_table import build_truth_table, evaluate_points
+
+SMALL = ["-f", "max-abs", "-f", "naive", "-d", "float16", "-d", "float32", "--points", "60"]
+
+
+def _cache_files(root: Path) -> list[Path]:
+    return sorted((root / f"oracle-v{ORACLE_VERSION}").glob("*.truth"))
+
+
+def _sweep(args, tmp_path, *extra):
+    csv = tmp_path / "out.csv"
+    result = runner().invoke(main, ["sweep", *args, "--csv", str(csv), *extra])
+    assert_exit(result, 0)
+    return result, csv.read_text()
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def test_cache_round_trip_and_warm_run_computes_nothing(tmp_path):
+    warnings = []
+    cache = TruthCache(tmp_path, warn=warnings.append)
+    grid = build_grid(DType.FLOAT16, Domain.LOGITS, 200, Sampling.BITS, 0).finite
+    requests = [(Domain.LOGITS, 0.0, grid), (Domain.LOGITS, 1.0, grid)]
+    cold, cold_work = build_truth_table(requests, cache=cache)
+    assert cold_work.computed == cold_work.points == 2 * len(np.unique(grid.view(np.int64)))  # -0.0 is not 0.0
+    assert len(_cache_files(tmp_path)) == 2
+    warm, warm_work = build_truth_table(requests, cache=TruthCache(tmp_path))
+    assert (warm_work.points, warm_work.computed) == (cold_work.points, 0)
+    for y in (0.0, 1.0):
+        assert warm.rows(Domain.LOGITS, y, grid).tobytes() == cold.rows(Domain.LOGITS, y, grid).tobytes()
+        assert cold.rows(Domain.LOGITS, y, grid).tobytes() == evaluate_points(Domain.LOGITS, grid, y).tobytes()
+    assert warnings == []
+
+
+def test_cache_adds_new_points_to_what_it_has(tmp_path):
+    cache = TruthCache(tmp_path)
+    xs = np.linspace(-5, 5, 41)
+    build_truth_table([(Domain.LOGITS, 0.5, xs[:20])], cache=cache)
+    _, work = build_truth_table([(Domain.LOGITS, 0.5, xs)], cache=cache)
+    assert work.computed == 21
+    keys, rows = cache.load(Domain.LOGITS, 0.5)
+    assert len(keys) == 41
+    assert rows.tobytes() == evaluate_points(Domain.LOGITS, keys.view(np.float64), 0.5).tobytes()
+
+
+def _corrupt(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "flip a value":
+        path.write_bytes(data[:-3] + bytes([data[-3] ^ 0x40]) + data[-2:])
+    elif how == "truncate":
+        path.write_bytes(data[: len(data) - 100])
+    elif how == "garbage":
+        path.write_bytes(b"\x00\x01garbage" * 10)
+    elif how == "other oracle":
+        head, rest = data[len(_MAGIC) :].split(b"\n", 1)
+        header = json.loads(head)
+        header["oracle"] = ORACLE_VERSION - 1
+        path.write_bytes(_MAGIC + json.dumps(header).encode() + b"\n" + rest)
+    elif how == "empty":
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["flip a value", "truncate", "garbage", "other oracle", "empty"])
+def test_corrupt_cache_file_is_reported_and_recomputed(tmp_path, how):
+    cache_dir = tmp_path / "cache"
+    _, clean = _sweep([*TINY, "--cache-dir", str(cache_dir)], tmp_path)
+    (victim,) = [p for p in _cache_files(cache_dir) if "y0000" in p.name]
+    _corrupt(victim, how)
+    result, again = _sweep([*TINY, "--cache-dir", str(cache_dir)], tmp_path)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("bce-audit: warning: ignoring corrupt cache file")
+    assert victim.name in warnings[0]
+    assert again == clean  # the corrupt values were not used
+    # and the file was rewritten whole: the next run is silent
+    result, third = _sweep([*TINY, "--cache-dir", str(cache_dir)], tmp_path)
+    assert "warning" not in result.stderr
+    assert third == clean
+
+
+def test_no_cache_reads_and_writes_nothing(tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("BCE_AUDIT_CACHE_DIR", str(cache_dir))
+    _sweep(TINY, tmp_path, "--no-cache")
+    assert not cache_dir.exists()
+    _sweep(TINY, tmp_path)  # the environment variable picks the default place
+    assert len(_cache_files(cache_dir)) == 2
+
+
+def test_cache_dir_from_config_and_cache_off_in_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'cache_dir = "{tmp_path / "from-config"}"\n')
+    _sweep([*TINY, "--config", str(cfg)], tmp_path)
+    assert len(_cache_files(tmp_path / "from-config")) == 2
+    cfg.write_text(f'cache = false\ncache_dir = "{tmp_path / "off"}"\n')
+    _sweep([*TINY, "--config", str(cfg)], tmp_path)
+    assert not (tmp_path / "off").exists()
+
+
+def test_unwritable_cache_warns_once_and_the_sweep_goes_on(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = runner().invoke(main, ["sweep", *TINY, "--cache-dir", str(blocker)])
+    assert_usage_error(result, "--cache-dir", str(blocker))
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / f"oracle-v{ORACLE_VERSION}").write_text("a file where the directory should be")
+    result = runner().invoke(main, ["sweep", *TINY, "--cache-dir", str(cache_dir)])
+    assert_exit(result, 0)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "cannot write the truth cache" in warnings[0], result.stderr
+    assert "naive" in result.stdout
+
+
+_WRITER = """
+import sys
+import numpy as np
+from bce_audit._types import Domain
+from bce_audit.truth_cache import TruthCache
+from bce_audit.truth_table import evaluate_points
+cache = TruthCache(sys.argv[1])
+start = int(sys.argv[2])
+for i in range(15):
+    xs = np.arange(start + 10 * i, start + 10 * i + 10, dtype=np.float64) / 8
+    cache.store(Domain.LOGITS, 0.0, xs.view(np.int64), evaluate_points(Domain.LOGITS, xs, 0.0))
+"""
+
+
+def test_two_processes_sharing_a_cache_never_corrupt_it(tmp_path):
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(start)], stderr=subprocess.PIPE)
+        for start in (0, 1000)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    warnings = []
+    keys, rows = TruthCache(tmp_path, warn=warnings.append).load(Domain.LOGITS, 0.0)
+    assert warnings == []
+    # every entry that survived is right; the last writer's are all there
+    assert rows.tobytes() == evaluate_points(Domain.LOGITS, keys.view(np.float64), 0.0).tobytes()
+    assert len(keys) >= 150
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+# --------------------------------------------------------------------------- --jobs
+
+
+def test_results_identical_for_any_number_of_jobs(monkeypatch, tmp_path):
+    # force the process pool even for a small sweep
+    monkeypatch.setattr(truth_table, "PARALLEL_MIN_POINTS", 1)
+    _, one = _sweep([*SMALL, "--no-cache", "-j", "1"], tmp_path)
+    _, three = _sweep([*SMALL, "--no-cache", "-j", "3"], tmp_path)
+    assert one == three
+    settings = Settings(formulations=("naive",), dtypes=(DType.FLOAT32,), points=80, labels=(0.0, 0.3, 1.0))
+    calls = []
+    a = run_sweep(settings, jobs=2, progress=lambda n, total: calls.append((n, total)))
+    b = run_sweep(settings, jobs=1)
+    assert sum(n for n, _ in calls) == a.truth_computed == a.truth_points
+    for ca, cb in zip(a.cases, b.cases, strict=True):
+        assert ca.stats == cb.stats
+
+
+def test_jobs_must_be_positive():
+    result = runner().invoke(main, ["sweep", *TINY, "-j", "0"])
+    assert_usage_error(result, "--jobs", "0")
