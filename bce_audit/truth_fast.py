@@ -41,35 +41,33 @@ _EMIN, _PREC, _EMAX = -1022, 53, 1023
 def settle_float64(sign: int, man: int, exp: int, error_bits: int) -> float | None:
     """The float64 rounding of v = (-1)^sign·man·2^exp if every value within a relative
     2^-error_bits of v rounds to it (no float64 midpoint in that interval); else None."""
-    if man == 0:
-        return None  # cancellation ate every bit: the interval holds both signs
+    if not man or error_bits < _PREC + 6:
+        # cancellation ate every bit (the interval holds both signs), or too wide to be sure
+        return None
     bc = man.bit_length()
     top = exp + bc - 1  # floor(log2 |v|)
-    if error_bits < _PREC + 6:
-        return None
     if top < _EMIN - _PREC - 2:
         # |v|·(1 + 2^-error_bits) < 2^(emin-prec) = half the smallest subnormal: rounds to 0
         return -0.0 if sign else 0.0
     if top > _EMAX:
         return None  # overflow is the reference's business (never reached by BCE values)
-    quantum = max(top, _EMIN) - _PREC + 1
-    shift = quantum - exp
+    shift = (top if top > _EMIN else _EMIN) - _PREC + 1 - exp  # quantum exponent - exp
     if shift <= 0:
         # v is a float64 value; the nearest midpoint is half a quantum away, far beyond the
         # error (error_bits > prec + 6), even across a binade boundary
         return math.ldexp(-man if sign else man, exp)
     rem = man & ((1 << shift) - 1)
-    half = 1 << (shift - 1)
+    above_half = rem - (1 << (shift - 1))
     # the error in units of 2^exp: |v|·2^-error_bits < 2^(bc - error_bits)
     d = bc - error_bits
-    if abs(rem - half) <= (1 << d if d > 0 else 1):
+    limit = 1 << d if d > 0 else 1
+    if -limit <= above_half <= limit:
         return None
-    m = man >> shift
-    if rem > half:
-        m += 1
-    if m.bit_length() + quantum - 1 > _EMAX:
-        return None
-    return math.copysign(math.ldexp(m, quantum), -1.0 if sign else 1.0)  # m may be 0: keep -0
+    m = (man >> shift) + (above_half > 0)
+    if top == _EMAX and m >> _PREC:
+        return None  # rounds up to 2^1024: overflow, the reference's business
+    v = math.ldexp(m, shift + exp)
+    return -v if sign else v  # m may be 0: -0.0 keeps the sign
 
 
 def _exact_float64(v) -> float:
@@ -101,8 +99,11 @@ def _plus_small(exact, small, small_sign: int, bits: int):
 
 def _tiny_sum(exact, small_sign: int) -> float:
     """float64 rounding of exact + small_sign·tiny, tiny below 2^cut (the reference's rule)."""
+    sign, man, exp, bc = exact
+    if bc <= _PREC and _EMIN - _PREC < exp and exp + bc <= _EMAX:
+        # exact is a float64 value and tiny is below a quarter of its ulp: it rounds to exact
+        return math.ldexp(-int(man) if sign else int(man), exp)
     c = _cut(exact) - 1
-    sign, man, exp, _ = exact
     man = int(man)
     # exact + ±2^c as an integer multiple of 2^c (c < exp)
     total = (-man if sign else man) << (exp - c)
@@ -110,10 +111,11 @@ def _tiny_sum(exact, small_sign: int) -> float:
     return _exact_float64((int(total < 0), abs(total), c, abs(total).bit_length()))
 
 
-def logit_float64(z: float, y, one_minus_y) -> tuple[float, float] | None:
+def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] | None:
     """(loss, dL/dz) rounded to float64 at a finite nonzero logit z, or None (use the reference).
 
-    y and one_minus_y are the exact label and 1-y as libmp tuples. As in the reference:
+    y and one_minus_y are the exact label and 1-y as libmp tuples; memo is a dict kept for this
+    z alone, so the label-free terms are computed once for all its labels. As in the reference:
       loss = (max(z,0) - y·z) + log1p(e),  grad = (1-y) - e/(1+e) for z > 0, e/(1+e) - y for
       z < 0, with e = exp(-|z|) and the first terms exact dyadics.
     """
@@ -139,13 +141,15 @@ def logit_float64(z: float, y, one_minus_y) -> tuple[float, float] | None:
         return loss, grad
     if loss_tiny and grad_tiny:
         return _tiny_sum(exact_loss, +1), _tiny_sum(exact_grad, grad_sign)
-    e = mpf_exp((1, at[1], at[2], at[3]), WORKING_PRECISION)
-    if e[2] + e[3] < -_TINY_EXP:
-        log_term = sig = e
-    else:
-        s = mpf_add(fone, e, 0)  # 1 + e, exact
-        log_term = mpf_log(s, WORKING_PRECISION)
-        sig = mpf_div(e, s, WORKING_PRECISION)
+    terms = memo.get("logit")
+    if terms is None:
+        e = mpf_exp((1, at[1], at[2], at[3]), WORKING_PRECISION)
+        if e[2] + e[3] < -_TINY_EXP:
+            terms = memo["logit"] = (e, e)
+        else:
+            s = mpf_add(fone, e, 0)  # 1 + e, exact
+            terms = memo["logit"] = (mpf_log(s, WORKING_PRECISION), mpf_div(e, s, WORKING_PRECISION))
+    log_term, sig = terms
     if loss_tiny:
         loss = _tiny_sum(exact_loss, +1)
     else:
@@ -161,19 +165,26 @@ def logit_float64(z: float, y, one_minus_y) -> tuple[float, float] | None:
     return loss, grad
 
 
-def probability_float64(p: float, y, one_minus_y) -> tuple[float, float] | None:
+def probability_float64(p: float, y, one_minus_y, memo: dict) -> tuple[float, float] | None:
     """(loss, dL/dp) rounded to float64 at a probability 0 < p < 1, or None (use the reference).
+
+    memo: a dict kept for this p alone (its logarithms serve all its labels).
 
     loss = -(y·log p + (1-y)·log(1-p)), 1-p exact, both terms >= 0;
     grad = (p-y) / (p·(1-p)), numerator and denominator exact (a dyadic quotient is exact).
     """
-    pt = from_float(p)
-    omp = mpf_sub(fone, pt, 0)
+    exact = memo.get("p")
+    if exact is None:
+        pt = from_float(p)
+        exact = memo["p"] = (pt, mpf_sub(fone, pt, 0))
+    pt, omp = exact
     loss = None
     if y[1]:
-        loss = mpf_mul(y, mpf_log(pt, WORKING_PRECISION), WORKING_PRECISION + 8)
+        log_p = memo.get("log p") or memo.setdefault("log p", mpf_log(pt, WORKING_PRECISION))
+        loss = mpf_mul(y, log_p, WORKING_PRECISION + 8)
     if one_minus_y[1]:
-        term = mpf_mul(one_minus_y, mpf_log(omp, WORKING_PRECISION), WORKING_PRECISION + 8)
+        log_omp = memo.get("log 1-p") or memo.setdefault("log 1-p", mpf_log(omp, WORKING_PRECISION))
+        term = mpf_mul(one_minus_y, log_omp, WORKING_PRECISION + 8)
         loss = term if loss is None else mpf_add(loss, term, 0)  # same sign: no cancellation
     loss_f = settle_float64(loss[0] ^ 1, int(loss[1]), loss[2], _ERROR_BITS) if loss[1] else 0.0
     if loss_f is None:

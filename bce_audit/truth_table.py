@@ -16,7 +16,6 @@ in ``truth.py``, which rounds the high-precision value into each format directly
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -66,11 +65,13 @@ def _reference_row(domain: Domain, x: float, y: float) -> list[float]:
     return [*t.loss, *t.grad]
 
 
-def evaluate_points(domain: Domain, inputs: np.ndarray, label: float, progress=None) -> np.ndarray:
-    """Truth rows (shape (n, 8), see FORMATS) at every input for one label.
+def evaluate_points(domain: Domain, inputs: np.ndarray, labels, progress=None) -> np.ndarray:
+    """Truth rows (shape (n, 8), see FORMATS) at each (inputs[i], labels[i]).
 
-    Deterministic and independent of how the inputs are batched: each row depends only on its
-    own (input, label), which is what lets ``--jobs`` split the work freely.
+    labels: one label for all inputs, or one per input. Runs of equal inputs share the terms
+    that do not depend on the label (exp(-|z|) and its log1p; log p and log(1-p)), so sort by
+    input when several labels are wanted. Each row depends only on its own (input, label):
+    the result is the same however the points are batched, which lets ``--jobs`` split freely.
     """
     from mpmath.libmp import fone, from_float, mpf_sub
 
@@ -78,31 +79,35 @@ def evaluate_points(domain: Domain, inputs: np.ndarray, label: float, progress=N
     from bce_audit.truth_fast import logit_float64, probability_float64
 
     n = len(inputs)
+    ys = np.broadcast_to(np.asarray(labels, dtype=np.float64), (n,)).tolist()
     rows = np.empty((n, COLUMNS), dtype=np.float64)
-    f64 = np.zeros((n, 2), dtype=np.float64)
-    need_reference = np.zeros(n, dtype=bool)
-    yt = from_float(label)
-    omy = mpf_sub(fone, yt, 0)
-    if domain is Domain.LOGITS:
-        fast = logit_float64
-
-        def regular(x):
-            return x != 0 and not math.isinf(x)
-    else:
-        fast = probability_float64
-
-        def regular(x):
-            return 0 < x < 1
-
+    logits = domain is Domain.LOGITS
+    fast = logit_float64 if logits else probability_float64
+    exact_labels = {}  # label -> (y, 1-y) as exact libmp tuples
+    declined = []  # indices the fast path left to the reference
+    f64 = []
+    previous, memo = None, {}
     with preserve_precision():
-        for i, x in enumerate(inputs.tolist()):
-            r = fast(x, yt, omy) if regular(x) else None  # NaN is not regular either
+        for i, (x, key, y) in enumerate(zip(inputs.tolist(), _keys(inputs).tolist(), ys, strict=True)):
+            if key != previous:
+                previous, memo = key, {}
+            r = None
+            # regular points: finite nonzero logits, probabilities strictly inside (0, 1)
+            if (x != 0 and x - x == 0) if logits else 0 < x < 1:
+                yy = exact_labels.get(y)
+                if yy is None:
+                    yt = from_float(y)
+                    yy = exact_labels[y] = (yt, mpf_sub(fone, yt, 0))
+                r = fast(x, yy[0], yy[1], memo)
             if r is None:
-                need_reference[i] = True
-            else:
-                f64[i] = r
+                declined.append(i)
+                r = (0.0, 0.0)
+            f64.append(r)
             if progress is not None and i % 1024 == 1023:
                 progress(1024)
+        f64 = np.array(f64, dtype=np.float64).reshape(n, 2)
+        need_reference = np.zeros(n, dtype=bool)
+        need_reference[declined] = True
         for j, fmt in enumerate(FORMATS):
             for k in range(2):
                 if j == _F64:
@@ -112,7 +117,7 @@ def evaluate_points(domain: Domain, inputs: np.ndarray, label: float, progress=N
                 rows[:, j + k * len(FORMATS)] = rounded
                 need_reference |= midpoint
         for i in np.flatnonzero(need_reference).tolist():
-            rows[i] = _reference_row(domain, float(inputs[i]), label)
+            rows[i] = _reference_row(domain, float(inputs[i]), ys[i])
     if progress is not None:
         progress(n % 1024)
     return rows
@@ -130,6 +135,10 @@ def _keys(inputs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(inputs, dtype=np.float64).view(np.int64)
 
 
+def _label_key(label: float) -> float:
+    return float(label) + 0.0  # -0.0 and 0.0 are the same label: one group, one cache file
+
+
 class TruthTable:
     """Truth rows by (domain, label, input), as computed or loaded for one sweep."""
 
@@ -137,11 +146,11 @@ class TruthTable:
         self._groups: dict[tuple[Domain, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _add(self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> None:
-        self._groups[(domain, _keys(np.array([label]))[0])] = (keys, rows)
+        self._groups[(domain, _label_key(label))] = (keys, rows)
 
     def rows(self, domain: Domain, label: float, inputs: np.ndarray) -> np.ndarray:
         """Rows (n, 8) for these inputs; every one must have been requested."""
-        keys, rows = self._groups[(domain, _keys(np.array([label]))[0])]
+        keys, rows = self._groups[(domain, _label_key(label))]
         wanted = _keys(inputs)
         at = np.searchsorted(keys, wanted)
         if len(wanted) and (at.max() >= len(keys) or (keys[at] != wanted).any()):
@@ -163,10 +172,11 @@ class TruthWork:
     jobs: int
 
 
-def _chunk_rows(domain: str, label: float, inputs: bytes) -> bytes:
+def _chunk_rows(domain: str, inputs: bytes, labels: bytes) -> bytes:
     # runs in a worker process: only plain data crosses the process boundary
     xs = np.frombuffer(inputs, dtype=np.float64)
-    return evaluate_points(Domain(domain), xs, label).tobytes()
+    ys = np.frombuffer(labels, dtype=np.float64)
+    return evaluate_points(Domain(domain), xs, ys).tobytes()
 
 
 def _ignore_interrupt() -> None:
@@ -176,30 +186,43 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _compute(work: list[tuple[Domain, float, np.ndarray]], jobs: int, progress) -> tuple[list[np.ndarray], int]:
-    total = sum(len(xs) for _, _, xs in work)
-    if jobs <= 1 or total < PARALLEL_MIN_POINTS:
-        return [evaluate_points(d, xs, y, progress) for d, y, xs in work], 1
-    import concurrent.futures
+def _pool_context():
     import multiprocessing
+    import sys
+    import threading
+
+    # fork is instant, but only safe while this process runs no other thread and has not
+    # loaded torch (whose thread pools do not survive a fork); otherwise a fresh interpreter
+    if sys.platform == "linux" and threading.active_count() == 1 and "torch" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    if sys.platform == "linux":
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
+
+
+def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progress) -> tuple[dict, int]:
+    """Rows for each domain's (inputs, labels), sorted by input, in this process or a pool."""
+    total = sum(len(xs) for xs, _ in work.values())
+    if jobs <= 1 or total < PARALLEL_MIN_POINTS:
+        return {d: evaluate_points(d, xs, ys, progress) for d, (xs, ys) in work.items()}, 1
+    import concurrent.futures
 
     # Chunks small enough to balance the load and move the progress bar, large enough that
     # the per-chunk overhead stays negligible.
     size = min(20_000, max(2_000, total // (jobs * 8)))
-    chunks = [(i, s) for i, (_, _, xs) in enumerate(work) for s in range(0, len(xs), size)]
-    out = [np.empty((len(xs), COLUMNS)) for _, _, xs in work]
-    # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
-    ctx = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_interrupt)
+    out = {d: np.empty((len(xs), COLUMNS)) for d, (xs, _) in work.items()}
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=_pool_context(), initializer=_ignore_interrupt
+    )
     try:
         futures = {}
-        for i, s in chunks:
-            domain, label, xs = work[i]
-            part = np.ascontiguousarray(xs[s : s + size])
-            futures[pool.submit(_chunk_rows, str(domain), label, part.tobytes())] = (i, s, len(part))
+        for domain, (xs, ys) in work.items():
+            for s in range(0, len(xs), size):
+                args = (str(domain), xs[s : s + size].tobytes(), ys[s : s + size].tobytes())
+                futures[pool.submit(_chunk_rows, *args)] = (domain, s, len(xs[s : s + size]))
         for future in concurrent.futures.as_completed(futures):
-            i, s, n = futures[future]
-            out[i][s : s + n] = np.frombuffer(future.result(), dtype=np.float64).reshape(n, COLUMNS)
+            domain, s, n = futures[future]
+            out[domain][s : s + n] = np.frombuffer(future.result(), dtype=np.float64).reshape(n, COLUMNS)
             if progress is not None:
                 progress(n)
     finally:
@@ -218,10 +241,10 @@ def build_truth_table(
     cache: a ``truth_cache.TruthCache`` or None. progress(n, total) is called as points are
     computed (total: the points the cache did not have).
     """
-    groups: dict[tuple[Domain, int], tuple[Domain, float, list[np.ndarray]]] = {}
+    groups: dict[tuple[Domain, float], tuple[Domain, float, list[np.ndarray]]] = {}
     for domain, label, inputs in requests:
-        key = (domain, int(_keys(np.array([label]))[0]))
-        groups.setdefault(key, (domain, float(label), []))[2].append(_keys(inputs))
+        label = _label_key(label)
+        groups.setdefault((domain, label), (domain, label, []))[2].append(_keys(inputs))
     plan = []  # (domain, label, all keys, known keys, known rows, missing keys)
     for domain, label, parts in groups.values():
         keys = np.unique(np.concatenate(parts))
@@ -237,15 +260,27 @@ def build_truth_table(
         plan.append((domain, label, keys, known_keys, known_rows, missing))
     total = sum(len(p[5]) for p in plan)
     advance = None if progress is None else (lambda n: progress(n, total))
-    work = [(domain, label, missing.view(np.float64)) for domain, label, _, _, _, missing in plan]
+    # per domain, every missing (input, label), sorted by input: the label-free terms of an
+    # input are then computed once for all its labels
+    work = {}
+    for domain in dict.fromkeys(p[0] for p in plan):
+        mine = [p for p in plan if p[0] is domain]
+        keys = np.concatenate([p[5] for p in mine])
+        labels = np.concatenate([np.full(len(p[5]), p[1]) for p in mine])
+        order = np.lexsort((labels, keys))
+        work[domain] = (keys[order].view(np.float64), labels[order])
     computed, used_jobs = _compute(work, jobs, advance)
     table = TruthTable()
-    for (domain, label, _, known_keys, known_rows, missing), new_rows in zip(plan, computed, strict=True):
-        all_keys = np.concatenate([known_keys, missing])
-        all_rows = np.concatenate([known_rows, new_rows])
-        order = np.argsort(all_keys, kind="stable")
-        table._add(domain, label, all_keys[order], all_rows[order])
-        if cache is not None and len(missing):
-            cache.store(domain, label, missing, new_rows)
+    for domain, (xs, ys) in work.items():
+        rows = computed[domain]
+        for _, label, _, known_keys, known_rows, _ in (p for p in plan if p[0] is domain):
+            mine = ys == label  # a label's points, still sorted by input (np.unique order)
+            new_keys, new_rows = _keys(xs[mine]), rows[mine]
+            all_keys = np.concatenate([known_keys, new_keys])
+            all_rows = np.concatenate([known_rows, new_rows])
+            order = np.argsort(all_keys, kind="stable")
+            table._add(domain, label, all_keys[order], all_rows[order])
+            if cache is not None and len(new_keys):
+                cache.store(domain, label, new_keys, new_rows)
     points = sum(len(p[2]) for p in plan)
     return table, TruthWork(points=points, computed=total, jobs=used_jobs)

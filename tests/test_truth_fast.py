@@ -176,3 +176,23 @@ def test_settle_float64_declines_on_a_midpoint():
     assert settle_float64(0, man << 20, -73, 70) is None
     # far from one, it answers
     assert settle_float64(0, (1 << 60) + (1 << 5), -60, 70) == 1.0
+
+
+def test_labels_sharing_an_input_match_one_label_at_a_time():
+    # the label-free terms of an input are computed once for all its labels
+    xs = build_grid(DType.FLOAT32, Domain.LOGITS, 200, Sampling.BITS, seed=5).finite
+    ps = build_grid(DType.BFLOAT16, Domain.PROBABILITIES, 200, Sampling.BITS, seed=5).finite
+    labels = (0.0, round_float(0.3, F32), 1.0)
+    for domain, inputs in ((Domain.LOGITS, xs), (Domain.PROBABILITIES, ps)):
+        shared = evaluate_points(domain, np.repeat(inputs, 3), np.tile(labels, len(inputs)))
+        for k, y in enumerate(labels):
+            assert shared[k::3].tobytes() == evaluate_points(domain, inputs, y).tobytes()
+
+
+def test_negative_zero_label_is_the_label_zero():
+    from bce_audit.truth_table import build_truth_table
+
+    xs = np.array([-3.0, 0.5, 2.0])
+    table, work = build_truth_table([(Domain.LOGITS, 0.0, xs), (Domain.LOGITS, -0.0, xs)])
+    assert work.points == 3
+    assert table.rows(Domain.LOGITS, -0.0, xs).tobytes() == evaluate_points(Domain.LOGITS, xs, 0.0).tobytes()
