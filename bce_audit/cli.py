@@ -353,8 +353,14 @@ def _run_with_progress(inv: _Invocation, keep_details: bool):
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("exact truth", total=None)
-        return run_sweep(settings, progress=lambda n, total: bar.update(task, advance=n, total=total), **run)
+        truth = bar.add_task("exact truth", total=None)
+        cases = bar.add_task("formulations in torch", total=None)
+        return run_sweep(
+            settings,
+            progress=lambda n, total: bar.update(truth, advance=n, total=total),
+            case_progress=lambda n, total: bar.update(cases, advance=n, total=total),
+            **run,
+        )
 
 
 def _report(result, outputs: dict, verbose: bool) -> None:

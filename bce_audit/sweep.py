@@ -68,10 +68,13 @@ def run_sweep(
     progress: Progress | None = None,
     jobs: int = 1,
     cache=None,
+    case_progress: Progress | None = None,
 ) -> SweepResult:
     """Run the audit. jobs: processes for the oracle; cache: a truth_cache.TruthCache or None.
 
     Neither changes a single result: the truth of a point depends on the point alone.
+    progress(n, total) counts truth points computed; case_progress(n, total) counts the
+    (grid, label, formulation) evaluations in torch that follow.
     """
     start = time.perf_counter()
     formulations = [get_formulation(name) for name in settings.formulations]
@@ -85,6 +88,7 @@ def run_sweep(
         for label in settings.labels
     ]
     table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
+    evaluations = len(grid_list) * len(settings.labels) * len(formulations)
     for grid in grid_list:
         fmt = grid.dtype.format
         inputs = np.concatenate([grid.finite, grid.nonfinite])
@@ -104,6 +108,8 @@ def run_sweep(
                 nf_loss = np.array([e.loss[0] for e in singles])
                 nf_grad = np.array([e.grad[0] for e in singles])
                 nf_errors = [e.error for e in singles]
+                if case_progress is not None:
+                    case_progress(1, evaluations)
                 for quantity in Quantity:
                     out = np.concatenate([ev.loss, nf_loss] if quantity is Quantity.LOSS else [ev.grad, nf_grad])
                     t, t64 = truth[quantity]
