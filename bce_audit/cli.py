@@ -18,11 +18,13 @@ from bce_audit._exit_codes import ExitCode, UsageError
 SWEEP_EXAMPLES = """
 \b
 Examples:
-  bce-audit sweep                               # every formulation, dtype, domain; y in {0, 1}
+  bce-audit sweep                               # every built-in formulation, dtype, domain; y in {0, 1}
   bce-audit sweep -f naive -f max-abs -d float16 --verbose
   bce-audit sweep --domain logits --range -30:30 -y 0.1 -y 0.9
   bce-audit sweep -d float16 -d bfloat16 --sampling exhaustive --csv report.csv
   bce-audit sweep --config sample_configs/quick.toml --details points.csv --json report.json
+  bce-audit sweep --impl my_losses.py:bce@logits -f torch-bce-with-logits -d float32
+  bce-audit sweep --config sample_configs/custom-formulation.toml   # your functions, parameters
 """
 
 
@@ -75,35 +77,56 @@ def main() -> None:
     """
 
 
+_IMPL_OPTION = click.option(
+    "--impl",
+    "impl",
+    multiple=True,
+    metavar="TARGET",
+    help="Audit your own loss: MODULE:FUNCTION or path/to/file.py:FUNCTION, suffixed @logits or "
+    "@probabilities unless decorated with bce_audit.formulation (repeatable). Without -f only these "
+    "are audited; add -f NAME to compare with a built-in.",
+)
+
+
 @main.command("list")
-def list_command() -> None:
-    """Show every built-in formulation with its formula and native domain."""
+@_IMPL_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also list the [[formulations]] of this TOML file. Default: [tool.bce-audit] in ./pyproject.toml.",
+)
+def list_command(impl, config_path) -> None:
+    """Show the formulations: built-in, installed (entry points), and your own (--impl, config)."""
     from rich.table import Table
 
+    from bce_audit.config import load_config
     from bce_audit.console import stdout
-    from bce_audit.formulations import BUILTINS
+    from bce_audit.user_formulations import catalogue
 
-    table = Table(title="built-in formulations", title_justify="left")
+    config, source = load_config(config_path)
+    table = Table(title="formulations", title_justify="left")
     table.add_column("name", no_wrap=True)
     table.add_column("native domain", no_wrap=True)
+    table.add_column("source", no_wrap=True)
     table.add_column("definition")
-    for f in BUILTINS.values():
-        table.add_row(f.name, str(f.native_domain), f.formula)
+    for row in catalogue(impl, config.get("formulations"), source):
+        table.add_row(row.name, row.domain, row.source, row.definition)
     stdout().print(table)
 
 
-def _resolve(config: dict, **flags):
+def _resolve(config: dict, config_source: str | None = None, **flags):
     """Settings from the config table with the command-line flags on top."""
     from bce_audit._types import Domain, DType, Sampling
     from bce_audit.settings import Settings, parse_range
+    from bce_audit.user_formulations import select_formulations
 
     def pick(flag, key):
         return flag if flag not in (None, ()) else config.get(key)
 
-    kw = {}
-    names = pick(flags["formulation"], "formulations")
-    if names:
-        kw["formulations"] = tuple(dict.fromkeys(names))
+    # -f names, --impl targets and the config's list (names and tables): loads the user's functions
+    kw = select_formulations(flags["formulation"], flags.get("impl", ()), config.get("formulations"), config_source)
     dtypes = pick(flags["dtype"], "dtypes")
     if dtypes:
         kw["dtypes"] = tuple(dict.fromkeys(DType.parse(d, "dtype") for d in dtypes))
@@ -145,8 +168,10 @@ _SWEEP_OPTIONS = [
         "-f",
         "--formulation",
         multiple=True,
-        help="Formulation to audit (repeatable; default all). See `bce-audit list`.",
+        help="Formulation to audit: a built-in or an installed one (repeatable; default all built-ins, "
+        "none with --impl). See `bce-audit list`.",
     ),
+    _IMPL_OPTION,
     click.option(
         "-d", "--dtype", multiple=True, help="float16, bfloat16, float32 or float64 (repeatable; default all)."
     ),
@@ -269,7 +294,9 @@ def _prepare(flags: dict) -> _Invocation:
     config, source = load_config(flags["config_path"])
     settings = _resolve(
         config,
+        source,
         formulation=flags["formulation"],
+        impl=flags["impl"],
         dtype=flags["dtype"],
         domain=flags["domain"],
         label=flags["label"],
@@ -369,6 +396,7 @@ def _report(result, outputs: dict, verbose: bool) -> None:
         CASE_TABLE_HEADING,
         SCOREBOARD_LEGEND,
         case_table,
+        error_lines,
         nonfinite_lines,
         scoreboard,
         scoreboard_heading,
@@ -387,6 +415,11 @@ def _report(result, outputs: dict, verbose: bool) -> None:
         out.print()
         out.print(CASE_TABLE_HEADING, markup=False)
         out.print(case_table(result))
+    failures = error_lines(result)
+    if failures:
+        out.print("formulations that raised (their cases are `error`):", markup=False)
+        for line in failures:
+            out.print("  " + line, markup=False, soft_wrap=True)
     lines = nonfinite_lines(result)
     if lines:
         out.print(f"non-finite inputs not handled as the limits say ({len(lines)} cases):", markup=False)

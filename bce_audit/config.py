@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 from bce_audit._exit_codes import UsageError
+from bce_audit.user_formulations import PARAMETER_TYPES
 
 # key -> the Python types it may hold
 KEYS = {
@@ -25,6 +26,15 @@ KEYS = {
     "jobs": int,
     "cache": bool,
     "cache_dir": str,
+}
+
+# A table in the `formulations` list ([[formulations]]): the user's own function (see
+# bce_audit.user_formulations). key -> the Python types it may hold; `target` is required.
+FORMULATION_KEYS = {
+    "name": str,
+    "target": str,
+    "domain": str,
+    "parameters": dict,
 }
 
 
@@ -57,10 +67,30 @@ def _validate(table: dict, where: str) -> dict:
             raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
         if isinstance(value, list):
             want = (int, float) if key in ("labels", "range") else str
-            for item in value:
+            for i, item in enumerate(value):
+                if key == "formulations" and isinstance(item, dict):
+                    _validate_formulation(item, f"{where}.{key}[{i}]")
+                    continue
                 if isinstance(item, bool) or not isinstance(item, want):
                     raise UsageError(f"{where}.{key}: wrong item {item!r}")
     return table
+
+
+def _validate_formulation(table: dict, where: str) -> None:
+    for key, value in table.items():
+        if key not in FORMULATION_KEYS:
+            import difflib
+
+            match = difflib.get_close_matches(key, list(FORMULATION_KEYS), n=1)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise UsageError(f"{where}: unknown key {key!r}{hint}")
+        if not isinstance(value, FORMULATION_KEYS[key]):
+            raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+    if "target" not in table:
+        raise UsageError(f"{where}: missing key 'target' (MODULE:FUNCTION or FILE.py:FUNCTION)")
+    for key, value in table.get("parameters", {}).items():
+        if not isinstance(value, PARAMETER_TYPES):  # keyword arguments of the function: scalars only
+            raise UsageError(f"{where}.parameters.{key}: wrong type {type(value).__name__}")
 
 
 def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict, str | None]:

@@ -40,9 +40,16 @@ def evaluate(
     x.requires_grad_(True)
     y = torch.full_like(x, label, requires_grad=False)
     try:
-        loss = fn(x, y)
+        # enable_grad restores the grad mode on exit: a formulation that switches autograd off
+        # globally fails its own case, not every case after it.
+        with torch.enable_grad():
+            loss = fn(x, y)
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(f"returned {type(loss).__name__}, expected a torch.Tensor")
         if loss.shape != x.shape:
-            raise ValueError(f"returned shape {tuple(loss.shape)}, expected {tuple(x.shape)}")
+            raise ValueError(
+                f"returned shape {tuple(loss.shape)}, expected {tuple(x.shape)} (the elementwise loss, no reduction)"
+            )
         if loss.dtype != tdtype:
             raise ValueError(f"returned dtype {loss.dtype}, expected {tdtype}")
         # Seed the backward pass with ones, not loss.sum(): a reduction could overflow in half
@@ -50,7 +57,9 @@ def evaluate(
         (grad,) = torch.autograd.grad(loss, x, grad_outputs=torch.ones_like(loss))
     except Exception as exc:  # the formulation's own failure is a finding, not a crash
         nan = np.full(len(inputs), np.nan)
-        return Evaluation(nan, nan.copy(), error=f"{type(exc).__name__}: {exc}")
+        # one line: the message goes into table cells and one-line reports
+        message = " ".join(str(exc).split())
+        return Evaluation(nan, nan.copy(), error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
     return Evaluation(
         loss=loss.detach().to(torch.float64).cpu().numpy(),
         grad=grad.detach().to(torch.float64).cpu().numpy(),

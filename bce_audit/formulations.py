@@ -1,7 +1,8 @@
 """The BCE formulations under audit, written exactly as a user would write them in torch.
 
 Adding a formulation is one entry in ``BUILTINS``. Each function takes ``(x, y)`` tensors of
-the dtype under test in its native domain and returns the elementwise loss; the domain adapters
+the dtype under test in its native domain (and its parameters as keywords, with the defaults of
+DESIGN) and returns the elementwise loss; the domain adapters
 (``sigmoid`` for a probability-native formulation fed logits, ``logit`` for a logit-native one
 fed probabilities) are part of what is audited, because that is what users do.
 """
@@ -42,17 +43,17 @@ def _naive(p, y):
     return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
 
 
-def _clipped(p, y):
+def _clipped(p, y, eps=CLIP_EPSILON):
     import torch
 
-    p = torch.clamp(p, CLIP_EPSILON, 1 - CLIP_EPSILON)
+    p = torch.clamp(p, eps, 1 - eps)
     return _naive(p, y)
 
 
-def _softplus_threshold(z, y):
+def _softplus_threshold(z, y, threshold=SOFTPLUS_THRESHOLD):
     import torch
 
-    return torch.where(z > SOFTPLUS_THRESHOLD, z, torch.log1p(torch.exp(z))) - y * z
+    return torch.where(z > threshold, z, torch.log1p(torch.exp(z))) - y * z
 
 
 def _max_abs(z, y):
@@ -127,6 +128,18 @@ def get_formulation(name: str) -> Formulation:
         raise UsageError(
             f"unknown formulation {name!r}{_closest(name, names)}; choose from {', '.join(names)}"
         ) from None
+
+
+def resolve(settings) -> list[Formulation]:
+    """The formulations of a sweep, in report order: the one place the pipeline gets them.
+
+    Built-ins come from ``BUILTINS``; the others (--impl, config tables, entry points) are loaded
+    from the settings' user formulations by ``bce_audit.user_formulations``.
+    """
+    from bce_audit.user_formulations import load
+
+    user = {spec.name: spec for spec in settings.user_formulations}
+    return [load(user[name]) if name in user else get_formulation(name) for name in settings.formulations]
 
 
 def adapt(formulation: Formulation, domain: Domain) -> Callable:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 from bce_audit._exit_codes import UsageError
 from bce_audit._types import Domain, DType, Sampling
+
+if TYPE_CHECKING:
+    from bce_audit.user_formulations import UserFormulationSpec
 
 DEFAULT_POINTS = 1000
 DEFAULT_LABELS = (0.0, 1.0)
@@ -24,7 +28,7 @@ def _all_formulations() -> tuple[str, ...]:
 class Settings:
     """What to sweep.
 
-    formulations: names, in report order.
+    formulations: names, in report order: built-ins, and the names of the user formulations.
     dtypes / domains: what to evaluate them in and on.
     labels: targets y in [0, 1] as the user gave them (each is rounded to the dtype under test).
     logit_range: (lo, hi) on the logit axis, or None for every finite value; the probability
@@ -33,6 +37,9 @@ class Settings:
     sampling: bits (uniform over bit patterns, plus a dense band) or exhaustive (16-bit dtypes).
     seed: the random seed; results are deterministic for a given seed.
     ulp_threshold: above this ULP error a point is `inaccurate`.
+    user_formulations: what every name that is not a built-in stands for (an --impl target, a config
+        table, an installed entry point), with its domain and parameters, completed by
+        ``user_formulations.select_formulations``; ``formulations.resolve`` loads them for the sweep.
     """
 
     formulations: tuple[str, ...] = dataclasses.field(default_factory=_all_formulations)
@@ -44,12 +51,22 @@ class Settings:
     sampling: Sampling = Sampling.BITS
     seed: int = DEFAULT_SEED
     ulp_threshold: float = DEFAULT_ULP_THRESHOLD
+    user_formulations: tuple[UserFormulationSpec, ...] = ()
 
     def __post_init__(self):
-        from bce_audit.formulations import get_formulation
+        from bce_audit.formulations import BUILTINS, get_formulation
 
+        user = {spec.name: spec for spec in self.user_formulations}
         for name in self.formulations:
-            get_formulation(name)
+            if name not in user:
+                get_formulation(name)
+        for spec in self.user_formulations:
+            if spec.name is None or spec.domain is None or spec.name not in self.formulations:
+                raise UsageError(f"{spec.where or spec.target}: user formulation without a name, domain or place")
+            if spec.name in BUILTINS:
+                raise UsageError(f"{spec.where or spec.target}: the name {spec.name!r} is a built-in's")
+        if len(user) != len(self.user_formulations):
+            raise UsageError("two user formulations have the same name")
         if not self.formulations or not self.dtypes or not self.domains or not self.labels:
             raise UsageError("nothing to sweep: a formulation, dtype, domain and label are needed")
         for y in self.labels:
@@ -69,6 +86,7 @@ class Settings:
     def to_dict(self) -> dict:
         return {
             "formulations": list(self.formulations),
+            "user_formulations": [spec.to_dict() for spec in self.user_formulations],
             "dtypes": [str(d) for d in self.dtypes],
             "domains": [str(d) for d in self.domains],
             "labels": list(self.labels),

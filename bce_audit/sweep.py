@@ -13,7 +13,7 @@ from bce_audit import __version__
 from bce_audit._rounding import round_float
 from bce_audit._types import FLOAT64, DType, Quantity, Sampling, Status
 from bce_audit.evaluate import evaluate
-from bce_audit.formulations import get_formulation
+from bce_audit.formulations import resolve
 from bce_audit.grid import build_grid
 from bce_audit.metrics import point_status, summarize, ulp_error
 from bce_audit.result import CaseResult, NonFinitePoint, PointDetails, SweepResult
@@ -77,7 +77,7 @@ def run_sweep(
     (grid, label, formulation) evaluations in torch that follow.
     """
     start = time.perf_counter()
-    formulations = [get_formulation(name) for name in settings.formulations]
+    formulations = resolve(settings)
     cases: list[CaseResult] = []
     grid_list = list(grids(settings))
     # Every (domain, label, input) the truth is needed at, each label rounded into the dtype
@@ -121,7 +121,16 @@ def run_sweep(
                         quantity=quantity,
                     )
                     if ev.error is not None:
-                        cases.append(CaseResult(**common, stats=None, error=ev.error))
+                        details = None
+                        if keep_details:  # every point of the case, each with the `error` status
+                            details = PointDetails(
+                                inputs=inputs,
+                                outputs=np.full(len(inputs), np.nan),  # there is no output
+                                truth_f64=t64,
+                                ulp_errors=np.full(len(inputs), np.nan),
+                                statuses=np.full(len(inputs), Status.ERROR.value, dtype=object),
+                            )
+                        cases.append(CaseResult(**common, stats=None, error=ev.error, details=details))
                         continue
                     stats, errs, status = summarize(
                         grid.finite,

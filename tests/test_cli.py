@@ -104,7 +104,8 @@ def test_list_shows_every_formulation_and_its_domain():
     rows = {}
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 3 and cells[0] != "name":
+        if len(cells) == 4 and cells[0] not in ("name", ""):  # name, native domain, source, definition
+            assert cells[2] == "built-in", line
             rows[cells[0]] = cells[1]
     assert rows == NATIVE_DOMAIN, result.stdout
 

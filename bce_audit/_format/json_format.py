@@ -18,6 +18,8 @@ def _clean(x):
         return repr(x)
     if isinstance(x, list):
         return [_clean(v) for v in x]
+    if isinstance(x, dict):  # a user formulation's parameters may be inf
+        return {k: _clean(v) for k, v in x.items()}
     return x
 
 

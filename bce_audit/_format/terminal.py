@@ -150,7 +150,9 @@ def case_table(result: SweepResult):
         domain = "probs" if c.domain is Domain.PROBABILITIES else str(c.domain)
         head = [c.formulation, domain, str(c.dtype), f"{c.label:g}", str(c.quantity)]
         if c.stats is None:
-            table.add_row(*head, Text("error: " + (c.error or ""), style="bold red"))
+            # the message goes in the lines under the tables (error_lines): in a cell, a long one
+            # would squeeze every column of the table
+            table.add_row(*head, Text("error", style=STATUS_STYLE[Status.ERROR]), *["-"] * 9)
             continue
         st = c.stats
 
@@ -188,3 +190,12 @@ def nonfinite_lines(result: SweepResult) -> list[str]:
         ]
         lines.append(f"{c.formulation} {c.domain} {c.dtype} y={c.label:g} {c.quantity}: " + "; ".join(parts))
     return lines
+
+
+def error_lines(result: SweepResult) -> list[str]:
+    """One line per formulation and message: the cases in which the formulation raised."""
+    counts: dict[tuple[str, str], int] = {}
+    for c in result.cases:
+        if c.error is not None:
+            counts[c.formulation, c.error] = counts.get((c.formulation, c.error), 0) + 1
+    return [f"{name} ({n} cases): {error}" for (name, error), n in counts.items()]
