@@ -22,6 +22,13 @@ KEYS = {
     "json": str,
     "details": str,
     "verbose": bool,
+    # bce-audit check (the CI gate); thresholds.py and baseline.py validate what is inside
+    "thresholds": list,  # [[thresholds]] tables: selectors and bounds
+    "baseline": str,  # the baseline file, relative to the config file's directory
+    "tolerance": dict,  # [tolerance]: how much worse each figure may get against the baseline
+    "allow_missing": bool,  # a baseline case missing from the run passes
+    "junit": str,
+    "markdown": str,
 }
 
 
@@ -53,7 +60,7 @@ def _validate(table: dict, where: str) -> dict:
         if not ok:
             raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
         if isinstance(value, list):
-            want = (int, float) if key in ("labels", "range") else str
+            want = (int, float) if key in ("labels", "range") else dict if key == "thresholds" else str
             for item in value:
                 if isinstance(item, bool) or not isinstance(item, want):
                     raise UsageError(f"{where}.{key}: wrong item {item!r}")
