@@ -87,7 +87,7 @@ class Tolerance:
             parts.append(f"counts +{counts.pop():g}")
         else:
             parts += [f"{f} +{self.allowed(f):g}" for f in COUNT_FIGURES]
-        return ", ".join(parts) + ", stable range may not shrink"
+        return ", ".join(parts)  # the stable range may never shrink
 
 
 TOLERANCE_KEYS = (*FLOAT_FIGURES, *COUNT_FIGURES)

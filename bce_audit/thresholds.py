@@ -72,10 +72,14 @@ class ThresholdRule:
         return ", ".join(bound_text(figure, bound) for figure, bound in self.bounds)
 
     @property
+    def id_and_name(self) -> str:
+        """The id and the name (or the selectors)."""
+        return f"{self.id} " + (f'"{self.name}"' if self.name else self.selector_text)
+
+    @property
     def title(self) -> str:
         """The id, the name (or the selectors) and the bounds: what a report calls the rule."""
-        what = f'"{self.name}"' if self.name else self.selector_text
-        return f"{self.id} {what}: {self.bounds_text}"
+        return f"{self.id_and_name}: {self.bounds_text}"
 
     def selects(self, key: CaseKey) -> bool:
         for selector in ("formulation", "dtype", "domain", "quantity"):

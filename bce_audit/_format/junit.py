@@ -63,7 +63,8 @@ class JUnitFormat(VerdictFormat):
                 tc = _case(suite, "bce-audit.baseline", str(c.key))
                 if c.change is Change.REGRESSED:
                     text = comparison_text(c, Direction.WORSE)
-                    _fail(tc, "regression", text, text + f"\ntolerance: {verdict.tolerance}")
+                    details = f"{text}\ntolerance {verdict.tolerance}; the stable range may not shrink"
+                    _fail(tc, "regression", text, details)
                 elif c.change is Change.MISSING:
                     text = comparison_text(c)
                     _fail(tc, "missing", text, text)

@@ -114,7 +114,10 @@ class MarkdownFormat(VerdictFormat):
                     rows.append(("new", comparison_text(c)))
                 elif c.change is Change.MISSING_ALLOWED:
                     rows.append(("missing (allowed)", comparison_text(c)))
-            intro = f"Baseline `{cell(verdict.baseline)}`, tolerance: {cell(str(verdict.tolerance))}."
+            intro = (
+                f"Baseline `{cell(verdict.baseline)}`, tolerance {cell(str(verdict.tolerance))}; "
+                "the stable range may not shrink."
+            )
             out.table("Against the baseline", intro, ("change", "case"), rows)
         if out.dropped:
             out.add(

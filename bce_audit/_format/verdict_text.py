@@ -129,10 +129,11 @@ def comparison_text(comparison: CaseComparison, direction: Direction | None = No
 
 
 def rule_heading(outcome: RuleOutcome) -> str:
+    """`id "name" (N cases): bounds`, or `(F of N cases fail)`."""
     n = len(outcome.cases)
-    if outcome.passed:
-        return f"{outcome.rule.title} ({n} case{'s' if n != 1 else ''})"
-    return f"{outcome.rule.title} ({len(outcome.failures)} of {n} case{'s' if n != 1 else ''} fail)"
+    cases = f"{n} case{'s' if n != 1 else ''}"
+    count = cases if outcome.passed else f"{len(outcome.failures)} of {cases} fail"
+    return f"{outcome.rule.id_and_name} ({count}): {outcome.rule.bounds_text}"
 
 
 # --------------------------------------------------------------------------- the terminal report
@@ -186,7 +187,7 @@ class VerdictTextFormat(VerdictFormat):
                 for failure in outcome.failures:
                     out.detail(rule_failure_text(failure))
         if verdict.baseline is not None:
-            out.add(f"baseline {verdict.baseline} (tolerance: {verdict.tolerance}):")
+            out.add(f"baseline {verdict.baseline} (tolerance {verdict.tolerance}):")
             for c in verdict.regressed:
                 out.entry("FAIL", comparison_text(c, Direction.WORSE))
             for c in verdict.missing:
