@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 
 from bce_audit._format.interface import VerdictFormat
@@ -157,16 +158,17 @@ class _Lines:
         self._wrap(text, " " * (TAG_WIDTH + 4), " " * (TAG_WIDTH + 6))
 
     def _wrap(self, text: str, first: str, rest: str) -> None:
-        self.lines.append(
-            textwrap.fill(
-                text,
-                self.width,
-                initial_indent=first,
-                subsequent_indent=rest,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
+        # an interval such as [-1e38, 1e38] stays on one line
+        glued = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\0"), text)
+        wrapped = textwrap.fill(
+            glued,
+            self.width,
+            initial_indent=first,
+            subsequent_indent=rest,
+            break_long_words=False,
+            break_on_hyphens=False,
         )
+        self.lines.append(wrapped.replace("\0", " "))
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
