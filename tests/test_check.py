@@ -683,10 +683,10 @@ def test_case_selecting_settings_do_not_change_the_fingerprint():
     base |= {"points": 50, "sampling": "bits", "seed": 0, "ulp_threshold": 4.0}
     other = base | {"formulations": ["b", "c"], "dtypes": ["float16"], "labels": [0.5], "domains": ["probabilities"]}
     assert fingerprint(base) == fingerprint(other)
-    assert fingerprint(base) == fingerprint(base | {"ulp_threshold": 4, "user_formulations": []})
+    assert fingerprint(base) == fingerprint(base | {"ulp_threshold": 4, "future_setting": []})
     assert fingerprint(base) != fingerprint(base | {"ulp_threshold": 4.5})
     assert fingerprint(base) != fingerprint(base | {"range": [-5.0, 5.0]})
-    assert fingerprint(base) != fingerprint(base | {"user_formulations": ["pkg.mod:fn"]})
+    assert fingerprint(base) != fingerprint(base | {"future_setting": ["value"]})
 
 
 def test_other_environment_only_warns(gate):
