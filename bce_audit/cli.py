@@ -351,6 +351,143 @@ def sweep_command(**flags) -> None:
     _report(result, inv.outputs, inv.verbose)
 
 
+CHECK_EXAMPLES = """
+\b
+Examples:
+  bce-audit check --config sample_configs/ci-gate.toml      # thresholds and baseline from the config
+  bce-audit check --config ci.toml --update-baseline         # record this run as the baseline
+  bce-audit check -f max-abs -d float32 --baseline b.json --tolerance max_ulp:+2 --allow-missing
+  bce-audit check --config ci.toml --format github --junit bce-audit.xml --markdown summary.md
+
+\b
+Exit codes: 0 every threshold and the baseline hold; 1 a threshold or the baseline failed;
+2 a usage or configuration error (a check with no thresholds and no baseline is one); 3 a bug.
+"""
+
+# The options of `check` besides the sweep options.
+_CHECK_OPTIONS = [
+    click.option(
+        "--baseline",
+        "baseline_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Baseline file to compare with (default: `baseline` in the config, relative to the config file).",
+    ),
+    click.option(
+        "--update-baseline",
+        is_flag=True,
+        default=False,
+        help="Write this run's figures as the baseline (atomically), print what changed, and exit 0.",
+    ),
+    click.option(
+        "--tolerance",
+        multiple=True,
+        metavar="FIGURE:+N",
+        help="How much worse a figure may get against the baseline (repeatable), e.g. max_ulp:+2. "
+        "Defaults: max_ulp +1, p99_ulp +1, mean_bits +0.1, counts +0.",
+    ),
+    click.option("--allow-missing", is_flag=True, default=None, help="Let baseline cases that this run lacks pass."),
+    click.option(
+        "--format",
+        "format_",
+        type=click.Choice(["text", "github"]),
+        default=None,
+        help="github adds workflow-command annotations and a job summary (default: github when "
+        "GITHUB_ACTIONS=true, else text).",
+    ),
+    click.option(
+        "--junit", "junit_path", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report here."
+    ),
+    click.option(
+        "--markdown",
+        "markdown_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the Markdown summary here (for a pull-request comment).",
+    ),
+]
+
+
+def _check_options(fn):
+    for option in reversed(_CHECK_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@main.command("check", epilog=CHECK_EXAMPLES)
+@_sweep_options
+@_check_options
+def check_command(**flags) -> None:
+    """Gate CI on precision: run the sweep and hold it to the thresholds and the baseline.
+
+    The thresholds are the [[thresholds]] tables of the config; the baseline is a JSON file of
+    every case's figures, written by --update-baseline and never replaced without it.
+    """
+    from bce_audit._io import check_writable
+    from bce_audit.check import plan_check
+
+    inv = _prepare(flags)
+    reports = {}
+    for flag, key in [("--junit", "junit"), ("--markdown", "markdown")]:
+        value = flags[f"{key}_path"]
+        path = value if value is not None else inv.config.get(key)
+        if path is not None:
+            path = Path(path)
+            check_writable(path, flag)  # before the sweep, like the exports
+            reports[key] = path
+    plan = plan_check(
+        inv.config,
+        inv.config_source,
+        inv.settings,
+        baseline_flag=flags["baseline_path"],
+        update=flags["update_baseline"],
+        tolerance_flags=flags["tolerance"],
+        allow_missing_flag=flags["allow_missing"],
+    )
+    result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+    if inv.verbose:
+        _report(result, inv.outputs, verbose=True)
+    else:
+        _write_exports(result, inv.outputs)
+    fmt = flags["format_"] or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
+    code = _gate(plan, result, reports, fmt)
+    if code:
+        sys.exit(int(code))
+
+
+def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
+    """Judge the result (or update the baseline), print the verdict, write the reports."""
+    from bce_audit._format import GithubFormat, JUnitFormat, MarkdownFormat, VerdictTextFormat
+    from bce_audit._format.verdict_text import render_update
+    from bce_audit._io import atomic_write
+    from bce_audit.check import judge, update_baseline
+    from bce_audit.console import stderr
+
+    err = stderr()
+    if plan.update:
+        click.echo(render_update(update_baseline(plan, result)), nl=False)
+        return ExitCode.OK
+    verdict = judge(plan, result)
+    click.echo(VerdictTextFormat().render(verdict), nl=False)
+    if fmt == "github":
+        click.echo(GithubFormat().render(verdict), nl=False)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            try:
+                with open(summary, "a", encoding="utf-8") as f:  # the runner's file: append, never replace
+                    f.write(MarkdownFormat().render(verdict))
+            except OSError as exc:
+                err.print(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}", markup=False)
+    else:
+        for warning in verdict.warnings:
+            err.print(f"bce-audit: warning: {warning}", markup=False, soft_wrap=True)
+    writers = {"junit": JUnitFormat(), "markdown": MarkdownFormat()}
+    for key, path in reports.items():
+        atomic_write(path, writers[key].render(verdict))
+        err.print(f"wrote {path}", markup=False)
+    return verdict.exit_code
+
+
 def _run_with_progress(inv: _Invocation, keep_details: bool):
     from bce_audit.console import stderr
     from bce_audit.sweep import effective_sampling, run_sweep
@@ -391,7 +528,6 @@ def _run_with_progress(inv: _Invocation, keep_details: bool):
 
 
 def _report(result, outputs: dict, verbose: bool) -> None:
-    from bce_audit._format import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
     from bce_audit._format.terminal import (
         CASE_TABLE_HEADING,
         SCOREBOARD_LEGEND,
@@ -401,8 +537,7 @@ def _report(result, outputs: dict, verbose: bool) -> None:
         scoreboard,
         scoreboard_heading,
     )
-    from bce_audit._io import atomic_write
-    from bce_audit.console import stderr, stdout
+    from bce_audit.console import stdout
 
     out = stdout()
     from bce_audit._types import Quantity
@@ -435,6 +570,14 @@ def _report(result, outputs: dict, verbose: bool) -> None:
         f"ulp threshold {s.ulp_threshold:g}, {result.elapsed_s:.1f} s",
         markup=False,
     )
+    _write_exports(result, outputs)
+
+
+def _write_exports(result, outputs: dict) -> None:
+    from bce_audit._format import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
+    from bce_audit._io import atomic_write
+    from bce_audit.console import stderr
+
     writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
     for key, path in outputs.items():
         atomic_write(path, writers[key].render(result))

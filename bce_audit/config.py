@@ -26,6 +26,13 @@ KEYS = {
     "jobs": int,
     "cache": bool,
     "cache_dir": str,
+    # bce-audit check (the CI gate); thresholds.py and baseline.py validate what is inside
+    "thresholds": list,  # [[thresholds]] tables: selectors and bounds
+    "baseline": str,  # the baseline file, relative to the config file's directory
+    "tolerance": dict,  # [tolerance]: how much worse each figure may get against the baseline
+    "allow_missing": bool,  # a baseline case missing from the run passes
+    "junit": str,
+    "markdown": str,
 }
 
 # A table in the `formulations` list ([[formulations]]): the user's own function (see
@@ -66,7 +73,7 @@ def _validate(table: dict, where: str) -> dict:
         if not ok:
             raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
         if isinstance(value, list):
-            want = (int, float) if key in ("labels", "range") else str
+            want = (int, float) if key in ("labels", "range") else dict if key == "thresholds" else str
             for i, item in enumerate(value):
                 if key == "formulations" and isinstance(item, dict):
                     _validate_formulation(item, f"{where}.{key}[{i}]")

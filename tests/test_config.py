@@ -139,6 +139,8 @@ def test_load_config_accepts_every_key(tmp_path):
         'range = [-3, 3]\npoints = 10\nsampling = "bits"\nseed = 1\nulp_threshold = 2\n'
         'csv = "a.csv"\njson = "a.json"\ndetails = "d.csv"\nverbose = true\n'
         'jobs = 2\ncache = false\ncache_dir = "cache"\n'
+        'baseline = "b.json"\nallow_missing = true\njunit = "j.xml"\nmarkdown = "m.md"\n'
+        '[tolerance]\nmax_ulp = 2\n[[thresholds]]\nformulation = "naive"\nnan = 0\n'
     )
     table, _ = load_config(cfg)
     assert set(table) == set(KEYS)

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 from bce_audit.result import SweepResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.gate import Verdict
 
 
 class Format(abc.ABC):
@@ -15,3 +19,10 @@ class Format(abc.ABC):
 def number(x: float) -> str:
     """A float as text that parses back to the exact same value (Python's repr)."""
     return repr(float(x))
+
+
+class VerdictFormat(abc.ABC):
+    """Turns the verdict of `bce-audit check` into the text of one report."""
+
+    @abc.abstractmethod
+    def render(self, verdict: Verdict) -> str: ...

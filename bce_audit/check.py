@@ -1,0 +1,158 @@
+"""The steps of `bce-audit check`: plan it before the sweep, then judge the result or update the baseline.
+
+plan_check finds everything that can be wrong with the rules, the tolerance, the baseline file
+and its settings before minutes of sweeping; judge turns a sweep result into a Verdict;
+update_baseline writes the result as the new baseline (atomically) and says what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bce_audit._exit_codes import UsageError
+from bce_audit._io import atomic_write, check_writable
+from bce_audit.baseline import (
+    ZERO_TOLERANCE,
+    Baseline,
+    Tolerance,
+    compare,
+    fingerprint,
+    parse_tolerance,
+    provenance_differences,
+    read_baseline,
+    render_baseline,
+    settings_differences,
+)
+from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Verdict, planned_keys
+from bce_audit.result import SweepResult
+from bce_audit.settings import Settings
+from bce_audit.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckPlan:
+    """A check, validated before the sweep.
+
+    rules: the threshold rules, each known to select a case of the sweep.
+    baseline_path: the baseline file (--baseline, or `baseline` in the config, relative to the
+        config file's directory), or None.
+    baseline: the baseline read and validated; None without one, or when --update-baseline
+        creates it (or replaces an unreadable one: `unreadable` says why).
+    tolerance, allow_missing: how the baseline is compared.
+    update: --update-baseline: write the run as the new baseline instead of gating on it.
+    config: where the config came from (None: no config).
+    """
+
+    rules: tuple[ThresholdRule, ...]
+    baseline_path: Path | None
+    baseline: Baseline | None
+    tolerance: Tolerance
+    allow_missing: bool
+    update: bool
+    config: str | None
+    unreadable: str | None = None
+
+
+def _baseline_path(flag: Path | None, config: dict, config_source: str | None) -> Path | None:
+    if flag is not None:
+        return flag
+    value = config.get("baseline")
+    if value is None:
+        return None
+    base = Path(config_source).parent if config_source else Path(".")
+    return base / value
+
+
+def plan_check(
+    config: dict,
+    config_source: str | None,
+    settings: Settings,
+    *,
+    baseline_flag: Path | None,
+    update: bool,
+    tolerance_flags: tuple[str, ...],
+    allow_missing_flag: bool | None,
+) -> CheckPlan:
+    """Validate everything a check needs; any problem is a UsageError (exit 2)."""
+    where = config_source or "config"
+    rules = parse_rules(config.get("thresholds"), where)
+    check_selection(rules, planned_keys(settings), where)
+    tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
+    allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
+    path = _baseline_path(baseline_flag, config, config_source)
+    common = dict(rules=rules, baseline_path=path, tolerance=tolerance, allow_missing=allow_missing)
+    common["config"] = config_source
+    if update:
+        if path is None:
+            raise UsageError(
+                '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
+            )
+        check_writable(path, "--baseline")
+        baseline, unreadable = None, None
+        if path.exists():
+            try:
+                baseline = read_baseline(path)
+            except UsageError as exc:
+                unreadable = str(exc)
+        return CheckPlan(baseline=baseline, update=True, unreadable=unreadable, **common)
+    if not rules and path is None:
+        raise UsageError(
+            "nothing to check: no [[thresholds]] in the config and no baseline "
+            '(--baseline FILE, or baseline = "FILE" in the config); see `bce-audit check --help`'
+        )
+    baseline = read_baseline(path) if path is not None else None
+    if baseline is not None and baseline.fingerprint != fingerprint(settings.to_dict()):
+        differences = "; ".join(settings_differences(baseline.settings, settings.to_dict()))
+        raise UsageError(
+            f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
+            "run with the baseline's settings, or regenerate it with --update-baseline"
+        )
+    return CheckPlan(baseline=baseline, update=False, **common)
+
+
+def case_figures(result: SweepResult) -> dict[CaseKey, CaseFigures]:
+    return {CaseKey.of(c): CaseFigures.of(c) for c in result.cases}
+
+
+def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
+    """Evaluate the rules and compare with the baseline: the verdict of the check."""
+    figures = case_figures(result)
+    outcomes = evaluate_rules(plan.rules, figures)
+    comparisons, warnings = (), []
+    if plan.baseline is not None:
+        comparisons = compare(plan.baseline.figures, figures, plan.tolerance, plan.allow_missing)
+        moved = provenance_differences(plan.baseline.provenance, result.provenance)
+        if moved:
+            warnings.append(
+                f"baseline {plan.baseline_path} was made in another environment, so figures may differ: "
+                + "; ".join(moved)
+            )
+    return Verdict(
+        rules=outcomes,
+        comparisons=comparisons,
+        cases_checked=len(result.cases),
+        config=plan.config,
+        baseline=None if plan.baseline is None else str(plan.baseline_path),
+        tolerance=None if plan.baseline is None else plan.tolerance,
+        warnings=tuple(warnings),
+    )
+
+
+def update_baseline(plan: CheckPlan, result: SweepResult) -> BaselineUpdate:
+    """Write the run as the new baseline (atomically) and compare it with the file it replaces."""
+    figures = case_figures(result)
+    settings = result.settings.to_dict()
+    text = render_baseline(figures, settings, result.provenance)
+    old = plan.baseline
+    comparisons = () if old is None else compare(old.figures, figures, ZERO_TOLERANCE, allow_missing=True)
+    atomic_write(plan.baseline_path, text)
+    return BaselineUpdate(
+        path=str(plan.baseline_path),
+        cases=len(figures),
+        previous=None if old is None else len(old.figures),
+        unreadable=plan.unreadable,
+        settings_changes=() if old is None else tuple(settings_differences(old.settings, settings)),
+        comparisons=comparisons,
+        failed_rules=tuple(r for r in evaluate_rules(plan.rules, figures) if not r.passed),
+    )

@@ -1,0 +1,338 @@
+"""The verdict of `bce-audit check`: what each threshold rule and each baseline comparison found.
+
+Plain frozen dataclasses, nothing else: thresholds.py and baseline.py fill them, the renderers in
+_format/ read them, and Verdict.exit_code is the one place that turns them into an exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import TYPE_CHECKING
+
+from bce_audit._exit_codes import ExitCode
+from bce_audit._types import Quantity, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.baseline import Tolerance
+    from bce_audit.result import CaseResult
+    from bce_audit.settings import Settings
+    from bce_audit.thresholds import ThresholdRule
+
+# The figures the gate checks, in report order. Counts are points per status (finite inputs), and
+# `nonfinite`: the ±inf / NaN inputs not handled as the limits say. `stable_range` is (lo, hi).
+FLOAT_FIGURES = ("max_ulp", "p99_ulp", "mean_bits")
+COUNT_FIGURES = ("inaccurate", "inf", "nan", "zero", "nonfinite")
+GATED_FIGURES = (*FLOAT_FIGURES, *COUNT_FIGURES, "stable_range")
+
+
+def label_text(y: float) -> str:
+    """A label as short as it reads, but never two labels as one text (0.1, 1, 0.30000000000000004)."""
+    short = f"{y:g}"
+    return short if float(short) == y else repr(y)
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseKey:
+    """What names a case: (formulation, domain, dtype, label, quantity), as plain strings and a float."""
+
+    formulation: str
+    domain: str
+    dtype: str
+    label: float
+    quantity: str
+
+    @classmethod
+    def of(cls, case: CaseResult) -> CaseKey:
+        return cls(case.formulation, str(case.domain), str(case.dtype), float(case.label), str(case.quantity))
+
+    def __str__(self) -> str:
+        return f"{self.formulation} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
+
+
+def planned_keys(settings: Settings) -> list[CaseKey]:
+    """The cases a sweep with these settings produces, known before it runs."""
+    return [
+        CaseKey(f, str(domain), str(dtype), float(y), str(q))
+        for f in settings.formulations
+        for domain in settings.domains
+        for dtype in settings.dtypes
+        for y in settings.labels
+        for q in Quantity
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseFigures:
+    """The figures of one case that the gate checks and a baseline stores.
+
+    error: the message when the formulation raised; then points and counts are 0 and the
+        float figures NaN.
+    points, ok, inaccurate, inf, nan, zero: finite inputs, and how many got each status.
+    nonfinite: ±inf / NaN inputs not handled as the limits say (any status but ok).
+    max_ulp, p99_ulp, mean_ulp: ULP errors over the points where output and truth are finite
+        (NaN: no such point).
+    mean_bits: mean bits of error. max_rel_err: max relative error (informational).
+    worst_input: the input with the most bits of error (NaN: every point exact).
+    stable_lo, stable_hi: the stable range (NaN: the centre itself is not ok).
+    """
+
+    points: int
+    ok: int
+    inaccurate: int
+    inf: int
+    nan: int
+    zero: int
+    nonfinite: int
+    max_ulp: float
+    p99_ulp: float
+    mean_ulp: float
+    mean_bits: float
+    max_rel_err: float
+    worst_input: float
+    stable_lo: float
+    stable_hi: float
+    error: str | None = None
+
+    @classmethod
+    def of(cls, case: CaseResult) -> CaseFigures:
+        nonfinite = sum(p.status is not Status.OK for p in case.nonfinite)
+        s = case.stats
+        if s is None:
+            nan = math.nan
+            return cls(0, 0, 0, 0, 0, 0, nonfinite, nan, nan, nan, nan, nan, nan, nan, nan, case.error or "raised")
+        c = s.counts
+        return cls(
+            points=s.points,
+            ok=c["ok"],
+            inaccurate=c["inaccurate"],
+            inf=c["inf"],
+            nan=c["nan"],
+            zero=c["zero"],
+            nonfinite=nonfinite,
+            max_ulp=s.max_ulp,
+            p99_ulp=s.p99_ulp,
+            mean_ulp=s.mean_ulp,
+            mean_bits=s.mean_bits,
+            max_rel_err=s.max_rel_err,
+            worst_input=s.worst_input,
+            stable_lo=s.stable_lo,
+            stable_hi=s.stable_hi,
+        )
+
+    def value(self, figure: str):
+        """One gated figure: a float, a count, or (lo, hi) for stable_range."""
+        if figure == "stable_range":
+            return (self.stable_lo, self.stable_hi)
+        return getattr(self, figure)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundCheck:
+    """One bound of a rule at one case.
+
+    figure: a name from GATED_FIGURES. bound: the rule's limit ((lo, hi) for stable_range, which
+    the case's stable range must contain). actual: the case's figure. passed: whether it holds
+    (an undefined figure, NaN, never holds).
+    """
+
+    figure: str
+    bound: float | tuple[float, float]
+    actual: float | tuple[float, float]
+    passed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleCaseResult:
+    """A rule applied to one case it selects.
+
+    checks: one per bound of the rule (empty when the formulation raised).
+    error: the formulation's error message; such a case fails every rule that selects it.
+    worst_input: the case's input with the most bits of error (NaN: none).
+    """
+
+    key: CaseKey
+    checks: tuple[BoundCheck, ...]
+    error: str | None
+    worst_input: float
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> tuple[BoundCheck, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleOutcome:
+    """A threshold rule and its result at every case it selects (at least one)."""
+
+    rule: ThresholdRule
+    cases: tuple[RuleCaseResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.cases)
+
+    @property
+    def failures(self) -> tuple[RuleCaseResult, ...]:
+        return tuple(c for c in self.cases if not c.passed)
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+class Direction(enum.StrEnum):
+    """How a figure moved against the baseline."""
+
+    WORSE = "worse"  # beyond the tolerance: the case fails
+    TOLERATED = "tolerated"  # worse, but within the tolerance
+    BETTER = "better"
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureDelta:
+    """One figure that differs from the baseline.
+
+    figure: a name from GATED_FIGURES, or `points` (the input grid changed) or `error` (old / new
+        are the error messages, None when the formulation ran).
+    allowed: how much worse it may get (None: not at all / not applicable).
+    """
+
+    figure: str
+    old: object
+    new: object
+    allowed: float | None
+    direction: Direction
+
+
+class Change(enum.StrEnum):
+    """What happened to one case against the baseline."""
+
+    UNCHANGED = "unchanged"  # no gated figure moved, or only within the tolerance
+    IMPROVED = "improved"  # some figure got better, none worse beyond the tolerance
+    REGRESSED = "regressed"  # some figure got worse beyond the tolerance: fails
+    NEW = "new"  # in this run, not in the baseline: reported, passes
+    MISSING = "missing"  # in the baseline, not in this run: fails
+    MISSING_ALLOWED = "missing-allowed"  # the same, with --allow-missing: reported, passes
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseComparison:
+    """One case against the baseline.
+
+    deltas: the figures that moved (empty for new and missing cases).
+    worst_input: the input with the most bits of error in this run (NaN: none, or not run).
+    """
+
+    key: CaseKey
+    change: Change
+    deltas: tuple[FigureDelta, ...] = ()
+    worst_input: float = math.nan
+
+    @property
+    def failed(self) -> bool:
+        return self.change in (Change.REGRESSED, Change.MISSING)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineUpdate:
+    """What `check --update-baseline` wrote, against the file it replaced (glibc's ulps update).
+
+    path: the baseline written. cases: how many cases it holds.
+    previous: None when there was no file before; else how many cases the old file held.
+    unreadable: why the old file could not be read (it was replaced all the same), or None.
+    settings_changes: the figure-affecting settings that differ from the old file's, as text.
+    comparisons: every case against the old file with zero tolerance.
+    failed_rules: the threshold rules these figures fail (an update exits 0 all the same).
+    """
+
+    path: str
+    cases: int
+    previous: int | None
+    unreadable: str | None
+    settings_changes: tuple[str, ...]
+    comparisons: tuple[CaseComparison, ...]
+    failed_rules: tuple[RuleOutcome, ...] = ()
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Everything `bce-audit check` decided, rendered by _format/ and turned into the exit code.
+
+    rules: every threshold rule with its outcome, in config order.
+    comparisons: every case against the baseline (run order, then the missing ones); empty
+        without a baseline.
+    cases_checked: cases in this run.
+    config: the config file the rules came from (None: none). baseline: the baseline file.
+    tolerance: the tolerance the baseline was compared with (None without a baseline).
+    warnings: one line each (a baseline from another environment, ...): never a failure.
+    """
+
+    rules: tuple[RuleOutcome, ...]
+    comparisons: tuple[CaseComparison, ...]
+    cases_checked: int
+    config: str | None = None
+    baseline: str | None = None
+    tolerance: Tolerance | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def failed_rules(self) -> tuple[RuleOutcome, ...]:
+        return tuple(r for r in self.rules if not r.passed)
+
+    def _with(self, *changes: Change) -> tuple[CaseComparison, ...]:
+        return tuple(c for c in self.comparisons if c.change in changes)
+
+    @property
+    def regressed(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.REGRESSED)
+
+    @property
+    def improved(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.IMPROVED)
+
+    @property
+    def new(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.NEW)
+
+    @property
+    def missing(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.MISSING, Change.MISSING_ALLOWED)
+
+    @property
+    def failed_cases(self) -> tuple[CaseKey, ...]:
+        """Distinct cases that fail a rule or the baseline (missing ones included), in order."""
+        keys = [f.key for r in self.rules for f in r.failures]
+        keys += [c.key for c in self.comparisons if c.failed]
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_rules and not any(c.failed for c in self.comparisons)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.passed else ExitCode.REGRESSION
+
+    def summary(self) -> str:
+        """The one-line summary every renderer ends (or starts) with."""
+        rules = f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        if self.failed_rules:
+            rules += f" ({len(self.failed_rules)} failed)"
+        parts = [rules, f"{self.cases_checked} cases checked", f"{len(self.failed_cases)} failed"]
+        if self.baseline is not None:
+            parts += [f"{len(self.improved)} improved", f"{len(self.new)} new"]
+            if self.missing:
+                parts.append(f"{len(self.missing)} missing")
+        word = "passed" if self.passed else "FAILED"
+        return f"check {word}: " + ", ".join(parts)
