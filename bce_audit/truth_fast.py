@@ -127,7 +127,8 @@ def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] |
     else:
         exact_loss = mpf_mul(y, at)
         exact_grad, grad_sign = (y[0] ^ 1, y[1], y[2], y[3]) if y[1] else y, +1
-    # log2 of an upper bound on e (and so on log1p(e) and e/(1+e), both below e)
+    # log2 of an upper bound on e (and so on log1p(e) and e/(1+e), both below e); above about
+    # 2^50 the +1 is lost to rounding, where the value is far below -1100 and every cut anyway
     log2_e = -a * _LOG2_E + 1
     loss_tiny = exact_loss[1] and log2_e < _cut(exact_loss)
     grad_tiny = exact_grad[1] and log2_e < _cut(exact_grad)

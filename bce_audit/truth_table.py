@@ -92,8 +92,10 @@ def evaluate_points(domain: Domain, inputs: np.ndarray, labels, progress=None) -
             if key != previous:
                 previous, memo = key, {}
             r = None
-            # regular points: finite nonzero logits, probabilities strictly inside (0, 1)
-            if (x != 0 and x - x == 0) if logits else 0 < x < 1:
+            # regular points: finite nonzero logits, probabilities strictly inside (0, 1), and a
+            # finite label (the command line only allows [0, 1]; through the API, NaN is possible)
+            regular = (x != 0 and x - x == 0) if logits else 0 < x < 1
+            if regular and y - y == 0:
                 yy = exact_labels.get(y)
                 if yy is None:
                     yt = from_float(y)

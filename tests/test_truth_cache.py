@@ -185,3 +185,28 @@ def test_results_identical_for_any_number_of_jobs(monkeypatch, tmp_path):
 def test_jobs_must_be_positive():
     result = runner().invoke(main, ["sweep", *TINY, "-j", "0"])
     assert_usage_error(result, "--jobs", "0")
+
+
+def test_negative_zero_key_beside_positive_keys_is_not_out_of_order(tmp_path):
+    # -0.0's key is the smallest int64: a difference with a positive key would wrap around
+    warnings = []
+    xs = np.array([-0.0, 0.25])
+    build_truth_table([(Domain.PROBABILITIES, 0.5, xs)], cache=TruthCache(tmp_path, warn=warnings.append))
+    _, work = build_truth_table([(Domain.PROBABILITIES, 0.5, xs)], cache=TruthCache(tmp_path, warn=warnings.append))
+    assert (work.computed, warnings) == (0, [])
+
+
+@pytest.mark.parametrize("points", ["1e999", "-1", '"many"', "[[[[" * 2000 + "]]]]" * 2000])
+def test_absurd_header_is_corrupt_not_a_crash(tmp_path, points):
+    cache = TruthCache(tmp_path)
+    xs = np.array([0.5, 1.5])
+    build_truth_table([(Domain.LOGITS, 0.0, xs)], cache=cache)
+    path = cache.path(Domain.LOGITS, 0.0)
+    head, rest = path.read_bytes()[len(_MAGIC) :].split(b"\n", 1)
+    text = head.decode().replace(f'"points": {2}', f'"points": {points}')
+    assert text != head.decode()
+    path.write_bytes(_MAGIC + text.encode() + b"\n" + rest)
+    warnings = []
+    _, work = build_truth_table([(Domain.LOGITS, 0.0, xs)], cache=TruthCache(tmp_path, warn=warnings.append))
+    assert work.computed == 2
+    assert len(warnings) == 1 and "ignoring corrupt cache file" in warnings[0]

@@ -196,3 +196,10 @@ def test_negative_zero_label_is_the_label_zero():
     table, work = build_truth_table([(Domain.LOGITS, 0.0, xs), (Domain.LOGITS, -0.0, xs)])
     assert work.points == 3
     assert table.rows(Domain.LOGITS, -0.0, xs).tobytes() == evaluate_points(Domain.LOGITS, xs, 0.0).tobytes()
+
+
+@pytest.mark.parametrize("domain", list(Domain))
+def test_nan_label_gives_nan_rows(domain):
+    # the command line never passes one, the API may: the fast path must not read it as 0
+    rows = evaluate_points(domain, np.array([0.25, 1.0]), math.nan)
+    assert np.isnan(rows).all()
