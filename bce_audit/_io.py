@@ -3,33 +3,70 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from bce_audit._exit_codes import UsageError
 
 
+def _is_special(path: Path) -> bool:
+    """True for an existing path that is neither a regular file nor a directory: /dev/null,
+    /dev/stdout, a FIFO, a shell's >(...). Such a path is written into, never renamed over."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_writable(path: Path, flag: str) -> None:
     """Fail before any work when ``path`` cannot be written (a one-line usage error)."""
+    if _is_special(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{flag} {path}: permission denied")
+        return
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
+    target = Path(os.path.realpath(path))  # through symlinks: the file they point at is replaced
+    parent = target.parent
     if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: {parent} {what}")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(f"{flag} {path}: permission denied")
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    """Write to a temporary file beside ``path``, fsync, then rename over it.
+
+    A symlink keeps pointing where it did (its target is replaced); an existing file keeps its
+    permissions, a new one gets the umask's; a device or pipe is simply written into.
+    """
+    if _is_special(path):
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        return
+    target = Path(os.path.realpath(path))
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = _new_file_mode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(f.fileno(), mode)  # mkstemp makes it 0600
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)

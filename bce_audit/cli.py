@@ -318,20 +318,22 @@ def _prepare(flags: dict) -> _Invocation:
             check_writable(path, flag)  # before the sweep: never fail after minutes of work
             outputs[key] = path
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
-    jobs = flags["jobs"] if flags["jobs"] is not None else config.get("jobs")
+    jobs, jobs_from = (flags["jobs"], "--jobs") if flags["jobs"] is not None else (config.get("jobs"), "config jobs")
     if jobs is None:
         jobs = _cores()
     elif jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+        raise UsageError(f"{jobs_from} must be at least 1, got {jobs}")
     use_cache = not flags["no_cache"] and config.get("cache", True)
     cache_dir = None
     if use_cache:
         from bce_audit.truth_cache import default_cache_dir
 
-        given = flags["cache_dir"] if flags["cache_dir"] is not None else config.get("cache_dir")
+        given, given_from = flags["cache_dir"], "--cache-dir"
+        if given is None:
+            given, given_from = config.get("cache_dir"), "config cache_dir"
         cache_dir = Path(given) if given is not None else default_cache_dir()
         if given is not None and cache_dir.exists() and not cache_dir.is_dir():
-            raise UsageError(f"--cache-dir {cache_dir}: not a directory")
+            raise UsageError(f"{given_from} {cache_dir}: not a directory")
     return _Invocation(config, source, settings, outputs, verbose, jobs, cache_dir)
 
 

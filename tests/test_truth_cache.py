@@ -210,3 +210,13 @@ def test_absurd_header_is_corrupt_not_a_crash(tmp_path, points):
     _, work = build_truth_table([(Domain.LOGITS, 0.0, xs)], cache=TruthCache(tmp_path, warn=warnings.append))
     assert work.computed == 2
     assert len(warnings) == 1 and "ignoring corrupt cache file" in warnings[0]
+
+
+def test_bad_jobs_and_cache_dir_in_the_config_name_the_key(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("jobs = 0\n")
+    assert_usage_error(runner().invoke(main, ["sweep", *TINY, "--config", str(cfg)]), "config jobs", "0")
+    cfg.write_text(f'cache_dir = "{blocker}"\n')
+    assert_usage_error(runner().invoke(main, ["sweep", *TINY, "--config", str(cfg)]), "config cache_dir", str(blocker))

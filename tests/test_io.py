@@ -1,0 +1,78 @@
+"""Writing reports: atomically into regular files, through symlinks, into devices and pipes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from helpers import TINY, assert_exit, runner
+
+from bce_audit._exit_codes import UsageError
+from bce_audit._io import atomic_write, check_writable
+from bce_audit.cli import main
+
+
+def test_symlinked_report_replaces_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "run1.csv").write_text("old")
+    link = tmp_path / "latest.csv"
+    link.symlink_to("run1.csv")
+    result = runner().invoke(main, ["sweep", *TINY, "--csv", str(link)])
+    assert_exit(result, 0)
+    assert link.is_symlink()
+    assert (tmp_path / "run1.csv").read_text().startswith("formulation,domain,")
+
+
+def test_existing_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path):
+    old = tmp_path / "old.txt"
+    old.write_text("x")
+    old.chmod(0o640)
+    atomic_write(old, "y")
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640
+    umask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "new.txt", "z")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_written_into_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    check_writable(fifo, "--csv")
+    atomic_write(fifo, "a,b\n1,2\n")
+    reader.join(timeout=10)
+    assert got == ["a,b\n1,2\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_file_where_the_directory_should_be_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="is not a directory"):
+        check_writable(tmp_path / "file" / "x.csv", "--csv")
+
+
+def test_closed_stdout_does_not_change_the_exit_code(tmp_path):
+    # `bce-audit sweep | head -1`: the reader goes away; the run still ends normally
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="120", CI="1")
+    csv = tmp_path / "out.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bce_audit", "sweep", *TINY, "--csv", str(csv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    proc.stdout.close()  # before it writes anything: every write meets a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode() and "Exception ignored" not in err.decode()
+    assert Path(csv).read_text().startswith("formulation,")
