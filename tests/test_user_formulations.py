@@ -575,6 +575,100 @@ def test_function_that_prints_and_warns(in_tmp):
     assert all(int(r["points"]) > 0 for r in rows)
 
 
+GLOBAL_STATE = """
+import numpy as np
+import torch
+
+
+def bce(z, y):
+    return torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+
+
+def flushes_denormals(z, y):
+    torch.set_flush_denormal(True)  # subnormal results of everything after it would read as 0
+    return bce(z, y)
+
+
+def detects_anomalies(z, y):
+    torch.autograd.set_detect_anomaly(True)  # a NaN gradient after it would raise
+    return bce(z, y)
+
+
+def changes_everything(z, y):
+    torch.set_flush_denormal(True)
+    torch.autograd.set_detect_anomaly(True, check_nan=False)
+    torch.set_grad_enabled(False)
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    np.seterr(all="raise")
+    return bce(z, y)
+"""
+
+
+def _torch_state():
+    import numpy as np
+    import torch
+
+    flushed = bool(torch.full((), 1.401298464324817e-45, dtype=torch.float32).mul(1) == 0)
+    return (
+        torch.is_grad_enabled(),
+        torch.is_anomaly_enabled(),
+        torch.is_anomaly_check_nan_enabled(),
+        flushed,
+        torch.get_default_dtype(),
+        torch.get_num_threads(),
+        np.geterr(),
+    )
+
+
+@pytest.fixture
+def torch_state():
+    """The process's torch state before the test, put back after it even if the test fails."""
+    import numpy as np
+    import torch
+
+    before = _torch_state()
+    yield before
+    torch.set_grad_enabled(before[0])
+    torch.autograd.set_detect_anomaly(before[1], before[2])
+    torch.set_flush_denormal(before[3])
+    torch.set_default_dtype(before[4])
+    torch.set_num_threads(before[5])
+    np.seterr(**before[6])
+
+
+@pytest.mark.filterwarnings("ignore:Error detected in")  # anomaly mode, in the user function's own case
+@pytest.mark.parametrize(
+    "function, builtin, grid",
+    [
+        # e^z is a float32 subnormal on [-103, -88]: max-abs gets it right, flushed it reads 0
+        ("flushes_denormals", "max-abs", ["--domain", "logits", "--range=-103:-88"]),
+        # naive's gradient is NaN at p = 0 (0 * 1/0): a finding, an exception under anomaly mode
+        ("detects_anomalies", "naive", ["--domain", "probabilities"]),
+    ],
+)
+def test_global_torch_state_does_not_leak(in_tmp, torch_state, function, builtin, grid):
+    (in_tmp / "state.py").write_text(GLOBAL_STATE)
+    args = ["-d", "float32", "-y", "0", "--points", "50", *grid]
+    assert_exit(_sweep("-f", builtin, *args, "--details", "alone.csv"), 0)
+    # the user function first, in the config's order, then the built-in in the same process
+    (in_tmp / "c.toml").write_text(f'formulations = [{{ target = "state.py:{function}@logits" }}, "{builtin}"]\n')
+    assert_exit(_sweep("--config", "c.toml", *args, "--details", "after.csv"), 0)
+    alone = _rows(in_tmp / "alone.csv")
+    after = [r for r in _rows(in_tmp / "after.csv") if r["formulation"] == builtin]
+    assert len(alone) > 50 and after == alone
+    assert _torch_state() == torch_state
+
+
+@pytest.mark.filterwarnings("ignore:Error detected in")
+def test_global_torch_state_is_restored_after_each_call(in_tmp, torch_state):
+    (in_tmp / "state.py").write_text(GLOBAL_STATE)
+    result = _sweep("--impl", "state.py:changes_everything@logits", "-f", "max-abs", *SMALL, "--csv", "s.csv")
+    assert_exit(result, 0)
+    assert _counts(_rows(in_tmp / "s.csv")) == {"max-abs": 4, "changes_everything": 4}
+    assert _torch_state() == torch_state
+
+
 # --------------------------------------------------------------------------- entry points
 
 
