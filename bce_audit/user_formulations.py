@@ -45,6 +45,9 @@ PARAMETER_TYPES = (bool, int, float, str)
 # A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
 
+# The packages bce-audit runs on: a user file or module of the same name would replace them.
+_SHADOWABLE = ("torch", "numpy", "mpmath", "bce_audit")
+
 _TARGET_FORMS = "not of the form MODULE:FUNCTION or FILE.py:FUNCTION (optionally @logits or @probabilities)"
 
 
@@ -153,7 +156,13 @@ def parse_target(text: str, where: str) -> tuple[str, Domain | None]:
         raise UsageError(f"{where}: {_TARGET_FORMS}")
     if not _is_file(location) and not all(part.isidentifier() for part in location.split(".")):
         raise UsageError(f"{where}: {_TARGET_FORMS}")
+    if _is_file(location) and Path(location).stem in _SHADOWABLE:
+        raise UsageError(f"{where}: {_shadows(Path(location).name, Path(location).stem)}")
     return ref, domain
+
+
+def _shadows(file, package: str) -> str:
+    return f"{file} would shadow the installed package {package}; rename it"
 
 
 def _is_file(location: str) -> bool:
@@ -230,10 +239,18 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _user_code(path_entry: str | None):
+def _user_code(path_entry: str | None, where: str):
     """Run user code: its prints go to stderr (never into a report on stdout), its directory is
-    importable while it is imported (as `python file.py` would have it), and sys.path is restored."""
+    importable while it is imported (as `python file.py` would have it), and sys.path is restored.
+
+    torch is imported first, so that a torch.py beside the user's code cannot replace it; a
+    module of the user's directory that an import took for torch, numpy, mpmath or bce_audit is
+    forgotten again, and is a UsageError naming it.
+    """
+    import torch  # noqa: F401  (before the user's directory is on sys.path)
+
     added = path_entry is not None and path_entry not in sys.path
+    before = set(sys.modules)
     if added:
         sys.path.insert(0, path_entry)
     try:
@@ -245,6 +262,30 @@ def _user_code(path_entry: str | None):
                 sys.path.remove(path_entry)
             except ValueError:
                 pass
+        shadow = _forget_shadows(before, path_entry) if path_entry is not None else None
+    if shadow is not None:
+        raise UsageError(f"{where}: {_shadows(shadow[0], shadow[1])}")
+
+
+def _forget_shadows(before: set, directory: str) -> tuple[str, str] | None:
+    """(file, package) of a module newly imported from ``directory`` under a name bce-audit
+    runs on, after removing it (and its submodules) from sys.modules; None if there is none."""
+    found = None
+    for package in _SHADOWABLE:
+        module = sys.modules.get(package)
+        if package in before or module is None:
+            continue
+        file = getattr(module, "__file__", None)
+        if file is None:
+            continue
+        path = Path(file).resolve()
+        home = path.parent if path.name != "__init__.py" else path.parent.parent
+        if home != Path(directory).resolve():
+            continue
+        for key in [k for k in sys.modules if k not in before and (k == package or k.startswith(package + "."))]:
+            del sys.modules[key]
+        found = found or (str(path), package)
+    return found
 
 
 def _import_file(path: Path, where: str):
@@ -265,8 +306,11 @@ def _import_file(path: Path, where: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before exec, as import does: dataclasses and pickle look it up
     try:
-        with _user_code(str(path.parent)):
+        with _user_code(str(path.parent), where):
             spec.loader.exec_module(module)
+    except UsageError:
+        del sys.modules[name]
+        raise
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise UsageError(f"{where}: cannot import {path.name}: {_describe(exc)}") from None
@@ -276,9 +320,16 @@ def _import_file(path: Path, where: str):
 def _import_module(name: str, base_dir: str | None, where: str):
     import importlib
 
+    top = name.partition(".")[0]
+    if top in _SHADOWABLE and base_dir is not None:
+        for local in (Path(base_dir) / f"{top}.py", Path(base_dir) / top / "__init__.py"):
+            if local.is_file():  # the installed package would be imported, not this
+                raise UsageError(f"{where}: {_shadows(local, top)}")
     try:
-        with _user_code(base_dir):
+        with _user_code(base_dir, where):
             return importlib.import_module(name)
+    except UsageError:
+        raise
     except (Exception, SystemExit) as exc:
         raise UsageError(f"{where}: cannot import {name}: {_describe(exc)}") from None
 

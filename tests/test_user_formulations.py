@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -492,6 +493,55 @@ def test_impl_loading_failures_are_usage_errors(in_tmp, sweep_calls, target, cul
     result = _sweep("--impl", target, *SMALL)
     assert_usage_error(result, f"--impl {target!r}", *culprits)
     assert sweep_calls == []
+
+
+@pytest.mark.parametrize(
+    "target, shadow",
+    [
+        ("torch.py:f@logits", "torch.py"),
+        ("lib/numpy.py:f@logits", "numpy.py"),
+        ("mpmath.py:f@logits", "mpmath.py"),
+        ("bce_audit.py:f@logits", "bce_audit.py"),
+        ("torch:f@logits", "torch.py"),  # the installed torch would be imported, not this file
+    ],
+)
+def test_target_that_would_shadow_a_package_is_a_usage_error(in_tmp, sweep_calls, target, shadow):
+    (in_tmp / "lib").mkdir()
+    for path in (in_tmp / "torch.py", in_tmp / "lib" / "numpy.py", in_tmp / "mpmath.py", in_tmp / "bce_audit.py"):
+        path.write_text("import torch\n\ndef f(z, y):\n    return z\n")
+    line = assert_usage_error(_sweep("--impl", target, *SMALL), f"--impl {target!r}", shadow)
+    assert "would shadow the installed package" in line
+    assert sweep_calls == []
+
+
+def test_module_beside_the_target_that_would_shadow_a_package(in_tmp, sweep_calls, monkeypatch):
+    (in_tmp / "lib").mkdir()
+    (in_tmp / "lib" / "mpmath.py").write_text("mp = None\n")
+    (in_tmp / "lib" / "uses_mpmath.py").write_text(LOSSES.replace("import torch\n", "import mpmath\nimport torch\n"))
+    monkeypatch.delitem(sys.modules, "mpmath", raising=False)  # as in a fresh process: not imported yet
+    line = assert_usage_error(_sweep("--impl", "lib/uses_mpmath.py:plain@logits", *SMALL), "lib/uses_mpmath.py")
+    assert "mpmath.py would shadow the installed package mpmath" in line
+    assert sys.modules.get("mpmath") is None  # forgotten again: the truth imports the real one
+    assert sweep_calls == []
+
+
+def test_torch_py_beside_the_target_does_not_replace_torch(tmp_path):
+    # a fresh process, where torch is not imported yet when the user's file is loaded
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "torch.py").write_text("float32 = None  # not torch\n")
+    _losses_file(tmp_path / "lib")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(root))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bce_audit", "sweep", "--impl", "lib/losses.py:plain@logits", *SMALL, "--points", "5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\s*plain\s+logits\s+\S+", proc.stdout, re.M), proc.stdout
 
 
 def test_name_clash_between_user_formulations(in_tmp, sweep_calls):
