@@ -72,6 +72,11 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
     """
 
     # checked here, at the decorator's call: a mistake shows where it is written
+    if fn is not None and not callable(fn):
+        example = f'domain="{fn}"' if str(fn) in {str(d) for d in Domain} else 'domain="logits"'
+        raise TypeError(
+            f"@formulation takes keyword arguments only: write @formulation({example}), not @formulation({fn!r})"
+        )
     marks = {}
     if domain is not None:
         try:
@@ -187,6 +192,11 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
             raise UsageError(f"{where}: a built-in has its own domain; drop the domain key")
         domain = BUILTINS[target].native_domain
     else:
+        if ":" not in target and not _is_file(target.partition("@")[0]):  # meant a built-in's name
+            raise UsageError(
+                f"{where}: unknown formulation {target!r}{_closest(target, list(BUILTINS))}; a target is "
+                f"a built-in ({', '.join(BUILTINS)}), MODULE:FUNCTION or FILE.py:FUNCTION"
+            )
         ref, domain = parse_target(target, where)
         target = ref
         if "domain" in table:
@@ -376,7 +386,11 @@ def complete(spec: UserFormulationSpec) -> UserFormulationSpec:
     Domain: the suffix or the config's ``domain``, else the decorator's; none at all is an error.
     """
     if spec.is_builtin:
-        _check_call(BUILTINS[spec.target].loss, spec.parameters, spec.where)
+        builtin = BUILTINS[spec.target]
+        for key, value in spec.parameters:
+            if key in builtin.parameters and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
+        _check_call(builtin.loss, spec.parameters, spec.where)
         return dataclasses.replace(spec, name=spec.name or spec.target)
     fn = load_function(spec)
     name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
@@ -480,6 +494,7 @@ def select_formulations(
     installed = None  # entry points: looked up only when a name is not a built-in
     names: list[str] = []
     specs: list[UserFormulationSpec] = []
+    tables: dict[str, UserFormulationSpec] = {}  # the config's tables by name: one table per name
     for item in items:
         if isinstance(item, str):
             if item in BUILTINS:
@@ -494,6 +509,11 @@ def select_formulations(
                 raise _unknown(item, installed)
         else:
             spec = completed[id(item)]
+            if spec.origin is Origin.CONFIG:
+                other = tables.setdefault(spec.name, spec)
+                if other is not spec:  # a copy-and-paste that forgot to change the name (or anything)
+                    same = " (the same table twice)" if other == spec else ""
+                    raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {other.where}{same}")
             if spec.is_builtin and not spec.parameters and spec.name == spec.target:
                 names.append(spec.name)  # a config table that only names a built-in
                 continue
@@ -503,7 +523,7 @@ def select_formulations(
         clash = next((s for s in specs if s.name == spec.name), None)
         if clash is not None:
             if clash == spec:
-                continue  # the same formulation twice: once is enough
+                continue  # the same formulation twice on the command line: once is enough
             raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {clash.where}")
         names.append(spec.name)
         specs.append(spec)

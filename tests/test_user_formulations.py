@@ -402,6 +402,9 @@ def test_builtin_target_with_parameters(in_tmp):
         ('target = "losses.py:plain"\ndomain = "logit"\n', ["'logit'", "logits"]),
         ('target = "losses.py:plain@logits"\nname = "has space"\n', ["'has space'"]),
         ('target = "losses.py:plain@logits"\nname = "max-abs"\n', ["'max-abs'", "built-in"]),
+        ('target = "clippd"\n', ["unknown formulation 'clippd' (did you mean 'clipped'?)", "naive"]),
+        ('target = "clipped"\nname = "c"\nparameters = { eps = "big" }\n', ["'eps'", "a number", "'big'"]),
+        ('target = "softplus-threshold"\nname = "s"\nparameters = { threshold = true }\n', ["'threshold'", "number"]),
     ],
 )
 def test_bad_formulation_tables(in_tmp, sweep_calls, table, culprits):
@@ -429,6 +432,24 @@ def test_config_formulation_keys_and_types(tmp_path, sweep_calls, toml, culprits
     cfg = tmp_path / "c.toml"
     cfg.write_text(toml)
     assert_usage_error(_sweep("--config", str(cfg)), str(cfg), *culprits)
+    assert sweep_calls == []
+
+
+@pytest.mark.parametrize(
+    "first, second, identical",
+    [
+        ('target = "losses.py:weighted@logits"\nparameters = { pos_weight = 2.0 }\n', None, True),
+        ('target = "losses.py:weighted@logits"\nparameters = { pos_weight = 2.0 }\n', "pos_weight = 3.0", False),
+        ('target = "clipped"\n', None, True),
+        ('name = "c"\ntarget = "clipped"\nparameters = { eps = 1e-3 }\n', None, True),
+    ],
+)
+def test_two_tables_with_one_name_are_an_error(in_tmp, sweep_calls, first, second, identical):
+    _losses_file(in_tmp)
+    other = first if second is None else first.replace("pos_weight = 2.0", second)
+    (in_tmp / "c.toml").write_text(f"[[formulations]]\n{first}\n[[formulations]]\n{other}")
+    line = assert_usage_error(_sweep("--config", "c.toml"), "formulations[1]", "is taken by", "formulations[0]")
+    assert ("the same table twice" in line) == identical
     assert sweep_calls == []
 
 
@@ -810,6 +831,11 @@ def test_decorator_only_annotates():
         formulation(domain="logit")
     with pytest.raises(ValueError, match="name"):
         formulation(name="two words")
+    # a positional domain would otherwise be taken for the function: "'str' object is not callable"
+    with pytest.raises(TypeError, match=r"keyword arguments only: write @formulation\(domain=.logits.\)"):
+        formulation("logits")
+    with pytest.raises(TypeError, match=r'@formulation\(domain="logits"\), not @formulation\(3\)'):
+        formulation(3)
 
 
 def test_decorator_import_is_light():
