@@ -44,6 +44,7 @@ PARAMETER_TYPES = (bool, int, float, str)
 
 # A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
+_NAME_RULE = "letters, digits, '_', '.', '+' or '-', not starting with '.', '+' or '-'"
 
 # The packages bce-audit runs on: a user file or module of the same name would replace them.
 _SHADOWABLE = ("torch", "numpy", "mpmath", "bce_audit")
@@ -85,7 +86,7 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
             raise ValueError(f"@formulation: {exc}") from None
     if name is not None:
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(f"@formulation: name {name!r} must be letters, digits, '_', '.', '+' or '-'")
+            raise ValueError(f"@formulation: name {name!r} must be {_NAME_RULE}")
         marks[NAME_ATTR] = name
     if formula is not None:
         marks[FORMULA_ATTR] = str(formula)
@@ -208,19 +209,33 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
                 raise UsageError(f"{where}: domain {str(declared)!r} contradicts the suffix @{domain}")
             domain = declared
     if name is not None and not _NAME.match(name):
-        raise UsageError(f"{where}: name {name!r} must be letters, digits, '_', '.', '+' or '-'")
+        raise UsageError(f"{where}: name {name!r} must be {_NAME_RULE}")
     return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir)
 
 
-def entry_points() -> dict:
-    """Installed formulations: entry-point name -> EntryPoint (a built-in's name is left out: built-ins win)."""
+def _installed() -> list:
+    """Every entry point of the group, each with why it is ignored (None if it is not).
+
+    A built-in's name is ignored (built-ins win: installing a package never changes what a name
+    means), and so is a name an earlier entry point already has (the first one found wins).
+    """
     from importlib.metadata import entry_points as installed
 
-    found = {}
+    found, seen = [], {}
     for ep in installed(group=ENTRY_POINT_GROUP):
-        if ep.name not in BUILTINS:
-            found.setdefault(ep.name, ep)
+        if ep.name in BUILTINS:
+            found.append((ep, f"ignored: the built-in {ep.name!r} has this name; rename the entry point"))
+        elif ep.name in seen:
+            found.append((ep, f"ignored: the entry point of {distribution(seen[ep.name])} has this name"))
+        else:
+            seen[ep.name] = ep
+            found.append((ep, None))
     return found
+
+
+def entry_points() -> dict:
+    """Installed formulations: entry-point name -> EntryPoint, the ignored ones left out."""
+    return {ep.name: ep for ep, ignored in _installed() if ignored is None}
 
 
 def distribution(ep) -> str:
@@ -232,6 +247,8 @@ def distribution(ep) -> str:
 def entry_point_spec(ep) -> UserFormulationSpec:
     """An entry point's value is ``module:function``, its domain from @formulation (or a suffix)."""
     where = f"entry point {ep.name!r} of {distribution(ep)} ({ep.value!r})"
+    if not _NAME.match(ep.name):
+        raise UsageError(f"{where}: the name {ep.name!r} is not a formulation name ({_NAME_RULE})")
     value = "".join(ep.value.split("[", 1)[0].split())  # extras and spaces are legal in the syntax
     ref, domain = parse_target(value, where)
     if _is_file(ref.rpartition(":")[0]):
@@ -398,6 +415,11 @@ def complete(spec: UserFormulationSpec) -> UserFormulationSpec:
     if domain is None:
         declared = getattr(fn, DOMAIN_ATTR, None)
         if declared is None:
+            if spec.origin is Origin.ENTRY_POINT:  # the package's code is the only place to say it
+                raise UsageError(
+                    f"{spec.where}: declare its domain: decorate the function with "
+                    '@formulation(domain="logits") or @formulation(domain="probabilities")'
+                )
             raise UsageError(
                 f"{spec.where}: declare its domain: suffix the target with @logits or @probabilities, "
                 "set domain in the config, or decorate the function with @formulation(domain=...)"
@@ -453,7 +475,7 @@ def _first_doc_line(fn) -> str:
 
 
 def _unknown(name: str, installed: dict) -> UsageError:
-    others = [n for n in installed if n not in BUILTINS]
+    others = [n for n in installed if _NAME.match(n)]
     extra = f"; or an installed one: {', '.join(others)}" if others else ""
     return UsageError(
         f"unknown formulation {name!r}{_closest(name, list(BUILTINS) + others)}; "
@@ -543,12 +565,16 @@ class CatalogueEntry:
 def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None) -> list:
     """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
 
-    A broken entry point is listed with its error (it fails a sweep only when selected); a broken
-    --impl or config target is a usage error, as it is for a sweep.
+    A broken entry point is listed with its error (it fails a sweep only when selected), an
+    ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
+    or config target is a usage error, as it is for a sweep.
     """
     rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
-    for name, ep in entry_points().items():
-        source = f"{Origin.ENTRY_POINT} ({distribution(ep)})"
+    for ep, ignored in _installed():
+        name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
+        if ignored is not None:
+            rows.append(CatalogueEntry(name, "-", source, ignored))
+            continue
         try:
             f = load(complete(entry_point_spec(ep)))
         except UsageError as exc:

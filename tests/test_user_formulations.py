@@ -756,6 +756,8 @@ def installed(tmp_path, monkeypatch):
         f"fake-bce = {module}:decorated\n"
         f"fake-probs = {module}:probs\n"
         f"fake-broken = {module}_missing:f\n"
+        f"fake-plain = {module}:plain\n"  # not decorated: no domain
+        f"bad name! = {module}:decorated\n"  # not a name -f could select or a report could show
         f"naive = {module}:plain\n"  # a built-in's name: the built-in wins
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -779,18 +781,58 @@ def test_entry_points_are_not_in_the_default_set(installed):
     assert list(settings.formulations) == BUILTINS
 
 
-def test_list_shows_entry_points_and_their_source(installed):
-    result = runner().invoke(main, ["list"])
+def _list_rows(*args: str) -> list[list[str]]:
+    """The rows of `bce-audit list`, each [name, domain, source, definition]; wrapped cells joined."""
+    result = runner().invoke(main, ["list", *args], env={"COLUMNS": "400"})
     assert_exit(result, 0)
-    rows = {}
+    rows = []
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 4 and cells[0] not in ("name", ""):
-            rows[cells[0]] = cells[1:]
-    assert rows["naive"][1] == "built-in"
-    assert rows["fake-bce"][:2] == ["logits", "entry point (fake-bce-losses 1.2)"]
-    assert rows["fake-probs"][:2] == ["probabilities", "entry point (fake-bce-losses 1.2)"]
-    assert rows["fake-broken"][0] == "?" and rows["fake-broken"][2].startswith("error:")
+        if len(cells) == 4 and cells[0] != "name":
+            if cells[0]:
+                rows.append(cells)
+            elif rows:
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    return rows
+
+
+def test_list_shows_entry_points_and_their_source(installed):
+    rows = {}
+    for name, *cells in _list_rows():
+        rows.setdefault(name, []).append(cells)
+    source = "entry point (fake-bce-losses 1.2)"
+    assert rows["fake-bce"] == [["logits", source, "softplus(z) - y*z"]]
+    assert rows["fake-probs"][0][:2] == ["probabilities", source]
+    assert rows["fake-broken"][0][0] == "?" and rows["fake-broken"][0][2].startswith("error:")
+    # shadowing a built-in: listed, after the built-in, as ignored
+    assert rows["naive"][0][1] == "built-in"
+    assert rows["naive"][1] == ["-", source, "ignored: the built-in 'naive' has this name; rename the entry point"]
+    # a name that is not one: listed with the error it gives when selected
+    ((domain, _, error),) = rows["bad name!"]
+    assert domain == "?" and "'bad name!' is not a formulation name" in error
+    # no domain: only the decorator can give it (no config, no --impl suffix for an entry point)
+    ((domain, _, error),) = rows["fake-plain"]
+    assert domain == "?" and '@formulation(domain="logits")' in error
+    assert "config" not in error and "suffix" not in error
+
+
+def test_entry_point_with_a_taken_name_is_listed_as_ignored(installed, tmp_path):
+    info = tmp_path / "other_bce-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-bce\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[bce_audit.formulations]\nfake-bce = {installed}:probs\n")
+    rows = [cells for cells in _list_rows() if cells[0] == "fake-bce"]
+    assert len(rows) == 2
+    used, ignored = sorted(rows, key=lambda r: r[3].startswith("ignored"))
+    assert ignored[1] == "-" and ignored[3].startswith("ignored: the entry point of ")
+    assert used[2].removeprefix("entry point (").removesuffix(")") in ignored[3]
+
+
+def test_entry_point_with_a_bad_name_or_no_domain_fails_when_selected(installed):
+    line = assert_usage_error(_sweep("-f", "bad name!", *SMALL), "'bad name!'", "not a formulation name")
+    assert "fake-bce-losses" in line
+    line = assert_usage_error(_sweep("-f", "fake-plain", *SMALL), "'fake-plain'", "declare its domain")
+    assert '@formulation(domain="logits")' in line and "suffix" not in line
 
 
 def test_broken_entry_point_only_fails_when_selected(installed):
