@@ -894,6 +894,21 @@ def test_help_documents_impl():
     assert "--impl" in result.stdout.split("Examples:")[1]
 
 
+def test_main_and_list_help_have_examples():
+    result = runner().invoke(main, ["--help"])
+    assert_exit(result, 0)
+    examples = result.stdout.split("Examples:")[1]
+    for command in ("bce-audit sweep", "--impl", "bce-audit list", "bce-audit check"):
+        assert command in examples, command
+    result = runner().invoke(main, ["list", "--help"])
+    assert_exit(result, 0)
+    options, examples = result.stdout.split("Examples:")
+    assert "bce-audit list --impl" in examples and "bce-audit list --config" in examples
+    # list's own --impl help: it has no -f, and --impl only adds rows there
+    assert "--impl TARGET" in options and "Also list your own loss" in options
+    assert "-f NAME" not in options and "Without -f" not in options
+
+
 # --------------------------------------------------------------------------- the sample config
 
 
