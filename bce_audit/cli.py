@@ -66,7 +66,23 @@ class _Group(click.Group):
             )
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+MAIN_EXAMPLES = """
+\b
+Examples:
+  bce-audit sweep                            # every built-in, dtype and domain: the scoreboard
+  bce-audit sweep -f max-abs -d float16 -v   # one formulation, one dtype, with per-case figures
+  bce-audit sweep --impl my_losses.py:bce@logits -f torch-bce-with-logits   # yours beside a built-in
+  bce-audit list                             # the formulations: built-in, installed, your own
+  bce-audit check --config ci.toml           # gate CI on thresholds and a baseline
+  bce-audit COMMAND --help                   # a command's options, with examples
+
+\b
+Exit codes: 0 done (check: everything held); 1 check found a regression; 2 a usage or
+configuration error; 3 a bug in bce-audit.
+"""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=MAIN_EXAMPLES)
 @click.version_option(__version__, prog_name="bce-audit")
 def main() -> None:
     """Audit the numerical stability of binary-cross-entropy implementations.
@@ -88,8 +104,25 @@ _IMPL_OPTION = click.option(
 )
 
 
-@main.command("list")
-@_IMPL_OPTION
+LIST_EXAMPLES = """
+\b
+Examples:
+  bce-audit list
+  bce-audit list --impl my_losses.py:bce@logits --impl mypkg.losses:focal
+  bce-audit list --config sample_configs/custom-formulation.toml
+"""
+
+
+@main.command("list", epilog=LIST_EXAMPLES)
+@click.option(
+    "--impl",
+    "impl",
+    multiple=True,
+    metavar="TARGET",
+    help="Also list your own loss: MODULE:FUNCTION or path/to/file.py:FUNCTION, suffixed @logits or "
+    "@probabilities unless decorated with bce_audit.formulation (repeatable). It is loaded as a sweep "
+    "would load it: a target that cannot be is an error.",
+)
 @click.option(
     "--config",
     "config_path",

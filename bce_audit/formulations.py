@@ -29,12 +29,14 @@ class Formulation:
     native_domain: what its first argument is (logits or probabilities).
     formula: the definition, for `bce-audit list` and the reports.
     loss: ``loss(x, y) -> tensor``, torch code in the dtype of its inputs.
+    parameters: the names of its numeric keyword parameters (a config table may set them).
     """
 
     name: str
     native_domain: Domain
     formula: str
     loss: Callable
+    parameters: tuple[str, ...] = ()
 
 
 def _naive(p, y):
@@ -90,12 +92,14 @@ BUILTINS: dict[str, Formulation] = {
             Domain.PROBABILITIES,
             f"naive after p = clamp(p, {CLIP_EPSILON:g}, 1-{CLIP_EPSILON:g})",
             _clipped,
+            ("eps",),
         ),
         Formulation(
             "softplus-threshold",
             Domain.LOGITS,
             f"where(z > {SOFTPLUS_THRESHOLD:g}, z, log1p(exp(z))) - y*z",
             _softplus_threshold,
+            ("threshold",),
         ),
         Formulation("max-abs", Domain.LOGITS, "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))", _max_abs),
         Formulation(

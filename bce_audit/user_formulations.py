@@ -44,6 +44,10 @@ PARAMETER_TYPES = (bool, int, float, str)
 
 # A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
+_NAME_RULE = "letters, digits, '_', '.', '+' or '-', not starting with '.', '+' or '-'"
+
+# The packages bce-audit runs on: a user file or module of the same name would replace them.
+_SHADOWABLE = ("torch", "numpy", "mpmath", "bce_audit")
 
 _TARGET_FORMS = "not of the form MODULE:FUNCTION or FILE.py:FUNCTION (optionally @logits or @probabilities)"
 
@@ -69,6 +73,11 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
     """
 
     # checked here, at the decorator's call: a mistake shows where it is written
+    if fn is not None and not callable(fn):
+        example = f'domain="{fn}"' if str(fn) in {str(d) for d in Domain} else 'domain="logits"'
+        raise TypeError(
+            f"@formulation takes keyword arguments only: write @formulation({example}), not @formulation({fn!r})"
+        )
     marks = {}
     if domain is not None:
         try:
@@ -77,7 +86,7 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
             raise ValueError(f"@formulation: {exc}") from None
     if name is not None:
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(f"@formulation: name {name!r} must be letters, digits, '_', '.', '+' or '-'")
+            raise ValueError(f"@formulation: name {name!r} must be {_NAME_RULE}")
         marks[NAME_ATTR] = name
     if formula is not None:
         marks[FORMULA_ATTR] = str(formula)
@@ -153,7 +162,13 @@ def parse_target(text: str, where: str) -> tuple[str, Domain | None]:
         raise UsageError(f"{where}: {_TARGET_FORMS}")
     if not _is_file(location) and not all(part.isidentifier() for part in location.split(".")):
         raise UsageError(f"{where}: {_TARGET_FORMS}")
+    if _is_file(location) and Path(location).stem in _SHADOWABLE:
+        raise UsageError(f"{where}: {_shadows(Path(location).name, Path(location).stem)}")
     return ref, domain
+
+
+def _shadows(file, package: str) -> str:
+    return f"{file} would shadow the installed package {package}; rename it"
 
 
 def _is_file(location: str) -> bool:
@@ -178,6 +193,11 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
             raise UsageError(f"{where}: a built-in has its own domain; drop the domain key")
         domain = BUILTINS[target].native_domain
     else:
+        if ":" not in target and not _is_file(target.partition("@")[0]):  # meant a built-in's name
+            raise UsageError(
+                f"{where}: unknown formulation {target!r}{_closest(target, list(BUILTINS))}; a target is "
+                f"a built-in ({', '.join(BUILTINS)}), MODULE:FUNCTION or FILE.py:FUNCTION"
+            )
         ref, domain = parse_target(target, where)
         target = ref
         if "domain" in table:
@@ -189,19 +209,33 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
                 raise UsageError(f"{where}: domain {str(declared)!r} contradicts the suffix @{domain}")
             domain = declared
     if name is not None and not _NAME.match(name):
-        raise UsageError(f"{where}: name {name!r} must be letters, digits, '_', '.', '+' or '-'")
+        raise UsageError(f"{where}: name {name!r} must be {_NAME_RULE}")
     return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir)
 
 
-def entry_points() -> dict:
-    """Installed formulations: entry-point name -> EntryPoint (a built-in's name is left out: built-ins win)."""
+def _installed() -> list:
+    """Every entry point of the group, each with why it is ignored (None if it is not).
+
+    A built-in's name is ignored (built-ins win: installing a package never changes what a name
+    means), and so is a name an earlier entry point already has (the first one found wins).
+    """
     from importlib.metadata import entry_points as installed
 
-    found = {}
+    found, seen = [], {}
     for ep in installed(group=ENTRY_POINT_GROUP):
-        if ep.name not in BUILTINS:
-            found.setdefault(ep.name, ep)
+        if ep.name in BUILTINS:
+            found.append((ep, f"ignored: the built-in {ep.name!r} has this name; rename the entry point"))
+        elif ep.name in seen:
+            found.append((ep, f"ignored: the entry point of {distribution(seen[ep.name])} has this name"))
+        else:
+            seen[ep.name] = ep
+            found.append((ep, None))
     return found
+
+
+def entry_points() -> dict:
+    """Installed formulations: entry-point name -> EntryPoint, the ignored ones left out."""
+    return {ep.name: ep for ep, ignored in _installed() if ignored is None}
 
 
 def distribution(ep) -> str:
@@ -213,6 +247,8 @@ def distribution(ep) -> str:
 def entry_point_spec(ep) -> UserFormulationSpec:
     """An entry point's value is ``module:function``, its domain from @formulation (or a suffix)."""
     where = f"entry point {ep.name!r} of {distribution(ep)} ({ep.value!r})"
+    if not _NAME.match(ep.name):
+        raise UsageError(f"{where}: the name {ep.name!r} is not a formulation name ({_NAME_RULE})")
     value = "".join(ep.value.split("[", 1)[0].split())  # extras and spaces are legal in the syntax
     ref, domain = parse_target(value, where)
     if _is_file(ref.rpartition(":")[0]):
@@ -230,10 +266,18 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _user_code(path_entry: str | None):
+def _user_code(path_entry: str | None, where: str):
     """Run user code: its prints go to stderr (never into a report on stdout), its directory is
-    importable while it is imported (as `python file.py` would have it), and sys.path is restored."""
+    importable while it is imported (as `python file.py` would have it), and sys.path is restored.
+
+    torch is imported first, so that a torch.py beside the user's code cannot replace it; a
+    module of the user's directory that an import took for torch, numpy, mpmath or bce_audit is
+    forgotten again, and is a UsageError naming it.
+    """
+    import torch  # noqa: F401  (before the user's directory is on sys.path)
+
     added = path_entry is not None and path_entry not in sys.path
+    before = set(sys.modules)
     if added:
         sys.path.insert(0, path_entry)
     try:
@@ -245,6 +289,30 @@ def _user_code(path_entry: str | None):
                 sys.path.remove(path_entry)
             except ValueError:
                 pass
+        shadow = _forget_shadows(before, path_entry) if path_entry is not None else None
+    if shadow is not None:
+        raise UsageError(f"{where}: {_shadows(shadow[0], shadow[1])}")
+
+
+def _forget_shadows(before: set, directory: str) -> tuple[str, str] | None:
+    """(file, package) of a module newly imported from ``directory`` under a name bce-audit
+    runs on, after removing it (and its submodules) from sys.modules; None if there is none."""
+    found = None
+    for package in _SHADOWABLE:
+        module = sys.modules.get(package)
+        if package in before or module is None:
+            continue
+        file = getattr(module, "__file__", None)
+        if file is None:
+            continue
+        path = Path(file).resolve()
+        home = path.parent if path.name != "__init__.py" else path.parent.parent
+        if home != Path(directory).resolve():
+            continue
+        for key in [k for k in sys.modules if k not in before and (k == package or k.startswith(package + "."))]:
+            del sys.modules[key]
+        found = found or (str(path), package)
+    return found
 
 
 def _import_file(path: Path, where: str):
@@ -265,8 +333,11 @@ def _import_file(path: Path, where: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before exec, as import does: dataclasses and pickle look it up
     try:
-        with _user_code(str(path.parent)):
+        with _user_code(str(path.parent), where):
             spec.loader.exec_module(module)
+    except UsageError:
+        del sys.modules[name]
+        raise
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise UsageError(f"{where}: cannot import {path.name}: {_describe(exc)}") from None
@@ -276,9 +347,16 @@ def _import_file(path: Path, where: str):
 def _import_module(name: str, base_dir: str | None, where: str):
     import importlib
 
+    top = name.partition(".")[0]
+    if top in _SHADOWABLE and base_dir is not None:
+        for local in (Path(base_dir) / f"{top}.py", Path(base_dir) / top / "__init__.py"):
+            if local.is_file():  # the installed package would be imported, not this
+                raise UsageError(f"{where}: {_shadows(local, top)}")
     try:
-        with _user_code(base_dir):
+        with _user_code(base_dir, where):
             return importlib.import_module(name)
+    except UsageError:
+        raise
     except (Exception, SystemExit) as exc:
         raise UsageError(f"{where}: cannot import {name}: {_describe(exc)}") from None
 
@@ -325,7 +403,11 @@ def complete(spec: UserFormulationSpec) -> UserFormulationSpec:
     Domain: the suffix or the config's ``domain``, else the decorator's; none at all is an error.
     """
     if spec.is_builtin:
-        _check_call(BUILTINS[spec.target].loss, spec.parameters, spec.where)
+        builtin = BUILTINS[spec.target]
+        for key, value in spec.parameters:
+            if key in builtin.parameters and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
+        _check_call(builtin.loss, spec.parameters, spec.where)
         return dataclasses.replace(spec, name=spec.name or spec.target)
     fn = load_function(spec)
     name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
@@ -333,6 +415,11 @@ def complete(spec: UserFormulationSpec) -> UserFormulationSpec:
     if domain is None:
         declared = getattr(fn, DOMAIN_ATTR, None)
         if declared is None:
+            if spec.origin is Origin.ENTRY_POINT:  # the package's code is the only place to say it
+                raise UsageError(
+                    f"{spec.where}: declare its domain: decorate the function with "
+                    '@formulation(domain="logits") or @formulation(domain="probabilities")'
+                )
             raise UsageError(
                 f"{spec.where}: declare its domain: suffix the target with @logits or @probabilities, "
                 "set domain in the config, or decorate the function with @formulation(domain=...)"
@@ -388,7 +475,7 @@ def _first_doc_line(fn) -> str:
 
 
 def _unknown(name: str, installed: dict) -> UsageError:
-    others = [n for n in installed if n not in BUILTINS]
+    others = [n for n in installed if _NAME.match(n)]
     extra = f"; or an installed one: {', '.join(others)}" if others else ""
     return UsageError(
         f"unknown formulation {name!r}{_closest(name, list(BUILTINS) + others)}; "
@@ -429,6 +516,7 @@ def select_formulations(
     installed = None  # entry points: looked up only when a name is not a built-in
     names: list[str] = []
     specs: list[UserFormulationSpec] = []
+    tables: dict[str, UserFormulationSpec] = {}  # the config's tables by name: one table per name
     for item in items:
         if isinstance(item, str):
             if item in BUILTINS:
@@ -443,6 +531,11 @@ def select_formulations(
                 raise _unknown(item, installed)
         else:
             spec = completed[id(item)]
+            if spec.origin is Origin.CONFIG:
+                other = tables.setdefault(spec.name, spec)
+                if other is not spec:  # a copy-and-paste that forgot to change the name (or anything)
+                    same = " (the same table twice)" if other == spec else ""
+                    raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {other.where}{same}")
             if spec.is_builtin and not spec.parameters and spec.name == spec.target:
                 names.append(spec.name)  # a config table that only names a built-in
                 continue
@@ -452,7 +545,7 @@ def select_formulations(
         clash = next((s for s in specs if s.name == spec.name), None)
         if clash is not None:
             if clash == spec:
-                continue  # the same formulation twice: once is enough
+                continue  # the same formulation twice on the command line: once is enough
             raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {clash.where}")
         names.append(spec.name)
         specs.append(spec)
@@ -472,12 +565,16 @@ class CatalogueEntry:
 def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None) -> list:
     """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
 
-    A broken entry point is listed with its error (it fails a sweep only when selected); a broken
-    --impl or config target is a usage error, as it is for a sweep.
+    A broken entry point is listed with its error (it fails a sweep only when selected), an
+    ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
+    or config target is a usage error, as it is for a sweep.
     """
     rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
-    for name, ep in entry_points().items():
-        source = f"{Origin.ENTRY_POINT} ({distribution(ep)})"
+    for ep, ignored in _installed():
+        name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
+        if ignored is not None:
+            rows.append(CatalogueEntry(name, "-", source, ignored))
+            continue
         try:
             f = load(complete(entry_point_spec(ep)))
         except UsageError as exc:

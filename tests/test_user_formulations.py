@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -401,6 +402,9 @@ def test_builtin_target_with_parameters(in_tmp):
         ('target = "losses.py:plain"\ndomain = "logit"\n', ["'logit'", "logits"]),
         ('target = "losses.py:plain@logits"\nname = "has space"\n', ["'has space'"]),
         ('target = "losses.py:plain@logits"\nname = "max-abs"\n', ["'max-abs'", "built-in"]),
+        ('target = "clippd"\n', ["unknown formulation 'clippd' (did you mean 'clipped'?)", "naive"]),
+        ('target = "clipped"\nname = "c"\nparameters = { eps = "big" }\n', ["'eps'", "a number", "'big'"]),
+        ('target = "softplus-threshold"\nname = "s"\nparameters = { threshold = true }\n', ["'threshold'", "number"]),
     ],
 )
 def test_bad_formulation_tables(in_tmp, sweep_calls, table, culprits):
@@ -428,6 +432,24 @@ def test_config_formulation_keys_and_types(tmp_path, sweep_calls, toml, culprits
     cfg = tmp_path / "c.toml"
     cfg.write_text(toml)
     assert_usage_error(_sweep("--config", str(cfg)), str(cfg), *culprits)
+    assert sweep_calls == []
+
+
+@pytest.mark.parametrize(
+    "first, second, identical",
+    [
+        ('target = "losses.py:weighted@logits"\nparameters = { pos_weight = 2.0 }\n', None, True),
+        ('target = "losses.py:weighted@logits"\nparameters = { pos_weight = 2.0 }\n', "pos_weight = 3.0", False),
+        ('target = "clipped"\n', None, True),
+        ('name = "c"\ntarget = "clipped"\nparameters = { eps = 1e-3 }\n', None, True),
+    ],
+)
+def test_two_tables_with_one_name_are_an_error(in_tmp, sweep_calls, first, second, identical):
+    _losses_file(in_tmp)
+    other = first if second is None else first.replace("pos_weight = 2.0", second)
+    (in_tmp / "c.toml").write_text(f"[[formulations]]\n{first}\n[[formulations]]\n{other}")
+    line = assert_usage_error(_sweep("--config", "c.toml"), "formulations[1]", "is taken by", "formulations[0]")
+    assert ("the same table twice" in line) == identical
     assert sweep_calls == []
 
 
@@ -492,6 +514,55 @@ def test_impl_loading_failures_are_usage_errors(in_tmp, sweep_calls, target, cul
     result = _sweep("--impl", target, *SMALL)
     assert_usage_error(result, f"--impl {target!r}", *culprits)
     assert sweep_calls == []
+
+
+@pytest.mark.parametrize(
+    "target, shadow",
+    [
+        ("torch.py:f@logits", "torch.py"),
+        ("lib/numpy.py:f@logits", "numpy.py"),
+        ("mpmath.py:f@logits", "mpmath.py"),
+        ("bce_audit.py:f@logits", "bce_audit.py"),
+        ("torch:f@logits", "torch.py"),  # the installed torch would be imported, not this file
+    ],
+)
+def test_target_that_would_shadow_a_package_is_a_usage_error(in_tmp, sweep_calls, target, shadow):
+    (in_tmp / "lib").mkdir()
+    for path in (in_tmp / "torch.py", in_tmp / "lib" / "numpy.py", in_tmp / "mpmath.py", in_tmp / "bce_audit.py"):
+        path.write_text("import torch\n\ndef f(z, y):\n    return z\n")
+    line = assert_usage_error(_sweep("--impl", target, *SMALL), f"--impl {target!r}", shadow)
+    assert "would shadow the installed package" in line
+    assert sweep_calls == []
+
+
+def test_module_beside_the_target_that_would_shadow_a_package(in_tmp, sweep_calls, monkeypatch):
+    (in_tmp / "lib").mkdir()
+    (in_tmp / "lib" / "mpmath.py").write_text("mp = None\n")
+    (in_tmp / "lib" / "uses_mpmath.py").write_text(LOSSES.replace("import torch\n", "import mpmath\nimport torch\n"))
+    monkeypatch.delitem(sys.modules, "mpmath", raising=False)  # as in a fresh process: not imported yet
+    line = assert_usage_error(_sweep("--impl", "lib/uses_mpmath.py:plain@logits", *SMALL), "lib/uses_mpmath.py")
+    assert "mpmath.py would shadow the installed package mpmath" in line
+    assert sys.modules.get("mpmath") is None  # forgotten again: the truth imports the real one
+    assert sweep_calls == []
+
+
+def test_torch_py_beside_the_target_does_not_replace_torch(tmp_path):
+    # a fresh process, where torch is not imported yet when the user's file is loaded
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "torch.py").write_text("float32 = None  # not torch\n")
+    _losses_file(tmp_path / "lib")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(root))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bce_audit", "sweep", "--impl", "lib/losses.py:plain@logits", *SMALL, "--points", "5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\s*plain\s+logits\s+\S+", proc.stdout, re.M), proc.stdout
 
 
 def test_name_clash_between_user_formulations(in_tmp, sweep_calls):
@@ -575,6 +646,100 @@ def test_function_that_prints_and_warns(in_tmp):
     assert all(int(r["points"]) > 0 for r in rows)
 
 
+GLOBAL_STATE = """
+import numpy as np
+import torch
+
+
+def bce(z, y):
+    return torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+
+
+def flushes_denormals(z, y):
+    torch.set_flush_denormal(True)  # subnormal results of everything after it would read as 0
+    return bce(z, y)
+
+
+def detects_anomalies(z, y):
+    torch.autograd.set_detect_anomaly(True)  # a NaN gradient after it would raise
+    return bce(z, y)
+
+
+def changes_everything(z, y):
+    torch.set_flush_denormal(True)
+    torch.autograd.set_detect_anomaly(True, check_nan=False)
+    torch.set_grad_enabled(False)
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    np.seterr(all="raise")
+    return bce(z, y)
+"""
+
+
+def _torch_state():
+    import numpy as np
+    import torch
+
+    flushed = bool(torch.full((), 1.401298464324817e-45, dtype=torch.float32).mul(1) == 0)
+    return (
+        torch.is_grad_enabled(),
+        torch.is_anomaly_enabled(),
+        torch.is_anomaly_check_nan_enabled(),
+        flushed,
+        torch.get_default_dtype(),
+        torch.get_num_threads(),
+        np.geterr(),
+    )
+
+
+@pytest.fixture
+def torch_state():
+    """The process's torch state before the test, put back after it even if the test fails."""
+    import numpy as np
+    import torch
+
+    before = _torch_state()
+    yield before
+    torch.set_grad_enabled(before[0])
+    torch.autograd.set_detect_anomaly(before[1], before[2])
+    torch.set_flush_denormal(before[3])
+    torch.set_default_dtype(before[4])
+    torch.set_num_threads(before[5])
+    np.seterr(**before[6])
+
+
+@pytest.mark.filterwarnings("ignore:Error detected in")  # anomaly mode, in the user function's own case
+@pytest.mark.parametrize(
+    "function, builtin, grid",
+    [
+        # e^z is a float32 subnormal on [-103, -88]: max-abs gets it right, flushed it reads 0
+        ("flushes_denormals", "max-abs", ["--domain", "logits", "--range=-103:-88"]),
+        # naive's gradient is NaN at p = 0 (0 * 1/0): a finding, an exception under anomaly mode
+        ("detects_anomalies", "naive", ["--domain", "probabilities"]),
+    ],
+)
+def test_global_torch_state_does_not_leak(in_tmp, torch_state, function, builtin, grid):
+    (in_tmp / "state.py").write_text(GLOBAL_STATE)
+    args = ["-d", "float32", "-y", "0", "--points", "50", *grid]
+    assert_exit(_sweep("-f", builtin, *args, "--details", "alone.csv"), 0)
+    # the user function first, in the config's order, then the built-in in the same process
+    (in_tmp / "c.toml").write_text(f'formulations = [{{ target = "state.py:{function}@logits" }}, "{builtin}"]\n')
+    assert_exit(_sweep("--config", "c.toml", *args, "--details", "after.csv"), 0)
+    alone = _rows(in_tmp / "alone.csv")
+    after = [r for r in _rows(in_tmp / "after.csv") if r["formulation"] == builtin]
+    assert len(alone) > 50 and after == alone
+    assert _torch_state() == torch_state
+
+
+@pytest.mark.filterwarnings("ignore:Error detected in")
+def test_global_torch_state_is_restored_after_each_call(in_tmp, torch_state):
+    (in_tmp / "state.py").write_text(GLOBAL_STATE)
+    result = _sweep("--impl", "state.py:changes_everything@logits", "-f", "max-abs", *SMALL, "--csv", "s.csv")
+    assert_exit(result, 0)
+    assert _counts(_rows(in_tmp / "s.csv")) == {"max-abs": 4, "changes_everything": 4}
+    assert _torch_state() == torch_state
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -591,6 +756,8 @@ def installed(tmp_path, monkeypatch):
         f"fake-bce = {module}:decorated\n"
         f"fake-probs = {module}:probs\n"
         f"fake-broken = {module}_missing:f\n"
+        f"fake-plain = {module}:plain\n"  # not decorated: no domain
+        f"bad name! = {module}:decorated\n"  # not a name -f could select or a report could show
         f"naive = {module}:plain\n"  # a built-in's name: the built-in wins
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -614,18 +781,58 @@ def test_entry_points_are_not_in_the_default_set(installed):
     assert list(settings.formulations) == BUILTINS
 
 
-def test_list_shows_entry_points_and_their_source(installed):
-    result = runner().invoke(main, ["list"])
+def _list_rows(*args: str) -> list[list[str]]:
+    """The rows of `bce-audit list`, each [name, domain, source, definition]; wrapped cells joined."""
+    result = runner().invoke(main, ["list", *args], env={"COLUMNS": "400"})
     assert_exit(result, 0)
-    rows = {}
+    rows = []
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 4 and cells[0] not in ("name", ""):
-            rows[cells[0]] = cells[1:]
-    assert rows["naive"][1] == "built-in"
-    assert rows["fake-bce"][:2] == ["logits", "entry point (fake-bce-losses 1.2)"]
-    assert rows["fake-probs"][:2] == ["probabilities", "entry point (fake-bce-losses 1.2)"]
-    assert rows["fake-broken"][0] == "?" and rows["fake-broken"][2].startswith("error:")
+        if len(cells) == 4 and cells[0] != "name":
+            if cells[0]:
+                rows.append(cells)
+            elif rows:
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    return rows
+
+
+def test_list_shows_entry_points_and_their_source(installed):
+    rows = {}
+    for name, *cells in _list_rows():
+        rows.setdefault(name, []).append(cells)
+    source = "entry point (fake-bce-losses 1.2)"
+    assert rows["fake-bce"] == [["logits", source, "softplus(z) - y*z"]]
+    assert rows["fake-probs"][0][:2] == ["probabilities", source]
+    assert rows["fake-broken"][0][0] == "?" and rows["fake-broken"][0][2].startswith("error:")
+    # shadowing a built-in: listed, after the built-in, as ignored
+    assert rows["naive"][0][1] == "built-in"
+    assert rows["naive"][1] == ["-", source, "ignored: the built-in 'naive' has this name; rename the entry point"]
+    # a name that is not one: listed with the error it gives when selected
+    ((domain, _, error),) = rows["bad name!"]
+    assert domain == "?" and "'bad name!' is not a formulation name" in error
+    # no domain: only the decorator can give it (no config, no --impl suffix for an entry point)
+    ((domain, _, error),) = rows["fake-plain"]
+    assert domain == "?" and '@formulation(domain="logits")' in error
+    assert "config" not in error and "suffix" not in error
+
+
+def test_entry_point_with_a_taken_name_is_listed_as_ignored(installed, tmp_path):
+    info = tmp_path / "other_bce-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-bce\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[bce_audit.formulations]\nfake-bce = {installed}:probs\n")
+    rows = [cells for cells in _list_rows() if cells[0] == "fake-bce"]
+    assert len(rows) == 2
+    used, ignored = sorted(rows, key=lambda r: r[3].startswith("ignored"))
+    assert ignored[1] == "-" and ignored[3].startswith("ignored: the entry point of ")
+    assert used[2].removeprefix("entry point (").removesuffix(")") in ignored[3]
+
+
+def test_entry_point_with_a_bad_name_or_no_domain_fails_when_selected(installed):
+    line = assert_usage_error(_sweep("-f", "bad name!", *SMALL), "'bad name!'", "not a formulation name")
+    assert "fake-bce-losses" in line
+    line = assert_usage_error(_sweep("-f", "fake-plain", *SMALL), "'fake-plain'", "declare its domain")
+    assert '@formulation(domain="logits")' in line and "suffix" not in line
 
 
 def test_broken_entry_point_only_fails_when_selected(installed):
@@ -666,6 +873,11 @@ def test_decorator_only_annotates():
         formulation(domain="logit")
     with pytest.raises(ValueError, match="name"):
         formulation(name="two words")
+    # a positional domain would otherwise be taken for the function: "'str' object is not callable"
+    with pytest.raises(TypeError, match=r"keyword arguments only: write @formulation\(domain=.logits.\)"):
+        formulation("logits")
+    with pytest.raises(TypeError, match=r'@formulation\(domain="logits"\), not @formulation\(3\)'):
+        formulation(3)
 
 
 def test_decorator_import_is_light():
@@ -680,6 +892,21 @@ def test_help_documents_impl():
     assert_exit(result, 0)
     assert "--impl TARGET" in result.stdout and "@logits" in result.stdout
     assert "--impl" in result.stdout.split("Examples:")[1]
+
+
+def test_main_and_list_help_have_examples():
+    result = runner().invoke(main, ["--help"])
+    assert_exit(result, 0)
+    examples = result.stdout.split("Examples:")[1]
+    for command in ("bce-audit sweep", "--impl", "bce-audit list", "bce-audit check"):
+        assert command in examples, command
+    result = runner().invoke(main, ["list", "--help"])
+    assert_exit(result, 0)
+    options, examples = result.stdout.split("Examples:")
+    assert "bce-audit list --impl" in examples and "bce-audit list --config" in examples
+    # list's own --impl help: it has no -f, and --impl only adds rows there
+    assert "--impl TARGET" in options and "Also list your own loss" in options
+    assert "-f NAME" not in options and "Without -f" not in options
 
 
 # --------------------------------------------------------------------------- the sample config
