@@ -20,6 +20,29 @@ def check_writable(path: Path, flag: str) -> None:
         raise UsageError(f"{flag} {path}: permission denied")
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: equal once resolved, or the same file (a hard link) when both exist."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a symlink loop, a vanished file: not provably the same
+        return False
+
+
+def check_distinct(named: list[tuple[str, Path]]) -> None:
+    """Fail before any work when two of the (name, path) pairs are one file: writing an output
+    would overwrite the config, the baseline or another output. ``name`` is the flag or the
+    config key the path came from; the error names both."""
+    for i, (name, path) in enumerate(named):
+        for earlier_name, earlier in named[:i]:
+            if same_file(path, earlier):
+                raise UsageError(
+                    f"{name} {path} and {earlier_name} {earlier} are the same file: "
+                    "one would overwrite the other; give each its own path"
+                )
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     parent = path.parent if str(path.parent) else Path(".")

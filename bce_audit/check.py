@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from bce_audit._exit_codes import UsageError
-from bce_audit._io import atomic_write, check_writable
+from bce_audit._io import atomic_write, check_distinct, check_writable
 from bce_audit.baseline import (
     ZERO_TOLERANCE,
     Baseline,
@@ -73,14 +73,23 @@ def plan_check(
     update: bool,
     tolerance_flags: tuple[str, ...],
     allow_missing_flag: bool | None,
+    paths: list[tuple[str, Path]] = (),
 ) -> CheckPlan:
-    """Validate everything a check needs; any problem is a UsageError (exit 2)."""
+    """Validate everything a check needs; any problem is a UsageError (exit 2).
+
+    paths: the config file and the outputs, each with the flag or key that named it; none may be
+    the baseline file (nor one another).
+    """
     where = config_source or "config"
     rules = parse_rules(config.get("thresholds"), where)
     check_selection(rules, planned_keys(settings), where)
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
     path = _baseline_path(baseline_flag, config, config_source)
+    if path is not None:
+        name = "--baseline" if baseline_flag is not None else f"baseline (from {config_source})"
+        paths = [(name, path), *paths]
+    check_distinct(list(paths))  # before reading the baseline: an output must not overwrite it
     common = dict(rules=rules, baseline_path=path, tolerance=tolerance, allow_missing=allow_missing)
     common["config"] = config_source
     if update:

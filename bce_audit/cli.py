@@ -317,6 +317,7 @@ def _prepare(flags: dict) -> _Invocation:
             path = Path(path)
             check_writable(path, flag)  # before the sweep: never fail after minutes of work
             outputs[key] = path
+    _check_distinct(_named_paths(flags, source, outputs))  # no output overwrites the config or another
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     jobs = flags["jobs"] if flags["jobs"] is not None else config.get("jobs")
     if jobs is None:
@@ -333,6 +334,23 @@ def _prepare(flags: dict) -> _Invocation:
         if given is not None and cache_dir.exists() and not cache_dir.is_dir():
             raise UsageError(f"--cache-dir {cache_dir}: not a directory")
     return _Invocation(config, source, settings, outputs, verbose, jobs, cache_dir)
+
+
+def _named_paths(flags: dict, source: str | None, paths: dict) -> list[tuple[str, Path]]:
+    """The config file and ``paths`` (key -> path), each named as the user gave it: the flag, or
+    the config key (``csv (from ci.toml)``)."""
+    named = []
+    if source is not None:
+        named.append(("--config" if flags["config_path"] is not None else "config", Path(source)))
+    for key, path in paths.items():
+        named.append((f"--{key}" if flags.get(f"{key}_path") is not None else f"{key} (from {source})", path))
+    return named
+
+
+def _check_distinct(named: list[tuple[str, Path]]) -> None:
+    from bce_audit._io import check_distinct
+
+    check_distinct(named)
 
 
 def _cores() -> int:
@@ -443,6 +461,7 @@ def check_command(**flags) -> None:
         update=flags["update_baseline"],
         tolerance_flags=flags["tolerance"],
         allow_missing_flag=flags["allow_missing"],
+        paths=_named_paths(flags, inv.config_source, {**inv.outputs, **reports}),
     )
     result = _run_with_progress(inv, keep_details="details" in inv.outputs)
     if inv.verbose:

@@ -1058,3 +1058,70 @@ def test_degraded_user_formulation_fails_a_baseline_taken_from_the_good_one(tmp_
     # the gradient is the same code path through autograd: it did not regress
     assert not any("my_bce" in line and "grad" in line and "worse" in line for line in bad.stdout.splitlines())
     assert (tmp_path / "base.json").read_text() == baseline  # never replaced without the flag
+
+
+# --------------------------------------------------------------------------- outputs that are inputs
+
+
+def _sweep(*args):
+    return runner().invoke(main, ["sweep", *map(str, args)])
+
+
+@pytest.mark.parametrize(
+    "args, culprits",
+    [
+        (["--junit", "base.json"], ["--junit base.json", "baseline (from gate.toml) base.json"]),
+        (["--details", "base.json"], ["--details base.json", "baseline (from gate.toml) base.json"]),
+        (["--markdown", "sub/../base.json"], ["--markdown sub/../base.json", "baseline (from gate.toml)"]),
+        (["--markdown", "hard.json"], ["--markdown hard.json", "baseline (from gate.toml) base.json"]),
+        (["--junit", "gate.toml"], ["--junit gate.toml", "--config gate.toml"]),
+        (["--csv", "gate.toml"], ["--csv gate.toml", "--config gate.toml"]),
+        (["--junit", "same.out", "--markdown", "same.out"], ["--markdown same.out", "--junit same.out"]),
+        (["--json", "same.out", "--junit", "./same.out"], ["--junit same.out", "--json same.out"]),
+        (["--baseline", "gate.toml", "--update-baseline"], ["--config gate.toml", "--baseline gate.toml"]),
+        (["--baseline", "b.json", "--csv", "b.json", "--update-baseline"], ["--csv b.json", "--baseline b.json"]),
+    ],
+)
+def test_check_refuses_an_output_that_is_the_baseline_the_config_or_another_output(
+    tmp_path, monkeypatch, args, culprits, sweep_calls
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    cfg = _config(tmp_path, '\nbaseline = "base.json"\n')
+    base = tmp_path / "base.json"
+    base.write_text("not even JSON: it must not be read, nor overwritten", encoding="utf-8")
+    os.link(base, tmp_path / "hard.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    line = assert_usage_error(check("--config", "gate.toml", *args), *culprits)
+    assert "same file" in line
+    assert sweep_calls == []
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert cfg.exists()
+
+
+@pytest.mark.parametrize(
+    "args, config, culprits",
+    [
+        (["--json", "x", "--csv", "x"], "", ["--json x", "--csv x"]),
+        (["--csv", "gate.toml"], "", ["--csv gate.toml", "--config gate.toml"]),
+        (["--details", "x"], 'json = "x"\n', ["--details x", "json (from gate.toml) x"]),
+    ],
+)
+def test_sweep_refuses_an_output_that_is_the_config_or_another_output(
+    tmp_path, monkeypatch, args, config, culprits, sweep_calls
+):
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "\n" + config)
+    before = (tmp_path / "gate.toml").read_bytes()
+    line = assert_usage_error(_sweep("--config", "gate.toml", *args), *culprits)
+    assert "same file" in line
+    assert sweep_calls == []
+    assert (tmp_path / "gate.toml").read_bytes() == before and not (tmp_path / "x").exists()
+
+
+def test_distinct_outputs_are_written(tmp_path, monkeypatch, gate):
+    monkeypatch.chdir(tmp_path)
+    cfg, path = gate
+    result = check("--config", cfg, "--baseline", path, "--junit", "j.xml", "--markdown", "m.md", "--csv", "s.csv")
+    assert_exit(result, 0)
+    assert all((tmp_path / name).exists() for name in ("j.xml", "m.md", "s.csv"))
