@@ -117,7 +117,23 @@ def plan_check(
             f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
             "run with the baseline's settings, or regenerate it with --update-baseline"
         )
+    if baseline is not None:
+        _check_overlap(baseline, planned_keys(settings))
     return CheckPlan(baseline=baseline, update=False, **common)
+
+
+def _check_overlap(baseline: Baseline, keys: list[CaseKey]) -> None:
+    """A baseline that holds no case of the run compares nothing: it is the wrong file, or made
+    for other formulations, dtypes, domains or labels. Refused (exit 2) even with --allow-missing
+    and even with threshold rules, which would otherwise pass with the baseline silently unused."""
+    if any(k in baseline.figures for k in keys):
+        return
+    held = ", ".join(dict.fromkeys(k.formulation for k in baseline.figures))
+    raise UsageError(
+        f"no case of this run is in baseline {baseline.path} ({len(keys)} new, {len(baseline.figures)} missing): "
+        f"nothing was compared; the baseline holds {held}; run its formulations, dtypes, domains and labels, "
+        "or regenerate it with --update-baseline"
+    )
 
 
 def case_figures(result: SweepResult) -> dict[CaseKey, CaseFigures]:
@@ -130,6 +146,7 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
     outcomes = evaluate_rules(plan.rules, figures)
     comparisons, warnings = (), []
     if plan.baseline is not None:
+        _check_overlap(plan.baseline, list(figures))  # planned before the sweep; this guards the run itself
         comparisons = compare(plan.baseline.figures, figures, plan.tolerance, plan.allow_missing)
         moved = provenance_differences(plan.baseline.provenance, result.provenance)
         if moved:

@@ -1125,3 +1125,31 @@ def test_distinct_outputs_are_written(tmp_path, monkeypatch, gate):
     result = check("--config", cfg, "--baseline", path, "--junit", "j.xml", "--markdown", "m.md", "--csv", "s.csv")
     assert_exit(result, 0)
     assert all((tmp_path / name).exists() for name in ("j.xml", "m.md", "s.csv"))
+
+
+# --------------------------------------------------------------------------- a baseline that compares nothing
+
+
+@pytest.mark.parametrize(
+    "extra_args, extra_config",
+    [
+        ([], ""),
+        (["--allow-missing"], ""),
+        ([], "\nallow_missing = true\n"),
+        (["--allow-missing"], "\n[[thresholds]]\nnan = 1000\n"),  # rules do not make the baseline right
+    ],
+)
+def test_a_baseline_with_no_case_of_the_run_is_refused(gate, extra_args, extra_config, sweep_calls):
+    cfg, path = gate
+    cfg.write_text(cfg.read_text() + extra_config)
+    result = check("--config", cfg, "--baseline", path, "-f", "naive", *extra_args)
+    line = assert_usage_error(result, f"no case of this run is in baseline {path}", "(4 new, 8 missing)")
+    assert "nothing was compared" in line and "max-abs, torch-logsigmoid" in line
+    assert sweep_calls == []
+
+
+def test_a_baseline_sharing_one_case_is_compared(gate):
+    cfg, path = gate
+    result = check("--config", cfg, "--baseline", path, "-f", "naive", "-f", "max-abs", "--allow-missing")
+    assert_exit(result, 0)
+    assert result.stdout.splitlines()[-1].endswith("0 failed, 0 improved, 4 new, 4 missing")
