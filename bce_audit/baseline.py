@@ -422,6 +422,9 @@ def compare(
         if key not in old:
             out.append(CaseComparison(key, Change.NEW, (), fig.worst_input))
             continue
+        if old[key].error is not None and fig.error is not None:
+            out.append(CaseComparison(key, Change.STILL_RAISES, errors=(old[key].error, fig.error)))
+            continue
         deltas = figure_deltas(old[key], fig, tolerance)
         directions = {d.direction for d in deltas}
         if Direction.WORSE in directions:

@@ -24,7 +24,7 @@ from bce_audit.baseline import (
     render_baseline,
     settings_differences,
 )
-from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Verdict, planned_keys
+from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, planned_keys
 from bce_audit.result import SweepResult
 from bce_audit.settings import Settings
 from bce_audit.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
@@ -148,6 +148,9 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
     if plan.baseline is not None:
         _check_overlap(plan.baseline, list(figures))  # planned before the sweep; this guards the run itself
         comparisons = compare(plan.baseline.figures, figures, plan.tolerance, plan.allow_missing)
+        raising = [c.key for c in comparisons if c.change is Change.STILL_RAISES]
+        if raising:
+            warnings.append(still_raising_warning(raising))
         moved = provenance_differences(plan.baseline.provenance, result.provenance)
         if moved:
             warnings.append(
@@ -162,6 +165,18 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
         baseline=None if plan.baseline is None else str(plan.baseline_path),
         tolerance=None if plan.baseline is None else plan.tolerance,
         warnings=tuple(warnings),
+    )
+
+
+def still_raising_warning(keys: list[CaseKey], shown: int = 5) -> str:
+    """One line: the cases that raised in the baseline and still raise (the first few by name)."""
+    names = "; ".join(str(k) for k in keys[:shown])
+    if len(keys) > shown:
+        names += f"; and {len(keys) - shown} more"
+    n = len(keys)
+    return (
+        f"{n} case{'s' if n != 1 else ''} raised in the baseline and still raise{'s' if n == 1 else ''}, "
+        f"so {'they were' if n != 1 else 'it was'} not checked: {names}"
     )
 
 
@@ -181,4 +196,5 @@ def update_baseline(plan: CheckPlan, result: SweepResult) -> BaselineUpdate:
         settings_changes=() if old is None else tuple(settings_differences(old.settings, settings)),
         comparisons=comparisons,
         failed_rules=tuple(r for r in evaluate_rules(plan.rules, figures) if not r.passed),
+        errors=tuple(k for k, f in figures.items() if f.error is not None),
     )

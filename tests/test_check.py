@@ -559,7 +559,7 @@ def _fig(**changes) -> CaseFigures:
         ({}, {"points": 11, "ok": 11}, Change.REGRESSED, [("points", Direction.WORSE)]),
         ({}, {"error": "boom"}, Change.REGRESSED, [("error", Direction.WORSE)]),
         ({"error": "boom"}, {}, Change.IMPROVED, [("error", Direction.BETTER)]),
-        ({"error": "boom"}, {"error": "other"}, Change.UNCHANGED, []),
+        ({"error": "boom"}, {"error": "other"}, Change.STILL_RAISES, []),  # reported, passes
     ],
 )
 def test_compare(old, new, change, moved):
@@ -1153,3 +1153,90 @@ def test_a_baseline_sharing_one_case_is_compared(gate):
     result = check("--config", cfg, "--baseline", path, "-f", "naive", "-f", "max-abs", "--allow-missing")
     assert_exit(result, 0)
     assert result.stdout.splitlines()[-1].endswith("0 failed, 0 improved, 4 new, 4 missing")
+
+
+# --------------------------------------------------------------------------- cases that still raise
+
+_RAISES = """
+import os
+
+from bce_audit import formulation
+
+
+@formulation(domain="logits")
+def boom(z, y):
+    raise ValueError(os.environ.get("BOOM_MESSAGE", "boom"))
+"""
+
+
+def _raising_gate(tmp_path: Path) -> Path:
+    (tmp_path / "boom_losses.py").write_text(_RAISES, encoding="utf-8")
+    cfg = tmp_path / "raise.toml"
+    cfg.write_text(
+        'formulations = ["max-abs", {target = "boom_losses.py:boom"}]\ndtypes = ["float32"]\n'
+        'domain = "logits"\nlabels = [0.0]\npoints = 50\nbaseline = "raise.json"\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def test_a_case_that_still_raises_is_reported_not_failed(tmp_path):
+    cfg = _raising_gate(tmp_path)
+    made = check("--config", cfg, "--update-baseline")
+    assert_exit(made, 0)
+    assert (
+        "note: 2 of the 4 cases are errors (the formulation raised; no figures recorded): "
+        "boom logits float32 y=0 loss; boom logits float32 y=0 grad" in " ".join(made.stdout.split())
+    )
+
+    result = check("--config", cfg)
+    assert_exit(result, 0)
+    out = result.stdout
+    assert "  raises  boom logits float32 y=0 loss: still raises, as in the baseline: ValueError: boom" in out
+    assert "  ok      2 cases as in the baseline (within the tolerance)" in out
+    assert out.splitlines()[-1] == "check passed: 0 rules, 4 cases checked, 0 failed, 0 improved, 0 new, 2 still raise"
+    (warning,) = result.stderr.splitlines()
+    assert warning == (
+        "bce-audit: warning: 2 cases raised in the baseline and still raise, so they were not checked: "
+        "boom logits float32 y=0 loss; boom logits float32 y=0 grad"
+    )
+
+    md = tmp_path / "m.md"
+    junit = tmp_path / "j.xml"
+    env = {"BOOM_MESSAGE": "other"}
+    result = check("--config", cfg, "--format", "github", "--markdown", md, "--junit", junit, env=env)
+    assert_exit(result, 0)
+    changed = "still raises, as in the baseline; note: the message changed: ValueError: boom -> ValueError: other"
+    assert f"boom logits float32 y=0 grad: {changed}" in " ".join(result.stdout.split())
+    assert re.search(r"^::warning title=bce-audit::2 cases raised in the baseline and still raise", result.stdout, re.M)
+    notice = (
+        "::notice title=bce-audit::check passed: 0 rules, 4 cases checked, 0 failed, 0 improved, 0 new, 2 still raise"
+    )
+    assert notice in result.stdout.splitlines()
+    text = md.read_text(encoding="utf-8")
+    assert "> **warning:** 2 cases raised in the baseline and still raise" in text
+    assert f"| still raises | boom logits float32 y=0 loss: {changed.replace('->', '-&gt;')} |" in text
+    root = ET.parse(junit).getroot()
+    assert root.get("skipped") == "2" and root.get("failures") == "0"
+
+    updated = check("--config", cfg, "--update-baseline", env=env)
+    assert_exit(updated, 0)
+    assert (
+        "  note    boom logits float32 y=0 loss: still raises; the message changed: "
+        "ValueError: boom -> ValueError: other" in updated.stdout
+    )
+    assert "0 worse, 0 better, 0 added, 0 removed, 4 unchanged" in updated.stdout
+
+
+def test_a_case_that_starts_raising_still_fails(tmp_path):
+    cfg = _raising_gate(tmp_path)
+    cfg.write_text(cfg.read_text().replace('{target = "boom_losses.py:boom"}', '"torch-logsigmoid"'))
+    assert_exit(check("--config", cfg, "--update-baseline"), 0)
+    doc = json.loads((tmp_path / "raise.json").read_text())
+    for row in doc["cases"]:
+        row["formulation"] = "boom" if row["formulation"] == "torch-logsigmoid" else row["formulation"]
+    (tmp_path / "raise.json").write_text(json.dumps(doc))
+    cfg.write_text(cfg.read_text().replace('"torch-logsigmoid"', '{target = "boom_losses.py:boom"}'))
+    result = check("--config", cfg)
+    assert_exit(result, 1)
+    assert "FAIL    boom logits float32 y=0 loss: the formulation now raises: ValueError: boom" in result.stdout

@@ -112,6 +112,8 @@ class MarkdownFormat(VerdictFormat):
                     rows.append(("improved", comparison_text(c, Direction.BETTER)))
                 elif c.change is Change.NEW:
                     rows.append(("new", comparison_text(c)))
+                elif c.change is Change.STILL_RAISES:
+                    rows.append(("still raises", comparison_text(c)))
                 elif c.change is Change.MISSING_ALLOWED:
                     rows.append(("missing (allowed)", comparison_text(c)))
             intro = (
