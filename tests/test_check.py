@@ -633,6 +633,19 @@ def _edit_first_case(**changes):
         (_edit_first_case(label=3.0), "cases[0].label"),
         (_edit_first_case(stable_range=[1]), "cases[0].stable_range"),
         (_edit_first_case(colour="red"), "unknown field 'colour'"),
+        (_edit_first_case(domain="logit"), "cases[0].domain: expected one of logits, probabilities, got 'logit'"),
+        (_edit_first_case(dtype="float8"), "cases[0].dtype: expected one of float16, bfloat16"),
+        (_edit_first_case(quantity="gradient"), "cases[0].quantity: expected one of loss, grad"),
+        (_edit_first_case(quantity=["loss"]), "cases[0].quantity"),
+        (_edit_first_case(stable_range=[5.0, -5.0]), "cases[0].stable_range: expected [lo, hi] with lo <= hi"),
+        (_edit_first_case(stable_range=["nan", 1.0]), "cases[0].stable_range: expected [lo, hi] with lo <= hi"),
+        (_edit_first_case(stable_range=[-1.0, "nan"]), "cases[0].stable_range"),
+        (_edit_first_case(stable_range="none"), "cases[0].stable_range: expected [lo, hi] (or null)"),
+        (_edit_first_case(max_ulp=-1.0), "cases[0].max_ulp: expected a number >= 0"),
+        (_edit_first_case(p99_ulp="-inf"), "cases[0].p99_ulp: expected a number >= 0"),
+        (_edit_first_case(mean_ulp=-0.5), "cases[0].mean_ulp"),
+        (_edit_first_case(mean_bits=-0.1), "cases[0].mean_bits: expected a number >= 0"),
+        (_edit_first_case(max_rel_err=-1), "cases[0].max_rel_err"),
         (lambda t: json.dumps({**json.loads(t), "cases": json.loads(t)["cases"] * 2}), "appears twice"),
     ],
 )
@@ -641,6 +654,27 @@ def test_unreadable_baseline_is_a_one_line_error(gate, edit, culprit, sweep_call
     path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
     assert_usage_error(check("--config", cfg, "--baseline", path), f"baseline {path}", culprit)
     assert sweep_calls == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"stable_range": "null"},  # no stable range, as ["nan", "nan"]
+        {"stable_range": ["nan", "nan"]},
+        {"stable_range": [0.0, 0.0]},
+        {"max_ulp": "nan", "p99_ulp": "nan", "mean_ulp": "nan", "mean_bits": "nan", "max_rel_err": "nan"},
+        {"max_ulp": "inf", "max_rel_err": "inf"},
+        {"worst_input": "-inf"},
+        {"worst_input": -3.5},
+    ],
+)
+def test_valid_hand_edits_are_read(gate, changes):
+    cfg, path = gate
+    text = _edit_first_case(**changes)(path.read_text(encoding="utf-8"))
+    path.write_text(text.replace('"stable_range": "null"', '"stable_range": null'), encoding="utf-8")
+    assert len(read_baseline(path).figures) == 8
+    result = check("--config", cfg, "--baseline", path)
+    assert result.exit_code in (0, 1) and "error" not in result.stderr  # read and compared: better or worse
 
 
 def test_missing_binary_and_directory_baselines(tmp_path, sweep_calls):
