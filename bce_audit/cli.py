@@ -496,14 +496,15 @@ def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
                 with open(summary, "a", encoding="utf-8") as f:  # the runner's file: append, never replace
                     f.write(MarkdownFormat().render(verdict))
             except OSError as exc:
-                err.print(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}", markup=False)
+                warn = f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}"
+                err.print(warn, markup=False, soft_wrap=True)
     else:
         for warning in verdict.warnings:
             err.print(f"bce-audit: warning: {warning}", markup=False, soft_wrap=True)
     writers = {"junit": JUnitFormat(), "markdown": MarkdownFormat()}
     for key, path in reports.items():
         atomic_write(path, writers[key].render(verdict))
-        err.print(f"wrote {path}", markup=False)
+        err.print(f"wrote {path}", markup=False, soft_wrap=True)
     return verdict.exit_code
 
 
@@ -516,7 +517,8 @@ def _run_with_progress(inv: _Invocation, keep_details: bool):
     err = stderr()
     for dtype in settings.dtypes:
         if effective_sampling(settings, dtype) is not settings.sampling:
-            err.print(f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead")
+            note = f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead"
+            err.print(note, soft_wrap=True)
 
     def warn(message: str) -> None:
         err.print(f"bce-audit: warning: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -600,7 +602,7 @@ def _write_exports(result, outputs: dict) -> None:
     writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
     for key, path in outputs.items():
         atomic_write(path, writers[key].render(result))
-        stderr().print(f"wrote {path}", markup=False)
+        stderr().print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

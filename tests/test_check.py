@@ -1274,3 +1274,23 @@ def test_a_case_that_starts_raising_still_fails(tmp_path):
     result = check("--config", cfg)
     assert_exit(result, 1)
     assert "FAIL    boom logits float32 y=0 loss: the formulation now raises: ValueError: boom" in result.stdout
+
+
+# --------------------------------------------------------------------------- one line per diagnostic
+
+
+def test_stderr_diagnostics_stay_one_line_each(gate, tmp_path):
+    cfg, path = gate
+    deep = tmp_path / ("a-rather-long-directory-name-" * 3) / ("and-another-one-" * 3)
+    deep.mkdir(parents=True)
+    summary = deep / "not-a-file-but-a-directory"
+    summary.mkdir()
+    junit = deep / "junit-report-with-a-long-name.xml"
+    assert len(str(summary)) > 130
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    result = check("--config", cfg, "--baseline", path, "--format", "github", "--junit", junit, env=env)
+    assert_exit(result, 0)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: ")
+    assert lines[1] == f"wrote {junit}"
