@@ -477,6 +477,7 @@ def check_command(**flags) -> None:
 def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
     """Judge the result (or update the baseline), print the verdict, write the reports."""
     from bce_audit._format import GithubFormat, JUnitFormat, MarkdownFormat, VerdictTextFormat
+    from bce_audit._format.markdown import step_summary_text
     from bce_audit._format.verdict_text import render_update
     from bce_audit._io import atomic_write
     from bce_audit.check import judge, update_baseline
@@ -493,8 +494,12 @@ def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             try:
+                existing = os.path.getsize(summary)  # the file must stay under 1 MiB
+            except OSError:
+                existing = 0
+            try:
                 with open(summary, "a", encoding="utf-8") as f:  # the runner's file: append, never replace
-                    f.write(MarkdownFormat().render(verdict))
+                    f.write(step_summary_text(verdict, existing))
             except OSError as exc:
                 warn = f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}"
                 err.print(warn, markup=False, soft_wrap=True)

@@ -1294,3 +1294,79 @@ def test_stderr_diagnostics_stay_one_line_each(gate, tmp_path):
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: ")
     assert lines[1] == f"wrote {junit}"
+
+
+# --------------------------------------------------------------------------- the step summary's size
+
+
+def _failing_gate(cfg: Path, path: Path) -> None:
+    """Every case of the baseline claims another input grid (a regression each), and 3 rules fail."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for row in doc["cases"]:
+        row.update(points=row["points"] + 1, ok=row["ok"] + 1)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    rules = "".join(
+        f'\n[[thresholds]]\nname = "rule {i}"\nformulation = "{f}"\nmean_bits = 0\n'
+        for i, f in enumerate(["max-abs", "torch-logsigmoid", "*"])
+    )
+    cfg.write_text(cfg.read_text() + rules + '\n[[thresholds]]\nname = "passes"\nnan = 1000\n')
+
+
+def test_step_summary_counts_what_the_file_already_holds(gate, tmp_path):
+    cfg, path = gate
+    _failing_gate(cfg, path)
+    full = tmp_path / "full.md"
+    assert_exit(check("--config", cfg, "--baseline", path, "--markdown", full), 1)
+    whole = full.read_text(encoding="utf-8")
+    failures = whole.count("\n| baseline |") + whole.count("\n| thresholds[")
+    assert "more rows" not in whole and failures > 8
+
+    summary = tmp_path / "step-summary.md"
+    room = len(whole.encode("utf-8")) * 2 // 3
+    earlier = "x" * 99 + "\n"
+    summary.write_text(earlier * ((2**20 - room) // 100), encoding="utf-8")
+    existing = summary.stat().st_size
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    assert_exit(check("--config", cfg, "--baseline", path, "--format", "github", env=env), 1)
+    assert summary.stat().st_size < 2**20
+    added = summary.read_text(encoding="utf-8")[existing:]
+    assert added.startswith("## bce-audit check failed\n")
+    # the rules come first and are kept whole; then as many failing cases as fit
+    rules = added.split("### Threshold rules")[1].split("###")[0]
+    assert rules.count("| **FAIL** |") == 3 and rules.count("| ok |") == 1
+    m = re.search(r"\| \.\.\. (\d+) more rows not shown \|", added)
+    assert m, added
+    shown = added.count("\n| baseline |") + added.count("\n| thresholds[")
+    assert shown + int(m.group(1)) == failures
+    # the note at the end gives the same count
+    assert f"_{m.group(1)} more rows left out ({m.group(1)} of Failures)" in added
+
+    # no room for the summary: one line instead, and the file stays under 1 MiB
+    summary.write_text(earlier * ((2**20 - 300) // 100), encoding="utf-8")
+    existing = summary.stat().st_size
+    assert_exit(check("--config", cfg, "--baseline", path, "--format", "github", env=env), 1)
+    assert summary.stat().st_size < 2**20
+    added = summary.read_text(encoding="utf-8")[existing:]
+    assert added.count("\n") == 1 and added.startswith("bce-audit: check FAILED: 4 rules (3 failed)")
+    assert "no room left in the step summary" in added
+
+
+def test_markdown_left_out_counts_agree_across_tables():
+    from bce_audit._format.markdown import MarkdownFormat
+
+    verdict = _synthetic_verdict(300)
+    improved = tuple(
+        CaseComparison(
+            CaseKey(f"better-{i}", "logits", "float32", 0.0, "grad"),
+            Change.IMPROVED,
+            (FigureDelta("zero", i + 1, i, 0, Direction.BETTER),),
+        )
+        for i in range(40)
+    )
+    verdict = dataclass_replace(verdict, comparisons=verdict.comparisons + improved)
+    text = MarkdownFormat(max_bytes=5000).render(verdict)
+    assert len(text.encode("utf-8")) <= 5000
+    shown = text.count("| baseline | formulation-")
+    m = re.search(r"\| \.\.\. (\d+) more rows not shown \|", text)
+    assert m and shown + int(m.group(1)) == 300
+    assert f"_{int(m.group(1)) + 40} more rows left out ({m.group(1)} of Failures, 40 of Against the baseline)" in text
