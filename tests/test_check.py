@@ -1021,6 +1021,16 @@ def test_committed_ci_gate_passes():
     assert result.stdout.count("\n  ok      thresholds[") == 5
 
 
+def test_committed_baseline_has_every_setting_this_version_writes():
+    """Regenerated when a setting is added, so that a diff of a fresh --update-baseline shows only moved figures."""
+    from bce_audit.settings import Settings
+
+    doc = json.loads((SAMPLES / "ci-gate.baseline.json").read_text(encoding="utf-8"))
+    assert list(doc["settings"]) == list(Settings().to_dict())
+    assert doc["settings"]["user_formulations"] == []
+    assert doc["fingerprint"] == fingerprint(doc["settings"])
+
+
 def test_committed_ci_gate_passes_with_other_cpu_kernels(tmp_path):
     """torch's portable kernels instead of the AVX ones: figures may move, only within the tolerance."""
     shutil.copy(SAMPLES / "ci-gate.toml", tmp_path / "ci-gate.toml")
