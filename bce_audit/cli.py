@@ -404,14 +404,19 @@ _CHECK_OPTIONS = [
         help="How much worse a figure may get against the baseline (repeatable), e.g. max_ulp:+2. "
         "Defaults: max_ulp +1, p99_ulp +1, mean_bits +0.1, counts +0.",
     ),
-    click.option("--allow-missing", is_flag=True, default=None, help="Let baseline cases that this run lacks pass."),
+    click.option(
+        "--allow-missing",
+        is_flag=True,
+        default=None,
+        help="Let baseline cases that this run lacks pass (a baseline with no case of this run is still an error).",
+    ),
     click.option(
         "--format",
         "format_",
         type=click.Choice(["text", "github"]),
         default=None,
-        help="github adds workflow-command annotations and a job summary (default: github when "
-        "GITHUB_ACTIONS=true, else text).",
+        help="github adds workflow-command annotations and appends to the job summary; text does neither "
+        "(default: github when GITHUB_ACTIONS=true, else text).",
     ),
     click.option(
         "--junit", "junit_path", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report here."
