@@ -43,6 +43,31 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: equal once resolved, or the same file (a hard link) when both exist."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a symlink loop, a vanished file: not provably the same
+        return False
+
+
+def check_distinct(named: list[tuple[str, Path]]) -> None:
+    """Fail before any work when two of the (name, path) pairs are one file: writing an output
+    would overwrite the config, the baseline or another output. ``name`` is the flag or the
+    config key the path came from; the error names both."""
+    for i, (name, path) in enumerate(named):
+        if _is_special(path):
+            continue  # /dev/null, /dev/stdout, a pipe: written into, never replaced
+        for earlier_name, earlier in named[:i]:
+            if same_file(path, earlier):
+                raise UsageError(
+                    f"{name} {path} and {earlier_name} {earlier} are the same file: "
+                    "one would overwrite the other; give each its own path"
+                )
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it.
 

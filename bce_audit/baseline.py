@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 from bce_audit._exit_codes import UsageError
+from bce_audit._types import Domain, DType, Quantity
 from bce_audit.gate import (
     COUNT_FIGURES,
     FLOAT_FIGURES,
@@ -57,6 +58,7 @@ _KEY_FIELDS = ("formulation", "domain", "dtype", "label", "quantity")
 _COUNT_FIELDS = ("points", "ok", "inaccurate", "inf", "nan", "zero", "nonfinite")
 _FLOAT_FIELDS = ("max_ulp", "p99_ulp", "mean_ulp", "mean_bits", "max_rel_err", "worst_input")
 _CASE_FIELDS = (*_KEY_FIELDS, "error", *_COUNT_FIELDS, *_FLOAT_FIELDS, "stable_range")
+_NON_NEGATIVE_FIELDS = ("max_ulp", "p99_ulp", "mean_ulp", "mean_bits", "max_rel_err")  # worst_input: any float
 
 
 # --------------------------------------------------------------------------- tolerance
@@ -284,20 +286,43 @@ def _parse_case(row, what: str) -> tuple[CaseKey, CaseFigures]:
     label = _float(row["label"], f"{what}.label")
     if not 0.0 <= label <= 1.0:
         raise _Invalid(f"{what}.label: {label!r} is outside [0, 1]")
-    names = {f: _string(row[f], f"{what}.{f}") for f in ("formulation", "domain", "dtype", "quantity")}
+    names = {"formulation": _string(row["formulation"], f"{what}.formulation")}
+    for field, enum in (("domain", Domain), ("dtype", DType), ("quantity", Quantity)):
+        names[field] = _choice(row[field], enum, f"{what}.{field}")
     key = CaseKey(label=label, **names)
     error = row["error"]
     if error is not None:
         error = _string(error, f"{what}.error")
-    rng = row["stable_range"]
-    if not isinstance(rng, list) or len(rng) != 2:
-        raise _Invalid(f"{what}.stable_range: expected [lo, hi], got {rng!r}")
     counts = {f: _count(row[f], f"{what}.{f}") for f in _COUNT_FIELDS}
     if sum(counts[s] for s in ("ok", "inaccurate", "inf", "nan", "zero")) != counts["points"]:
         raise _Invalid(f"{what}: the status counts do not add up to points")
     floats = {f: _float(row[f], f"{what}.{f}") for f in _FLOAT_FIELDS}
-    lo, hi = (_float(v, f"{what}.stable_range") for v in rng)
+    for f in _NON_NEGATIVE_FIELDS:
+        if floats[f] < 0:  # False for NaN (undefined), which is allowed
+            raise _Invalid(f'{what}.{f}: expected a number >= 0 (or "inf", "nan"), got {row[f]!r}')
+    lo, hi = _stable_range(row["stable_range"], f"{what}.stable_range")
     return key, CaseFigures(**counts, **floats, stable_lo=lo, stable_hi=hi, error=error)
+
+
+def _choice(value, enum, what: str) -> str:
+    names = [m.value for m in enum]
+    if not isinstance(value, str) or value not in names:
+        raise _Invalid(f"{what}: expected one of {', '.join(names)}, got {value!r}")
+    return value
+
+
+def _stable_range(value, what: str) -> tuple[float, float]:
+    """[lo, hi] with lo <= hi; ["nan", "nan"] (what bce-audit writes) or null: no stable range."""
+    if value is None:
+        return math.nan, math.nan
+    if not isinstance(value, list) or len(value) != 2:
+        raise _Invalid(f"{what}: expected [lo, hi] (or null), got {value!r}")
+    lo, hi = (_float(v, what) for v in value)
+    if math.isnan(lo) and math.isnan(hi):
+        return lo, hi
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise _Invalid(f'{what}: expected [lo, hi] with lo <= hi (or ["nan", "nan"] for none), got {value!r}')
+    return lo, hi
 
 
 def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseFigures]]:
@@ -421,6 +446,9 @@ def compare(
     for key, fig in new.items():
         if key not in old:
             out.append(CaseComparison(key, Change.NEW, (), fig.worst_input))
+            continue
+        if old[key].error is not None and fig.error is not None:
+            out.append(CaseComparison(key, Change.STILL_RAISES, errors=(old[key].error, fig.error)))
             continue
         deltas = figure_deltas(old[key], fig, tolerance)
         directions = {d.direction for d in deltas}

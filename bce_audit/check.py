@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from bce_audit._exit_codes import UsageError
-from bce_audit._io import atomic_write, check_writable
+from bce_audit._io import atomic_write, check_distinct, check_writable
 from bce_audit.baseline import (
     ZERO_TOLERANCE,
     Baseline,
@@ -24,7 +24,7 @@ from bce_audit.baseline import (
     render_baseline,
     settings_differences,
 )
-from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Verdict, planned_keys
+from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, planned_keys
 from bce_audit.result import SweepResult
 from bce_audit.settings import Settings
 from bce_audit.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
@@ -73,14 +73,23 @@ def plan_check(
     update: bool,
     tolerance_flags: tuple[str, ...],
     allow_missing_flag: bool | None,
+    paths: list[tuple[str, Path]] = (),
 ) -> CheckPlan:
-    """Validate everything a check needs; any problem is a UsageError (exit 2)."""
+    """Validate everything a check needs; any problem is a UsageError (exit 2).
+
+    paths: the config file and the outputs, each with the flag or key that named it; none may be
+    the baseline file (nor one another).
+    """
     where = config_source or "config"
     rules = parse_rules(config.get("thresholds"), where)
     check_selection(rules, planned_keys(settings), where)
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
     path = _baseline_path(baseline_flag, config, config_source)
+    if path is not None:
+        name = "--baseline" if baseline_flag is not None else f"baseline (from {config_source})"
+        paths = [(name, path), *paths]
+    check_distinct(list(paths))  # before reading the baseline: an output must not overwrite it
     common = dict(rules=rules, baseline_path=path, tolerance=tolerance, allow_missing=allow_missing)
     common["config"] = config_source
     if update:
@@ -108,7 +117,23 @@ def plan_check(
             f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
             "run with the baseline's settings, or regenerate it with --update-baseline"
         )
+    if baseline is not None:
+        _check_overlap(baseline, planned_keys(settings))
     return CheckPlan(baseline=baseline, update=False, **common)
+
+
+def _check_overlap(baseline: Baseline, keys: list[CaseKey]) -> None:
+    """A baseline that holds no case of the run compares nothing: it is the wrong file, or made
+    for other formulations, dtypes, domains or labels. Refused (exit 2) even with --allow-missing
+    and even with threshold rules, which would otherwise pass with the baseline silently unused."""
+    if any(k in baseline.figures for k in keys):
+        return
+    held = ", ".join(dict.fromkeys(k.formulation for k in baseline.figures))
+    raise UsageError(
+        f"no case of this run is in baseline {baseline.path} ({len(keys)} new, {len(baseline.figures)} missing): "
+        f"nothing was compared; the baseline holds {held}; run its formulations, dtypes, domains and labels, "
+        "or regenerate it with --update-baseline"
+    )
 
 
 def case_figures(result: SweepResult) -> dict[CaseKey, CaseFigures]:
@@ -121,7 +146,11 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
     outcomes = evaluate_rules(plan.rules, figures)
     comparisons, warnings = (), []
     if plan.baseline is not None:
+        _check_overlap(plan.baseline, list(figures))  # planned before the sweep; this guards the run itself
         comparisons = compare(plan.baseline.figures, figures, plan.tolerance, plan.allow_missing)
+        raising = [c.key for c in comparisons if c.change is Change.STILL_RAISES]
+        if raising:
+            warnings.append(still_raising_warning(raising))
         moved = provenance_differences(plan.baseline.provenance, result.provenance)
         if moved:
             warnings.append(
@@ -136,6 +165,18 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
         baseline=None if plan.baseline is None else str(plan.baseline_path),
         tolerance=None if plan.baseline is None else plan.tolerance,
         warnings=tuple(warnings),
+    )
+
+
+def still_raising_warning(keys: list[CaseKey], shown: int = 5) -> str:
+    """One line: the cases that raised in the baseline and still raise (the first few by name)."""
+    names = "; ".join(str(k) for k in keys[:shown])
+    if len(keys) > shown:
+        names += f"; and {len(keys) - shown} more"
+    n = len(keys)
+    return (
+        f"{n} case{'s' if n != 1 else ''} raised in the baseline and still raise{'s' if n == 1 else ''}, "
+        f"so {'they were' if n != 1 else 'it was'} not checked: {names}"
     )
 
 
@@ -155,4 +196,5 @@ def update_baseline(plan: CheckPlan, result: SweepResult) -> BaselineUpdate:
         settings_changes=() if old is None else tuple(settings_differences(old.settings, settings)),
         comparisons=comparisons,
         failed_rules=tuple(r for r in evaluate_rules(plan.rules, figures) if not r.passed),
+        errors=tuple(k for k, f in figures.items() if f.error is not None),
     )

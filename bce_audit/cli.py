@@ -350,6 +350,7 @@ def _prepare(flags: dict) -> _Invocation:
             path = Path(path)
             check_writable(path, flag)  # before the sweep: never fail after minutes of work
             outputs[key] = path
+    _check_distinct(_named_paths(flags, source, outputs))  # no output overwrites the config or another
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     jobs, jobs_from = (flags["jobs"], "--jobs") if flags["jobs"] is not None else (config.get("jobs"), "config jobs")
     if jobs is None:
@@ -368,6 +369,23 @@ def _prepare(flags: dict) -> _Invocation:
         if given is not None and cache_dir.exists() and not cache_dir.is_dir():
             raise UsageError(f"{given_from} {cache_dir}: not a directory")
     return _Invocation(config, source, settings, outputs, verbose, jobs, cache_dir)
+
+
+def _named_paths(flags: dict, source: str | None, paths: dict) -> list[tuple[str, Path]]:
+    """The config file and ``paths`` (key -> path), each named as the user gave it: the flag, or
+    the config key (``csv (from ci.toml)``)."""
+    named = []
+    if source is not None:
+        named.append(("--config" if flags["config_path"] is not None else "config", Path(source)))
+    for key, path in paths.items():
+        named.append((f"--{key}" if flags.get(f"{key}_path") is not None else f"{key} (from {source})", path))
+    return named
+
+
+def _check_distinct(named: list[tuple[str, Path]]) -> None:
+    from bce_audit._io import check_distinct
+
+    check_distinct(named)
 
 
 def _cores() -> int:
@@ -421,14 +439,19 @@ _CHECK_OPTIONS = [
         help="How much worse a figure may get against the baseline (repeatable), e.g. max_ulp:+2. "
         "Defaults: max_ulp +1, p99_ulp +1, mean_bits +0.1, counts +0.",
     ),
-    click.option("--allow-missing", is_flag=True, default=None, help="Let baseline cases that this run lacks pass."),
+    click.option(
+        "--allow-missing",
+        is_flag=True,
+        default=None,
+        help="Let baseline cases that this run lacks pass (a baseline with no case of this run is still an error).",
+    ),
     click.option(
         "--format",
         "format_",
         type=click.Choice(["text", "github"]),
         default=None,
-        help="github adds workflow-command annotations and a job summary (default: github when "
-        "GITHUB_ACTIONS=true, else text).",
+        help="github adds workflow-command annotations and appends to the job summary; text does neither "
+        "(default: github when GITHUB_ACTIONS=true, else text).",
     ),
     click.option(
         "--junit", "junit_path", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report here."
@@ -478,6 +501,7 @@ def check_command(**flags) -> None:
         update=flags["update_baseline"],
         tolerance_flags=flags["tolerance"],
         allow_missing_flag=flags["allow_missing"],
+        paths=_named_paths(flags, inv.config_source, {**inv.outputs, **reports}),
     )
     result = _run_with_progress(inv, keep_details="details" in inv.outputs)
     if inv.verbose:
@@ -493,6 +517,7 @@ def check_command(**flags) -> None:
 def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
     """Judge the result (or update the baseline), print the verdict, write the reports."""
     from bce_audit._format import GithubFormat, JUnitFormat, MarkdownFormat, VerdictTextFormat
+    from bce_audit._format.markdown import step_summary_text
     from bce_audit._format.verdict_text import render_update
     from bce_audit._io import atomic_write
     from bce_audit.check import judge, update_baseline
@@ -509,17 +534,22 @@ def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             try:
+                existing = os.path.getsize(summary)  # the file must stay under 1 MiB
+            except OSError:
+                existing = 0
+            try:
                 with open(summary, "a", encoding="utf-8") as f:  # the runner's file: append, never replace
-                    f.write(MarkdownFormat().render(verdict))
+                    f.write(step_summary_text(verdict, existing))
             except OSError as exc:
-                err.print(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}", markup=False)
+                warn = f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}"
+                err.print(warn, markup=False, soft_wrap=True)
     else:
         for warning in verdict.warnings:
             err.print(f"bce-audit: warning: {warning}", markup=False, soft_wrap=True)
     writers = {"junit": JUnitFormat(), "markdown": MarkdownFormat()}
     for key, path in reports.items():
         atomic_write(path, writers[key].render(verdict))
-        err.print(f"wrote {path}", markup=False)
+        err.print(f"wrote {path}", markup=False, soft_wrap=True)
     return verdict.exit_code
 
 
@@ -532,7 +562,8 @@ def _run_with_progress(inv: _Invocation, keep_details: bool):
     err = stderr()
     for dtype in settings.dtypes:
         if effective_sampling(settings, dtype) is not settings.sampling:
-            err.print(f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead")
+            note = f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead"
+            err.print(note, soft_wrap=True)
 
     def warn(message: str) -> None:
         err.print(f"bce-audit: warning: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -616,7 +647,7 @@ def _write_exports(result, outputs: dict) -> None:
     writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
     for key, path in outputs.items():
         atomic_write(path, writers[key].render(result))
-        stderr().print(f"wrote {path}", markup=False)
+        stderr().print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -218,6 +218,7 @@ class Change(enum.StrEnum):
     UNCHANGED = "unchanged"  # no gated figure moved, or only within the tolerance
     IMPROVED = "improved"  # some figure got better, none worse beyond the tolerance
     REGRESSED = "regressed"  # some figure got worse beyond the tolerance: fails
+    STILL_RAISES = "still-raises"  # the formulation raised in the baseline and raises again: reported, passes
     NEW = "new"  # in this run, not in the baseline: reported, passes
     MISSING = "missing"  # in the baseline, not in this run: fails
     MISSING_ALLOWED = "missing-allowed"  # the same, with --allow-missing: reported, passes
@@ -227,14 +228,17 @@ class Change(enum.StrEnum):
 class CaseComparison:
     """One case against the baseline.
 
-    deltas: the figures that moved (empty for new and missing cases).
+    deltas: the figures that moved (empty for new and missing cases, and for a case that still
+        raises: it has no figures to compare).
     worst_input: the input with the most bits of error in this run (NaN: none, or not run).
+    errors: (the baseline's message, this run's) for a case that still raises; else None.
     """
 
     key: CaseKey
     change: Change
     deltas: tuple[FigureDelta, ...] = ()
     worst_input: float = math.nan
+    errors: tuple[str, str] | None = None
 
     @property
     def failed(self) -> bool:
@@ -251,6 +255,7 @@ class BaselineUpdate:
     settings_changes: the figure-affecting settings that differ from the old file's, as text.
     comparisons: every case against the old file with zero tolerance.
     failed_rules: the threshold rules these figures fail (an update exits 0 all the same).
+    errors: the cases whose formulation raised: recorded as errors (no figures).
     """
 
     path: str
@@ -260,6 +265,7 @@ class BaselineUpdate:
     settings_changes: tuple[str, ...]
     comparisons: tuple[CaseComparison, ...]
     failed_rules: tuple[RuleOutcome, ...] = ()
+    errors: tuple[CaseKey, ...] = ()
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -310,6 +316,12 @@ class Verdict:
         return self._with(Change.MISSING, Change.MISSING_ALLOWED)
 
     @property
+    def still_raising(self) -> tuple[CaseComparison, ...]:
+        """Cases whose formulation raised in the baseline and raises again: not a failure, but
+        nothing about them was checked, so every report says so."""
+        return self._with(Change.STILL_RAISES)
+
+    @property
     def failed_cases(self) -> tuple[CaseKey, ...]:
         """Distinct cases that fail a rule or the baseline (missing ones included), in order."""
         keys = [f.key for r in self.rules for f in r.failures]
@@ -334,5 +346,7 @@ class Verdict:
             parts += [f"{len(self.improved)} improved", f"{len(self.new)} new"]
             if self.missing:
                 parts.append(f"{len(self.missing)} missing")
+            if self.still_raising:
+                parts.append(f"{len(self.still_raising)} still raise{'s' if len(self.still_raising) == 1 else ''}")
         word = "passed" if self.passed else "FAILED"
         return f"check {word}: " + ", ".join(parts)

@@ -559,7 +559,7 @@ def _fig(**changes) -> CaseFigures:
         ({}, {"points": 11, "ok": 11}, Change.REGRESSED, [("points", Direction.WORSE)]),
         ({}, {"error": "boom"}, Change.REGRESSED, [("error", Direction.WORSE)]),
         ({"error": "boom"}, {}, Change.IMPROVED, [("error", Direction.BETTER)]),
-        ({"error": "boom"}, {"error": "other"}, Change.UNCHANGED, []),
+        ({"error": "boom"}, {"error": "other"}, Change.STILL_RAISES, []),  # reported, passes
     ],
 )
 def test_compare(old, new, change, moved):
@@ -633,6 +633,19 @@ def _edit_first_case(**changes):
         (_edit_first_case(label=3.0), "cases[0].label"),
         (_edit_first_case(stable_range=[1]), "cases[0].stable_range"),
         (_edit_first_case(colour="red"), "unknown field 'colour'"),
+        (_edit_first_case(domain="logit"), "cases[0].domain: expected one of logits, probabilities, got 'logit'"),
+        (_edit_first_case(dtype="float8"), "cases[0].dtype: expected one of float16, bfloat16"),
+        (_edit_first_case(quantity="gradient"), "cases[0].quantity: expected one of loss, grad"),
+        (_edit_first_case(quantity=["loss"]), "cases[0].quantity"),
+        (_edit_first_case(stable_range=[5.0, -5.0]), "cases[0].stable_range: expected [lo, hi] with lo <= hi"),
+        (_edit_first_case(stable_range=["nan", 1.0]), "cases[0].stable_range: expected [lo, hi] with lo <= hi"),
+        (_edit_first_case(stable_range=[-1.0, "nan"]), "cases[0].stable_range"),
+        (_edit_first_case(stable_range="none"), "cases[0].stable_range: expected [lo, hi] (or null)"),
+        (_edit_first_case(max_ulp=-1.0), "cases[0].max_ulp: expected a number >= 0"),
+        (_edit_first_case(p99_ulp="-inf"), "cases[0].p99_ulp: expected a number >= 0"),
+        (_edit_first_case(mean_ulp=-0.5), "cases[0].mean_ulp"),
+        (_edit_first_case(mean_bits=-0.1), "cases[0].mean_bits: expected a number >= 0"),
+        (_edit_first_case(max_rel_err=-1), "cases[0].max_rel_err"),
         (lambda t: json.dumps({**json.loads(t), "cases": json.loads(t)["cases"] * 2}), "appears twice"),
     ],
 )
@@ -641,6 +654,27 @@ def test_unreadable_baseline_is_a_one_line_error(gate, edit, culprit, sweep_call
     path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
     assert_usage_error(check("--config", cfg, "--baseline", path), f"baseline {path}", culprit)
     assert sweep_calls == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"stable_range": "null"},  # no stable range, as ["nan", "nan"]
+        {"stable_range": ["nan", "nan"]},
+        {"stable_range": [0.0, 0.0]},
+        {"max_ulp": "nan", "p99_ulp": "nan", "mean_ulp": "nan", "mean_bits": "nan", "max_rel_err": "nan"},
+        {"max_ulp": "inf", "max_rel_err": "inf"},
+        {"worst_input": "-inf"},
+        {"worst_input": -3.5},
+    ],
+)
+def test_valid_hand_edits_are_read(gate, changes):
+    cfg, path = gate
+    text = _edit_first_case(**changes)(path.read_text(encoding="utf-8"))
+    path.write_text(text.replace('"stable_range": "null"', '"stable_range": null'), encoding="utf-8")
+    assert len(read_baseline(path).figures) == 8
+    result = check("--config", cfg, "--baseline", path)
+    assert result.exit_code in (0, 1) and "error" not in result.stderr  # read and compared: better or worse
 
 
 def test_missing_binary_and_directory_baselines(tmp_path, sweep_calls):
@@ -987,6 +1021,16 @@ def test_committed_ci_gate_passes():
     assert result.stdout.count("\n  ok      thresholds[") == 5
 
 
+def test_committed_baseline_has_every_setting_this_version_writes():
+    """Regenerated when a setting is added, so that a diff of a fresh --update-baseline shows only moved figures."""
+    from bce_audit.settings import Settings
+
+    doc = json.loads((SAMPLES / "ci-gate.baseline.json").read_text(encoding="utf-8"))
+    assert list(doc["settings"]) == list(Settings().to_dict())
+    assert doc["settings"]["user_formulations"] == []
+    assert doc["fingerprint"] == fingerprint(doc["settings"])
+
+
 def test_committed_ci_gate_passes_with_other_cpu_kernels(tmp_path):
     """torch's portable kernels instead of the AVX ones: figures may move, only within the tolerance."""
     shutil.copy(SAMPLES / "ci-gate.toml", tmp_path / "ci-gate.toml")
@@ -1058,3 +1102,281 @@ def test_degraded_user_formulation_fails_a_baseline_taken_from_the_good_one(tmp_
     # the gradient is the same code path through autograd: it did not regress
     assert not any("my_bce" in line and "grad" in line and "worse" in line for line in bad.stdout.splitlines())
     assert (tmp_path / "base.json").read_text() == baseline  # never replaced without the flag
+
+
+# --------------------------------------------------------------------------- outputs that are inputs
+
+
+def _sweep(*args):
+    return runner().invoke(main, ["sweep", *map(str, args)])
+
+
+@pytest.mark.parametrize(
+    "args, culprits",
+    [
+        (["--junit", "base.json"], ["--junit base.json", "baseline (from gate.toml) base.json"]),
+        (["--details", "base.json"], ["--details base.json", "baseline (from gate.toml) base.json"]),
+        (["--markdown", "sub/../base.json"], ["--markdown sub/../base.json", "baseline (from gate.toml)"]),
+        (["--markdown", "hard.json"], ["--markdown hard.json", "baseline (from gate.toml) base.json"]),
+        (["--junit", "gate.toml"], ["--junit gate.toml", "--config gate.toml"]),
+        (["--csv", "gate.toml"], ["--csv gate.toml", "--config gate.toml"]),
+        (["--junit", "same.out", "--markdown", "same.out"], ["--markdown same.out", "--junit same.out"]),
+        (["--json", "same.out", "--junit", "./same.out"], ["--junit same.out", "--json same.out"]),
+        (["--baseline", "gate.toml", "--update-baseline"], ["--config gate.toml", "--baseline gate.toml"]),
+        (["--baseline", "b.json", "--csv", "b.json", "--update-baseline"], ["--csv b.json", "--baseline b.json"]),
+    ],
+)
+def test_check_refuses_an_output_that_is_the_baseline_the_config_or_another_output(
+    tmp_path, monkeypatch, args, culprits, sweep_calls
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    cfg = _config(tmp_path, '\nbaseline = "base.json"\n')
+    base = tmp_path / "base.json"
+    base.write_text("not even JSON: it must not be read, nor overwritten", encoding="utf-8")
+    os.link(base, tmp_path / "hard.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    line = assert_usage_error(check("--config", "gate.toml", *args), *culprits)
+    assert "same file" in line
+    assert sweep_calls == []
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert cfg.exists()
+
+
+@pytest.mark.parametrize(
+    "args, config, culprits",
+    [
+        (["--json", "x", "--csv", "x"], "", ["--json x", "--csv x"]),
+        (["--csv", "gate.toml"], "", ["--csv gate.toml", "--config gate.toml"]),
+        (["--details", "x"], 'json = "x"\n', ["--details x", "json (from gate.toml) x"]),
+    ],
+)
+def test_sweep_refuses_an_output_that_is_the_config_or_another_output(
+    tmp_path, monkeypatch, args, config, culprits, sweep_calls
+):
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, "\n" + config)
+    before = (tmp_path / "gate.toml").read_bytes()
+    line = assert_usage_error(_sweep("--config", "gate.toml", *args), *culprits)
+    assert "same file" in line
+    assert sweep_calls == []
+    assert (tmp_path / "gate.toml").read_bytes() == before and not (tmp_path / "x").exists()
+
+
+def test_distinct_outputs_are_written(tmp_path, monkeypatch, gate):
+    monkeypatch.chdir(tmp_path)
+    cfg, path = gate
+    result = check("--config", cfg, "--baseline", path, "--junit", "j.xml", "--markdown", "m.md", "--csv", "s.csv")
+    assert_exit(result, 0)
+    assert all((tmp_path / name).exists() for name in ("j.xml", "m.md", "s.csv"))
+
+
+# --------------------------------------------------------------------------- a baseline that compares nothing
+
+
+@pytest.mark.parametrize(
+    "extra_args, extra_config",
+    [
+        ([], ""),
+        (["--allow-missing"], ""),
+        ([], "\nallow_missing = true\n"),
+        (["--allow-missing"], "\n[[thresholds]]\nnan = 1000\n"),  # rules do not make the baseline right
+    ],
+)
+def test_a_baseline_with_no_case_of_the_run_is_refused(gate, extra_args, extra_config, sweep_calls):
+    cfg, path = gate
+    cfg.write_text(cfg.read_text() + extra_config)
+    result = check("--config", cfg, "--baseline", path, "-f", "naive", *extra_args)
+    line = assert_usage_error(result, f"no case of this run is in baseline {path}", "(4 new, 8 missing)")
+    assert "nothing was compared" in line and "max-abs, torch-logsigmoid" in line
+    assert sweep_calls == []
+
+
+def test_a_baseline_sharing_one_case_is_compared(gate):
+    cfg, path = gate
+    result = check("--config", cfg, "--baseline", path, "-f", "naive", "-f", "max-abs", "--allow-missing")
+    assert_exit(result, 0)
+    assert result.stdout.splitlines()[-1].endswith("0 failed, 0 improved, 4 new, 4 missing")
+
+
+# --------------------------------------------------------------------------- cases that still raise
+
+_RAISES = """
+import os
+
+from bce_audit import formulation
+
+
+@formulation(domain="logits")
+def boom(z, y):
+    raise ValueError(os.environ.get("BOOM_MESSAGE", "boom"))
+"""
+
+
+def _raising_gate(tmp_path: Path) -> Path:
+    (tmp_path / "boom_losses.py").write_text(_RAISES, encoding="utf-8")
+    cfg = tmp_path / "raise.toml"
+    cfg.write_text(
+        'formulations = ["max-abs", {target = "boom_losses.py:boom"}]\ndtypes = ["float32"]\n'
+        'domain = "logits"\nlabels = [0.0]\npoints = 50\nbaseline = "raise.json"\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def test_a_case_that_still_raises_is_reported_not_failed(tmp_path):
+    cfg = _raising_gate(tmp_path)
+    made = check("--config", cfg, "--update-baseline")
+    assert_exit(made, 0)
+    assert (
+        "note: 2 of the 4 cases are errors (the formulation raised; no figures recorded): "
+        "boom logits float32 y=0 loss; boom logits float32 y=0 grad" in " ".join(made.stdout.split())
+    )
+
+    result = check("--config", cfg)
+    assert_exit(result, 0)
+    out = result.stdout
+    assert "  raises  boom logits float32 y=0 loss: still raises, as in the baseline: ValueError: boom" in out
+    assert "  ok      2 cases as in the baseline (within the tolerance)" in out
+    assert out.splitlines()[-1] == "check passed: 0 rules, 4 cases checked, 0 failed, 0 improved, 0 new, 2 still raise"
+    (warning,) = result.stderr.splitlines()
+    assert warning == (
+        "bce-audit: warning: 2 cases raised in the baseline and still raise, so they were not checked: "
+        "boom logits float32 y=0 loss; boom logits float32 y=0 grad"
+    )
+
+    md = tmp_path / "m.md"
+    junit = tmp_path / "j.xml"
+    env = {"BOOM_MESSAGE": "other"}
+    result = check("--config", cfg, "--format", "github", "--markdown", md, "--junit", junit, env=env)
+    assert_exit(result, 0)
+    changed = "still raises, as in the baseline; note: the message changed: ValueError: boom -> ValueError: other"
+    assert f"boom logits float32 y=0 grad: {changed}" in " ".join(result.stdout.split())
+    assert re.search(r"^::warning title=bce-audit::2 cases raised in the baseline and still raise", result.stdout, re.M)
+    notice = (
+        "::notice title=bce-audit::check passed: 0 rules, 4 cases checked, 0 failed, 0 improved, 0 new, 2 still raise"
+    )
+    assert notice in result.stdout.splitlines()
+    text = md.read_text(encoding="utf-8")
+    assert "> **warning:** 2 cases raised in the baseline and still raise" in text
+    assert f"| still raises | boom logits float32 y=0 loss: {changed.replace('->', '-&gt;')} |" in text
+    root = ET.parse(junit).getroot()
+    assert root.get("skipped") == "2" and root.get("failures") == "0"
+
+    updated = check("--config", cfg, "--update-baseline", env=env)
+    assert_exit(updated, 0)
+    assert (
+        "  note    boom logits float32 y=0 loss: still raises; the message changed: "
+        "ValueError: boom -> ValueError: other" in updated.stdout
+    )
+    assert "0 worse, 0 better, 0 added, 0 removed, 4 unchanged" in updated.stdout
+
+
+def test_a_case_that_starts_raising_still_fails(tmp_path):
+    cfg = _raising_gate(tmp_path)
+    cfg.write_text(cfg.read_text().replace('{target = "boom_losses.py:boom"}', '"torch-logsigmoid"'))
+    assert_exit(check("--config", cfg, "--update-baseline"), 0)
+    doc = json.loads((tmp_path / "raise.json").read_text())
+    for row in doc["cases"]:
+        row["formulation"] = "boom" if row["formulation"] == "torch-logsigmoid" else row["formulation"]
+    (tmp_path / "raise.json").write_text(json.dumps(doc))
+    cfg.write_text(cfg.read_text().replace('"torch-logsigmoid"', '{target = "boom_losses.py:boom"}'))
+    result = check("--config", cfg)
+    assert_exit(result, 1)
+    assert "FAIL    boom logits float32 y=0 loss: the formulation now raises: ValueError: boom" in result.stdout
+
+
+# --------------------------------------------------------------------------- one line per diagnostic
+
+
+def test_stderr_diagnostics_stay_one_line_each(gate, tmp_path):
+    cfg, path = gate
+    deep = tmp_path / ("a-rather-long-directory-name-" * 3) / ("and-another-one-" * 3)
+    deep.mkdir(parents=True)
+    summary = deep / "not-a-file-but-a-directory"
+    summary.mkdir()
+    junit = deep / "junit-report-with-a-long-name.xml"
+    assert len(str(summary)) > 130
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    result = check("--config", cfg, "--baseline", path, "--format", "github", "--junit", junit, env=env)
+    assert_exit(result, 0)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: ")
+    assert lines[1] == f"wrote {junit}"
+
+
+# --------------------------------------------------------------------------- the step summary's size
+
+
+def _failing_gate(cfg: Path, path: Path) -> None:
+    """Every case of the baseline claims another input grid (a regression each), and 3 rules fail."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for row in doc["cases"]:
+        row.update(points=row["points"] + 1, ok=row["ok"] + 1)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    rules = "".join(
+        f'\n[[thresholds]]\nname = "rule {i}"\nformulation = "{f}"\nmean_bits = 0\n'
+        for i, f in enumerate(["max-abs", "torch-logsigmoid", "*"])
+    )
+    cfg.write_text(cfg.read_text() + rules + '\n[[thresholds]]\nname = "passes"\nnan = 1000\n')
+
+
+def test_step_summary_counts_what_the_file_already_holds(gate, tmp_path):
+    cfg, path = gate
+    _failing_gate(cfg, path)
+    full = tmp_path / "full.md"
+    assert_exit(check("--config", cfg, "--baseline", path, "--markdown", full), 1)
+    whole = full.read_text(encoding="utf-8")
+    failures = whole.count("\n| baseline |") + whole.count("\n| thresholds[")
+    assert "more rows" not in whole and failures > 8
+
+    summary = tmp_path / "step-summary.md"
+    room = len(whole.encode("utf-8")) * 2 // 3
+    earlier = "x" * 99 + "\n"
+    summary.write_text(earlier * ((2**20 - room) // 100), encoding="utf-8")
+    existing = summary.stat().st_size
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    assert_exit(check("--config", cfg, "--baseline", path, "--format", "github", env=env), 1)
+    assert summary.stat().st_size < 2**20
+    added = summary.read_text(encoding="utf-8")[existing:]
+    assert added.startswith("## bce-audit check failed\n")
+    # the rules come first and are kept whole; then as many failing cases as fit
+    rules = added.split("### Threshold rules")[1].split("###")[0]
+    assert rules.count("| **FAIL** |") == 3 and rules.count("| ok |") == 1
+    m = re.search(r"\| \.\.\. (\d+) more rows not shown \|", added)
+    assert m, added
+    shown = added.count("\n| baseline |") + added.count("\n| thresholds[")
+    assert shown + int(m.group(1)) == failures
+    # the note at the end gives the same count
+    assert f"_{m.group(1)} more rows left out ({m.group(1)} of Failures)" in added
+
+    # no room for the summary: one line instead, and the file stays under 1 MiB
+    summary.write_text(earlier * ((2**20 - 300) // 100), encoding="utf-8")
+    existing = summary.stat().st_size
+    assert_exit(check("--config", cfg, "--baseline", path, "--format", "github", env=env), 1)
+    assert summary.stat().st_size < 2**20
+    added = summary.read_text(encoding="utf-8")[existing:]
+    assert added.count("\n") == 1 and added.startswith("bce-audit: check FAILED: 4 rules (3 failed)")
+    assert "no room left in the step summary" in added
+
+
+def test_markdown_left_out_counts_agree_across_tables():
+    from bce_audit._format.markdown import MarkdownFormat
+
+    verdict = _synthetic_verdict(300)
+    improved = tuple(
+        CaseComparison(
+            CaseKey(f"better-{i}", "logits", "float32", 0.0, "grad"),
+            Change.IMPROVED,
+            (FigureDelta("zero", i + 1, i, 0, Direction.BETTER),),
+        )
+        for i in range(40)
+    )
+    verdict = dataclass_replace(verdict, comparisons=verdict.comparisons + improved)
+    text = MarkdownFormat(max_bytes=5000).render(verdict)
+    assert len(text.encode("utf-8")) <= 5000
+    shown = text.count("| baseline | formulation-")
+    m = re.search(r"\| \.\.\. (\d+) more rows not shown \|", text)
+    assert m and shown + int(m.group(1)) == 300
+    assert f"_{int(m.group(1)) + 40} more rows left out ({m.group(1)} of Failures, 40 of Against the baseline)" in text

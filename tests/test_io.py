@@ -76,3 +76,9 @@ def test_closed_stdout_does_not_change_the_exit_code(tmp_path):
     assert proc.returncode == 0, err.decode()
     assert "Traceback" not in err.decode() and "Exception ignored" not in err.decode()
     assert Path(csv).read_text().startswith("formulation,")
+
+
+def test_two_outputs_may_both_go_to_a_device(tmp_path):
+    result = runner().invoke(main, ["sweep", *TINY, "--csv", os.devnull, "--json", os.devnull])
+    assert_exit(result, 0)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)

@@ -1,5 +1,7 @@
 """The verdict as JUnit XML: one testcase per threshold rule and one per case against the baseline.
 
+A baseline case that is missing (allowed) or that still raises is `skipped`: nothing was compared.
+
 CI systems (GitLab, Jenkins, GitHub test reporters) show the failures with their messages.
 Built with xml.etree, so every name and message is escaped; characters XML cannot hold at all
 (control characters in an error message) become U+FFFD.
@@ -68,7 +70,7 @@ class JUnitFormat(VerdictFormat):
                 elif c.change is Change.MISSING:
                     text = comparison_text(c)
                     _fail(tc, "missing", text, text)
-                elif c.change is Change.MISSING_ALLOWED:
+                elif c.change in (Change.MISSING_ALLOWED, Change.STILL_RAISES):  # nothing was compared
                     ET.SubElement(tc, "skipped", message=_x(comparison_text(c)))
                 elif c.change in (Change.IMPROVED, Change.NEW):
                     ET.SubElement(tc, "system-out").text = _x(f"{c.change}: {comparison_text(c, Direction.BETTER)}")

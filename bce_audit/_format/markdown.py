@@ -1,8 +1,9 @@
 """The verdict as GitHub-flavoured Markdown: the job summary ($GITHUB_STEP_SUMMARY) and `--markdown`.
 
 Kept under MAX_BYTES, so that it fits a pull-request comment (GitHub allows 65,536 characters)
-and stays far below the 1 MiB a step summary may hold; rows past the limit are left out with
-a note saying how many (the full verdict is in the log and the JUnit report).
+and stays below the 1 MiB a step summary may hold (step_summary_text counts what the file
+already holds); rows past the limit are left out with a note saying how many per table (the
+full verdict is in the log and the JUnit report).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from bce_audit._format.verdict_text import (
 from bce_audit.gate import Change, Direction, Verdict
 
 MAX_BYTES = 60_000
+STEP_SUMMARY_BYTES = 2**20  # GitHub refuses a step summary of 1 MiB or more
+MIN_STEP_SUMMARY_BYTES = 2_000  # less room than this: a one-line note instead of a summary without rows
 
 
 def cell(text: str) -> str:
@@ -33,17 +36,18 @@ def _row(*cells: str) -> str:
 
 
 class _Budget:
-    """Lines up to a size in UTF-8 bytes; what does not fit is counted, not written."""
+    """Lines up to a size in UTF-8 bytes; rows that do not fit are counted per table, not written."""
 
     def __init__(self, max_bytes: int):
         self.left = max_bytes - 400  # room for the notes about what was left out
         self.lines: list[str] = []
-        self.dropped = 0
+        self.full = False  # a row did not fit: no later row is written either (no gaps)
+        self.left_out: dict[str, int] = {}  # table title -> rows not written
 
     def add(self, line: str, required: bool = False) -> bool:
         size = len(line.encode("utf-8")) + 1
-        if not required and (self.dropped or size > self.left):
-            self.dropped += 1
+        if not required and (self.full or size > self.left):
+            self.full = True
             return False
         self.lines.append(line)
         self.left -= size
@@ -53,8 +57,8 @@ class _Budget:
         """A section: heading, an optional paragraph, and the table."""
         if not rows:
             return
-        if self.dropped:  # an earlier table was cut: nothing more fits
-            self.dropped += len(rows)
+        if self.full:  # an earlier table was cut: nothing more fits
+            self.left_out[title] = len(rows)
             return
         self.add(f"### {title}", required=True)
         self.add("", required=True)
@@ -65,13 +69,34 @@ class _Budget:
         self.add("|" + "---|" * len(header), required=True)
         shown = sum(self.add(_row(*r)) for r in rows)
         if shown < len(rows):
+            self.left_out[title] = len(rows) - shown
             self.add(f"| ... {len(rows) - shown} more rows not shown |" + " |" * (len(header) - 1), required=True)
         self.add("", required=True)
 
+    def note(self, max_bytes: int) -> None:
+        """What was left out, with the same count per table as the table's own last row."""
+        if not self.left_out:
+            return
+        total = sum(self.left_out.values())
+        where = ", ".join(f"{n} of {title}" for title, n in self.left_out.items())
+        self.add(
+            f"_{total} more rows left out ({where}) to keep this summary under {_size(max_bytes)}; "
+            "the full verdict is in the job log._",
+            required=True,
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n // 1000} kB" if n >= 10_000 else f"{n} bytes"
+
 
 class MarkdownFormat(VerdictFormat):
-    def __init__(self, max_bytes: int = MAX_BYTES):
-        self.max_bytes = max_bytes
+    """The summary, kept under ``max_bytes`` (default MAX_BYTES). What must survive a cut comes
+    first: the headline and warnings, then the threshold rules (one row each), then the failing
+    cases, then the improved, new and allowed-missing ones."""
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes = MAX_BYTES if max_bytes is None else max_bytes
 
     def render(self, verdict: Verdict) -> str:
         out = _Budget(self.max_bytes)
@@ -83,6 +108,9 @@ class MarkdownFormat(VerdictFormat):
         for w in verdict.warnings:
             out.add(f"> **warning:** {cell(w)}", required=True)
             out.add("", required=True)
+
+        rows = [("ok" if r.passed else "**FAIL**", rule_heading(r)) for r in verdict.rules]
+        out.table("Threshold rules", None, ("result", "rule"), rows)
 
         failures = []
         for outcome in verdict.failed_rules:
@@ -102,9 +130,6 @@ class MarkdownFormat(VerdictFormat):
                 failures.append(("baseline", str(c.key), "in the baseline but not in this run", ""))
         out.table("Failures", None, ("check", "case", "what", "worst input"), failures)
 
-        rows = [("ok" if r.passed else "**FAIL**", rule_heading(r)) for r in verdict.rules]
-        out.table("Threshold rules", None, ("result", "rule"), rows)
-
         if verdict.baseline is not None:
             rows = []
             for c in verdict.comparisons:
@@ -112,6 +137,8 @@ class MarkdownFormat(VerdictFormat):
                     rows.append(("improved", comparison_text(c, Direction.BETTER)))
                 elif c.change is Change.NEW:
                     rows.append(("new", comparison_text(c)))
+                elif c.change is Change.STILL_RAISES:
+                    rows.append(("still raises", comparison_text(c)))
                 elif c.change is Change.MISSING_ALLOWED:
                     rows.append(("missing (allowed)", comparison_text(c)))
             intro = (
@@ -119,14 +146,22 @@ class MarkdownFormat(VerdictFormat):
                 "the stable range may not shrink."
             )
             out.table("Against the baseline", intro, ("change", "case"), rows)
-        if out.dropped:
-            out.add(
-                f"_{out.dropped} more rows left out to keep this summary under {self.max_bytes // 1000} kB; "
-                "the full verdict is in the job log._",
-                required=True,
-            )
+        out.note(self.max_bytes)
         return "\n".join(out.lines).rstrip("\n") + "\n"
 
 
 def _worst(item) -> str:
     return "" if math.isnan(item.worst_input) else fmt_value(item.worst_input)
+
+
+def step_summary_text(verdict: Verdict, existing: int) -> str:
+    """What to append to a $GITHUB_STEP_SUMMARY that already holds ``existing`` bytes, so that the
+    file stays under GitHub's 1 MiB: the summary (cut smaller if need be), or, when not even that
+    fits, a one-line note; "" when not even the note fits."""
+    room = STEP_SUMMARY_BYTES - 1 - existing
+    if room >= MIN_STEP_SUMMARY_BYTES:
+        text = MarkdownFormat(min(MAX_BYTES, room)).render(verdict)
+        if len(text.encode("utf-8")) <= room:
+            return text
+    note = f"bce-audit: {cell(verdict.summary())} (no room left in the step summary; the verdict is in the job log)\n"
+    return note if len(note.encode("utf-8")) <= room else ""

@@ -123,10 +123,20 @@ def comparison_text(comparison: CaseComparison, direction: Direction | None = No
         return f"{key}: in the baseline but not in this run (--allow-missing accepts that)"
     if comparison.change is Change.MISSING_ALLOWED:
         return f"{key}: in the baseline but not in this run (allowed)"
+    if comparison.change is Change.STILL_RAISES:
+        return f"{key}: {still_raises_text(comparison)}"
     deltas = [d for d in comparison.deltas if direction is None or d.direction is direction]
     moves = "; ".join(delta_text(d, key.dtype) for d in deltas)
     worst = worst_text(comparison.worst_input) if comparison.change is Change.REGRESSED else ""
     return f"{key}: {moves}{worst}"
+
+
+def still_raises_text(comparison: CaseComparison) -> str:
+    """A case that raised in the baseline and raises again, with its message (old -> new if it changed)."""
+    old, new = comparison.errors
+    if old == new:
+        return f"still raises, as in the baseline: {new}"
+    return f"still raises, as in the baseline; note: the message changed: {old} -> {new}"
 
 
 def rule_heading(outcome: RuleOutcome) -> str:
@@ -198,6 +208,8 @@ class VerdictTextFormat(VerdictFormat):
                 out.entry("better", comparison_text(c, Direction.BETTER))
             for c in verdict.new:
                 out.entry("new", comparison_text(c))
+            for c in verdict.still_raising:
+                out.entry("raises", comparison_text(c))
             same = sum(c.change is Change.UNCHANGED for c in verdict.comparisons)
             out.entry("ok", f"{same} case{'s' if same != 1 else ''} as in the baseline (within the tolerance)")
         out.add(verdict.summary())
@@ -225,6 +237,10 @@ def render_update(update: BaselineUpdate, width: int = WIDTH) -> str:
         elif c.change in (Change.MISSING, Change.MISSING_ALLOWED):
             tag = "removed"
             text = f"{c.key}"
+        elif c.change is Change.STILL_RAISES:
+            if comparable and c.errors[0] != c.errors[1]:
+                out.entry("note", f"{c.key}: still raises; the message changed: {c.errors[0]} -> {c.errors[1]}")
+            continue
         elif c.change is Change.UNCHANGED or not comparable:
             continue
         else:
@@ -233,10 +249,18 @@ def render_update(update: BaselineUpdate, width: int = WIDTH) -> str:
         counts[tag] += 1
         out.entry(tag, text)
     if update.previous is not None and comparable:
-        unchanged = sum(c.change is Change.UNCHANGED for c in update.comparisons)
+        unchanged = sum(c.change in (Change.UNCHANGED, Change.STILL_RAISES) for c in update.comparisons)
         out.add(", ".join(f"{n} {tag}" for tag, n in counts.items()) + f", {unchanged} unchanged")
     elif update.previous is not None:
         out.add(f"{counts['added']} added, {counts['removed']} removed")
+    if update.errors:
+        n = len(update.errors)
+        out.add(
+            f"note: {n} of the {update.cases} cases {'are errors' if n != 1 else 'is an error'} "
+            "(the formulation raised; no figures recorded): "
+            + "; ".join(str(k) for k in update.errors[:5])
+            + (f"; and {n - 5} more" if n > 5 else "")
+        )
     if update.failed_rules:
         ids = ", ".join(r.rule.id for r in update.failed_rules)
         out.add(
