@@ -69,14 +69,19 @@ def check_distinct(named: list[tuple[str, Path]]) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write text (UTF-8, newlines as given) atomically: see atomic_write_bytes."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it.
 
     A symlink keeps pointing where it did (its target is replaced); an existing file keeps its
     permissions, a new one gets the umask's; a device or pipe is simply written into.
     """
     if _is_special(path):
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with open(path, "wb") as f:
+            f.write(data)
         return
     target = Path(os.path.realpath(path))
     try:
@@ -85,10 +90,10 @@ def atomic_write(path: Path, text: str) -> None:
         mode = _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):  # not on Windows
                 os.fchmod(f.fileno(), mode)  # mkstemp makes it 0600
-            f.write(text)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -57,21 +57,23 @@ def _load(path: Path) -> dict:
         raise UsageError(f"config {path}: malformed TOML: {exc}") from None
 
 
+def _check_key(key: str, value, allowed: dict, where: str) -> None:
+    """An unknown key (with the closest known one) or a value of the wrong type: one line."""
+    if key not in allowed:
+        import difflib
+
+        match = difflib.get_close_matches(key, list(allowed), n=1)
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        raise UsageError(f"{where}: unknown key {key!r}{hint}")
+    expected = allowed[key]
+    # TOML booleans are Python ints: `points = true` must not pass as a number
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+        raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+
+
 def _validate(table: dict, where: str) -> dict:
     for key, value in table.items():
-        if key not in KEYS:
-            import difflib
-
-            match = difflib.get_close_matches(key, list(KEYS), n=1)
-            hint = f" (did you mean {match[0]!r}?)" if match else ""
-            raise UsageError(f"{where}: unknown key {key!r}{hint}")
-        expected = KEYS[key]
-        if isinstance(value, bool) and expected is not bool:
-            ok = False
-        else:
-            ok = isinstance(value, expected)
-        if not ok:
-            raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+        _check_key(key, value, KEYS, where)
         if isinstance(value, list):
             want = (int, float) if key in ("labels", "range") else dict if key == "thresholds" else str
             for i, item in enumerate(value):
@@ -85,14 +87,7 @@ def _validate(table: dict, where: str) -> dict:
 
 def _validate_formulation(table: dict, where: str) -> None:
     for key, value in table.items():
-        if key not in FORMULATION_KEYS:
-            import difflib
-
-            match = difflib.get_close_matches(key, list(FORMULATION_KEYS), n=1)
-            hint = f" (did you mean {match[0]!r}?)" if match else ""
-            raise UsageError(f"{where}: unknown key {key!r}{hint}")
-        if not isinstance(value, FORMULATION_KEYS[key]):
-            raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+        _check_key(key, value, FORMULATION_KEYS, where)
     if "target" not in table:
         raise UsageError(f"{where}: missing key 'target' (MODULE:FUNCTION or FILE.py:FUNCTION)")
     for key, value in table.get("parameters", {}).items():

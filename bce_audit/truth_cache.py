@@ -21,11 +21,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from bce_audit._io import atomic_write_bytes
 from bce_audit._types import Domain
 
 # Bump when anything changes what the oracle returns or how rows are laid out: the cache of an
@@ -144,23 +144,7 @@ class TruthCache:
         rows = rows[first]
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(path, _encode(domain, label, keys, rows))
+            atomic_write_bytes(path, _encode(domain, label, keys, rows))
         except OSError as exc:
             self._write_failed = True
             self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
