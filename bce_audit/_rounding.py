@@ -55,13 +55,33 @@ def round_float(x: float, fmt: FloatFormat) -> float:
 
 def round_array(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """Round float64 values into ``fmt`` (once), returned as float64 holding exact values."""
-    if fmt.name == "float64":
-        return values.astype(np.float64)
-    if fmt.name == "float32":
-        return values.astype(np.float32).astype(np.float64)
-    if fmt.name == "float16":
-        return values.astype(np.float16).astype(np.float64)
-    return np.array([round_float(v, fmt) for v in values.tolist()], dtype=np.float64)
+    return round_array_flagging_midpoints(values, fmt)[0]
+
+
+def round_array_flagging_midpoints(values: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values rounded to nearest-even into ``fmt``, mask of the values that are
+    midpoints of ``fmt``).
+
+    ±0, ±inf and NaN pass through. A midpoint (the overflow threshold and half the smallest
+    subnormal included) is flagged: a value that was itself rounded to float64 may round
+    differently from the exact value it came from there (the oracle checks this).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x) & (x != 0)
+    out = x.copy()
+    midpoint = np.zeros(x.shape, dtype=bool)
+    if fmt.precision >= 53 or not finite.any():
+        return out, midpoint
+    xf = x[finite]
+    _, e = np.frexp(xf)  # |x| = m·2^e, m in [0.5, 1): floor(log2|x|) = e - 1
+    q = np.maximum(e - 1, fmt.emin) - fmt.precision + 1
+    scaled = np.ldexp(xf, -q)  # exact: |scaled| < 2^precision
+    midpoint[finite] = (scaled - np.floor(scaled)) == 0.5
+    with np.errstate(over="ignore"):  # a carry past float64's range: inf, as it should be
+        r = np.ldexp(np.rint(scaled), q)  # rint: to nearest, ties to even
+    r = np.where(np.abs(r) > fmt.largest_finite, np.copysign(np.inf, r), r)
+    out[finite] = r
+    return out, midpoint
 
 
 _UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}

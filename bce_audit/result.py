@@ -66,4 +66,4 @@ class SweepResult:
     provenance: dict
     elapsed_s: float
     truth_points: int  # distinct (domain, label, input) points the truth was needed at
-    truth_computed: int = 0  # of those, the points the oracle evaluated (the rest: the cache)
+    truth_computed: int  # of those, the points the oracle evaluated (the rest: the cache)

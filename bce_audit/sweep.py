@@ -79,27 +79,26 @@ def run_sweep(
     start = time.perf_counter()
     formulations = resolve(settings)
     cases: list[CaseResult] = []
-    grid_list = list(grids(settings))
-    # Every (domain, label, input) the truth is needed at, each label rounded into the dtype
-    # under test (the truth uses the label users actually get); evaluated once, all dtypes.
-    requests = [
-        (grid.domain, round_float(float(label), grid.dtype.format), np.concatenate([grid.finite, grid.nonfinite]))
-        for grid in grid_list
-        for label in settings.labels
+    # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
+    # uses the label users actually get.
+    plan = [
+        (
+            grid,
+            np.concatenate([grid.finite, grid.nonfinite]),
+            [(label, round_float(float(label), grid.dtype.format)) for label in settings.labels],
+        )
+        for grid in grids(settings)
     ]
+    # Every (domain, label, input) the truth is needed at, evaluated once for all dtypes.
+    requests = [(grid.domain, y, inputs) for grid, inputs, labels in plan for _, y in labels]
     table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
-    evaluations = len(grid_list) * len(settings.labels) * len(formulations)
-    for grid in grid_list:
+    evaluations = len(requests) * len(formulations)
+    for grid, inputs, labels in plan:
         fmt = grid.dtype.format
-        inputs = np.concatenate([grid.finite, grid.nonfinite])
         n = len(grid.finite)
-        for label in settings.labels:
-            y = round_float(float(label), fmt)  # the label in the dtype: the truth uses this
+        for label, y in labels:
             rows = table.rows(grid.domain, y, inputs)
-            truth = {
-                Quantity.LOSS: (rows[:, column(True, fmt)], rows[:, column(True, FLOAT64)]),
-                Quantity.GRAD: (rows[:, column(False, fmt)], rows[:, column(False, FLOAT64)]),
-            }
+            truth = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
             for formulation in formulations:
                 ev = evaluate(formulation, grid.domain, grid.dtype, grid.finite, y)
                 # Non-finite inputs one at a time: a formulation that rejects NaN (torch's BCE

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from mpmath.libmp import fone, from_float, mpf_add, mpf_div, mpf_exp, mpf_log, mpf_mul, mpf_sub
+from mpmath.libmp import fone, from_float, mpf_add, mpf_div, mpf_exp, mpf_log, mpf_mul, mpf_neg, mpf_sub
 
 from bce_audit._rounding import round_to_format
 from bce_audit._types import FLOAT64
@@ -85,10 +85,10 @@ def _cut(v) -> int:
 
 def _plus_small(exact, small, small_sign: int, bits: int):
     """(value, error bits) of exact + small_sign·small, exact dyadic and small > 0 known to a
-    relative 2^-bits, or None when small decides nothing but its sign (see _tiny_sum)."""
+    relative 2^-bits, or None when the sum cancels to 0 (the reference settles that)."""
+    term = small if small_sign > 0 else mpf_neg(small)
     if not exact[1]:
-        return (small if small_sign > 0 else (1, small[1], small[2], small[3])), bits
-    term = small if small_sign > 0 else (1, small[1], small[2], small[3])
+        return term, bits
     value = mpf_add(exact, term, 0)  # exact
     if not value[1]:
         return None
@@ -126,7 +126,7 @@ def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] |
         exact_grad, grad_sign = one_minus_y, -1
     else:
         exact_loss = mpf_mul(y, at)
-        exact_grad, grad_sign = (y[0] ^ 1, y[1], y[2], y[3]) if y[1] else y, +1
+        exact_grad, grad_sign = mpf_neg(y), +1
     # log2 of an upper bound on e (and so on log1p(e) and e/(1+e), both below e); above about
     # 2^50 the +1 is lost to rounding, where the value is far below -1100 and every cut anyway
     log2_e = -a * _LOG2_E + 1
@@ -144,7 +144,7 @@ def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] |
         return _tiny_sum(exact_loss, +1), _tiny_sum(exact_grad, grad_sign)
     terms = memo.get("logit")
     if terms is None:
-        e = mpf_exp((1, at[1], at[2], at[3]), WORKING_PRECISION)
+        e = mpf_exp(mpf_neg(at), WORKING_PRECISION)
         if e[2] + e[3] < -_TINY_EXP:
             terms = memo["logit"] = (e, e)
         else:

@@ -19,42 +19,17 @@ import dataclasses
 
 import numpy as np
 
-from bce_audit._types import Domain, DType, FloatFormat
+from bce_audit._rounding import round_array_flagging_midpoints
+from bce_audit._types import Domain, DType, FloatFormat, Quantity
 
 # The column order of a truth row: loss in each format, then grad in each format.
 FORMATS: tuple[FloatFormat, ...] = tuple(d.format for d in DType)
 COLUMNS = len(FORMATS) * 2
-_F64 = FORMATS.index(DType.FLOAT64.format)
 
 
-def column(quantity_is_loss: bool, fmt: FloatFormat) -> int:
+def column(quantity: Quantity, fmt: FloatFormat) -> int:
     """The column of a truth row that holds a quantity rounded into ``fmt``."""
-    return FORMATS.index(fmt) + (0 if quantity_is_loss else len(FORMATS))
-
-
-def round_from_float64(values: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
-    """(values rounded to nearest-even into ``fmt``, mask of values that are midpoints of fmt).
-
-    ``values`` are float64; ±0, ±inf and NaN pass through. A midpoint (including the overflow
-    threshold and half the smallest subnormal) is flagged: its rounding from float64 may differ
-    from the rounding of the exact value it came from.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(x) & (x != 0)
-    out = x.copy()
-    midpoint = np.zeros(x.shape, dtype=bool)
-    if fmt.precision >= 53 or not finite.any():
-        return out, midpoint
-    xf = x[finite]
-    _, e = np.frexp(xf)  # |x| = m·2^e, m in [0.5, 1): floor(log2|x|) = e - 1
-    q = np.maximum(e - 1, fmt.emin) - fmt.precision + 1
-    scaled = np.ldexp(xf, -q)  # exact: |scaled| < 2^precision
-    midpoint[finite] = (scaled - np.floor(scaled)) == 0.5
-    with np.errstate(over="ignore"):  # a carry past float64's range: inf, as it should be
-        r = np.ldexp(np.rint(scaled), q)  # rint: to nearest, ties to even
-    r = np.where(np.abs(r) > fmt.largest_finite, np.copysign(np.inf, r), r)
-    out[finite] = r
-    return out, midpoint
+    return FORMATS.index(fmt) + (0 if quantity is Quantity.LOSS else len(FORMATS))
 
 
 def _reference_row(domain: Domain, x: float, y: float) -> list[float]:
@@ -110,13 +85,10 @@ def evaluate_points(domain: Domain, inputs: np.ndarray, labels, progress=None) -
         f64 = np.array(f64, dtype=np.float64).reshape(n, 2)
         need_reference = np.zeros(n, dtype=bool)
         need_reference[declined] = True
-        for j, fmt in enumerate(FORMATS):
-            for k in range(2):
-                if j == _F64:
-                    rows[:, j + k * len(FORMATS)] = f64[:, k]
-                    continue
-                rounded, midpoint = round_from_float64(f64[:, k], fmt)
-                rows[:, j + k * len(FORMATS)] = rounded
+        for k, quantity in enumerate(Quantity):
+            for fmt in FORMATS:  # float64 passes through unchanged
+                rounded, midpoint = round_array_flagging_midpoints(f64[:, k], fmt)
+                rows[:, column(quantity, fmt)] = rounded
                 need_reference |= midpoint
         for i in np.flatnonzero(need_reference).tolist():
             rows[i] = _reference_row(domain, float(inputs[i]), ys[i])

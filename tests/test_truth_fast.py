@@ -8,12 +8,13 @@ import struct
 import numpy as np
 import pytest
 
+from bce_audit._rounding import round_array_flagging_midpoints as round_from_float64
 from bce_audit._rounding import round_float, round_to_format
 from bce_audit._types import Domain, DType, Sampling
 from bce_audit.grid import build_grid
 from bce_audit.truth import logit_truth, probability_truth
 from bce_audit.truth_fast import settle_float64
-from bce_audit.truth_table import COLUMNS, FORMATS, evaluate_points, round_from_float64
+from bce_audit.truth_table import COLUMNS, FORMATS, evaluate_points
 
 F16, BF16, F32, F64 = (d.format for d in DType)
 
