@@ -8,8 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from bce_audit._rounding import round_array_flagging_midpoints as round_from_float64
-from bce_audit._rounding import round_float, round_to_format
+from bce_audit._rounding import round_array_flagging_midpoints, round_float, round_to_format
 from bce_audit._types import Domain, DType, Sampling
 from bce_audit.grid import build_grid
 from bce_audit.truth import logit_truth, probability_truth
@@ -112,7 +111,7 @@ def test_fast_path_is_independent_of_batching():
 
 
 @pytest.mark.parametrize("fmt", [F16, BF16, F32])
-def test_round_from_float64_matches_exact_rounding(fmt):
+def test_rounding_from_float64_matches_exact_rounding(fmt):
     rng = np.random.default_rng(3)
     # random float64 bit patterns over the format's whole range and beyond, plus the values
     # around every rounding boundary of the format's smallest and largest binades
@@ -125,7 +124,7 @@ def test_round_from_float64_matches_exact_rounding(fmt):
     values += [v for v in raw.tolist() if abs(v) < top][:8_000]
     values += [v * 2.0 ** rng.integers(fmt.emin - fmt.precision, fmt.emax) for v in rng.uniform(1, 2, 4_000)]
     values = np.array(values + [-v for v in values])
-    got, midpoint = round_from_float64(values, fmt)
+    got, midpoint = round_array_flagging_midpoints(values, fmt)
     for x, r, mid in zip(values.tolist(), got.tolist(), midpoint.tolist(), strict=True):
         m, e = math.frexp(x)
         man = int(abs(m) * 2**53)
@@ -136,14 +135,14 @@ def test_round_from_float64_matches_exact_rounding(fmt):
         assert mid == (below != above), x
 
 
-def test_round_from_float64_flags_every_float16_midpoint():
+def test_rounding_from_float64_flags_every_float16_midpoint():
     # exhaustive: the midpoint between each pair of adjacent finite float16 values
     h = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
     mids = (h[:-1] + h[1:]) / 2  # exact in float64
     overflow = 65504.0 + 16.0  # halfway to the next binade's first value: rounds to inf
-    _, flagged = round_from_float64(np.append(mids, overflow), F16)
+    _, flagged = round_array_flagging_midpoints(np.append(mids, overflow), F16)
     assert flagged.all()
-    _, flagged = round_from_float64(h, F16)
+    _, flagged = round_array_flagging_midpoints(h, F16)
     assert not flagged.any()
 
 
