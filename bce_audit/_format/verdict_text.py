@@ -41,11 +41,7 @@ def fmt_number(x) -> str:
         return "inf" if x > 0 else "-inf"
     if x.is_integer() and abs(x) < 1e7:
         return str(int(x))
-    text = f"{x:.4g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+    return short_number(x, 4)
 
 
 def _largest(dtype: str) -> float:
