@@ -7,7 +7,7 @@ import math
 import re
 import textwrap
 
-from bce_audit._format.interface import VerdictFormat
+from bce_audit._format.interface import VerdictFormat, number
 from bce_audit._format.terminal import fmt_range, fmt_value
 from bce_audit._types import DType
 from bce_audit.gate import (
@@ -58,10 +58,10 @@ def fmt_figure(figure: str, value, dtype: str, exact: bool = False) -> str:
     if figure == "stable_range":
         lo, hi = value
         if exact and not math.isnan(lo):
-            return f"[{lo!r}, {hi!r}]"
+            return f"[{number(lo)}, {number(hi)}]"
         return fmt_range(lo, hi, _largest(dtype))
     if exact and isinstance(value, float) and math.isfinite(value):
-        return repr(value)
+        return number(value)
     return fmt_number(value)
 
 
@@ -79,7 +79,7 @@ def check_text(check: BoundCheck, dtype: str) -> str:
         return f"{check.figure} undefined (no point with a finite output and truth), bound {bound}"
     actual = fmt_number(check.actual)
     if float(actual) <= check.bound:  # rounded onto the bound: show every digit
-        actual = repr(check.actual)
+        actual = number(check.actual)
     return f"{check.figure} {actual} > {bound}"
 
 
