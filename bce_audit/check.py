@@ -24,7 +24,7 @@ from bce_audit.baseline import (
     render_baseline,
     settings_differences,
 )
-from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, planned_keys
+from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, first_few, planned_keys
 from bce_audit.result import SweepResult
 from bce_audit.settings import Settings
 from bce_audit.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
@@ -168,15 +168,12 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
     )
 
 
-def still_raising_warning(keys: list[CaseKey], shown: int = 5) -> str:
+def still_raising_warning(keys: list[CaseKey]) -> str:
     """One line: the cases that raised in the baseline and still raise (the first few by name)."""
-    names = "; ".join(str(k) for k in keys[:shown])
-    if len(keys) > shown:
-        names += f"; and {len(keys) - shown} more"
     n = len(keys)
     return (
         f"{n} case{'s' if n != 1 else ''} raised in the baseline and still raise{'s' if n == 1 else ''}, "
-        f"so {'they were' if n != 1 else 'it was'} not checked: {names}"
+        f"so {'they were' if n != 1 else 'it was'} not checked: {first_few(keys)}"
     )
 
 

@@ -20,6 +20,7 @@ from bce_audit.gate import (
     RuleCaseResult,
     RuleOutcome,
     Verdict,
+    first_few,
 )
 from bce_audit.thresholds import short_number
 
@@ -253,9 +254,7 @@ def render_update(update: BaselineUpdate, width: int = WIDTH) -> str:
         n = len(update.errors)
         out.add(
             f"note: {n} of the {update.cases} cases {'are errors' if n != 1 else 'is an error'} "
-            "(the formulation raised; no figures recorded): "
-            + "; ".join(str(k) for k in update.errors[:5])
-            + (f"; and {n - 5} more" if n > 5 else "")
+            f"(the formulation raised; no figures recorded): {first_few(update.errors)}"
         )
     if update.failed_rules:
         ids = ", ".join(r.rule.id for r in update.failed_rules)
