@@ -82,7 +82,8 @@ def plan_check(
     """
     where = config_source or "config"
     rules = parse_rules(config.get("thresholds"), where)
-    check_selection(rules, planned_keys(settings), where)
+    keys = planned_keys(settings)
+    check_selection(rules, keys, where)
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
     path = _baseline_path(baseline_flag, config, config_source)
@@ -111,14 +112,15 @@ def plan_check(
             '(--baseline FILE, or baseline = "FILE" in the config); see `bce-audit check --help`'
         )
     baseline = read_baseline(path) if path is not None else None
-    if baseline is not None and baseline.fingerprint != fingerprint(settings.to_dict()):
-        differences = "; ".join(settings_differences(baseline.settings, settings.to_dict()))
-        raise UsageError(
-            f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
-            "run with the baseline's settings, or regenerate it with --update-baseline"
-        )
     if baseline is not None:
-        _check_overlap(baseline, planned_keys(settings))
+        current = settings.to_dict()
+        if baseline.fingerprint != fingerprint(current):
+            differences = "; ".join(settings_differences(baseline.settings, current))
+            raise UsageError(
+                f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
+                "run with the baseline's settings, or regenerate it with --update-baseline"
+            )
+        _check_overlap(baseline, keys)
     return CheckPlan(baseline=baseline, update=False, **common)
 
 
