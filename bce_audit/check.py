@@ -98,7 +98,7 @@ def plan_check(
             raise UsageError(
                 '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
             )
-        check_writable(path, "--baseline")
+        check_writable(path, name)
         baseline, unreadable = None, None
         if path.exists():
             try:

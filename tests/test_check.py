@@ -350,6 +350,13 @@ def test_output_paths_checked_before_the_sweep(tmp_path, flag, sweep_calls):
     assert not bad.parent.exists()
 
 
+def test_unwritable_baseline_from_the_config_is_named_as_the_config_key(tmp_path, sweep_calls):
+    cfg = _config(tmp_path, '\nbaseline = "no/such/b.json"\n')
+    where = f"baseline (from {cfg}) {tmp_path / 'no' / 'such' / 'b.json'}"
+    assert_usage_error(check("--config", cfg, "--update-baseline"), where, "does not exist")
+    assert sweep_calls == []
+
+
 @pytest.mark.parametrize("text", ["max_ulp", "max_ulp:x", "bogus:+1", "zero:+0.5", "max_ulp:-1"])
 def test_bad_tolerance_flag(gate, text, sweep_calls):
     cfg, path = gate
