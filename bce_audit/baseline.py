@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 from bce_audit._exit_codes import UsageError
+from bce_audit._format.json_format import json_safe
 from bce_audit._types import Domain, DType, Quantity
 from bce_audit.gate import (
     COUNT_FIGURES,
@@ -149,19 +150,6 @@ def _canonical(value):
     return str(value)
 
 
-def _json_safe(value):
-    """The settings as strict JSON can hold them: inf / NaN as strings, tuples as lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
 def figure_settings(settings: dict) -> dict:
     """The settings that affect a case's figures, canonical; empty values (the defaults of
     settings added later) are left out, so adding a setting does not invalidate old baselines."""
@@ -212,7 +200,7 @@ def render_baseline(figures: dict[CaseKey, CaseFigures], settings: dict, provena
     head = {
         "schema_version": SCHEMA_VERSION,
         "provenance": provenance,
-        "settings": _json_safe(settings),
+        "settings": json_safe(settings),
         "fingerprint": fingerprint(settings),
     }
     text = json.dumps(head, indent=2, allow_nan=False)

@@ -24,7 +24,7 @@ from bce_audit.baseline import (
     render_baseline,
     settings_differences,
 )
-from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, planned_keys
+from bce_audit.gate import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, first_few, planned_keys
 from bce_audit.result import SweepResult
 from bce_audit.settings import Settings
 from bce_audit.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
@@ -82,7 +82,8 @@ def plan_check(
     """
     where = config_source or "config"
     rules = parse_rules(config.get("thresholds"), where)
-    check_selection(rules, planned_keys(settings), where)
+    keys = planned_keys(settings)
+    check_selection(rules, keys, where)
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
     path = _baseline_path(baseline_flag, config, config_source)
@@ -97,7 +98,7 @@ def plan_check(
             raise UsageError(
                 '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
             )
-        check_writable(path, "--baseline")
+        check_writable(path, name)
         baseline, unreadable = None, None
         if path.exists():
             try:
@@ -111,14 +112,15 @@ def plan_check(
             '(--baseline FILE, or baseline = "FILE" in the config); see `bce-audit check --help`'
         )
     baseline = read_baseline(path) if path is not None else None
-    if baseline is not None and baseline.fingerprint != fingerprint(settings.to_dict()):
-        differences = "; ".join(settings_differences(baseline.settings, settings.to_dict()))
-        raise UsageError(
-            f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
-            "run with the baseline's settings, or regenerate it with --update-baseline"
-        )
     if baseline is not None:
-        _check_overlap(baseline, planned_keys(settings))
+        current = settings.to_dict()
+        if baseline.fingerprint != fingerprint(current):
+            differences = "; ".join(settings_differences(baseline.settings, current))
+            raise UsageError(
+                f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
+                "run with the baseline's settings, or regenerate it with --update-baseline"
+            )
+        _check_overlap(baseline, keys)
     return CheckPlan(baseline=baseline, update=False, **common)
 
 
@@ -168,15 +170,12 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
     )
 
 
-def still_raising_warning(keys: list[CaseKey], shown: int = 5) -> str:
+def still_raising_warning(keys: list[CaseKey]) -> str:
     """One line: the cases that raised in the baseline and still raise (the first few by name)."""
-    names = "; ".join(str(k) for k in keys[:shown])
-    if len(keys) > shown:
-        names += f"; and {len(keys) - shown} more"
     n = len(keys)
     return (
         f"{n} case{'s' if n != 1 else ''} raised in the baseline and still raise{'s' if n == 1 else ''}, "
-        f"so {'they were' if n != 1 else 'it was'} not checked: {names}"
+        f"so {'they were' if n != 1 else 'it was'} not checked: {first_few(keys)}"
     )
 
 

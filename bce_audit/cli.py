@@ -321,7 +321,7 @@ class _Invocation:
 
 def _prepare(flags: dict) -> _Invocation:
     """Settings and outputs from the config and the sweep options (flags win)."""
-    from bce_audit._io import check_distinct, check_writable
+    from bce_audit._io import check_distinct
     from bce_audit.config import load_config
 
     config, source = load_config(flags["config_path"])
@@ -339,17 +339,7 @@ def _prepare(flags: dict) -> _Invocation:
         seed=flags["seed"],
         ulp_threshold=flags["ulp_threshold"],
     )
-    outputs = {}
-    for flag, value, key in [
-        ("--csv", flags["csv_path"], "csv"),
-        ("--details", flags["details_path"], "details"),
-        ("--json", flags["json_path"], "json"),
-    ]:
-        path = value if value is not None else config.get(key)
-        if path is not None:
-            path = Path(path)
-            check_writable(path, flag)  # before the sweep: never fail after minutes of work
-            outputs[key] = path
+    outputs = _output_paths(flags, config, ("csv", "details", "json"))
     check_distinct(_named_paths(flags, source, outputs))  # no output overwrites the config or another
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     jobs, jobs_from = (flags["jobs"], "--jobs") if flags["jobs"] is not None else (config.get("jobs"), "config jobs")
@@ -380,6 +370,22 @@ def _named_paths(flags: dict, source: str | None, paths: dict) -> list[tuple[str
     for key, path in paths.items():
         named.append((f"--{key}" if flags.get(f"{key}_path") is not None else f"{key} (from {source})", path))
     return named
+
+
+def _output_paths(flags: dict, config: dict, keys: tuple[str, ...]) -> dict:
+    """key -> path of each output that --KEY or the config's KEY names, each checked writable
+    before the sweep: never fail after minutes of work."""
+    from bce_audit._io import check_writable
+
+    outputs = {}
+    for key in keys:
+        value = flags[f"{key}_path"]
+        path = value if value is not None else config.get(key)
+        if path is not None:
+            path = Path(path)
+            check_writable(path, f"--{key}")
+            outputs[key] = path
+    return outputs
 
 
 def _cores() -> int:
@@ -475,18 +481,10 @@ def check_command(**flags) -> None:
     The thresholds are the [[thresholds]] tables of the config; the baseline is a JSON file of
     every case's figures, written by --update-baseline and never replaced without it.
     """
-    from bce_audit._io import check_writable
     from bce_audit.check import plan_check
 
     inv = _prepare(flags)
-    reports = {}
-    for flag, key in [("--junit", "junit"), ("--markdown", "markdown")]:
-        value = flags[f"{key}_path"]
-        path = value if value is not None else inv.config.get(key)
-        if path is not None:
-            path = Path(path)
-            check_writable(path, flag)  # before the sweep, like the exports
-            reports[key] = path
+    reports = _output_paths(flags, inv.config, ("junit", "markdown"))
     plan = plan_check(
         inv.config,
         inv.config_source,

@@ -51,6 +51,12 @@ class CaseKey:
         return f"{self.formulation} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
 
 
+def first_few(keys, shown: int = 5) -> str:
+    """The first ``shown`` cases by name, then how many more: `a; b; and 3 more`."""
+    names = "; ".join(str(k) for k in keys[:shown])
+    return names + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
 def planned_keys(settings: Settings) -> list[CaseKey]:
     """The cases a sweep with these settings produces, known before it runs."""
     return [

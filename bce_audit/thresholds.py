@@ -89,9 +89,9 @@ class ThresholdRule:
         return self.label is None or key.label == self.label
 
 
-def short_number(x: float) -> str:
-    """A bound as the user would write it: 4, 0.5, 3e38."""
-    text = f"{x:g}"
+def short_number(x: float, digits: int = 6) -> str:
+    """A bound as the user would write it: 4, 0.5, 3e38 (``digits`` significant digits at most)."""
+    text = f"{x:.{digits}g}"
     if "e" in text:
         mantissa, exponent = text.split("e")
         text = f"{mantissa}e{int(exponent)}"

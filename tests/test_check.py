@@ -24,6 +24,7 @@ from bce_audit.baseline import (
     read_baseline,
     render_baseline,
 )
+from bce_audit.check import still_raising_warning
 from bce_audit.cli import main
 from bce_audit.gate import (
     CaseComparison,
@@ -33,6 +34,7 @@ from bce_audit.gate import (
     Direction,
     FigureDelta,
     Verdict,
+    first_few,
 )
 from bce_audit.thresholds import evaluate_rules, parse_rules
 
@@ -346,6 +348,13 @@ def test_output_paths_checked_before_the_sweep(tmp_path, flag, sweep_calls):
     assert_usage_error(check(*args), flag, str(bad), "does not exist")
     assert sweep_calls == []
     assert not bad.parent.exists()
+
+
+def test_unwritable_baseline_from_the_config_is_named_as_the_config_key(tmp_path, sweep_calls):
+    cfg = _config(tmp_path, '\nbaseline = "no/such/b.json"\n')
+    where = f"baseline (from {cfg}) {tmp_path / 'no' / 'such' / 'b.json'}"
+    assert_usage_error(check("--config", cfg, "--update-baseline"), where, "does not exist")
+    assert sweep_calls == []
 
 
 @pytest.mark.parametrize("text", ["max_ulp", "max_ulp:x", "bogus:+1", "zero:+0.5", "max_ulp:-1"])
@@ -1380,3 +1389,14 @@ def test_markdown_left_out_counts_agree_across_tables():
     m = re.search(r"\| \.\.\. (\d+) more rows not shown \|", text)
     assert m and shown + int(m.group(1)) == 300
     assert f"_{int(m.group(1)) + 40} more rows left out ({m.group(1)} of Failures, 40 of Against the baseline)" in text
+
+
+def test_long_case_lists_name_five_then_count_the_rest():
+    keys = [CaseKey("f", "logits", "float32", i / 10, "loss") for i in range(7)]
+    five = "; ".join(str(k) for k in keys[:5])
+    assert first_few(keys[:5]) == five
+    assert first_few(keys) == five + "; and 2 more"
+    many = "7 cases raised in the baseline and still raise, so they were not checked: "
+    assert still_raising_warning(keys) == f"{many}{five}; and 2 more"
+    one = "1 case raised in the baseline and still raises, so it was not checked: "
+    assert still_raising_warning(keys[:1]) == f"{one}{keys[0]}"

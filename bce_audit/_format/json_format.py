@@ -12,14 +12,15 @@ from bce_audit.result import SweepResult
 SCHEMA_VERSION = 1
 
 
-def _clean(x):
-    # JSON has no inf/NaN: write them as strings that float() parses back.
+def json_safe(x):
+    """x as strict JSON can hold it: inf / NaN as strings that float() parses back, in lists and
+    dicts too (the report's figures and settings, a baseline's settings)."""
     if isinstance(x, float) and not math.isfinite(x):
         return repr(x)
     if isinstance(x, list):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, dict):  # a user formulation's parameters may be inf
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     return x
 
 
@@ -38,13 +39,13 @@ class JsonFormat(Format):
             }
             if case.stats is not None:
                 stats = dataclasses.asdict(case.stats)
-                row.update({k: _clean(v) for k, v in stats.items() if k != "counts"})
+                row.update({k: json_safe(v) for k, v in stats.items() if k != "counts"})
                 row["counts"] = stats["counts"]
             row["nonfinite_inputs"] = [
                 {
-                    "input": _clean(p.input),
-                    "output": _clean(p.output),
-                    "truth": _clean(p.truth),
+                    "input": json_safe(p.input),
+                    "output": json_safe(p.output),
+                    "truth": json_safe(p.truth),
                     "status": str(p.status),
                     "error": p.error,
                 }
@@ -54,7 +55,7 @@ class JsonFormat(Format):
         doc = {
             "schema_version": SCHEMA_VERSION,
             "provenance": result.provenance,
-            "settings": {k: _clean(v) for k, v in result.settings.to_dict().items()},
+            "settings": json_safe(result.settings.to_dict()),
             "elapsed_s": round(result.elapsed_s, 3),
             "cases": cases,
         }

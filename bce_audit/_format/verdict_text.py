@@ -7,7 +7,7 @@ import math
 import re
 import textwrap
 
-from bce_audit._format.interface import VerdictFormat
+from bce_audit._format.interface import VerdictFormat, number
 from bce_audit._format.terminal import fmt_range, fmt_value
 from bce_audit._types import DType
 from bce_audit.gate import (
@@ -20,6 +20,7 @@ from bce_audit.gate import (
     RuleCaseResult,
     RuleOutcome,
     Verdict,
+    first_few,
 )
 from bce_audit.thresholds import short_number
 
@@ -41,11 +42,7 @@ def fmt_number(x) -> str:
         return "inf" if x > 0 else "-inf"
     if x.is_integer() and abs(x) < 1e7:
         return str(int(x))
-    text = f"{x:.4g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+    return short_number(x, 4)
 
 
 def _largest(dtype: str) -> float:
@@ -62,10 +59,10 @@ def fmt_figure(figure: str, value, dtype: str, exact: bool = False) -> str:
     if figure == "stable_range":
         lo, hi = value
         if exact and not math.isnan(lo):
-            return f"[{lo!r}, {hi!r}]"
+            return f"[{number(lo)}, {number(hi)}]"
         return fmt_range(lo, hi, _largest(dtype))
     if exact and isinstance(value, float) and math.isfinite(value):
-        return repr(value)
+        return number(value)
     return fmt_number(value)
 
 
@@ -83,7 +80,7 @@ def check_text(check: BoundCheck, dtype: str) -> str:
         return f"{check.figure} undefined (no point with a finite output and truth), bound {bound}"
     actual = fmt_number(check.actual)
     if float(actual) <= check.bound:  # rounded onto the bound: show every digit
-        actual = repr(check.actual)
+        actual = number(check.actual)
     return f"{check.figure} {actual} > {bound}"
 
 
@@ -257,9 +254,7 @@ def render_update(update: BaselineUpdate, width: int = WIDTH) -> str:
         n = len(update.errors)
         out.add(
             f"note: {n} of the {update.cases} cases {'are errors' if n != 1 else 'is an error'} "
-            "(the formulation raised; no figures recorded): "
-            + "; ".join(str(k) for k in update.errors[:5])
-            + (f"; and {n - 5} more" if n > 5 else "")
+            f"(the formulation raised; no figures recorded): {first_few(update.errors)}"
         )
     if update.failed_rules:
         ids = ", ".join(r.rule.id for r in update.failed_rules)
