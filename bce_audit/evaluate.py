@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -75,11 +76,17 @@ def _run(fn, x, y, tdtype) -> Evaluation:
 _TINY = 1.401298464324817e-45
 
 
-def _flushing_denormals() -> bool:
-    """Whether denormals are flushed to zero (torch.set_flush_denormal(True)); torch has no getter."""
+@functools.cache
+def _subnormal():
+    """A CPU tensor holding _TINY, made once (flush-denormal is a CPU switch; any default device)."""
     import torch
 
-    return bool(torch.full((), _TINY, dtype=torch.float32).mul(1) == 0)
+    return torch.tensor(_TINY, dtype=torch.float32, device="cpu")
+
+
+def _flushing_denormals() -> bool:
+    """Whether denormals are flushed to zero (torch.set_flush_denormal(True)); torch has no getter."""
+    return _subnormal().mul(1).item() == 0
 
 
 @contextlib.contextmanager
@@ -110,15 +117,14 @@ def _isolated():
             torch.set_flush_denormal(False)
         yield
     finally:
-        if _default_device(torch) != device:  # first: the probe below creates a tensor
+        if _default_device(torch) != device:
             torch.set_default_device(device)
         if torch.get_default_dtype() != dtype:
             torch.set_default_dtype(dtype)
         torch.set_grad_enabled(grad)
         if _anomaly(torch) != anomaly:
             torch.autograd.set_detect_anomaly(*anomaly)
-        if _flushing_denormals() != flush:
-            torch.set_flush_denormal(flush)
+        torch.set_flush_denormal(flush)  # a setter cheaper than probing whether it changed
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         np.seterr(**np_errors)
