@@ -8,6 +8,7 @@ import functools
 
 import numpy as np
 
+from bce_audit._exit_codes import describe
 from bce_audit._types import Domain, DType
 from bce_audit.formulations import Formulation, adapt
 
@@ -46,9 +47,7 @@ def evaluate(
             return _run(fn, x, y, tdtype)
     except Exception as exc:  # the formulation's own failure is a finding, not a crash
         nan = np.full(len(inputs), np.nan)
-        # one line: the message goes into table cells and one-line reports
-        message = " ".join(str(exc).split())
-        return Evaluation(nan, nan.copy(), error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+        return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports and table cells
 
 
 def _run(fn, x, y, tdtype) -> Evaluation:

@@ -72,6 +72,10 @@ def raises(z, y):
     raise ValueError("boom from the user")
 
 
+def raises_lines(z, y):
+    raise ValueError("first line\\n    second line")
+
+
 def wrong_shape(z, y):
     return plain(z, y).sum()
 
@@ -116,6 +120,7 @@ NOT_CALLABLE = 42
 
 RUNTIME_FAILURES = {
     "raises": "ValueError: boom from the user",
+    "raises_lines": "ValueError: first line second line",  # one line: a report cell, a summary line
     "wrong_shape": "returned shape ()",
     "wrong_dtype": "returned dtype torch.float64",
     "not_a_tensor": "returned float, expected a torch.Tensor",
