@@ -321,7 +321,7 @@ class _Invocation:
 
 def _prepare(flags: dict) -> _Invocation:
     """Settings and outputs from the config and the sweep options (flags win)."""
-    from bce_audit._io import check_writable
+    from bce_audit._io import check_distinct, check_writable
     from bce_audit.config import load_config
 
     config, source = load_config(flags["config_path"])
@@ -350,7 +350,7 @@ def _prepare(flags: dict) -> _Invocation:
             path = Path(path)
             check_writable(path, flag)  # before the sweep: never fail after minutes of work
             outputs[key] = path
-    _check_distinct(_named_paths(flags, source, outputs))  # no output overwrites the config or another
+    check_distinct(_named_paths(flags, source, outputs))  # no output overwrites the config or another
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     jobs, jobs_from = (flags["jobs"], "--jobs") if flags["jobs"] is not None else (config.get("jobs"), "config jobs")
     if jobs is None:
@@ -380,12 +380,6 @@ def _named_paths(flags: dict, source: str | None, paths: dict) -> list[tuple[str
     for key, path in paths.items():
         named.append((f"--{key}" if flags.get(f"{key}_path") is not None else f"{key} (from {source})", path))
     return named
-
-
-def _check_distinct(named: list[tuple[str, Path]]) -> None:
-    from bce_audit._io import check_distinct
-
-    check_distinct(named)
 
 
 def _cores() -> int:
