@@ -17,22 +17,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import assert_exit, assert_usage_error, read_csv, runner
+from helpers import NATIVE_DOMAIN, STATUSES, assert_exit, assert_usage_error, read_csv, runner
 
 from bce_audit.cli import main
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
-BUILTINS = [
-    "naive",
-    "clipped",
-    "softplus-threshold",
-    "max-abs",
-    "torch-bce",
-    "torch-bce-with-logits",
-    "torch-logsigmoid",
-]
+BUILTINS = list(NATIVE_DOMAIN)
 SMALL = ["-d", "float16", "--domain", "logits", "--points", "40"]
-STATUSES = ("ok", "inaccurate", "inf", "nan", "zero")
 
 LOSSES = '''
 import sys
