@@ -1,4 +1,4 @@
-"""Exit codes, defined once (DESIGN: Interface)."""
+"""Exit codes, defined once (DESIGN: Interface), and the one-line form of an error message."""
 
 import enum
 
@@ -13,3 +13,10 @@ class ExitCode(enum.IntEnum):
 
 class UsageError(Exception):
     """A user mistake: reported as one line on stderr with exit code 2, never a traceback."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception on one line, ``Type: message`` (a multi-line message would break a table cell
+    or the one-line rule of diagnostics)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

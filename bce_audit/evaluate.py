@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 
 import numpy as np
 
+from bce_audit._exit_codes import describe
 from bce_audit._types import Domain, DType
 from bce_audit.formulations import Formulation, adapt
 
@@ -45,9 +47,7 @@ def evaluate(
             return _run(fn, x, y, tdtype)
     except Exception as exc:  # the formulation's own failure is a finding, not a crash
         nan = np.full(len(inputs), np.nan)
-        # one line: the message goes into table cells and one-line reports
-        message = " ".join(str(exc).split())
-        return Evaluation(nan, nan.copy(), error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+        return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports and table cells
 
 
 def _run(fn, x, y, tdtype) -> Evaluation:
@@ -75,11 +75,17 @@ def _run(fn, x, y, tdtype) -> Evaluation:
 _TINY = 1.401298464324817e-45
 
 
-def _flushing_denormals() -> bool:
-    """Whether denormals are flushed to zero (torch.set_flush_denormal(True)); torch has no getter."""
+@functools.cache
+def _subnormal():
+    """A CPU tensor holding _TINY, made once (flush-denormal is a CPU switch; any default device)."""
     import torch
 
-    return bool(torch.full((), _TINY, dtype=torch.float32).mul(1) == 0)
+    return torch.tensor(_TINY, dtype=torch.float32, device="cpu")
+
+
+def _flushing_denormals() -> bool:
+    """Whether denormals are flushed to zero (torch.set_flush_denormal(True)); torch has no getter."""
+    return _subnormal().mul(1).item() == 0
 
 
 @contextlib.contextmanager
@@ -110,15 +116,14 @@ def _isolated():
             torch.set_flush_denormal(False)
         yield
     finally:
-        if _default_device(torch) != device:  # first: the probe below creates a tensor
+        if _default_device(torch) != device:
             torch.set_default_device(device)
         if torch.get_default_dtype() != dtype:
             torch.set_default_dtype(dtype)
         torch.set_grad_enabled(grad)
         if _anomaly(torch) != anomaly:
             torch.autograd.set_detect_anomaly(*anomaly)
-        if _flushing_denormals() != flush:
-            torch.set_flush_denormal(flush)
+        torch.set_flush_denormal(flush)  # a setter cheaper than probing whether it changed
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         np.seterr(**np_errors)

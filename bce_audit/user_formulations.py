@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from bce_audit._exit_codes import UsageError
+from bce_audit._exit_codes import UsageError, describe
 from bce_audit._types import Domain, _closest
 from bce_audit.formulations import BUILTINS, Formulation
 
@@ -259,12 +259,6 @@ def entry_point_spec(ep) -> UserFormulationSpec:
 # --------------------------------------------------------------------------- loading
 
 
-def _describe(exc: BaseException) -> str:
-    """An exception on one line (tracebacks and multi-line messages would break the one-line rule)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 @contextlib.contextmanager
 def _user_code(path_entry: str | None, where: str):
     """Run user code: its prints go to stderr (never into a report on stdout), its directory is
@@ -340,7 +334,7 @@ def _import_file(path: Path, where: str):
         raise
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
-        raise UsageError(f"{where}: cannot import {path.name}: {_describe(exc)}") from None
+        raise UsageError(f"{where}: cannot import {path.name}: {describe(exc)}") from None
     return module
 
 
@@ -358,7 +352,7 @@ def _import_module(name: str, base_dir: str | None, where: str):
     except UsageError:
         raise
     except (Exception, SystemExit) as exc:
-        raise UsageError(f"{where}: cannot import {name}: {_describe(exc)}") from None
+        raise UsageError(f"{where}: cannot import {name}: {describe(exc)}") from None
 
 
 def load_function(spec: UserFormulationSpec) -> Callable:

@@ -12,6 +12,19 @@ ENV = {"NO_COLOR": "1", "COLUMNS": "120", "CI": "1", "BCE_AUDIT_DEBUG": None}
 # the cheapest sweep that still exercises the whole pipeline
 TINY = ["-f", "naive", "-d", "float16", "--domain", "logits", "--points", "50"]
 
+# the built-in formulations, in `bce-audit list` order, with their native domains
+NATIVE_DOMAIN = {
+    "naive": "probabilities",
+    "clipped": "probabilities",
+    "softplus-threshold": "logits",
+    "max-abs": "logits",
+    "torch-bce": "probabilities",
+    "torch-bce-with-logits": "logits",
+    "torch-logsigmoid": "logits",
+}
+# the status count columns of the summary CSV (every status but error)
+STATUSES = ("ok", "inaccurate", "inf", "nan", "zero")
+
 
 def runner() -> CliRunner:
     return CliRunner(env=ENV)

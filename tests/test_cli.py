@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY, assert_exit, assert_usage_error, read_csv, runner
+from helpers import NATIVE_DOMAIN, STATUSES, TINY, assert_exit, assert_usage_error, read_csv, runner
 
 from bce_audit import __version__, _io
 from bce_audit.cli import main
@@ -24,16 +24,6 @@ SUMMARY_HEADER = (
     "max_ulp,p99_ulp,mean_ulp,mean_bits,max_rel_err,worst_input,stable_lo,stable_hi"
 )
 DETAILS_HEADER = "formulation,domain,dtype,label,quantity,input,output,truth,ulp_error,status"
-STATUSES = ("ok", "inaccurate", "inf", "nan", "zero")
-NATIVE_DOMAIN = {
-    "naive": "probabilities",
-    "clipped": "probabilities",
-    "softplus-threshold": "logits",
-    "max-abs": "logits",
-    "torch-bce": "probabilities",
-    "torch-bce-with-logits": "logits",
-    "torch-logsigmoid": "logits",
-}
 
 
 def _subprocess_env() -> dict:

@@ -17,22 +17,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import assert_exit, assert_usage_error, read_csv, runner
+from helpers import NATIVE_DOMAIN, STATUSES, assert_exit, assert_usage_error, read_csv, runner
 
 from bce_audit.cli import main
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
-BUILTINS = [
-    "naive",
-    "clipped",
-    "softplus-threshold",
-    "max-abs",
-    "torch-bce",
-    "torch-bce-with-logits",
-    "torch-logsigmoid",
-]
+BUILTINS = list(NATIVE_DOMAIN)
 SMALL = ["-d", "float16", "--domain", "logits", "--points", "40"]
-STATUSES = ("ok", "inaccurate", "inf", "nan", "zero")
 
 LOSSES = '''
 import sys
@@ -70,6 +61,10 @@ def naive(z, y):  # named like a built-in
 
 def raises(z, y):
     raise ValueError("boom from the user")
+
+
+def raises_lines(z, y):
+    raise ValueError("first line\\n    second line")
 
 
 def wrong_shape(z, y):
@@ -116,6 +111,7 @@ NOT_CALLABLE = 42
 
 RUNTIME_FAILURES = {
     "raises": "ValueError: boom from the user",
+    "raises_lines": "ValueError: first line second line",  # one line: a report cell, a summary line
     "wrong_shape": "returned shape ()",
     "wrong_dtype": "returned dtype torch.float64",
     "not_a_tensor": "returned float, expected a torch.Tensor",

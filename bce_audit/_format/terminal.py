@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 
 from bce_audit._types import Domain, Quantity, Status
@@ -194,8 +195,5 @@ def nonfinite_lines(result: SweepResult) -> list[str]:
 
 def error_lines(result: SweepResult) -> list[str]:
     """One line per formulation and message: the cases in which the formulation raised."""
-    counts: dict[tuple[str, str], int] = {}
-    for c in result.cases:
-        if c.error is not None:
-            counts[c.formulation, c.error] = counts.get((c.formulation, c.error), 0) + 1
+    counts = collections.Counter((c.formulation, c.error) for c in result.cases if c.error is not None)
     return [f"{name} ({n} cases): {error}" for (name, error), n in counts.items()]
