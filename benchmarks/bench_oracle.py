@@ -5,7 +5,7 @@ bce-audit oracle in one process (rounding into all four formats at once) on the 
 timed alternately, best of --repeat; the oracle in one process and on all cores on a bigger set;
 then how many points the plain loop rounds wrongly where the oracle is right (checked against
 4,000-bit evaluations). No cache is involved.
-Run: python benchmarks/bench_oracle.py [--points N] [--big N] [--jobs N] [--repeat N]
+Run: python benchmarks/bench_oracle.py [--points N] [--big N] [--jobs N] [--repeat N] [--one-label]
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20000, help="points for the side-by-side run")
     parser.add_argument("--big", type=int, default=200000, help="points for the all-cores run")
     parser.add_argument("--repeat", type=int, default=3, help="best of N timings of each (default 3)")
+    parser.add_argument(
+        "--one-label",
+        action="store_true",
+        help="each input with one label (0, 1 or soft, in turn) instead of all three: nothing to share",
+    )
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="processes (default: cores)")
     args = parser.parse_args()
 
@@ -62,7 +67,8 @@ def main() -> None:
             for i, x in enumerate(grid.tolist()):
                 if domain is Domain.PROBABILITIES and x in (0.0, 1.0):
                     continue  # limits: the plain formulas divide by zero there
-                for y in (0.0, 1.0, soft[i % len(soft)]):
+                labels = (0.0, 1.0, soft[i % len(soft)])
+                for y in labels[i % 3 : i % 3 + 1] if args.one_label else labels:
                     out.append((domain, x, y))
         return out
 
@@ -147,7 +153,8 @@ def main() -> None:
             print(domain, x, y, "ours", o_val, "plain", p_val, "ref", ref)
         wrong_plain += p_val != ref
     n = len(points)
-    print(f"points: {n} (float32 logits and probabilities; each input with labels 0, 1 and a soft one)")
+    with_labels = "one of the labels 0, 1, soft" if args.one_label else "labels 0, 1 and a soft one"
+    print(f"points: {n} (float32 logits and probabilities; each input with {with_labels})")
     print(f"best of {args.repeat}, plain and oracle timed alternately, no cache:")
     print(f"  plain mpmath loop, 128 bits, float32 only:  {n / t_plain:8.0f} points/s")
     print(f"  bce-audit oracle, 1 process, all 4 formats: {n / t_ours:8.0f} points/s  ratio {t_plain / t_ours:.2f}x")
