@@ -409,6 +409,8 @@ def figure_deltas(old: CaseFigures, new: CaseFigures, tolerance: Tolerance) -> t
             return (FigureDelta("error", old.error, None, None, Direction.BETTER),)
         return ()  # still raising: no figures to compare
     deltas = []
+    if new.points == 0:  # nothing evaluated: never as good as anything
+        return (FigureDelta("points", old.points, new.points, None, Direction.WORSE),)
     if old.points != new.points:  # another input grid: the counts are not comparable
         deltas.append(FigureDelta("points", old.points, new.points, None, Direction.WORSE))
     for figure in (*FLOAT_FIGURES, *COUNT_FIGURES):
@@ -432,6 +434,9 @@ def compare(
     """Every case of the run against the baseline (run order), then the baseline's missing ones."""
     out = []
     for key, fig in new.items():
+        if fig.lost is not None:
+            out.append(CaseComparison(key, Change.LOST, lost=fig.lost))
+            continue
         if key not in old:
             out.append(CaseComparison(key, Change.NEW, (), fig.worst_input))
             continue

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bce_audit._exit_codes import UsageError
-from bce_audit._io import atomic_write, check_distinct, check_writable
+from bce_audit._exit_codes import IncompleteRun, UsageError
+from bce_audit._io import Output, check_distinct, check_writable
 from bce_audit.baseline import (
     ZERO_TOLERANCE,
     Baseline,
@@ -42,6 +42,7 @@ class CheckPlan:
     tolerance, allow_missing: how the baseline is compared.
     update: --update-baseline: write the run as the new baseline instead of gating on it.
     config: where the config came from (None: no config).
+    baseline_name: how the user named the baseline file (``--baseline`` or ``baseline (from CONFIG)``).
     """
 
     rules: tuple[ThresholdRule, ...]
@@ -52,6 +53,11 @@ class CheckPlan:
     update: bool
     config: str | None
     unreadable: str | None = None
+    baseline_name: str = "--baseline"
+
+    @property
+    def baseline_output(self) -> Output:
+        return Output(self.baseline_name, self.baseline_path)
 
 
 def _baseline_path(flag: Path | None, config: dict, config_source: str | None) -> Path | None:
@@ -73,7 +79,7 @@ def plan_check(
     update: bool,
     tolerance_flags: tuple[str, ...],
     allow_missing_flag: bool | None,
-    paths: list[tuple[str, Path]] = (),
+    paths: list[Output] = (),
 ) -> CheckPlan:
     """Validate everything a check needs; any problem is a UsageError (exit 2).
 
@@ -87,18 +93,21 @@ def plan_check(
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
     path = _baseline_path(baseline_flag, config, config_source)
+    name = "--baseline" if baseline_flag is not None else f"baseline (from {config_source})"
     if path is not None:
-        name = "--baseline" if baseline_flag is not None else f"baseline (from {config_source})"
-        paths = [(name, path), *paths]
+        if str(path) == "-":
+            raise UsageError(f"{name} -: the baseline is a file, not standard output")
+        paths = [Output(name, path), *paths]
     check_distinct(list(paths))  # before reading the baseline: an output must not overwrite it
     common = dict(rules=rules, baseline_path=path, tolerance=tolerance, allow_missing=allow_missing)
     common["config"] = config_source
+    common["baseline_name"] = name
     if update:
         if path is None:
             raise UsageError(
                 '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
             )
-        check_writable(path, name)
+        check_writable(Output(name, path))
         baseline, unreadable = None, None
         if path.exists():
             try:
@@ -159,10 +168,12 @@ def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
                 f"baseline {plan.baseline_path} was made in another environment, so figures may differ: "
                 + "; ".join(moved)
             )
+    lost = tuple((key, fig.lost) for key, fig in figures.items() if fig.lost is not None)
     return Verdict(
         rules=outcomes,
         comparisons=comparisons,
         cases_checked=len(result.cases),
+        lost=lost,
         config=plan.config,
         baseline=None if plan.baseline is None else str(plan.baseline_path),
         tolerance=None if plan.baseline is None else plan.tolerance,
@@ -179,15 +190,23 @@ def still_raising_warning(keys: list[CaseKey]) -> str:
     )
 
 
-def update_baseline(plan: CheckPlan, result: SweepResult) -> BaselineUpdate:
-    """Write the run as the new baseline (atomically) and compare it with the file it replaces."""
+def render_update_file(plan: CheckPlan, result: SweepResult) -> tuple[str, BaselineUpdate]:
+    """The new baseline's text and what it changes against the file it replaces; the caller
+    writes it with the run's other outputs. A run with lost cases (a user's function died or
+    hung) cannot become a baseline: a UsageError-like refusal, exit 4."""
+    lost = [c for c in result.cases if c.lost is not None]
+    if lost:
+        keys = [CaseKey.of(c) for c in lost]
+        raise IncompleteRun(
+            f"not updating baseline {plan.baseline_path}: {len(keys)} case{'s' if len(keys) != 1 else ''} "
+            f"could not be evaluated ({lost[0].lost}): {first_few(keys)}"
+        )
     figures = case_figures(result)
     settings = result.settings.to_dict()
     text = render_baseline(figures, settings, result.provenance)
     old = plan.baseline
     comparisons = () if old is None else compare(old.figures, figures, ZERO_TOLERANCE, allow_missing=True)
-    atomic_write(plan.baseline_path, text)
-    return BaselineUpdate(
+    return text, BaselineUpdate(
         path=str(plan.baseline_path),
         cases=len(figures),
         previous=None if old is None else len(old.figures),

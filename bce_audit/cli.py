@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bce_audit import __version__
-from bce_audit._exit_codes import ExitCode, UsageError
+from bce_audit._exit_codes import BceAuditError, ExitCode, Terminated, UsageError
 
 SWEEP_EXAMPLES = """
 \b
@@ -35,15 +35,37 @@ def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> None:
     sys.exit(int(code))
 
 
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 class _Group(click.Group):
-    """Turns user mistakes into one line and exit 2, and bugs into exit 3, never a traceback."""
+    """Turns user mistakes into one line and exit 2, and bugs into exit 3, never a traceback.
+
+    SIGTERM becomes an exception in the main thread, like Ctrl-C, so child processes are ended
+    and temporary files removed on the way out (exit 143).
+    """
 
     def main(self, *args, **kwargs):
+        import signal
+        import threading
+
+        from bce_audit.console import ensure_standard_descriptors
+
+        ensure_standard_descriptors()
         kwargs.setdefault("standalone_mode", True)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().main(*args, **kwargs)
-        except UsageError as exc:
-            _fail(str(exc))
+        except BceAuditError as exc:
+            _fail(str(exc), exc.exit_code)
+        except Terminated:
+            _fail("terminated", ExitCode.TERMINATED)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def invoke(self, ctx):
         try:
@@ -53,10 +75,12 @@ class _Group(click.Group):
                 raise
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             _fail(f"{exc.format_message()} (see '{where} --help')")
-        except (UsageError, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (BceAuditError, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
             _fail("interrupted", ExitCode.INTERRUPTED)
+        except Terminated:
+            _fail("terminated", ExitCode.TERMINATED)
         except Exception as exc:  # a bug in bce-audit: say so, in one line, with exit 3
             if os.environ.get("BCE_AUDIT_DEBUG"):
                 raise
@@ -77,8 +101,13 @@ Examples:
   bce-audit COMMAND --help                   # a command's options, with examples
 
 \b
+Every figure is measured against the exact value of plain, unweighted BCE at the label
+given (no pos_weight, weight, label smoothing or focal term), and its derivative.
+
+\b
 Exit codes: 0 done (check: everything held); 1 check found a regression; 2 a usage or
-configuration error; 3 a bug in bce-audit.
+configuration error; 3 a bug in bce-audit; 4 check could not evaluate every planned case
+(a user's function died, hung or ran out of memory); 130 Ctrl-C; 143 SIGTERM.
 """
 
 
@@ -89,7 +118,7 @@ def main() -> None:
 
     Every formulation is evaluated in torch in float16, bfloat16, float32 and float64, on logits
     and probabilities, and its loss and autograd gradient are compared with an exact mpmath
-    ground truth.
+    ground truth: plain BCE at the label given.
     """
 
 
@@ -102,6 +131,27 @@ _IMPL_OPTION = click.option(
     "@probabilities unless decorated with bce_audit.formulation (repeatable). Without -f only these "
     "are audited; add -f NAME to compare with a built-in.",
 )
+
+
+_TIMEOUT_OPTION = click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Time limit for each import and each call of your own functions, which run in a child process "
+    "(default 60). One that hangs is killed and its cases are reported as not evaluated.",
+)
+
+
+def _timeout(flag: float | None, config: dict) -> float:
+    from bce_audit.sandbox import DEFAULT_TIMEOUT
+
+    value, where = (flag, "--timeout") if flag is not None else (config.get("timeout"), "config timeout")
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if not (value > 0) or value == float("inf"):
+        raise UsageError(f"{where} must be a number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 LIST_EXAMPLES = """
@@ -130,26 +180,37 @@ Examples:
     default=None,
     help="Also list the [[formulations]] of this TOML file. Default: [tool.bce-audit] in ./pyproject.toml.",
 )
-def list_command(impl, config_path) -> None:
-    """Show the formulations: built-in, installed (entry points), and your own (--impl, config)."""
-    from rich.table import Table
+@_TIMEOUT_OPTION
+def list_command(impl, config_path, timeout) -> None:
+    """Show the formulations: built-in, installed (entry points), and your own (--impl, config).
 
+    Each is audited against the same reference: the exact value of plain, unweighted BCE at the
+    label given, and its derivative by the input.
+    """
+    from bce_audit._format.layout import Column, table, wrap
+    from bce_audit._format.terminal import REFERENCE
     from bce_audit.config import load_config
-    from bce_audit.console import stdout
+    from bce_audit.console import report_width, stdout
+    from bce_audit.sandbox import Sandbox
     from bce_audit.user_formulations import catalogue
 
     config, source = load_config(config_path)
-    table = Table(title="formulations", title_justify="left")
-    table.add_column("name", no_wrap=True)
-    table.add_column("native domain", no_wrap=True)
-    table.add_column("source", no_wrap=True)
-    table.add_column("definition")
-    for row in catalogue(impl, config.get("formulations"), source):
-        table.add_row(row.name, row.domain, row.source, row.definition)
-    stdout().print(table)
+    with Sandbox(_timeout(timeout, config)) as box:
+        rows = [
+            [row.name, row.domain, row.source, row.definition]
+            for row in catalogue(impl, config.get("formulations"), source, box)
+        ]
+    out = stdout()
+    width = report_width()
+    keys = [Column("name"), Column("native domain"), Column("source")]
+    for line in table(keys, [Column("definition")], rows, width):
+        out.print(line)
+    out.print()
+    for line in wrap(REFERENCE, width):
+        out.print(line, markup=False)
 
 
-def _resolve(config: dict, config_source: str | None = None, **flags):
+def _resolve(config: dict, config_source: str | None = None, sandbox=None, **flags):
     """Settings from the config table with the command-line flags on top."""
     from bce_audit._types import Domain, DType, Sampling
     from bce_audit.settings import Settings, parse_range
@@ -159,7 +220,9 @@ def _resolve(config: dict, config_source: str | None = None, **flags):
         return flag if flag not in (None, ()) else config.get(key)
 
     # -f names, --impl targets and the config's list (names and tables): loads the user's functions
-    kw = select_formulations(flags["formulation"], flags.get("impl", ()), config.get("formulations"), config_source)
+    kw = select_formulations(
+        flags["formulation"], flags.get("impl", ()), config.get("formulations"), config_source, sandbox
+    )
     dtypes = pick(flags["dtype"], "dtypes")
     if dtypes:
         kw["dtypes"] = tuple(dict.fromkeys(DType.parse(d, "dtype") for d in dtypes))
@@ -231,7 +294,7 @@ _SWEEP_OPTIONS = [
         "--points",
         type=int,
         default=None,
-        help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000).",
+        help="Sampled inputs per (dtype, domain) grid, besides the special inputs (default 1000, at most 10,000,000).",
     ),
     click.option(
         "--sampling",
@@ -260,21 +323,21 @@ _SWEEP_OPTIONS = [
         "csv_path",
         type=click.Path(path_type=Path),
         default=None,
-        help="Write the summary CSV (one row per case) here.",
+        help="Write the summary CSV (one row per case) here; - for standard output.",
     ),
     click.option(
         "--details",
         "details_path",
         type=click.Path(path_type=Path),
         default=None,
-        help="Write the per-point CSV here.",
+        help="Write the per-point CSV here; - for standard output.",
     ),
     click.option(
         "--json",
         "json_path",
         type=click.Path(path_type=Path),
         default=None,
-        help="Write the JSON report (summary, settings, provenance) here.",
+        help="Write the JSON report (summary, settings, provenance) here; - for standard output.",
     ),
     click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures."),
     click.option(
@@ -297,6 +360,7 @@ _SWEEP_OPTIONS = [
         default=None,
         help="Neither read nor write the truth cache: compute every exact value afresh.",
     ),
+    _TIMEOUT_OPTION,
 ]
 
 
@@ -313,21 +377,28 @@ class _Invocation:
     config: dict
     config_source: str | None
     settings: object  # bce_audit.settings.Settings
-    outputs: dict  # "csv" | "details" | "json" -> Path, each checked writable
+    outputs: dict  # "csv" | "details" | "json" -> _io.Output, each checked writable
     verbose: bool
     jobs: int  # processes for the oracle
     cache_dir: Path | None  # None: no persistent truth cache
+    sandbox: object  # bce_audit.sandbox.Sandbox: where the user's functions run
 
 
-def _prepare(flags: dict) -> _Invocation:
+def _prepare(flags: dict, sandbox) -> _Invocation:
     """Settings and outputs from the config and the sweep options (flags win)."""
     from bce_audit._io import check_distinct
     from bce_audit.config import load_config
 
     config, source = load_config(flags["config_path"])
+    sandbox.timeout = _timeout(flags["timeout"], config)
+    if _may_run_user_code(flags, config):
+        # the sandbox's fork server imports torch while this process does the same
+        sandbox.prestart()
+        import bce_audit._torch_warmup  # noqa: F401
     settings = _resolve(
         config,
         source,
+        sandbox,
         formulation=flags["formulation"],
         impl=flags["impl"],
         dtype=flags["dtype"],
@@ -339,8 +410,8 @@ def _prepare(flags: dict) -> _Invocation:
         seed=flags["seed"],
         ulp_threshold=flags["ulp_threshold"],
     )
-    outputs = _output_paths(flags, config, ("csv", "details", "json"))
-    check_distinct(_named_paths(flags, source, outputs))  # no output overwrites the config or another
+    outputs = _output_paths(flags, config, source, ("csv", "details", "json"))
+    check_distinct(_inputs(flags, source) + list(outputs.values()))  # no output overwrites the config or another
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     jobs, jobs_from = (flags["jobs"], "--jobs") if flags["jobs"] is not None else (config.get("jobs"), "config jobs")
     if jobs is None:
@@ -358,33 +429,42 @@ def _prepare(flags: dict) -> _Invocation:
         cache_dir = Path(given) if given is not None else default_cache_dir()
         if given is not None and cache_dir.exists() and not cache_dir.is_dir():
             raise UsageError(f"{given_from} {cache_dir}: not a directory")
-    return _Invocation(config, source, settings, outputs, verbose, jobs, cache_dir)
+    return _Invocation(config, source, settings, outputs, verbose, jobs, cache_dir, sandbox)
 
 
-def _named_paths(flags: dict, source: str | None, paths: dict) -> list[tuple[str, Path]]:
-    """The config file and ``paths`` (key -> path), each named as the user gave it: the flag, or
-    the config key (``csv (from ci.toml)``)."""
-    named = []
-    if source is not None:
-        named.append(("--config" if flags["config_path"] is not None else "config", Path(source)))
-    for key, path in paths.items():
-        named.append((f"--{key}" if flags.get(f"{key}_path") is not None else f"{key} (from {source})", path))
-    return named
+def _may_run_user_code(flags: dict, config: dict) -> bool:
+    """Whether the selection names anything but built-ins (--impl, config tables, entry points)."""
+    from bce_audit.formulations import BUILTINS
+
+    items = list(flags["formulation"]) or list(config.get("formulations") or [])
+    return bool(flags["impl"]) or any(not isinstance(i, str) or i not in BUILTINS for i in items)
 
 
-def _output_paths(flags: dict, config: dict, keys: tuple[str, ...]) -> dict:
-    """key -> path of each output that --KEY or the config's KEY names, each checked writable
+def _inputs(flags: dict, source: str | None) -> list:
+    """The config file, as an Output-like name and path (no output may overwrite it)."""
+    from bce_audit._io import Output
+
+    if source is None:
+        return []
+    return [Output("--config" if flags["config_path"] is not None else "config", Path(source))]
+
+
+def _output_paths(flags: dict, config: dict, source: str | None, keys: tuple[str, ...]) -> dict:
+    """key -> Output for each output that --KEY or the config's KEY names, each checked writable
     before the sweep: never fail after minutes of work."""
-    from bce_audit._io import check_writable
+    from bce_audit._io import Output, check_writable
 
     outputs = {}
     for key in keys:
         value = flags[f"{key}_path"]
-        path = value if value is not None else config.get(key)
-        if path is not None:
-            path = Path(path)
-            check_writable(path, f"--{key}")
-            outputs[key] = path
+        name = f"--{key}"
+        if value is None:
+            value = config.get(key)
+            name = f"{key} (from {source})"
+        if value is not None:
+            output = Output.parse(name, value)
+            check_writable(output)
+            outputs[key] = output
     return outputs
 
 
@@ -395,13 +475,28 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _report_console(outputs: dict):
+    """Where the human report goes: stdout, unless a file output was sent there with `-`."""
+    from bce_audit.console import stderr, stdout
+
+    return stderr() if any(o.is_stdout for o in outputs.values()) else stdout()
+
+
 @main.command("sweep", epilog=SWEEP_EXAMPLES)
 @_sweep_options
 def sweep_command(**flags) -> None:
-    """Audit the formulations and print the scoreboard (and per-case figures with -v)."""
-    inv = _prepare(flags)
-    result = _run_with_progress(inv, keep_details="details" in inv.outputs)
-    _report(result, inv.outputs, inv.verbose)
+    """Audit the formulations and print the scoreboard (and per-case figures with -v).
+
+    Every figure is measured against the exact value of plain, unweighted BCE at the label given
+    (no pos_weight, weight, label smoothing or focal term), and its derivative by the input.
+    """
+    from bce_audit.sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        inv = _prepare(flags, sandbox)
+        result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+    _report(result, _report_console(inv.outputs), inv.verbose)
+    _write_outputs(_exports(result, inv.outputs))
 
 
 CHECK_EXAMPLES = """
@@ -413,8 +508,10 @@ Examples:
   bce-audit check --config ci.toml --format github --junit bce-audit.xml --markdown summary.md
 
 \b
-Exit codes: 0 every threshold and the baseline hold; 1 a threshold or the baseline failed;
-2 a usage or configuration error (a check with no thresholds and no baseline is one); 3 a bug.
+Exit codes: 0 every planned case was evaluated and every threshold and the baseline hold;
+1 a threshold or the baseline failed; 2 a usage or configuration error (a check with no
+thresholds and no baseline is one); 3 a bug; 4 a planned case could not be evaluated (a
+user's function died, hung past --timeout or ran out of memory) and nothing failed.
 """
 
 # The options of `check` besides the sweep options.
@@ -454,14 +551,18 @@ _CHECK_OPTIONS = [
         "(default: github when GITHUB_ACTIONS=true, else text).",
     ),
     click.option(
-        "--junit", "junit_path", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report here."
+        "--junit",
+        "junit_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write a JUnit XML report here; - for standard output.",
     ),
     click.option(
         "--markdown",
         "markdown_path",
         type=click.Path(path_type=Path),
         default=None,
-        help="Write the Markdown summary here (for a pull-request comment).",
+        help="Write the Markdown summary here (for a pull-request comment); - for standard output.",
     ),
 ]
 
@@ -479,50 +580,56 @@ def check_command(**flags) -> None:
     """Gate CI on precision: run the sweep and hold it to the thresholds and the baseline.
 
     The thresholds are the [[thresholds]] tables of the config; the baseline is a JSON file of
-    every case's figures, written by --update-baseline and never replaced without it.
+    every case's figures, written by --update-baseline and never replaced without it. The
+    check passes (exit 0) only when every planned case was evaluated and judged.
     """
     from bce_audit.check import plan_check
+    from bce_audit.sandbox import Sandbox
 
-    inv = _prepare(flags)
-    reports = _output_paths(flags, inv.config, ("junit", "markdown"))
-    plan = plan_check(
-        inv.config,
-        inv.config_source,
-        inv.settings,
-        baseline_flag=flags["baseline_path"],
-        update=flags["update_baseline"],
-        tolerance_flags=flags["tolerance"],
-        allow_missing_flag=flags["allow_missing"],
-        paths=_named_paths(flags, inv.config_source, {**inv.outputs, **reports}),
-    )
-    result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+    with Sandbox() as sandbox:
+        inv = _prepare(flags, sandbox)
+        reports = _output_paths(flags, inv.config, inv.config_source, ("junit", "markdown"))
+        plan = plan_check(
+            inv.config,
+            inv.config_source,
+            inv.settings,
+            baseline_flag=flags["baseline_path"],
+            update=flags["update_baseline"],
+            tolerance_flags=flags["tolerance"],
+            allow_missing_flag=flags["allow_missing"],
+            paths=_inputs(flags, inv.config_source) + list(inv.outputs.values()) + list(reports.values()),
+        )
+        result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+    outputs = {**inv.outputs, **reports}
+    console = _report_console(outputs)
     if inv.verbose:
-        _report(result, inv.outputs, verbose=True)
-    else:
-        _write_exports(result, inv.outputs)
+        _report(result, console, verbose=True)
     fmt = flags["format_"] or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
-    code = _gate(plan, result, reports, fmt)
+    code = _gate(plan, result, inv.outputs, reports, fmt, console)
     if code:
         sys.exit(int(code))
 
 
-def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
-    """Judge the result (or update the baseline), print the verdict, write the reports."""
+def _gate(plan, result, exports: dict, reports: dict, fmt: str, console) -> ExitCode:
+    """Judge the result (or update the baseline), print the verdict, write every output together."""
     from bce_audit._format import GithubFormat, JUnitFormat, MarkdownFormat, VerdictTextFormat
     from bce_audit._format.markdown import step_summary_text
     from bce_audit._format.verdict_text import render_update
-    from bce_audit._io import atomic_write
-    from bce_audit.check import judge, update_baseline
-    from bce_audit.console import stderr
+    from bce_audit.check import judge, render_update_file
+    from bce_audit.console import report_width, stderr
 
     err = stderr()
+    width = report_width(console.file)
     if plan.update:
-        click.echo(render_update(update_baseline(plan, result)), nl=False)
+        text, update = render_update_file(plan, result)
+        files = _exports(result, exports) + [(plan.baseline_output, text)]
+        _write_outputs(files)
+        console.print(render_update(update, width), end="", markup=False)
         return ExitCode.OK
     verdict = judge(plan, result)
-    click.echo(VerdictTextFormat().render(verdict), nl=False)
+    console.print(VerdictTextFormat(width).render(verdict), end="", markup=False)
     if fmt == "github":
-        click.echo(GithubFormat().render(verdict), nl=False)
+        console.print(GithubFormat().render(verdict), end="", markup=False)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             try:
@@ -534,14 +641,13 @@ def _gate(plan, result, reports: dict, fmt: str) -> ExitCode:
                     f.write(step_summary_text(verdict, existing))
             except OSError as exc:
                 warn = f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}"
-                err.print(warn, markup=False, soft_wrap=True)
+                err.print(warn, markup=False)
     else:
         for warning in verdict.warnings:
-            err.print(f"bce-audit: warning: {warning}", markup=False, soft_wrap=True)
+            err.print(f"bce-audit: warning: {warning}", markup=False)
     writers = {"junit": JUnitFormat(), "markdown": MarkdownFormat()}
-    for key, path in reports.items():
-        atomic_write(path, writers[key].render(verdict))
-        err.print(f"wrote {path}", markup=False, soft_wrap=True)
+    files = _exports(result, exports) + [(out, writers[key].render(verdict)) for key, out in reports.items()]
+    _write_outputs(files)
     return verdict.exit_code
 
 
@@ -555,13 +661,13 @@ def _run_with_progress(inv: _Invocation, keep_details: bool):
     for dtype in settings.dtypes:
         if effective_sampling(settings, dtype) is not settings.sampling:
             note = f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead"
-            err.print(note, soft_wrap=True)
+            err.print(note, markup=False)
 
     def warn(message: str) -> None:
-        err.print(f"bce-audit: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"bce-audit: warning: {message}", markup=False, highlight=False)
 
     cache = None if inv.cache_dir is None else TruthCache(inv.cache_dir, warn=warn)
-    run = dict(keep_details=keep_details, jobs=inv.jobs, cache=cache)
+    run = dict(keep_details=keep_details, jobs=inv.jobs, cache=cache, sandbox=inv.sandbox)
     show = err.is_terminal and not os.environ.get("CI")
     if not show:
         return run_sweep(settings, **run)
@@ -585,61 +691,34 @@ def _run_with_progress(inv: _Invocation, keep_details: bool):
         )
 
 
-def _report(result, outputs: dict, verbose: bool) -> None:
-    from bce_audit._format.terminal import (
-        CASE_TABLE_HEADING,
-        SCOREBOARD_LEGEND,
-        case_table,
-        error_lines,
-        nonfinite_lines,
-        scoreboard,
-        scoreboard_heading,
-    )
-    from bce_audit.console import stdout
+def _report(result, console, verbose: bool) -> None:
+    from bce_audit._format.terminal import report
+    from bce_audit.console import report_width
 
-    out = stdout()
-    from bce_audit._types import Quantity
-
-    for quantity in Quantity:
-        out.print(scoreboard_heading(result, quantity), markup=False)
-        out.print(scoreboard(result, quantity))
-    out.print(SCOREBOARD_LEGEND, markup=False)
-    if verbose:
-        out.print()
-        out.print(CASE_TABLE_HEADING, markup=False)
-        out.print(case_table(result))
-    failures = error_lines(result)
-    if failures:
-        out.print("formulations that raised (their cases are `error`):", markup=False)
-        for line in failures:
-            out.print("  " + line, markup=False, soft_wrap=True)
-    lines = nonfinite_lines(result)
-    if lines:
-        out.print(f"non-finite inputs not handled as the limits say ({len(lines)} cases):", markup=False)
-        shown = lines if verbose else lines[:8]
-        for line in shown:
-            out.print("  " + line, markup=False, soft_wrap=True)
-        if len(shown) < len(lines):
-            out.print(f"  ... and {len(lines) - len(shown)} more (--verbose shows all)", markup=False)
-    s = result.settings
-    points = sum(c.stats.points for c in result.cases if c.stats is not None)
-    out.print(
-        f"{len(result.cases)} cases, {points} points, seed {s.seed}, "
-        f"ulp threshold {s.ulp_threshold:g}, {result.elapsed_s:.1f} s",
-        markup=False,
-    )
-    _write_exports(result, outputs)
+    for line in report(result, report_width(console.file), verbose):
+        console.print(line)
 
 
-def _write_exports(result, outputs: dict) -> None:
+def _exports(result, outputs: dict) -> list:
+    """(output, text) for each sweep export asked for."""
     from bce_audit._format import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
-    from bce_audit._io import atomic_write
-    from bce_audit.console import stderr
 
     writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
-    for key, path in outputs.items():
-        atomic_write(path, writers[key].render(result))
-        stderr().print(f"wrote {path}", markup=False, soft_wrap=True)
+    return [(out, writers[key].render(result)) for key, out in outputs.items()]
+
+
+def _write_outputs(files: list) -> None:
+    """Write every output of the run together (all replaced, or an error saying which were)."""
+    from bce_audit._io import write_outputs
+    from bce_audit.console import stderr
+
+    err = stderr()
+
+    def announce(out) -> None:
+        if out.path is not None:
+            err.print(f"wrote {out.path}", markup=False)
+
+    write_outputs(files, announce=announce)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,6 +55,8 @@ def _load(path: Path) -> dict:
         raise UsageError(f"config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config {path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
 
 
 def _check_key(key: str, value, allowed: dict, where: str) -> None:

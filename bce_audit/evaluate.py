@@ -1,16 +1,20 @@
-"""Run a formulation in torch on a grid: the loss and its autograd gradient, in the dtype."""
+"""Run a formulation in torch on a grid: the loss and its autograd gradient, in the dtype.
+
+Everything here (the conversion of the grid into the dtype, the call, the backward pass, the
+conversion back) runs in the audit's pinned torch state (``torch_state.pinned``), whatever
+state the caller or a user's function left behind.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 
 import numpy as np
 
 from bce_audit._exit_codes import describe
 from bce_audit._types import Domain, DType
 from bce_audit.formulations import Formulation, adapt
+from bce_audit.torch_state import apply, canonical, capture, pinned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,32 @@ class Evaluation:
     error: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class GridEvaluation:
+    """One formulation on one grid at one label: the finite inputs in one batch (they make the
+    statistics), then each non-finite input alone, so that a formulation that rejects NaN (torch's
+    BCE raises) does not take the finite points down with it.
+
+    finite: the batch of finite inputs.
+    nonfinite: one Evaluation of one point per non-finite input.
+    lost: why nothing could be evaluated at all (the process running a user's function died,
+        hung past the time limit or ran out of memory); None when it was evaluated. A lost
+        evaluation is neither a pass nor a failure: ``bce-audit check`` reports it apart.
+    """
+
+    finite: Evaluation
+    nonfinite: tuple[Evaluation, ...]
+    lost: str | None = None
+
+    @classmethod
+    def lost_as(cls, reason: str, n_finite: int, n_nonfinite: int) -> GridEvaluation:
+        def nothing(n: int) -> Evaluation:
+            nan = np.full(n, np.nan)
+            return Evaluation(nan, nan.copy(), error=reason)
+
+        return cls(nothing(n_finite), tuple(nothing(1) for _ in range(n_nonfinite)), lost=reason)
+
+
 def evaluate(
     formulation: Formulation,
     domain: Domain,
@@ -34,26 +64,44 @@ def evaluate(
     label: float,
     device: str = "cpu",
 ) -> Evaluation:
-    import torch
+    """The formulation's loss and gradient at every input, in one batch (one torch call)."""
+    with pinned():
+        import torch
 
-    tdtype = dtype.format.torch_dtype()
-    fn = adapt(formulation, domain)
-    # inputs and label are exact values of the dtype: the conversion is exact.
-    x = torch.tensor(inputs, dtype=torch.float64).to(device=device, dtype=tdtype)
-    x.requires_grad_(True)
-    y = torch.full_like(x, label, requires_grad=False)
-    try:
-        with _isolated():
+        tdtype = dtype.format.torch_dtype()
+        fn = adapt(formulation, domain)
+        # inputs and label are exact values of the dtype: the conversion is exact (and, pinned,
+        # never flushes a subnormal input to zero)
+        x = torch.tensor(inputs, dtype=torch.float64).to(device=device, dtype=tdtype)
+        x.requires_grad_(True)
+        y = torch.full_like(x, label, requires_grad=False)
+        try:
             return _run(fn, x, y, tdtype)
-    except Exception as exc:  # the formulation's own failure is a finding, not a crash
-        nan = np.full(len(inputs), np.nan)
-        return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports and table cells
+        except Exception as exc:  # the formulation's own failure is a finding, not a crash
+            nan = np.full(len(inputs), np.nan)
+            return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports and table cells
+
+
+def evaluate_grid(
+    formulation: Formulation,
+    domain: Domain,
+    dtype: DType,
+    finite: np.ndarray,
+    nonfinite: np.ndarray,
+    label: float,
+) -> GridEvaluation:
+    """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
+    batch = evaluate(formulation, domain, dtype, finite, label)
+    singles = tuple(evaluate(formulation, domain, dtype, np.array([x]), label) for x in nonfinite)
+    return GridEvaluation(batch, singles)
 
 
 def _run(fn, x, y, tdtype) -> Evaluation:
     import torch
 
     loss = fn(x, y)
+    # whatever the function switched, the backward pass and the conversions run pinned too
+    apply(canonical(), capture())
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a torch.Tensor")
     if loss.shape != x.shape:
@@ -69,71 +117,3 @@ def _run(fn, x, y, tdtype) -> Evaluation:
         loss=loss.detach().to(torch.float64).cpu().numpy(),
         grad=grad.detach().to(torch.float64).cpu().numpy(),
     )
-
-
-# The smallest float32 subnormal: multiplied by 1 it is itself, unless denormals are flushed.
-_TINY = 1.401298464324817e-45
-
-
-@functools.cache
-def _subnormal():
-    """A CPU tensor holding _TINY, made once (flush-denormal is a CPU switch; any default device)."""
-    import torch
-
-    return torch.tensor(_TINY, dtype=torch.float32, device="cpu")
-
-
-def _flushing_denormals() -> bool:
-    """Whether denormals are flushed to zero (torch.set_flush_denormal(True)); torch has no getter."""
-    return _subnormal().mul(1).item() == 0
-
-
-@contextlib.contextmanager
-def _isolated():
-    """Run one formulation in the audit's torch state, and give the caller its own state back.
-
-    Formulations are user code, and torch's switches are global: a function that disables
-    autograd, enables anomaly detection (NaN gradients would raise), flushes denormals (subnormal
-    results would read as zeros), or changes the default dtype, the default device, the number
-    of threads or numpy's error handling would otherwise change the results of every
-    formulation after it. Each call starts with autograd on, anomaly detection off and IEEE
-    subnormals, and everything is restored afterwards, whatever the function did.
-    """
-    import torch
-
-    device = _default_device(torch)
-    dtype = torch.get_default_dtype()
-    grad = torch.is_grad_enabled()
-    anomaly = _anomaly(torch)
-    flush = _flushing_denormals()
-    threads = torch.get_num_threads()
-    np_errors = np.geterr()
-    try:
-        torch.set_grad_enabled(True)
-        if anomaly[0]:
-            torch.autograd.set_detect_anomaly(False)
-        if flush:
-            torch.set_flush_denormal(False)
-        yield
-    finally:
-        if _default_device(torch) != device:
-            torch.set_default_device(device)
-        if torch.get_default_dtype() != dtype:
-            torch.set_default_dtype(dtype)
-        torch.set_grad_enabled(grad)
-        if _anomaly(torch) != anomaly:
-            torch.autograd.set_detect_anomaly(*anomaly)
-        torch.set_flush_denormal(flush)  # a setter cheaper than probing whether it changed
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        np.seterr(**np_errors)
-
-
-def _default_device(torch):
-    return torch.get_default_device() if hasattr(torch, "get_default_device") else None
-
-
-def _anomaly(torch) -> tuple[bool, bool]:
-    """(mode, check_nan): the arguments of torch.autograd.set_detect_anomaly."""
-    check_nan = torch.is_anomaly_check_nan_enabled() if hasattr(torch, "is_anomaly_check_nan_enabled") else True
-    return torch.is_anomaly_enabled(), check_nan

@@ -28,15 +28,18 @@ class Formulation:
     name: the name users select it by.
     native_domain: what its first argument is (logits or probabilities).
     formula: the definition, for `bce-audit list` and the reports.
-    loss: ``loss(x, y) -> tensor``, torch code in the dtype of its inputs.
+    loss: ``loss(x, y) -> tensor``, torch code in the dtype of its inputs; None for a user's
+        function, which runs only in the sandbox process (see ``spec``).
     parameters: the names of its numeric keyword parameters (a config table may set them).
+    spec: for a user's function, the completed ``UserFormulationSpec`` the sandbox loads it from.
     """
 
     name: str
     native_domain: Domain
     formula: str
-    loss: Callable
+    loss: Callable | None
     parameters: tuple[str, ...] = ()
+    spec: object = None
 
 
 def _naive(p, y):

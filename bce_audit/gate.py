@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from bce_audit._exit_codes import ExitCode
+from bce_audit._format.numbers import label as label_text
 from bce_audit._types import Quantity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,12 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 FLOAT_FIGURES = ("max_ulp", "p99_ulp", "mean_bits")
 COUNT_FIGURES = ("inaccurate", "inf", "nan", "zero", "nonfinite")
 GATED_FIGURES = (*FLOAT_FIGURES, *COUNT_FIGURES, "stable_range")
-
-
-def label_text(y: float) -> str:
-    """A label as short as it reads, but never two labels as one text (0.1, 1, 0.30000000000000004)."""
-    short = f"{y:g}"
-    return short if float(short) == y else repr(y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +77,8 @@ class CaseFigures:
     mean_bits: mean bits of error. max_rel_err: max relative error (informational).
     worst_input: the input with the most bits of error (NaN: every point exact).
     stable_lo, stable_hi: the stable range (NaN: the centre itself is not ok).
+    lost: why the case could not be evaluated at all (a user's function died, hung or ran out of
+        memory; ``error`` holds the same text); such a case is never judged, and never stored.
     """
 
     points: int
@@ -100,6 +97,7 @@ class CaseFigures:
     stable_lo: float
     stable_hi: float
     error: str | None = None
+    lost: str | None = None
 
     @classmethod
     def of(cls, case: CaseResult) -> CaseFigures:
@@ -107,7 +105,8 @@ class CaseFigures:
         s = case.stats
         if s is None:
             nan = math.nan
-            return cls(0, 0, 0, 0, 0, 0, nonfinite, nan, nan, nan, nan, nan, nan, nan, nan, case.error or "raised")
+            figures = (0, 0, 0, 0, 0, 0, nonfinite, nan, nan, nan, nan, nan, nan, nan, nan)
+            return cls(*figures, error=case.error or "raised", lost=case.lost)
         c = s.counts
         return cls(
             points=s.points,
@@ -159,16 +158,23 @@ class RuleCaseResult:
     checks: one per bound of the rule (empty when the formulation raised).
     error: the formulation's error message; such a case fails every rule that selects it.
     worst_input: the case's input with the most bits of error (NaN: none).
+    lost: why the case could not be evaluated; such a case neither passes nor fails the rule.
+    A case with no point at all fails every rule (there is nothing that could have passed).
     """
 
     key: CaseKey
     checks: tuple[BoundCheck, ...]
     error: str | None
     worst_input: float
+    lost: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(c.passed for c in self.checks)
+        return self.lost is None and self.error is None and all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> bool:
+        return self.lost is None and not self.passed
 
     @property
     def failed_checks(self) -> tuple[BoundCheck, ...]:
@@ -188,7 +194,11 @@ class RuleOutcome:
 
     @property
     def failures(self) -> tuple[RuleCaseResult, ...]:
-        return tuple(c for c in self.cases if not c.passed)
+        return tuple(c for c in self.cases if c.failed)
+
+    @property
+    def lost(self) -> tuple[RuleCaseResult, ...]:
+        return tuple(c for c in self.cases if c.lost is not None)
 
 
 # --------------------------------------------------------------------------- baseline
@@ -228,6 +238,7 @@ class Change(enum.StrEnum):
     NEW = "new"  # in this run, not in the baseline: reported, passes
     MISSING = "missing"  # in the baseline, not in this run: fails
     MISSING_ALLOWED = "missing-allowed"  # the same, with --allow-missing: reported, passes
+    LOST = "lost"  # could not be evaluated in this run (a user's function died or hung): not judged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +249,7 @@ class CaseComparison:
         raises: it has no figures to compare).
     worst_input: the input with the most bits of error in this run (NaN: none, or not run).
     errors: (the baseline's message, this run's) for a case that still raises; else None.
+    lost: why a lost case could not be evaluated.
     """
 
     key: CaseKey
@@ -245,6 +257,7 @@ class CaseComparison:
     deltas: tuple[FigureDelta, ...] = ()
     worst_input: float = math.nan
     errors: tuple[str, str] | None = None
+    lost: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -285,6 +298,7 @@ class Verdict:
     comparisons: every case against the baseline (run order, then the missing ones); empty
         without a baseline.
     cases_checked: cases in this run.
+    lost: (case, why) for every case of the run that could not be evaluated: never a pass.
     config: the config file the rules came from (None: none). baseline: the baseline file.
     tolerance: the tolerance the baseline was compared with (None without a baseline).
     warnings: one line each (a baseline from another environment, ...): never a failure.
@@ -297,10 +311,11 @@ class Verdict:
     baseline: str | None = None
     tolerance: Tolerance | None = None
     warnings: tuple[str, ...] = ()
+    lost: tuple[tuple[CaseKey, str], ...] = ()
 
     @property
     def failed_rules(self) -> tuple[RuleOutcome, ...]:
-        return tuple(r for r in self.rules if not r.passed)
+        return tuple(r for r in self.rules if r.failures)
 
     def _with(self, *changes: Change) -> tuple[CaseComparison, ...]:
         return tuple(c for c in self.comparisons if c.change in changes)
@@ -335,12 +350,20 @@ class Verdict:
         return tuple(dict.fromkeys(keys))
 
     @property
+    def failed(self) -> bool:
+        """A rule or the baseline failed on a case that was evaluated."""
+        return bool(self.failed_rules) or any(c.failed for c in self.comparisons)
+
+    @property
     def passed(self) -> bool:
-        return not self.failed_rules and not any(c.failed for c in self.comparisons)
+        """Every planned case was evaluated and judged, and nothing failed."""
+        return not self.failed and not self.lost
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.passed else ExitCode.REGRESSION
+        if self.failed:
+            return ExitCode.REGRESSION
+        return ExitCode.INCOMPLETE if self.lost else ExitCode.OK
 
     def summary(self) -> str:
         """The one-line summary every renderer ends (or starts) with."""
@@ -354,5 +377,7 @@ class Verdict:
                 parts.append(f"{len(self.missing)} missing")
             if self.still_raising:
                 parts.append(f"{len(self.still_raising)} still raise{'s' if len(self.still_raising) == 1 else ''}")
-        word = "passed" if self.passed else "FAILED"
+        if self.lost:
+            parts.append(f"{len(self.lost)} not evaluated")
+        word = "passed" if self.passed else "FAILED" if self.failed else "INCOMPLETE"
         return f"check {word}: " + ", ".join(parts)

@@ -132,6 +132,12 @@ def build_grid(
             parts = [low, high, band]
     values = np.concatenate(parts + [np.array(specials, dtype=np.float64)])
     values = values[(values >= lo) & (values <= hi)]
+    if domain is Domain.PROBABILITIES and logit_range is not None:
+        # sigmoid(40) is 1 in float64, so [sigmoid(lo), sigmoid(hi)] can hold p = 1 (or 0) for a
+        # range that does not: keep the probabilities whose logit lies in the range itself
+        with np.errstate(divide="ignore"):
+            z = np.log(values) - np.log1p(-values)
+        values = values[(z >= logit_range[0]) & (z <= logit_range[1])]
     # distinct values, keeping -0 and +0 apart (np.unique would merge them)
     bits = np.unique(values.view(np.int64))
     finite = np.sort(bits.view(np.float64), kind="stable")

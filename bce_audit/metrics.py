@@ -19,8 +19,15 @@ def ulp(truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     return np.ldexp(1.0, exponent.astype(np.int64))
 
 
+# The largest float64. An error figure can exceed it: ulp(0) in float64 is 2^-1074, so an output of
+# 1e-7 against an exact 0 is 2e316 ULPs off. Such a figure is written as this value, a lower
+# bound, so that a finite output against a finite truth always has a finite error (never inf).
+ERROR_CAP = float(np.finfo(np.float64).max)
+
+
 def ulp_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """|output - truth| / ulp(truth), for finite output and finite rounded truth (else NaN)."""
+    """|output - truth| / ulp(truth), for finite output and finite rounded truth (else NaN);
+    at most ERROR_CAP."""
     output = np.asarray(output, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -29,9 +36,17 @@ def ulp_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.nda
         # halve both, and double only after dividing by the ulp
         halves = np.abs(output * 0.5 - truth * 0.5)
         u = ulp(np.where(np.isfinite(truth), truth, 0.0), fmt)
-        err = np.where(np.isinf(diff), 2 * (halves / u), diff / u)
+        err = np.minimum(np.where(np.isinf(diff), 2 * (halves / u), diff / u), ERROR_CAP)
     finite = np.isfinite(output) & np.isfinite(truth)
     return np.where(finite, err, np.nan)
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean, finite for finite values: a sum of values near ERROR_CAP overflows, so then each
+    is divided by the count first."""
+    with np.errstate(over="ignore"):
+        m = float(values.mean())
+    return float(np.sum(values / len(values))) if math.isinf(m) else m
 
 
 def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -78,7 +93,8 @@ class CaseStats:
     counts: points per status value.
     max_ulp / p99_ulp / mean_ulp: over points where output and rounded truth are both finite.
     mean_bits: mean bits of error over all points.
-    max_rel_err: max |output - truth| / |truth| (truth rounded to float64), truth finite, nonzero.
+    max_rel_err: max |output - truth| / |truth| (truth rounded to float64), truth finite, nonzero;
+        at most ERROR_CAP, like the ULP figures.
     worst_input: the input with the most bits of error (the first of equals); NaN if all exact.
     stable_lo / stable_hi: the widest interval around the domain's centre on which every sampled
         input is ok; NaN when the centre itself is not ok.
@@ -132,7 +148,7 @@ def summarize(
     bits = bits_of_error(output, truth, fmt)
     finite_errs = errs[~np.isnan(errs)]
     with np.errstate(all="ignore"):
-        rel = np.abs(output - truth_f64) / np.abs(truth_f64)
+        rel = np.minimum(np.abs(output - truth_f64) / np.abs(truth_f64), ERROR_CAP)
     rel = rel[np.isfinite(output) & np.isfinite(truth_f64) & (truth_f64 != 0)]
     counts = {s.value: int(np.count_nonzero(status == s.value)) for s in Status if s is not Status.ERROR}
     # no worst input when every point is exact (the first of equals would mean nothing)
@@ -143,7 +159,7 @@ def summarize(
         counts=counts,
         max_ulp=float(finite_errs.max()) if len(finite_errs) else math.nan,
         p99_ulp=float(np.percentile(finite_errs, 99, method="higher")) if len(finite_errs) else math.nan,
-        mean_ulp=float(finite_errs.mean()) if len(finite_errs) else math.nan,
+        mean_ulp=_mean(finite_errs) if len(finite_errs) else math.nan,
         mean_bits=float(bits.mean()) if len(bits) else math.nan,
         max_rel_err=float(rel.max()) if len(rel) else math.nan,
         worst_input=worst,

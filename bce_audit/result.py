@@ -37,7 +37,9 @@ class PointDetails:
 class CaseResult:
     """One (formulation, domain, dtype, label, quantity): one row of the summary.
 
-    stats is None exactly when the formulation raised (``error`` holds the message).
+    stats is None exactly when the formulation raised (``error`` holds the message), or when it
+    could not be evaluated at all (``lost`` says why: the process running a user's function died,
+    hung past the time limit or ran out of memory; ``error`` holds the same text).
     """
 
     formulation: str
@@ -49,6 +51,7 @@ class CaseResult:
     nonfinite: tuple[NonFinitePoint, ...] = ()
     error: str | None = None
     details: PointDetails | None = None
+    lost: str | None = None
 
     @property
     def worst_status(self) -> Status:

@@ -16,6 +16,11 @@ DEFAULT_POINTS = 1000
 DEFAULT_LABELS = (0.0, 1.0)
 DEFAULT_ULP_THRESHOLD = 4.0
 DEFAULT_SEED = 0
+# Bounds on the size of a sweep, so that a typo is a one-line error, not a MemoryError minutes
+# later: each (input, label) of a grid holds a truth row of 72 bytes, and every array of a case
+# is as long as its grid.
+MAX_POINTS = 10_000_000
+MAX_LABELS = 1_000
 
 
 def _all_formulations() -> tuple[str, ...]:
@@ -76,8 +81,16 @@ class Settings:
             lo, hi = self.logit_range
             if math.isnan(lo) or math.isnan(hi) or lo >= hi:
                 raise UsageError(f"range {lo:g}:{hi:g} is empty or inverted (LO must be < HI)")
-        if not isinstance(self.points, int) or self.points <= 0:
+        if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points <= 0:
             raise UsageError(f"points must be a positive integer, got {self.points!r}")
+        if self.points > MAX_POINTS:
+            raise UsageError(
+                f"points {self.points} is more than bce-audit samples per grid (at most {MAX_POINTS:,}, which "
+                "already holds hundreds of megabytes of exact values); use --sampling exhaustive for every "
+                "value of a 16-bit dtype"
+            )
+        if len(self.labels) > MAX_LABELS:
+            raise UsageError(f"{len(self.labels)} labels is more than a sweep takes (at most {MAX_LABELS:,})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not (self.ulp_threshold >= 0):

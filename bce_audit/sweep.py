@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import time
@@ -10,9 +11,11 @@ from collections.abc import Callable
 import numpy as np
 
 from bce_audit import __version__
+from bce_audit._exit_codes import UsageError
+from bce_audit._format import numbers
 from bce_audit._rounding import round_float
-from bce_audit._types import FLOAT64, DType, Quantity, Sampling, Status
-from bce_audit.evaluate import evaluate
+from bce_audit._types import FLOAT64, Domain, DType, Quantity, Sampling, Status
+from bce_audit.evaluate import evaluate_grid
 from bce_audit.formulations import resolve
 from bce_audit.grid import build_grid
 from bce_audit.metrics import point_status, summarize, ulp_error
@@ -45,6 +48,25 @@ def grids(settings: Settings):
             )
 
 
+def empty_grid_message(settings: Settings, grid) -> str:
+    """Why a (dtype, domain) has no input at all: a case with no point could never fail."""
+    fmt = grid.dtype.format
+    lo, hi = settings.logit_range or (-math.inf, math.inf)
+    where = f"range {numbers.compact(lo)}:{numbers.compact(hi)}"
+    if grid.domain is Domain.PROBABILITIES:
+        # the logits of the dtype's probabilities nearest 0 and nearest 1
+        p_lo, p_hi = fmt.smallest_subnormal, 1.0 - 2.0**-fmt.precision
+        z_lo, z_hi = (math.log(p) - math.log1p(-p) for p in (p_lo, p_hi))
+        logits = f"{numbers.short(z_lo)} to {numbers.short(z_hi)}"
+        span = f"{grid.dtype} probabilities other than 0 and 1 have logits from {logits}"
+    else:
+        span = f"{grid.dtype}'s largest finite value is {numbers.compact(fmt.largest_finite, 5)}"
+    return (
+        f"{where} holds no {grid.dtype} input on {grid.domain}, so those cases would test nothing ({span}); "
+        "widen the range, or drop that dtype or domain"
+    )
+
+
 def provenance() -> dict:
     import mpmath
     import torch
@@ -69,14 +91,25 @@ def run_sweep(
     jobs: int = 1,
     cache=None,
     case_progress: Progress | None = None,
+    sandbox=None,
 ) -> SweepResult:
     """Run the audit. jobs: processes for the oracle; cache: a truth_cache.TruthCache or None.
 
     Neither changes a single result: the truth of a point depends on the point alone.
     progress(n, total) counts truth points computed; case_progress(n, total) counts the
-    (grid, label, formulation) evaluations in torch that follow.
+    (grid, label, formulation) evaluations in torch that follow. sandbox: the
+    ``sandbox.Sandbox`` that runs the user's functions (one is made for the sweep when None).
     """
+    if sandbox is None and any(not spec.is_builtin for spec in settings.user_formulations):
+        from bce_audit.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return run_sweep(settings, keep_details, progress, jobs, cache, case_progress, box)
     start = time.perf_counter()
+    all_grids = list(grids(settings))
+    for grid in all_grids:
+        if len(grid.finite) == 0:
+            raise UsageError(empty_grid_message(settings, grid))
     formulations = resolve(settings)
     cases: list[CaseResult] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
@@ -87,7 +120,7 @@ def run_sweep(
             np.concatenate([grid.finite, grid.nonfinite]),
             [(label, round_float(float(label), grid.dtype.format)) for label in settings.labels],
         )
-        for grid in grids(settings)
+        for grid in all_grids
     ]
     # Every (domain, label, input) the truth is needed at, evaluated once for all dtypes.
     requests = [(grid.domain, y, inputs) for grid, inputs, labels in plan for _, y in labels]
@@ -100,10 +133,12 @@ def run_sweep(
             rows = table.rows(grid.domain, y, inputs)
             truth = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
             for formulation in formulations:
-                ev = evaluate(formulation, grid.domain, grid.dtype, grid.finite, y)
-                # Non-finite inputs one at a time: a formulation that rejects NaN (torch's BCE
-                # raises) must not take the finite points down with it.
-                singles = [evaluate(formulation, grid.domain, grid.dtype, np.array([x]), y) for x in grid.nonfinite]
+                args = (grid.domain, grid.dtype, grid.finite, grid.nonfinite, y)
+                if formulation.spec is not None:  # a user's function: only ever in the sandbox
+                    evaluation = sandbox.evaluate(formulation.spec, *args)
+                else:
+                    evaluation = evaluate_grid(formulation, *args)
+                ev, singles = evaluation.finite, evaluation.nonfinite
                 nf_loss = np.array([e.loss[0] for e in singles])
                 nf_grad = np.array([e.grad[0] for e in singles])
                 nf_errors = [e.error for e in singles]
@@ -129,7 +164,9 @@ def run_sweep(
                                 ulp_errors=np.full(len(inputs), np.nan),
                                 statuses=np.full(len(inputs), Status.ERROR.value, dtype=object),
                             )
-                        cases.append(CaseResult(**common, stats=None, error=ev.error, details=details))
+                        cases.append(
+                            CaseResult(**common, stats=None, error=ev.error, details=details, lost=evaluation.lost)
+                        )
                         continue
                     stats, errs, status = summarize(
                         grid.finite,

@@ -13,6 +13,7 @@ import fnmatch
 import math
 
 from bce_audit._exit_codes import UsageError
+from bce_audit._format import numbers
 from bce_audit._types import Domain, DType, Quantity
 from bce_audit.gate import (
     COUNT_FIGURES,
@@ -89,19 +90,10 @@ class ThresholdRule:
         return self.label is None or key.label == self.label
 
 
-def short_number(x: float, digits: int = 6) -> str:
-    """A bound as the user would write it: 4, 0.5, 3e38 (``digits`` significant digits at most)."""
-    text = f"{x:.{digits}g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
-
-
 def bound_text(figure: str, bound) -> str:
     if figure == "stable_range":
-        return f"stable_range contains [{short_number(bound[0])}, {short_number(bound[1])}]"
-    return f"{figure} <= {short_number(bound)}"
+        return f"stable_range contains [{numbers.compact(bound[0])}, {numbers.compact(bound[1])}]"
+    return f"{figure} <= {numbers.compact(bound)}"
 
 
 # --------------------------------------------------------------------------- parsing
@@ -214,6 +206,12 @@ def evaluate_rule(rule: ThresholdRule, figures: dict[CaseKey, CaseFigures]) -> R
     results = []
     for key, fig in figures.items():
         if not rule.selects(key):
+            continue
+        if fig.lost is not None:
+            results.append(RuleCaseResult(key, (), None, math.nan, lost=fig.lost))
+            continue
+        if fig.error is None and fig.points == 0:  # a case with no point can never pass
+            results.append(RuleCaseResult(key, (), "no input was evaluated (an empty grid)", math.nan))
             continue
         if fig.error is not None:
             results.append(RuleCaseResult(key, (), fig.error, fig.worst_input))

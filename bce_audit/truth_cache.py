@@ -13,6 +13,10 @@ one (atomic), after merging what is on disk at that moment, so two runs that sha
 never see a half-written file and at worst recompute each other's points. A file that fails
 any check (magic, header, versions, length, checksum) is reported in one line on stderr and
 recomputed, never trusted.
+
+The cache directory is bce-audit's own (``_io.PrivateDir``): no symbolic link in it is ever
+followed, for reading or writing. A link where a cache file or the version directory should be
+is reported and never used; a write replaces the link itself, never the file it points to.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bce_audit._io import atomic_write_bytes
+from bce_audit._io import LinkRefused, PrivateDir
 from bce_audit._types import Domain
 
 # Bump when anything changes what the oracle returns or how rows are laid out: the cache of an
@@ -103,23 +107,41 @@ class TruthCache:
 
     def __init__(self, root: Path, warn=None):
         self.root = Path(root)
-        self.dir = self.root / f"oracle-v{ORACLE_VERSION}"
+        self._private = PrivateDir(self.root, f"oracle-v{ORACLE_VERSION}")
+        self.dir = self._private.path
         self._warn = warn or (lambda message: None)
         self._write_failed = False
+        self._refused: set[str] = set()  # links already reported
+
+    @staticmethod
+    def filename(domain: Domain, label: float) -> str:
+        bits = int(np.float64(label).view(np.int64))
+        return f"{domain}-y{bits:016x}.truth"
 
     def path(self, domain: Domain, label: float) -> Path:
-        bits = int(np.float64(label).view(np.int64))
-        return self.dir / f"{domain}-y{bits:016x}.truth"
+        return self.dir / self.filename(domain, label)
+
+    def _read(self, domain: Domain, label: float) -> bytes | None:
+        """The file's bytes; None when absent. A link (or any non-regular file) is reported once
+        and treated as absent: it is not the tool's, and is never read through."""
+        name = self.filename(domain, label)
+        try:
+            return self._private.read(name)
+        except LinkRefused as exc:
+            if name not in self._refused:
+                self._refused.add(name)
+                self._warn(f"truth cache: {exc.strerror}; not used (bce-audit never follows a link in its cache)")
+            return None
 
     def load(self, domain: Domain, label: float) -> tuple[np.ndarray, np.ndarray] | None:
         """(sorted keys, rows) on disk for this domain and label, or None."""
         path = self.path(domain, label)
         try:
-            data = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None  # nothing cached yet (a broken directory is reported when writing)
+            data = self._read(domain, label)
         except OSError as exc:
-            self._warn(f"cannot read cache file {path} ({exc.strerror}); recomputing")
+            self._warn(f"cannot read cache file {path} ({exc.strerror or exc}); recomputing")
+            return None
+        if data is None:
             return None
         try:
             return _decode(data, domain, label)
@@ -131,10 +153,10 @@ class TruthCache:
         """Add rows to the file (merged with what is there now), atomically."""
         if self._write_failed or len(keys) == 0:
             return
-        path = self.path(domain, label)
         on_disk = None
         try:
-            on_disk = _decode(path.read_bytes(), domain, label)
+            data = self._read(domain, label)
+            on_disk = None if data is None else _decode(data, domain, label)
         except (OSError, CorruptCacheFile):
             pass  # absent, unreadable or corrupt: replaced by what we know
         if on_disk is not None:
@@ -143,8 +165,7 @@ class TruthCache:
         keys, first = np.unique(keys, return_index=True)
         rows = rows[first]
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, _encode(domain, label, keys, rows))
+            self._private.write(self.filename(domain, label), _encode(domain, label, keys, rows))
         except OSError as exc:
             self._write_failed = True
             self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")

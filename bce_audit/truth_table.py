@@ -153,11 +153,15 @@ def _chunk_rows(domain: str, inputs: bytes, labels: bytes) -> bytes:
     return evaluate_points(Domain(domain), xs, ys).tobytes()
 
 
-def _ignore_interrupt() -> None:
+def _worker_init() -> None:
     import signal
+
+    from bce_audit.sandbox import die_with_parent
 
     # Ctrl-C reaches the whole process group; the parent alone handles it (one line, exit 130)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()  # even a parent killed with SIGKILL leaves no worker behind
 
 
 def _pool_context():
@@ -165,13 +169,13 @@ def _pool_context():
     import sys
     import threading
 
+    from bce_audit.sandbox import forkserver_context
+
     # fork is instant, but only safe while this process runs no other thread and has not
-    # loaded torch (whose thread pools do not survive a fork); otherwise a fresh interpreter
+    # loaded torch (whose thread pools do not survive a fork); otherwise the fork server
     if sys.platform == "linux" and threading.active_count() == 1 and "torch" not in sys.modules:
         return multiprocessing.get_context("fork")
-    if sys.platform == "linux":
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("spawn")
+    return forkserver_context()
 
 
 def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progress) -> tuple[dict, int]:
@@ -185,21 +189,29 @@ def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progr
     # the per-chunk overhead stays negligible.
     size = min(20_000, max(2_000, total // (jobs * 8)))
     out = {d: np.empty((len(xs), COLUMNS)) for d, (xs, _) in work.items()}
+    from bce_audit.sandbox import no_main
+
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=_pool_context(), initializer=_ignore_interrupt
+        max_workers=jobs, mp_context=_pool_context(), initializer=_worker_init
     )
+    finished = False
     try:
         futures = {}
-        for domain, (xs, ys) in work.items():
-            for s in range(0, len(xs), size):
-                args = (str(domain), xs[s : s + size].tobytes(), ys[s : s + size].tobytes())
-                futures[pool.submit(_chunk_rows, *args)] = (domain, s, len(xs[s : s + size]))
+        with no_main():  # the workers start as chunks are submitted
+            for domain, (xs, ys) in work.items():
+                for s in range(0, len(xs), size):
+                    args = (str(domain), xs[s : s + size].tobytes(), ys[s : s + size].tobytes())
+                    futures[pool.submit(_chunk_rows, *args)] = (domain, s, len(xs[s : s + size]))
         for future in concurrent.futures.as_completed(futures):
             domain, s, n = futures[future]
             out[domain][s : s + n] = np.frombuffer(future.result(), dtype=np.float64).reshape(n, COLUMNS)
             if progress is not None:
                 progress(n)
+        finished = True
     finally:
+        if not finished:  # an error, Ctrl-C or SIGTERM: end the workers now, not after their chunks
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
         pool.shutdown(wait=True, cancel_futures=True)
     return out, jobs
 

@@ -115,6 +115,9 @@ class UserFormulationSpec:
         the target is imported (the cwd for --impl, the config file's directory for a config);
         None for an entry point (an installed package needs no path).
 
+    formula: the one-line definition `bce-audit list` and the reports show (None until
+        ``complete`` reads it from the decorator, the docstring or the target).
+
     Only name, target, domain and parameters identify a spec (and go into the settings' dict).
     """
 
@@ -125,6 +128,7 @@ class UserFormulationSpec:
     origin: Origin = dataclasses.field(default=Origin.IMPL, compare=False)
     where: str = dataclasses.field(default="", compare=False)
     base_dir: str | None = dataclasses.field(default=None, compare=False)
+    formula: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         for key, value in self.parameters:
@@ -142,6 +146,31 @@ class UserFormulationSpec:
             "domain": None if self.domain is None else str(self.domain),
             "parameters": dict(self.parameters),
         }
+
+    def to_wire(self) -> dict:
+        """Every field as JSON data: how a spec travels to the sandbox process."""
+        return {
+            **self.to_dict(),
+            "parameters": [[k, v] for k, v in self.parameters],
+            "origin": str(self.origin),
+            "where": self.where,
+            "base_dir": self.base_dir,
+            "formula": self.formula,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> UserFormulationSpec:
+        domain = data["domain"]
+        return cls(
+            name=data["name"],
+            target=data["target"],
+            domain=None if domain is None else Domain(domain),
+            parameters=tuple((k, v) for k, v in data["parameters"]),
+            origin=Origin(data["origin"]),
+            where=data["where"],
+            base_dir=data["base_dir"],
+            formula=data["formula"],
+        )
 
 
 # --------------------------------------------------------------------------- declaring
@@ -270,12 +299,15 @@ def _user_code(path_entry: str | None, where: str):
     """
     import torch  # noqa: F401  (before the user's directory is on sys.path)
 
+    from bce_audit.torch_state import pinned
+
     added = path_entry is not None and path_entry not in sys.path
     before = set(sys.modules)
     if added:
         sys.path.insert(0, path_entry)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        # nothing a module switches at import (flush-denormal, np.seterr, ...) outlives the import
+        with contextlib.redirect_stdout(sys.stderr), pinned():
             yield
     finally:
         if added:
@@ -390,19 +422,35 @@ def _check_call(fn: Callable, parameters: tuple, where: str) -> None:
         raise UsageError(f"{where}: cannot be called as f({call}): {exc}") from None
 
 
-def complete(spec: UserFormulationSpec) -> UserFormulationSpec:
-    """The spec with its name and domain filled in, loading the function to read them.
+def complete(spec: UserFormulationSpec, sandbox=None) -> UserFormulationSpec:
+    """The spec with its name, domain and formula filled in, loading the function to read them.
 
     Name: the config's ``name``, else the decorator's, else the function's name in the target.
     Domain: the suffix or the config's ``domain``, else the decorator's; none at all is an error.
+    A built-in target is completed here; a user's function is imported only in ``sandbox`` (a
+    ``bce_audit.sandbox.Sandbox``; one is made for the call when None), never in this process.
     """
+    if spec.is_builtin:
+        return complete_here(spec)
+    if sandbox is None:
+        from bce_audit.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return complete(spec, box)
+    info = sandbox.describe(spec)
+    return dataclasses.replace(spec, name=info["name"], domain=Domain(info["domain"]), formula=info["formula"])
+
+
+def complete_here(spec: UserFormulationSpec) -> UserFormulationSpec:
+    """``complete`` in this process: the sandbox's side of it (and the built-ins')."""
     if spec.is_builtin:
         builtin = BUILTINS[spec.target]
         for key, value in spec.parameters:
             if key in builtin.parameters and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
         _check_call(builtin.loss, spec.parameters, spec.where)
-        return dataclasses.replace(spec, name=spec.name or spec.target)
+        formula = builtin.formula + (f"  with {_parameters_text(spec.parameters)}" if spec.parameters else "")
+        return dataclasses.replace(spec, name=spec.name or spec.target, formula=formula)
     fn = load_function(spec)
     name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
     domain = spec.domain
@@ -423,7 +471,10 @@ def complete(spec: UserFormulationSpec) -> UserFormulationSpec:
         except UsageError as exc:
             raise UsageError(f"{spec.where}: {exc}") from None
     _check_call(fn, spec.parameters, spec.where)
-    return dataclasses.replace(spec, name=name, domain=domain)
+    formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or spec.target
+    if spec.parameters:
+        formula += f"  with {_parameters_text(spec.parameters)}"
+    return dataclasses.replace(spec, name=name, domain=domain, formula=formula)
 
 
 def _contained(fn: Callable, parameters: dict) -> Callable:
@@ -444,18 +495,24 @@ def _parameters_text(parameters: tuple) -> str:
 
 
 def load(spec: UserFormulationSpec) -> Formulation:
-    """The Formulation the sweep runs for a completed spec."""
-    if spec.name is None or spec.domain is None:
+    """The Formulation the sweep runs for a completed spec: a built-in with the spec's parameters
+    runs here; a user's function is only named here (``spec`` set), and runs in the sandbox."""
+    if spec.name is None or spec.domain is None or spec.formula is None:
         raise UsageError(f"{spec.where or spec.target}: not completed (name and domain unknown)")
     if spec.is_builtin:
+        return load_here(spec)
+    return Formulation(spec.name, spec.domain, spec.formula, None, spec=spec)
+
+
+def load_here(spec: UserFormulationSpec) -> Formulation:
+    """The Formulation with its function loaded into this process (the sandbox's side)."""
+    if spec.is_builtin:
         builtin = BUILTINS[spec.target]
-        formula = builtin.formula + (f"  with {_parameters_text(spec.parameters)}" if spec.parameters else "")
-        return Formulation(spec.name, builtin.native_domain, formula, _contained(builtin.loss, dict(spec.parameters)))
+        formula = spec.formula or builtin.formula
+        loss = _contained(builtin.loss, dict(spec.parameters))
+        return Formulation(spec.name or spec.target, builtin.native_domain, formula, loss)
     fn = load_function(spec)
-    formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or spec.target
-    if spec.parameters:
-        formula += f"  with {_parameters_text(spec.parameters)}"
-    return Formulation(spec.name, spec.domain, formula, _contained(fn, dict(spec.parameters)))
+    return Formulation(spec.name, spec.domain, spec.formula or spec.target, _contained(fn, dict(spec.parameters)))
 
 
 def _first_doc_line(fn) -> str:
@@ -482,6 +539,7 @@ def select_formulations(
     impl_targets: Iterable[str],
     config_items: list | None,
     config_source: str | None,
+    sandbox=None,
 ) -> dict:
     """The settings' ``formulations`` and ``user_formulations`` from -f, --impl and the config.
 
@@ -489,7 +547,8 @@ def select_formulations(
     the -f names (else the config's list in its order, names and tables), then the --impl targets.
     Returns {} when nothing is selected: every built-in is audited then. User formulations alone
     (no -f, no names in the config) are audited alone; -f NAME adds built-ins or installed ones.
-    Every user formulation is loaded here (UsageError naming it), before any sweep work.
+    Every user formulation is loaded (in ``sandbox``, see ``complete``; UsageError naming it),
+    before any sweep work.
     """
     flag_names, impl_targets = list(flag_names), list(impl_targets)
     base_dir = str(Path(config_source).resolve().parent) if config_source else str(Path.cwd())
@@ -505,7 +564,12 @@ def select_formulations(
         return {}
 
     # Load the user's functions first: a -f name may then refer to one of them.
-    completed = {id(item): complete(item) for item in items if not isinstance(item, str)}
+    if sandbox is None and any(not isinstance(i, str) and not i.is_builtin for i in items):
+        from bce_audit.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return select_formulations(flag_names, impl_targets, config_items, config_source, box)
+    completed = {id(item): complete(item, sandbox) for item in items if not isinstance(item, str)}
     user_names = {spec.name for spec in completed.values()}
     installed = None  # entry points: looked up only when a name is not a built-in
     names: list[str] = []
@@ -518,7 +582,7 @@ def select_formulations(
                 continue
             installed = entry_points() if installed is None else installed
             if item in installed:
-                spec = complete(entry_point_spec(installed[item]))
+                spec = complete(entry_point_spec(installed[item]), sandbox)
             elif item in user_names:
                 continue  # -f naming one of the user's own formulations: it is there already
             else:
@@ -556,7 +620,7 @@ class CatalogueEntry:
     definition: str
 
 
-def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None) -> list:
+def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None, sandbox) -> list:
     """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
 
     A broken entry point is listed with its error (it fails a sweep only when selected), an
@@ -570,12 +634,12 @@ def catalogue(impl_targets: Iterable[str], config_items: list | None, config_sou
             rows.append(CatalogueEntry(name, "-", source, ignored))
             continue
         try:
-            f = load(complete(entry_point_spec(ep)))
+            f = load(complete(entry_point_spec(ep), sandbox))
         except UsageError as exc:
             rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
             continue
         rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
-    selected = select_formulations((), impl_targets, config_items, config_source)
+    selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
     for spec in selected.get("user_formulations", ()):
         f = load(spec)
         rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))

@@ -63,3 +63,23 @@ def read_csv(text: str) -> tuple[list[str], list[dict]]:
     rows = list(csv.reader(io.StringIO(text)))
     header, body = rows[0], rows[1:]
     return header, [dict(zip(header, r, strict=True)) for r in body]
+
+
+def table_rows(text: str, first_header: str) -> list[list[str]]:
+    """The rows of a plain-text table printed by bce-audit (a header line starting with
+    ``first_header``, a rule of ─, then rows), cut at the header's column starts; a row whose
+    first cell is empty continues the row above it (a cell of several lines)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_header) and set(lines[i + 1]) == {"─"})
+    header = lines[start]
+    starts = [0] + [m.end() for m in __import__("re").finditer(r"\s{2,}", header)]
+    rows: list[list[str]] = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None], strict=True)]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    return rows

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import NATIVE_DOMAIN, STATUSES, TINY, assert_exit, assert_usage_error, read_csv, runner
+from helpers import NATIVE_DOMAIN, STATUSES, TINY, assert_exit, assert_usage_error, read_csv, runner, table_rows
 
 from bce_audit import __version__, _io
 from bce_audit.cli import main
@@ -92,12 +92,12 @@ def test_list_shows_every_formulation_and_its_domain():
     assert_exit(result, 0)
     assert len(NATIVE_DOMAIN) == 7
     rows = {}
-    for line in result.stdout.splitlines():
-        cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 4 and cells[0] not in ("name", ""):  # name, native domain, source, definition
-            assert cells[2] == "built-in", line
-            rows[cells[0]] = cells[1]
+    for name, domain, source, _definition in table_rows(result.stdout, "name"):
+        assert source == "built-in", name
+        rows[name] = domain
     assert rows == NATIVE_DOMAIN, result.stdout
+    # what every figure is measured against is said where the formulations are listed
+    assert "reference: the exact value of plain, unweighted BCE" in " ".join(result.stdout.split())
 
 
 # --------------------------------------------------------------------------- a small sweep
@@ -496,7 +496,8 @@ def test_atomic_write_failure_keeps_original(tmp_path, monkeypatch, exc, where):
         raise exc
 
     monkeypatch.setattr(_io.os, where, boom)
-    with pytest.raises(type(exc)):
+    # an OSError is reported naming the file (exit 2); an interrupt goes on ending the run
+    with pytest.raises(_io.OutputsNotWritten if isinstance(exc, OSError) else type(exc)):
         _io.atomic_write(path, "half-written new content\n" * 1000)
     monkeypatch.undo()
     assert calls, f"os.{where} was never called"
@@ -511,7 +512,7 @@ def test_atomic_write_new_file_failure_leaves_nothing(tmp_path, monkeypatch):
         raise OSError("no")
 
     monkeypatch.setattr(_io.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(_io.OutputsNotWritten, match="new.csv: cannot write: no; nothing was written"):
         _io.atomic_write(path, "x\n")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ import pytest
 from helpers import TINY, assert_exit, runner
 
 from bce_audit._exit_codes import UsageError
-from bce_audit._io import atomic_write, check_writable
+from bce_audit._io import Output, atomic_write, check_writable
 from bce_audit.cli import main
 
 
@@ -48,7 +48,7 @@ def test_a_fifo_is_written_into_not_replaced(tmp_path):
     got = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
     reader.start()
-    check_writable(fifo, "--csv")
+    check_writable(Output("--csv", fifo))
     atomic_write(fifo, "a,b\n1,2\n")
     reader.join(timeout=10)
     assert got == ["a,b\n1,2\n"]
@@ -58,7 +58,7 @@ def test_a_fifo_is_written_into_not_replaced(tmp_path):
 def test_a_file_where_the_directory_should_be_is_named(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match="is not a directory"):
-        check_writable(tmp_path / "file" / "x.csv", "--csv")
+        check_writable(Output("--csv", tmp_path / "file" / "x.csv"))
 
 
 def test_closed_stdout_does_not_change_the_exit_code(tmp_path):
@@ -85,6 +85,6 @@ def test_two_outputs_may_both_go_to_one_device_or_pipe(tmp_path):
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    check_distinct([("--csv", fifo), ("--json", fifo)])
+    check_distinct([Output("--csv", fifo), Output("--json", fifo)])
     with pytest.raises(UsageError, match="same file"):
-        check_distinct([("--csv", tmp_path / "a"), ("--json", tmp_path / "a")])
+        check_distinct([Output("--csv", tmp_path / "a"), Output("--json", tmp_path / "a")])

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import NATIVE_DOMAIN, STATUSES, assert_exit, assert_usage_error, read_csv, runner
+from helpers import NATIVE_DOMAIN, STATUSES, assert_exit, assert_usage_error, read_csv, runner, table_rows
 
 from bce_audit.cli import main
 
@@ -298,11 +298,7 @@ def test_decorator_name_and_list(in_tmp):
     _losses_file(in_tmp)
     result = runner().invoke(main, ["list", "--impl", "losses.py:decorated", "--impl", "losses.py:plain@logits"])
     assert_exit(result, 0)
-    rows = {}
-    for line in result.stdout.splitlines():
-        cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 4 and cells[0] not in ("name", ""):
-            rows[cells[0]] = cells[1:]
+    rows = {cells[0]: cells[1:] for cells in table_rows(result.stdout, "name")}
     assert list(rows)[:7] == BUILTINS
     assert rows["decorated-bce"] == ["logits", "--impl", "softplus(z) - y*z"]  # the decorator's formula
     assert rows["plain"] == ["logits", "--impl", "binary_cross_entropy_with_logits, undecorated."]  # docstring
@@ -531,15 +527,16 @@ def test_target_that_would_shadow_a_package_is_a_usage_error(in_tmp, sweep_calls
     assert sweep_calls == []
 
 
-def test_module_beside_the_target_that_would_shadow_a_package(in_tmp, sweep_calls, monkeypatch):
+def test_a_module_beside_the_target_named_like_a_package_is_never_picked_up(in_tmp):
+    # the user's code runs in the sandbox, where torch, numpy and mpmath are imported before it:
+    # an mpmath.py beside it can neither replace the real one there nor reach bce-audit's process
     (in_tmp / "lib").mkdir()
-    (in_tmp / "lib" / "mpmath.py").write_text("mp = None\n")
+    (in_tmp / "lib" / "mpmath.py").write_text("raise RuntimeError('the local mpmath.py was imported')\n")
     (in_tmp / "lib" / "uses_mpmath.py").write_text(LOSSES.replace("import torch\n", "import mpmath\nimport torch\n"))
-    monkeypatch.delitem(sys.modules, "mpmath", raising=False)  # as in a fresh process: not imported yet
-    line = assert_usage_error(_sweep("--impl", "lib/uses_mpmath.py:plain@logits", *SMALL), "lib/uses_mpmath.py")
-    assert "mpmath.py would shadow the installed package mpmath" in line
-    assert sys.modules.get("mpmath") is None  # forgotten again: the truth imports the real one
-    assert sweep_calls == []
+    result = _sweep("--impl", "lib/uses_mpmath.py:plain@logits", *SMALL, "--points", "5", "--csv", "s.csv")
+    assert_exit(result, 0)
+    assert _counts(_rows(in_tmp / "s.csv")) == {"plain": 4}
+    assert str(in_tmp) not in str(getattr(sys.modules.get("mpmath"), "__file__", ""))
 
 
 def test_torch_py_beside_the_target_does_not_replace_torch(tmp_path):
@@ -629,17 +626,25 @@ def test_builtin_beside_failures_is_audited_normally(failing_sweep):
     assert all(c["error"] is None for c in cases)
 
 
-@pytest.mark.filterwarnings("ignore:chatty warns")
-def test_function_that_prints_and_warns(in_tmp):
-    _losses_file(in_tmp)
-    result = _sweep("--impl", "losses.py:chatty@logits", "-f", "max-abs", *SMALL, "--csv", "s.csv")
-    assert_exit(result, 0)
-    assert "hello from chatty" not in result.stdout  # never inside the report
-    assert "hello from chatty" in result.stderr
-    assert result.stdout.startswith("loss: worst status")
-    rows = _rows(in_tmp / "s.csv")
-    assert _counts(rows) == {"max-abs": 4, "chatty": 4}
-    assert all(int(r["points"]) > 0 for r in rows)
+def test_function_that_prints_and_warns(tmp_path):
+    # a fresh process: the sandbox's prints reach the real standard error, never the report
+    _losses_file(tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(root))
+    args = ["--impl", "losses.py:chatty@logits", "-f", "max-abs", *SMALL, "--csv", "s.csv"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bce_audit", "sweep", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "hello from chatty" not in proc.stdout  # never inside the report
+    assert "hello from chatty" in proc.stderr
+    assert "chatty warns" in proc.stderr
+    assert _counts(_rows(tmp_path / "s.csv")) == {"max-abs": 4, "chatty": 4}
 
 
 GLOBAL_STATE = """
@@ -778,18 +783,10 @@ def test_entry_points_are_not_in_the_default_set(installed):
 
 
 def _list_rows(*args: str) -> list[list[str]]:
-    """The rows of `bce-audit list`, each [name, domain, source, definition]; wrapped cells joined."""
+    """The rows of `bce-audit list`, each [name, domain, source, definition]."""
     result = runner().invoke(main, ["list", *args], env={"COLUMNS": "400"})
     assert_exit(result, 0)
-    rows = []
-    for line in result.stdout.splitlines():
-        cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 4 and cells[0] != "name":
-            if cells[0]:
-                rows.append(cells)
-            elif rows:
-                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
-    return rows
+    return table_rows(result.stdout, "name")
 
 
 def test_list_shows_entry_points_and_their_source(installed):

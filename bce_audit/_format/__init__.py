@@ -1,24 +1,29 @@
 """Interchangeable renderers of one SweepResult, and of one check Verdict (cf. pip-audit's _format/).
 
-Each file-format renderer returns a string; the terminal renderer returns rich renderables.
+Each file-format renderer returns a string; the terminal renderer returns lines of rich Text.
+The renderers are imported on first use, so that ``numbers`` and ``layout`` can be imported
+from anywhere without pulling every renderer (and what they import) along.
 """
 
-from bce_audit._format.csv_format import DetailsCsvFormat, SummaryCsvFormat
-from bce_audit._format.github import GithubFormat
-from bce_audit._format.interface import Format, VerdictFormat
-from bce_audit._format.json_format import JsonFormat
-from bce_audit._format.junit import JUnitFormat
-from bce_audit._format.markdown import MarkdownFormat
-from bce_audit._format.verdict_text import VerdictTextFormat
+import importlib
 
-__all__ = [
-    "Format",
-    "VerdictFormat",
-    "SummaryCsvFormat",
-    "DetailsCsvFormat",
-    "JsonFormat",
-    "VerdictTextFormat",
-    "GithubFormat",
-    "MarkdownFormat",
-    "JUnitFormat",
-]
+_RENDERERS = {
+    "SummaryCsvFormat": "csv_format",
+    "DetailsCsvFormat": "csv_format",
+    "JsonFormat": "json_format",
+    "VerdictTextFormat": "verdict_text",
+    "GithubFormat": "github",
+    "MarkdownFormat": "markdown",
+    "JUnitFormat": "junit",
+    "Format": "interface",
+    "VerdictFormat": "interface",
+}
+
+__all__ = list(_RENDERERS)
+
+
+def __getattr__(name: str):
+    module = _RENDERERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

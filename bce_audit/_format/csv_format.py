@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 
-from bce_audit._format.interface import Format, number
+from bce_audit._format.interface import Format
+from bce_audit._format.numbers import csv_cell as _cell
+from bce_audit._format.numbers import exact as number
 from bce_audit.result import SweepResult
 
 SUMMARY_COLUMNS = (
@@ -14,11 +15,6 @@ SUMMARY_COLUMNS = (
     "max_ulp,p99_ulp,mean_ulp,mean_bits,max_rel_err,worst_input,stable_lo,stable_hi"
 ).split(",")
 DETAILS_COLUMNS = ("formulation,domain,dtype,label,quantity,input,output,truth,ulp_error,status").split(",")
-
-
-def _cell(x: float) -> str:
-    # an empty cell for "not defined" (no finite points, no stable range)
-    return "" if isinstance(x, float) and math.isnan(x) else number(x)
 
 
 def _case_columns(case) -> list:

@@ -8,7 +8,7 @@ CR and LF; in properties also `:` and `,`.
 from __future__ import annotations
 
 from bce_audit._format.interface import VerdictFormat
-from bce_audit._format.verdict_text import comparison_text, rule_failure_text
+from bce_audit._format.verdict_text import comparison_text, lost_text, rule_failure_text
 from bce_audit.gate import Direction, Verdict
 
 # GitHub shows at most 10 error annotations per step and 50 per job: more only add noise.
@@ -56,6 +56,8 @@ class GithubFormat(VerdictFormat):
                         "error", comparison_text(c), file=verdict.baseline, title="bce-audit baseline case missing"
                     )
                 )
+        for key, why in verdict.lost:
+            errors.append(workflow_command("error", lost_text(key, why), title="bce-audit case not evaluated"))
         lines = errors[:MAX_ERRORS]
         if len(errors) > MAX_ERRORS:
             more = len(errors) - MAX_ERRORS

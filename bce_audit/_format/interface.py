@@ -16,11 +16,6 @@ class Format(abc.ABC):
     def render(self, result: SweepResult) -> str: ...
 
 
-def number(x: float) -> str:
-    """A float as text that parses back to the exact same value (Python's repr)."""
-    return repr(float(x))
-
-
 class VerdictFormat(abc.ABC):
     """Turns the verdict of `bce-audit check` into the text of one report."""
 

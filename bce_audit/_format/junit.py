@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from bce_audit._format.interface import VerdictFormat
-from bce_audit._format.verdict_text import comparison_text, rule_failure_text, rule_heading
+from bce_audit._format.verdict_text import comparison_text, lost_text, rule_failure_text, rule_heading
 from bce_audit.gate import Change, Direction, Verdict
 
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -36,15 +36,22 @@ def _fail(testcase: ET.Element, kind: str, message: str, details: str) -> None:
     failure.text = _x(details)
 
 
-def _count(suite: ET.Element) -> tuple[int, int, int]:
+def _error(testcase: ET.Element, message: str) -> None:
+    """A case that could not be evaluated: JUnit's `error` (the test could not run), not a failure."""
+    error = ET.SubElement(testcase, "error", type="not-evaluated", message=_x(message))
+    error.text = _x(message)
+
+
+def _count(suite: ET.Element) -> tuple[int, int, int, int]:
     cases = suite.findall("testcase")
     failures = sum(tc.find("failure") is not None for tc in cases)
+    errors = sum(tc.find("error") is not None and tc.find("failure") is None for tc in cases)
     skipped = sum(tc.find("skipped") is not None for tc in cases)
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(failures))
-    suite.set("errors", "0")
+    suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
-    return len(cases), failures, skipped
+    return len(cases), failures, errors, skipped
 
 
 class JUnitFormat(VerdictFormat):
@@ -55,9 +62,11 @@ class JUnitFormat(VerdictFormat):
             suite = _suite(root, f"thresholds ({verdict.config})")
             for outcome in verdict.rules:
                 tc = _case(suite, "bce-audit.thresholds", outcome.rule.title)
-                if not outcome.passed:
+                if outcome.failures:
                     lines = [rule_failure_text(f) for f in outcome.failures]
                     _fail(tc, "threshold", rule_heading(outcome), "\n".join(lines))
+                elif outcome.lost:
+                    _error(tc, "; ".join(lost_text(c.key, c.lost) for c in outcome.lost))
             suites.append(suite)
         if verdict.baseline is not None:
             suite = _suite(root, f"baseline ({verdict.baseline})")
@@ -72,13 +81,20 @@ class JUnitFormat(VerdictFormat):
                     _fail(tc, "missing", text, text)
                 elif c.change in (Change.MISSING_ALLOWED, Change.STILL_RAISES):  # nothing was compared
                     ET.SubElement(tc, "skipped", message=_x(comparison_text(c)))
+                elif c.change is Change.LOST:
+                    _error(tc, lost_text(c.key, c.lost))
                 elif c.change in (Change.IMPROVED, Change.NEW):
                     ET.SubElement(tc, "system-out").text = _x(f"{c.change}: {comparison_text(c, Direction.BETTER)}")
+            suites.append(suite)
+        if verdict.lost and verdict.baseline is None and not verdict.rules:
+            suite = _suite(root, "not evaluated")
+            for key, why in verdict.lost:
+                _error(_case(suite, "bce-audit.cases", str(key)), lost_text(key, why))
             suites.append(suite)
         totals = [_count(s) for s in suites]
         root.set("tests", str(sum(t[0] for t in totals)))
         root.set("failures", str(sum(t[1] for t in totals)))
-        root.set("errors", "0")
-        root.set("skipped", str(sum(t[2] for t in totals)))
+        root.set("errors", str(sum(t[2] for t in totals)))
+        root.set("skipped", str(sum(t[3] for t in totals)))
         ET.indent(root)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 
+from bce_audit._format import numbers
 from bce_audit._format.interface import VerdictFormat
-from bce_audit._format.terminal import fmt_value
 from bce_audit._format.verdict_text import (
     check_text,
     comparison_text,
     delta_text,
     rule_heading,
 )
+from bce_audit._types import DType
 from bce_audit.gate import Change, Direction, Verdict
 
 MAX_BYTES = 60_000
@@ -109,7 +110,10 @@ class MarkdownFormat(VerdictFormat):
             out.add(f"> **warning:** {cell(w)}", required=True)
             out.add("", required=True)
 
-        rows = [("ok" if r.passed else "**FAIL**", rule_heading(r)) for r in verdict.rules]
+        rows = [
+            ("**FAIL**" if r.failures else "**not evaluated**" if r.lost else "ok", rule_heading(r))
+            for r in verdict.rules
+        ]
         out.table("Threshold rules", None, ("result", "rule"), rows)
 
         failures = []
@@ -129,6 +133,9 @@ class MarkdownFormat(VerdictFormat):
             if c.failed:
                 failures.append(("baseline", str(c.key), "in the baseline but not in this run", ""))
         out.table("Failures", None, ("check", "case", "what", "worst input"), failures)
+        lost = [(str(key), why) for key, why in verdict.lost]
+        intro = "These cases could not be evaluated, so the check cannot pass (exit 4 when nothing failed)."
+        out.table("Not evaluated", intro, ("case", "why"), lost)
 
         if verdict.baseline is not None:
             rows = []
@@ -151,7 +158,9 @@ class MarkdownFormat(VerdictFormat):
 
 
 def _worst(item) -> str:
-    return "" if math.isnan(item.worst_input) else fmt_value(item.worst_input)
+    if math.isnan(item.worst_input):
+        return ""
+    return numbers.value(item.worst_input, DType(item.key.dtype).format.largest_finite)
 
 
 def step_summary_text(verdict: Verdict, existing: int) -> str:

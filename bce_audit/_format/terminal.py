@@ -1,10 +1,19 @@
-"""The terminal report: a scoreboard first, per-case figures on request (--verbose)."""
+"""The terminal report: the two scoreboards, a legend in plain words, per-case figures on
+request (--verbose), and the cases that need a word of their own.
+
+Everything is laid out by ``layout`` for the width it is given (None: natural width, for logs and
+pipes), so no column is ever dropped or cut.
+"""
 
 from __future__ import annotations
 
 import collections
 import math
 
+from rich.text import Text
+
+from bce_audit._format import numbers
+from bce_audit._format.layout import Column, table, wrap
 from bce_audit._types import Domain, Quantity, Status
 from bce_audit.result import CaseResult, SweepResult
 
@@ -17,43 +26,33 @@ STATUS_STYLE = {
     Status.ERROR: "bold red",
 }
 
-
-def fmt_value(x: float) -> str:
-    """Three significant digits, but values just below 1 as 1-d, so 0.9995 is not shown as 1."""
-    if isinstance(x, float) and math.isnan(x):
-        return "nan"
-    if x == 0:
-        return "0"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if 0.99 < x < 1:
-        return f"1-{_g(1 - x)}"
-    return _g(x)
+# What the exact values are: the one reference every figure is measured against.
+REFERENCE = (
+    "reference: the exact value of plain, unweighted BCE at the label given, "
+    "-(y·log p + (1-y)·log(1-p)) with p = σ(z) on logits, and its derivative by the input; "
+    "a pos_weight, a weight, label smoothing or a focal term is not part of it"
+)
 
 
-def _g(x: float) -> str:
-    """3 significant digits, 2 for tiny or huge values, with a compact exponent (4.9e-4)."""
-    text = f"{x:.2e}" if x != 0 and not 1e-3 <= abs(x) < 1e5 else f"{x:.3g}"
-    text = f"{float(text):.2g}" if "e" in text else text
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+def status_legend(threshold: float) -> str:
+    t = numbers.compact(threshold)
+    return (
+        f"statuses: ok = within {t} ULPs of the exact value; inaccurate = more than {t} ULPs off; "
+        "zero = 0 where the exact value is not (underflow, cancellation, a vanished gradient); "
+        "inf = ±inf where the exact value is finite; nan = NaN where the exact value is a number; "
+        "error = the formulation raised, or could not be run"
+    )
 
 
-def fmt_stat(x: float) -> str:
-    return "-" if isinstance(x, float) and math.isnan(x) else fmt_value(x)
+RANGE_LEGEND = (
+    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every sampled input "
+    "is ok, for every label; max: the dtype's largest finite value; none: the centre itself is not ok"
+)
+CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
 
 
-def fmt_range(lo: float, hi: float, largest: float = math.inf) -> str:
-    """The stable range; the dtype's largest finite value is written `max` to save room."""
-    if math.isnan(lo) or math.isnan(hi):
-        return "none"
-
-    def end(x: float) -> str:
-        return ("-max" if x < 0 else "max") if abs(x) == largest else fmt_value(x)
-
-    return f"[{end(lo)}, {end(hi)}]"
+def _domain_text(domain: Domain) -> str:
+    return "probs" if domain is Domain.PROBABILITIES else str(domain)
 
 
 def _intersect(ranges):
@@ -63,97 +62,55 @@ def _intersect(ranges):
     return max(los), min(his)
 
 
-def scoreboard(result: SweepResult, quantity: Quantity):
+def scoreboard_heading(result: SweepResult, quantity: Quantity) -> str:
+    labels = ", ".join(numbers.label(y) for y in result.settings.labels)
+    return f"{quantity}: worst status and stable range over labels {labels}"
+
+
+def scoreboard(result: SweepResult, quantity: Quantity, width: int | None) -> list[Text]:
     """Rows: formulation × domain; columns: dtypes; cell: worst status over the labels, and the
     stable range on which every label is ok (for one quantity: loss or grad)."""
-    from rich.table import Table
-    from rich.text import Text
-
     s = result.settings
-    from rich import box
-
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=(0, 0),
-    )
-    table.add_column("formulation", no_wrap=True, min_width=21)
-    table.add_column("domain", no_wrap=True, min_width=6)
-    for dtype in s.dtypes:
-        table.add_column(str(dtype), no_wrap=True, ratio=1)
     groups: dict[tuple, list[CaseResult]] = {}
     for case in result.cases:
         if case.quantity is quantity:
             groups.setdefault((case.formulation, case.domain, case.dtype), []).append(case)
+    rows, breaks = [], set()
     for name in s.formulations:
         for domain in s.domains:
-            cells = []
+            cells: list[Text | str] = [name, _domain_text(domain)]
             for dtype in s.dtypes:
                 cases = groups.get((name, domain, dtype), [])
                 if not cases:
-                    cells.append(Text("-"))
+                    cells.append("-")
                     continue
                 worst = max((c.worst_status for c in cases), key=lambda st: st.severity)
                 cell = Text(worst.value, style=STATUS_STYLE[worst])
                 if worst is not Status.ERROR:
                     lo, hi = _intersect([(c.stats.stable_lo, c.stats.stable_hi) for c in cases])
-                    largest = dtype.format.largest_finite
-                    cell.append("\n" + fmt_range(lo, hi, largest), style="default")
+                    cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite))
                 cells.append(cell)
-            short = "probs" if domain is Domain.PROBABILITIES else str(domain)
-            table.add_row(name, short, *cells, end_section=domain is s.domains[-1])
-    return table
+            rows.append(cells)
+        breaks.add(len(rows) - 1)
+    keys = [Column("formulation"), Column("domain")]
+    return table(keys, [Column(str(d)) for d in s.dtypes], rows, width, breaks)
 
 
-def scoreboard_heading(result: SweepResult, quantity: Quantity) -> str:
-    labels = ", ".join(f"{y:g}" for y in result.settings.labels)
-    return f"{quantity}: worst status and stable range over labels {labels}"
-
-
-SCOREBOARD_LEGEND = (
-    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every sampled input "
-    "is ok; max: the dtype's largest finite value; none: the centre itself is not ok"
-)
-CASE_TABLE_HEADING = "per-case figures (ULP errors over points where output and truth are finite)"
-
-
-def case_table(result: SweepResult):
+def case_table(result: SweepResult, width: int | None) -> list[Text]:
     """Every case with its figures (the --verbose report)."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=(0, 0),
-    )
-    # only the formulation column is pinned; the others take their natural width
-    for col, justify in [
-        ("formulation", "left"),
-        ("domain", "left"),
-        ("dtype", "left"),
-        ("y", "right"),
-        ("qty", "left"),
-        ("ok", "right"),
-        ("inacc", "right"),
-        ("inf", "right"),
-        ("nan", "right"),
-        ("zero", "right"),
-        ("max ulp", "right"),
-        ("p99 ulp", "right"),
-        ("mean ulp", "right"),
-        ("bits", "right"),
-        ("worst input", "right"),
-    ]:
-        table.add_column(col, justify=justify, no_wrap=True, min_width=21 if col == "formulation" else None)
+    keys = [Column("formulation"), Column("domain"), Column("dtype"), Column("y", right=True, tag="y="), Column("qty")]
+    values = [
+        Column(h, right=True)
+        for h in ("ok", "inacc", "inf", "nan", "zero", "max ulp", "p99 ulp", "mean ulp", "bits", "worst input")
+    ]
+    rows = []
     for c in result.cases:
-        domain = "probs" if c.domain is Domain.PROBABILITIES else str(c.domain)
-        head = [c.formulation, domain, str(c.dtype), f"{c.label:g}", str(c.quantity)]
+        head: list[Text | str] = [c.formulation, _domain_text(c.domain), str(c.dtype), numbers.label(c.label)]
+        head.append(str(c.quantity))
         if c.stats is None:
             # the message goes in the lines under the tables (error_lines): in a cell, a long one
             # would squeeze every column of the table
-            table.add_row(*head, Text("error", style=STATUS_STYLE[Status.ERROR]), *["-"] * 9)
+            rows.append(head + [Text("error", style=STATUS_STYLE[Status.ERROR])] + ["-"] * 9)
             continue
         st = c.stats
 
@@ -161,20 +118,19 @@ def case_table(result: SweepResult):
             v = counts[status.value]
             return Text(str(v), style=STATUS_STYLE[status] if v and status is not Status.OK else "")
 
-        table.add_row(
-            *head,
-            count(Status.OK),
-            count(Status.INACCURATE),
-            count(Status.INF),
-            count(Status.NAN),
-            count(Status.ZERO),
-            fmt_stat(st.max_ulp),
-            fmt_stat(st.p99_ulp),
-            fmt_stat(st.mean_ulp),
-            f"{st.mean_bits:.2f}",
-            fmt_stat(st.worst_input),
+        largest = c.dtype.format.largest_finite
+        rows.append(
+            head
+            + [count(s) for s in (Status.OK, Status.INACCURATE, Status.INF, Status.NAN, Status.ZERO)]
+            + [numbers.stat(st.max_ulp), numbers.stat(st.p99_ulp), numbers.stat(st.mean_ulp)]
+            + [f"{st.mean_bits:.2f}", "-" if math.isnan(st.worst_input) else numbers.value(st.worst_input, largest)]
         )
-    return table
+    return table(keys, values, rows, width)
+
+
+NONFINITE_HEADING = (
+    "±inf and NaN inputs whose result is not the exact limit, as when the loss at z = +inf with y = 1 is not 0"
+)
 
 
 def nonfinite_lines(result: SweepResult) -> list[str]:
@@ -185,15 +141,62 @@ def nonfinite_lines(result: SweepResult) -> list[str]:
         if not bad:
             continue
         parts = [
-            f"{fmt_value(p.input)} -> {p.status.value}"
-            + (f" ({p.error})" if p.error else f" (got {fmt_value(p.output)}, want {fmt_value(p.truth)})")
+            f"{numbers.short(p.input)} -> {p.status.value}"
+            + (f" ({p.error})" if p.error else f" (got {numbers.short(p.output)}, want {numbers.short(p.truth)})")
             for p in bad
         ]
-        lines.append(f"{c.formulation} {c.domain} {c.dtype} y={c.label:g} {c.quantity}: " + "; ".join(parts))
+        lines.append(
+            f"{c.formulation} {c.domain} {c.dtype} y={numbers.label(c.label)} {c.quantity}: " + "; ".join(parts)
+        )
     return lines
 
 
 def error_lines(result: SweepResult) -> list[str]:
-    """One line per formulation and message: the cases in which the formulation raised."""
+    """One line per formulation and message: the cases in which the formulation raised (or was lost)."""
     counts = collections.Counter((c.formulation, c.error) for c in result.cases if c.error is not None)
     return [f"{name} ({n} cases): {error}" for (name, error), n in counts.items()]
+
+
+def report(result: SweepResult, width: int | None, verbose: bool) -> list[Text]:
+    """The whole terminal report, line by line."""
+    out: list[Text] = []
+
+    def para(text: str, indent: str = "", rest: str | None = None) -> None:
+        out.extend(Text(line) for line in wrap(text, width, indent, rest))
+
+    for quantity in Quantity:
+        para(scoreboard_heading(result, quantity))
+        out.append(Text(""))
+        out.extend(scoreboard(result, quantity, width))
+        out.append(Text(""))
+    para(status_legend(result.settings.ulp_threshold))
+    para(RANGE_LEGEND)
+    para(REFERENCE)
+    if verbose:
+        out.append(Text(""))
+        para(CASE_TABLE_HEADING)
+        out.append(Text(""))
+        out.extend(case_table(result, width))
+    failures = error_lines(result)
+    if failures:
+        out.append(Text(""))
+        para("formulations that raised or could not be run (their cases are `error`):")
+        for line in failures:
+            para(line, "  ", "    ")
+    lines = nonfinite_lines(result)
+    if lines:
+        out.append(Text(""))
+        para(f"{NONFINITE_HEADING} ({len(lines)} cases):")
+        shown = lines if verbose else lines[:8]
+        for line in shown:
+            para(line, "  ", "    ")
+        if len(shown) < len(lines):
+            para(f"... and {len(lines) - len(shown)} more (--verbose shows all)", "  ")
+    s = result.settings
+    points = sum(c.stats.points for c in result.cases if c.stats is not None)
+    out.append(Text(""))
+    para(
+        f"{len(result.cases)} cases, {points} points, seed {s.seed}, "
+        f"ulp threshold {numbers.compact(s.ulp_threshold)}, {result.elapsed_s:.1f} s"
+    )
+    return out

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
 
-from bce_audit._format.interface import VerdictFormat, number
-from bce_audit._format.terminal import fmt_range, fmt_value
+from bce_audit._format import numbers
+from bce_audit._format.interface import VerdictFormat
+from bce_audit._format.layout import wrap
 from bce_audit._types import DType
 from bce_audit.gate import (
     BaselineUpdate,
@@ -22,27 +22,11 @@ from bce_audit.gate import (
     Verdict,
     first_few,
 )
-from bce_audit.thresholds import short_number
 
-WIDTH = 120
 TAG_WIDTH = 8
 
 
 # --------------------------------------------------------------------------- shared phrases
-
-
-def fmt_number(x) -> str:
-    """A figure or a bound: counts as integers, floats with 4 significant digits."""
-    if isinstance(x, int) and not isinstance(x, bool):
-        return str(x)
-    x = float(x)
-    if math.isnan(x):
-        return "undefined"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x.is_integer() and abs(x) < 1e7:
-        return str(int(x))
-    return short_number(x, 4)
 
 
 def _largest(dtype: str) -> float:
@@ -59,28 +43,28 @@ def fmt_figure(figure: str, value, dtype: str, exact: bool = False) -> str:
     if figure == "stable_range":
         lo, hi = value
         if exact and not math.isnan(lo):
-            return f"[{number(lo)}, {number(hi)}]"
-        return fmt_range(lo, hi, _largest(dtype))
+            return f"[{numbers.exact(lo)}, {numbers.exact(hi)}]"
+        return numbers.interval(lo, hi, _largest(dtype))
     if exact and isinstance(value, float) and math.isfinite(value):
-        return number(value)
-    return fmt_number(value)
+        return numbers.exact(value)
+    return numbers.figure(value)
 
 
-def worst_text(worst_input: float) -> str:
-    return "" if math.isnan(worst_input) else f" (worst input {fmt_value(worst_input)})"
+def worst_text(worst_input: float, dtype: str) -> str:
+    return "" if math.isnan(worst_input) else f" (worst input {numbers.value(worst_input, _largest(dtype))})"
 
 
 def check_text(check: BoundCheck, dtype: str) -> str:
     """A failed bound: the figure, its value, the bound."""
     if check.figure == "stable_range":
-        lo, hi = (short_number(x) for x in check.bound)
+        lo, hi = (numbers.compact(x) for x in check.bound)
         return f"stable range {fmt_figure('stable_range', check.actual, dtype)} does not contain [{lo}, {hi}]"
-    bound = short_number(check.bound)
+    bound = numbers.compact(check.bound)
     if isinstance(check.actual, float) and math.isnan(check.actual):
         return f"{check.figure} undefined (no point with a finite output and truth), bound {bound}"
-    actual = fmt_number(check.actual)
+    actual = numbers.figure(check.actual)
     if float(actual) <= check.bound:  # rounded onto the bound: show every digit
-        actual = number(check.actual)
+        actual = numbers.exact(check.actual)
     return f"{check.figure} {actual} > {bound}"
 
 
@@ -89,7 +73,7 @@ def rule_failure_text(result: RuleCaseResult) -> str:
     if result.error is not None:
         return f"{result.key}: the formulation raised: {result.error}"
     checks = "; ".join(check_text(c, result.key.dtype) for c in result.failed_checks)
-    return f"{result.key}: {checks}{worst_text(result.worst_input)}"
+    return f"{result.key}: {checks}{worst_text(result.worst_input, result.key.dtype)}"
 
 
 def delta_text(delta: FigureDelta, dtype: str, show_allowed: bool = True) -> str:
@@ -107,7 +91,7 @@ def delta_text(delta: FigureDelta, dtype: str, show_allowed: bool = True) -> str
         new = fmt_figure(delta.figure, delta.new, dtype, exact=True)
     text = f"{delta.figure} {old} -> {new}"
     if show_allowed and delta.direction is Direction.WORSE and delta.allowed is not None:
-        text += f" (allowed +{fmt_number(delta.allowed)})"
+        text += f" (allowed +{numbers.figure(delta.allowed)})"
     return text
 
 
@@ -124,7 +108,7 @@ def comparison_text(comparison: CaseComparison, direction: Direction | None = No
         return f"{key}: {still_raises_text(comparison)}"
     deltas = [d for d in comparison.deltas if direction is None or d.direction is direction]
     moves = "; ".join(delta_text(d, key.dtype) for d in deltas)
-    worst = worst_text(comparison.worst_input) if comparison.change is Change.REGRESSED else ""
+    worst = worst_text(comparison.worst_input, key.dtype) if comparison.change is Change.REGRESSED else ""
     return f"{key}: {moves}{worst}"
 
 
@@ -137,18 +121,34 @@ def still_raises_text(comparison: CaseComparison) -> str:
 
 
 def rule_heading(outcome: RuleOutcome) -> str:
-    """`id "name" (N cases): bounds`, or `(F of N cases fail)`."""
+    """`id "name" (N cases): bounds`, or `(F of N cases fail)`, `(L of N cases not evaluated)`."""
     n = len(outcome.cases)
     cases = f"{n} case{'s' if n != 1 else ''}"
-    count = cases if outcome.passed else f"{len(outcome.failures)} of {cases} fail"
+    parts = []
+    if outcome.failures:
+        parts.append(f"{len(outcome.failures)} of {cases} fail")
+    if outcome.lost:
+        parts.append(f"{len(outcome.lost)} of {cases} not evaluated")
+    count = "; ".join(parts) or cases
     return f"{outcome.rule.id_and_name} ({count}): {outcome.rule.bounds_text}"
+
+
+def rule_tag(outcome: RuleOutcome) -> str:
+    return "FAIL" if outcome.failures else "LOST" if outcome.lost else "ok"
+
+
+def lost_text(key, why: str) -> str:
+    return f"{key}: not evaluated: {why}"
+
+
+LOST_HEADING = "not evaluated (neither a pass nor a failure; the check cannot pass):"
 
 
 # --------------------------------------------------------------------------- the terminal report
 
 
 class _Lines:
-    def __init__(self, width: int):
+    def __init__(self, width: int | None):
         self.width = width
         self.lines: list[str] = []
 
@@ -167,24 +167,17 @@ class _Lines:
     def _wrap(self, text: str, first: str, rest: str) -> None:
         # an interval such as [-1e38, 1e38] stays on one line
         glued = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\0"), text)
-        wrapped = textwrap.fill(
-            glued,
-            self.width,
-            initial_indent=first,
-            subsequent_indent=rest,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        self.lines.append(wrapped.replace("\0", " "))
+        self.lines += [line.replace("\0", " ") for line in wrap(glued, self.width, first, rest)]
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
 
 class VerdictTextFormat(VerdictFormat):
-    """What failed and by how much, then the one-line summary; plain text, `width` columns."""
+    """What failed and by how much, then the one-line summary; plain text within `width`
+    columns (None: one line per item, as logs and pipes get it)."""
 
-    def __init__(self, width: int = WIDTH):
+    def __init__(self, width: int | None = None):
         self.width = width
 
     def render(self, verdict: Verdict) -> str:
@@ -192,7 +185,7 @@ class VerdictTextFormat(VerdictFormat):
         if verdict.rules:
             out.add(f"thresholds from {verdict.config}:")
             for outcome in verdict.rules:
-                out.entry("ok" if outcome.passed else "FAIL", rule_heading(outcome))
+                out.entry(rule_tag(outcome), rule_heading(outcome))
                 for failure in outcome.failures:
                     out.detail(rule_failure_text(failure))
         if verdict.baseline is not None:
@@ -209,11 +202,15 @@ class VerdictTextFormat(VerdictFormat):
                 out.entry("raises", comparison_text(c))
             same = sum(c.change is Change.UNCHANGED for c in verdict.comparisons)
             out.entry("ok", f"{same} case{'s' if same != 1 else ''} as in the baseline (within the tolerance)")
+        if verdict.lost:
+            out.add(LOST_HEADING)
+            for key, why in verdict.lost:
+                out.entry("LOST", lost_text(key, why))
         out.add(verdict.summary())
         return out.text()
 
 
-def render_update(update: BaselineUpdate, width: int = WIDTH) -> str:
+def render_update(update: BaselineUpdate, width: int | None = None) -> str:
     """What `check --update-baseline` wrote, case by case against the file it replaced."""
     out = _Lines(width)
     if update.previous is None:

@@ -1,0 +1,91 @@
+"""Every way a number is written, in one place.
+
+Files (CSV, JSON, baselines) write ``exact`` text that parses back to the same float; what people
+read (terminal, check's text, Markdown) is short. A finite number is never written as ``inf``,
+however it is rounded for reading: the text is formatted from the float directly, never parsed
+back and re-rounded.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def exact(x: float) -> str:
+    """The float as text that parses back to the same value (Python's repr)."""
+    return repr(float(x))
+
+
+def csv_cell(x) -> str:
+    """An exact number, or an empty cell for "not defined" (NaN: no finite point, no range)."""
+    return "" if isinstance(x, float) and math.isnan(x) else exact(x)
+
+
+def _compact_exponent(text: str) -> str:
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def compact(x: float, digits: int = 6) -> str:
+    """At most ``digits`` significant digits and a compact exponent: 4, 0.5, 3e38, 1.646e7."""
+    return _compact_exponent(f"{x:.{digits}g}")
+
+
+def short(x: float) -> str:
+    """For tables: three significant digits, two for tiny or huge values (4.9e-4, 3.4e38), and
+    values just below 1 as 1-d, so 0.9995 does not read as 1."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    if 0.99 < x < 1:
+        return f"1-{short(1 - x)}"
+    if 1e-3 <= abs(x) < 1e5:
+        text = f"{x:.3g}"
+        if "e" not in text:
+            return text
+    return compact(x, 2)
+
+
+def stat(x: float) -> str:
+    """A figure in a table: `-` when it is not defined (NaN)."""
+    return "-" if isinstance(x, float) and math.isnan(x) else short(x)
+
+
+def value(x: float, largest: float = math.inf) -> str:
+    """An input or an end of a range: the dtype's largest finite value is written `max`."""
+    if not math.isnan(x) and abs(x) == largest:
+        return "-max" if x < 0 else "max"
+    return short(x)
+
+
+def interval(lo: float, hi: float, largest: float = math.inf) -> str:
+    """A stable range, `[lo, hi]`, or `none` when there is none."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "none"
+    return f"[{value(lo, largest)}, {value(hi, largest)}]"
+
+
+def figure(x) -> str:
+    """A gated figure or a bound in check's reports: counts as integers, floats with 4
+    significant digits, NaN as `undefined`."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x)
+    x = float(x)
+    if math.isnan(x):
+        return "undefined"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x.is_integer() and abs(x) < 1e7:
+        return str(int(x))
+    return compact(x, 4)
+
+
+def label(y: float) -> str:
+    """A label as short as it reads, but never two labels as one text (0.1, 1, 0.30000000000000004)."""
+    text = f"{y:g}"
+    return text if float(text) == y else repr(y)
