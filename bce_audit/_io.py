@@ -120,21 +120,32 @@ def check_distinct(named: Sequence[Output]) -> None:
 # --------------------------------------------------------------------------- signals
 
 
-_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM} if hasattr(signal, "pthread_sigmask") else set()
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (they are delivered when the block ends): for the few
-    renames that must happen all together or not at all."""
-    if not _HELD_SIGNALS:
+    """Hold SIGINT and SIGTERM back until the block ends, for the few renames that must happen
+    all together or not at all; a signal that arrives meanwhile is delivered right after.
+
+    The handlers are swapped for ones that only take note (a signal mask would not do: the
+    kernel may hand the signal to another thread, whose C handler still trips the Python one).
+    Python runs handlers in the main thread only, so elsewhere the block is not protected.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _HELD_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
 
 
 # --------------------------------------------------------------------------- outputs

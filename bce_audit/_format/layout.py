@@ -51,9 +51,9 @@ def _pad(line: Text, width: int, right: bool) -> Text:
     return Text(" " * room) + line if right else line + Text(" " * room)
 
 
-def _table(columns: list[Column], rows: list[list[list[Text]]], breaks: set[int]) -> list[Text]:
+def _table(columns: list[Column], rows: list[list[list[Text]]], breaks: set[int], gap: int) -> list[Text]:
     widths = [_width([row[i] for row in rows], col.header) for i, col in enumerate(columns)]
-    sep = Text(" " * GAP)
+    sep = Text(" " * gap)
 
     def join(parts: list[Text]) -> Text:
         line = Text()
@@ -65,7 +65,7 @@ def _table(columns: list[Column], rows: list[list[list[Text]]], breaks: set[int]
         return line
 
     out = [join([_pad(Text(c.header), w, c.right) for c, w in zip(columns, widths, strict=True)])]
-    out.append(Text(RULE * (sum(widths) + GAP * (len(widths) - 1))))
+    out.append(Text(RULE * (sum(widths) + gap * (len(widths) - 1))))
     for r, row in enumerate(rows):
         height = max(len(cell) for cell in row)
         for k in range(height):
@@ -85,35 +85,36 @@ def table(
     rows: list[list[Text | str]],
     width: int | None,
     breaks: set[int] = frozenset(),
+    gap: int = GAP,
 ) -> list[Text]:
     """The lines of the table (or tables) that show ``rows`` within ``width`` columns.
 
     rows: one list of cells per row, key cells first. breaks: indices of rows after which a
-    blank line separates groups of rows.
+    blank line separates groups of rows. gap: spaces between columns.
     """
     cells = [[_lines(c) for c in row] for row in rows]
     n = len(keys)
-    key_width = sum(_width([row[i] for row in cells], c.header) for i, c in enumerate(keys)) + GAP * (n - 1)
+    key_width = sum(_width([row[i] for row in cells], c.header) for i, c in enumerate(keys)) + gap * (n - 1)
     value_widths = [_width([row[n + i] for row in cells], c.header) for i, c in enumerate(values)]
-    full = key_width + sum(GAP + w for w in value_widths)
+    full = key_width + sum(gap + w for w in value_widths)
     if width is None or full <= width or not values:
-        return _table(keys + values, cells, set(breaks))
-    if any(key_width + GAP + w > width for w in value_widths):
+        return _table(keys + values, cells, set(breaks), gap)
+    if any(key_width + gap + w > width for w in value_widths):
         return records(keys, values, cells, width)
     groups: list[list[int]] = [[]]
     used = key_width
     for i, w in enumerate(value_widths):
-        if groups[-1] and used + GAP + w > width:
+        if groups[-1] and used + gap + w > width:
             groups.append([])
             used = key_width
         groups[-1].append(i)
-        used += GAP + w
+        used += gap + w
     out: list[Text] = []
     for g, group in enumerate(groups):
         if g:
             out.append(Text(""))
         sub = [row[:n] + [row[n + i] for i in group] for row in cells]
-        out += _table(keys + [values[i] for i in group], sub, set(breaks))
+        out += _table(keys + [values[i] for i in group], sub, set(breaks), gap)
     return out
 
 

@@ -125,7 +125,7 @@ def case_table(result: SweepResult, width: int | None) -> list[Text]:
             + [numbers.stat(st.max_ulp), numbers.stat(st.p99_ulp), numbers.stat(st.mean_ulp)]
             + [f"{st.mean_bits:.2f}", "-" if math.isnan(st.worst_input) else numbers.value(st.worst_input, largest)]
         )
-    return table(keys, values, rows, width)
+    return table(keys, values, rows, width, gap=1)  # narrow numeric columns: one space apart
 
 
 NONFINITE_HEADING = (
