@@ -4,7 +4,7 @@
 your own loss"); importing it loads neither torch nor mpmath.
 """
 
-from bce_audit.user_formulations import formulation
+from bce_audit.formulations.user import formulation
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "formulation"]

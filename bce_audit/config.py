@@ -5,8 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from bce_audit._exit_codes import UsageError
-from bce_audit.user_formulations import PARAMETER_TYPES
+from bce_audit.errors import UsageError
+from bce_audit.formulations.user import PARAMETER_TYPES
 
 # key -> the Python types it may hold
 KEYS = {
@@ -36,7 +36,7 @@ KEYS = {
 }
 
 # A table in the `formulations` list ([[formulations]]): the user's own function (see
-# bce_audit.user_formulations). key -> the Python types it may hold; `target` is required.
+# bce_audit.formulations.user). key -> the Python types it may hold; `target` is required.
 FORMULATION_KEYS = {
     "name": str,
     "target": str,

@@ -6,11 +6,11 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
-from bce_audit._exit_codes import UsageError
-from bce_audit._types import Domain, DType, Sampling
+from bce_audit.errors import UsageError
+from bce_audit.vocabulary import Domain, DType, Sampling
 
 if TYPE_CHECKING:
-    from bce_audit.user_formulations import UserFormulationSpec
+    from bce_audit.formulations.user import UserFormulationSpec
 
 DEFAULT_POINTS = 1000
 DEFAULT_LABELS = (0.0, 1.0)
@@ -24,7 +24,7 @@ MAX_LABELS = 1_000
 
 
 def _all_formulations() -> tuple[str, ...]:
-    from bce_audit.formulations import BUILTINS
+    from bce_audit.formulations.builtins import BUILTINS
 
     return tuple(BUILTINS)
 
@@ -59,7 +59,7 @@ class Settings:
     user_formulations: tuple[UserFormulationSpec, ...] = ()
 
     def __post_init__(self):
-        from bce_audit.formulations import BUILTINS, get_formulation
+        from bce_audit.formulations.builtins import BUILTINS, get_formulation
 
         user = {spec.name: spec for spec in self.user_formulations}
         for name in self.formulations:

@@ -49,11 +49,11 @@ def main() -> None:
 
     import mpmath
 
-    from bce_audit import truth_table
-    from bce_audit._rounding import round_float, round_to_format
-    from bce_audit._types import Domain, DType, Sampling
-    from bce_audit.grid import build_grid
-    from bce_audit.truth_table import FORMATS, build_truth_table
+    from bce_audit.audit.grid import build_grid
+    from bce_audit.floats import round_float, round_to_format
+    from bce_audit.oracle import table as truth_table
+    from bce_audit.oracle.table import FORMATS, build_truth_table
+    from bce_audit.vocabulary import Domain, DType, Sampling
 
     fmt = DType.FLOAT32.format
     rng = np.random.default_rng(1)

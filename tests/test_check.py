@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 from helpers import ENV, assert_exit, assert_usage_error, runner
 
-from bce_audit.baseline import (
+from bce_audit.cli import main
+from bce_audit.gate.baseline import (
     Tolerance,
     compare,
     fingerprint,
@@ -24,9 +25,7 @@ from bce_audit.baseline import (
     read_baseline,
     render_baseline,
 )
-from bce_audit.check import still_raising_warning
-from bce_audit.cli import main
-from bce_audit.gate import (
+from bce_audit.gate.interface import (
     CaseComparison,
     CaseFigures,
     CaseKey,
@@ -36,7 +35,8 @@ from bce_audit.gate import (
     Verdict,
     first_few,
 )
-from bce_audit.thresholds import evaluate_rules, parse_rules
+from bce_audit.gate.plan import still_raising_warning
+from bce_audit.gate.thresholds import evaluate_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_configs"
@@ -105,7 +105,7 @@ def _case_row(path: Path, key: CaseKey) -> dict:
 @pytest.fixture
 def sweep_calls(monkeypatch):
     """Records (and refuses) every call of run_sweep: these errors must come before the sweep."""
-    import bce_audit.sweep
+    import bce_audit.audit.sweep
 
     calls = []
 
@@ -113,7 +113,7 @@ def sweep_calls(monkeypatch):
         calls.append(args)
         raise RuntimeError("run_sweep called before the configuration was checked")
 
-    monkeypatch.setattr(bce_audit.sweep, "run_sweep", refuse)
+    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", refuse)
     return calls
 
 
@@ -311,7 +311,7 @@ def test_a_case_that_raised_fails_every_rule_that_selects_it():
     undefined = dataclass_replace(fine, max_ulp=nan)
     (outcome,) = evaluate_rules(parse_rules([{"max_ulp": 1e300}], "test"), {other: undefined})
     assert not outcome.passed
-    from bce_audit._format.verdict_text import rule_failure_text
+    from bce_audit.report.verdict_text import rule_failure_text
 
     assert (
         rule_failure_text(outcomes[0].failures[0])
@@ -802,7 +802,7 @@ def test_update_notes_failing_rules_but_exits_0(gate):
 
 
 def test_update_is_atomic(gate, monkeypatch):
-    from bce_audit import _io
+    from bce_audit import files as _io
 
     cfg, path = gate
     _edit_case(path, MAX_ABS_GRAD_0, max_ulp=1.0)
@@ -831,7 +831,7 @@ def test_a_failing_check_never_touches_the_baseline(gate):
 
 
 def test_github_escaping():
-    from bce_audit._format.github import escape_data, escape_property, workflow_command
+    from bce_audit.report.github import escape_data, escape_property, workflow_command
 
     assert escape_data("100% of x\r\ny: a, b") == "100%25 of x%0D%0Ay: a, b"
     assert escape_property("100% of x\r\ny: a, b") == "100%25 of x%0D%0Ay%3A a%2C b"
@@ -909,7 +909,7 @@ def _synthetic_verdict(n: int) -> Verdict:
 
 
 def test_markdown_stays_small_with_many_cases():
-    from bce_audit._format.markdown import MAX_BYTES, MarkdownFormat
+    from bce_audit.report.markdown import MAX_BYTES, MarkdownFormat
 
     text = MarkdownFormat().render(_synthetic_verdict(20_000))
     size = len(text.encode("utf-8"))
@@ -925,7 +925,7 @@ def test_markdown_stays_small_with_many_cases():
 
 
 def test_github_annotations_are_capped():
-    from bce_audit._format.github import MAX_ERRORS, GithubFormat
+    from bce_audit.report.github import MAX_ERRORS, GithubFormat
 
     lines = GithubFormat().render(_synthetic_verdict(500)).splitlines()
     errors = [line for line in lines if line.startswith("::error ")]
@@ -1009,7 +1009,7 @@ assert result.exit_code == 0, result.output
 for option in ("--baseline", "--update-baseline", "--tolerance", "--allow-missing", "--format", "--junit", "--markdown",
                "--formulation", "--points", "--config"):
     assert option in result.stdout, option
-heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.sweep") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.audit.sweep") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
     env = dict(os.environ, NO_COLOR="1")
@@ -1371,7 +1371,7 @@ def test_step_summary_counts_what_the_file_already_holds(gate, tmp_path):
 
 
 def test_markdown_left_out_counts_agree_across_tables():
-    from bce_audit._format.markdown import MarkdownFormat
+    from bce_audit.report.markdown import MarkdownFormat
 
     verdict = _synthetic_verdict(300)
     improved = tuple(

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from helpers import NATIVE_DOMAIN, STATUSES, TINY, assert_exit, assert_usage_error, read_csv, runner, table_rows
 
-from bce_audit import __version__, _io
+from bce_audit import __version__
+from bce_audit import files as _io
 from bce_audit.cli import main
 
 SUMMARY_HEADER = (
@@ -52,7 +53,7 @@ for args in (["--help"], ["sweep", "--help"], ["list", "--help"], ["--version"])
     result = runner.invoke(main, args)
     assert result.exit_code == 0, (args, result.output)
     assert "Usage:" in result.stdout or "version" in result.stdout, result.stdout
-heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.truth", "bce_audit.sweep") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.oracle.reference", "bce_audit.audit.sweep") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
     proc = subprocess.run(
@@ -400,7 +401,7 @@ def test_pyproject_malformed(tmp_path, monkeypatch):
 @pytest.fixture
 def sweep_calls(monkeypatch):
     """Records (and refuses) every call of run_sweep: the output checks must come first."""
-    import bce_audit.sweep
+    import bce_audit.audit.sweep
 
     calls = []
 
@@ -408,7 +409,7 @@ def sweep_calls(monkeypatch):
         calls.append(args)
         raise RuntimeError("run_sweep called before the output paths were checked")
 
-    monkeypatch.setattr(bce_audit.sweep, "run_sweep", refuse)
+    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", refuse)
     return calls
 
 
@@ -548,9 +549,9 @@ def test_exhaustive_on_16bit_only_has_no_note():
 
 
 def test_progress_counts_every_oracle_point_once():
-    from bce_audit._types import Domain, DType
+    from bce_audit.audit.sweep import grids, run_sweep
     from bce_audit.settings import Settings
-    from bce_audit.sweep import grids, run_sweep
+    from bce_audit.vocabulary import Domain, DType
 
     calls = []
     settings = Settings(

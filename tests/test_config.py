@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import assert_exit, assert_usage_error, read_csv, runner
 
-from bce_audit._exit_codes import UsageError
 from bce_audit.cli import _resolve, main
 from bce_audit.config import KEYS, load_config
+from bce_audit.errors import UsageError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
 NO_FLAGS = dict(
@@ -232,10 +232,10 @@ def test_config_outputs_and_verbose(tmp_path):
 
 
 def test_config_output_path_checked_before_the_sweep(tmp_path, monkeypatch):
-    import bce_audit.sweep
+    import bce_audit.audit.sweep
 
     calls = []
-    monkeypatch.setattr(bce_audit.sweep, "run_sweep", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", lambda *a, **k: calls.append(a))
     cfg = tmp_path / "c.toml"
     cfg.write_text(SMALL + 'json = "missing-dir/r.json"\n')
     assert_usage_error(_sweep(["--config", str(cfg), "--csv", "ok.csv"], cwd=tmp_path), "missing-dir")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from bce_audit._rounding import from_bits, to_bits
-from bce_audit._types import Domain, DType, Sampling
-from bce_audit.grid import build_grid
+from bce_audit.audit.grid import build_grid
+from bce_audit.audit.sweep import grids
+from bce_audit.floats import from_bits, to_bits
 from bce_audit.settings import Settings
-from bce_audit.sweep import grids
+from bce_audit.vocabulary import Domain, DType, Sampling
 
 TORCH = {
     DType.FLOAT16: torch.float16,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import TINY, assert_exit, assert_usage_error, read_csv, runner
 
-from bce_audit import _io
+from bce_audit import files as _io
 from bce_audit.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,9 +293,9 @@ def test_state_a_user_module_sets_at_import_does_not_reach_the_built_ins(losses)
 def test_evaluate_pins_the_callers_state_and_gives_it_back():
     import torch
 
-    from bce_audit._types import Domain, DType
-    from bce_audit.evaluate import evaluate
-    from bce_audit.formulations import BUILTINS
+    from bce_audit.engines.torch_engine import evaluate
+    from bce_audit.formulations.builtins import BUILTINS
+    from bce_audit.vocabulary import Domain, DType
 
     tiny = 1.401298464324817e-45  # the smallest float32 subnormal
     torch.set_flush_denormal(True)
@@ -480,8 +480,8 @@ def test_an_empty_grid_is_an_error_naming_dtype_and_range(args, named):
 
 
 def test_a_case_with_no_point_never_passes_a_rule():
-    from bce_audit.gate import CaseFigures, CaseKey
-    from bce_audit.thresholds import ThresholdRule, evaluate_rule
+    from bce_audit.gate.interface import CaseFigures, CaseKey
+    from bce_audit.gate.thresholds import ThresholdRule, evaluate_rule
 
     nan = math.nan
     empty = CaseFigures(0, 0, 0, 0, 0, 0, 0, nan, nan, nan, nan, nan, nan, nan, nan)
@@ -491,7 +491,7 @@ def test_a_case_with_no_point_never_passes_a_rule():
 
 
 def test_the_largest_finite_input_is_max_not_inf():
-    from bce_audit._format import numbers
+    from bce_audit.report import numbers
 
     big = 1.7976931348623157e308
     assert numbers.value(big, big) == "max" and numbers.value(-big, big) == "-max"
@@ -507,12 +507,12 @@ def test_the_largest_finite_input_is_max_not_inf():
 
 
 def test_error_figures_stay_finite():
-    from bce_audit._types import DType
-    from bce_audit.metrics import ERROR_CAP, summarize, ulp_error
+    from bce_audit.audit.metrics import ERROR_CAP, summarize, ulp_error
+    from bce_audit.vocabulary import DType
 
     f64 = DType.FLOAT64.format
     assert ulp_error(np.array([1e-7]), np.array([0.0]), f64)[0] == ERROR_CAP  # 2e316 ULPs, written as a bound
-    from bce_audit._types import Domain
+    from bce_audit.vocabulary import Domain
 
     out, truth = np.array([1e-7, 1e-7, 0.5]), np.array([0.0, 0.0, 0.5])
     stats, _, _ = summarize(np.array([0.0, 1.0, 0.5]), out, truth, truth, f64, Domain.PROBABILITIES, 4.0)

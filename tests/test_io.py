@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import TINY, assert_exit, runner
 
-from bce_audit._exit_codes import UsageError
-from bce_audit._io import Output, atomic_write, check_writable
 from bce_audit.cli import main
+from bce_audit.errors import UsageError
+from bce_audit.files import Output, atomic_write, check_writable
 
 
 def test_symlinked_report_replaces_its_target_and_keeps_the_link(tmp_path):
@@ -81,7 +81,7 @@ def test_closed_stdout_does_not_change_the_exit_code(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_two_outputs_may_both_go_to_one_device_or_pipe(tmp_path):
     # (a FIFO stands in for /dev/null or /dev/stdout, which a test must not risk replacing)
-    from bce_audit._io import check_distinct
+    from bce_audit.files import check_distinct
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

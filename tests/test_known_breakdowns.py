@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from bce_audit._types import Domain, DType, Quantity
+from bce_audit.audit.sweep import run_sweep
 from bce_audit.settings import Settings
-from bce_audit.sweep import run_sweep
+from bce_audit.vocabulary import Domain, DType, Quantity
 
 TORCH = {
     DType.FLOAT16: torch.float16,

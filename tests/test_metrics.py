@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from bce_audit._rounding import from_ordinal, ordinal
-from bce_audit._types import Domain, DType, Status
-from bce_audit.metrics import bits_of_error, point_status, stable_range, summarize, ulp, ulp_error
+from bce_audit.audit.metrics import bits_of_error, point_status, stable_range, summarize, ulp, ulp_error
+from bce_audit.floats import from_ordinal, ordinal
+from bce_audit.vocabulary import Domain, DType, Status
 
 F16 = DType.FLOAT16.format
 BF16 = DType.BFLOAT16.format

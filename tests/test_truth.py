@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from mpmath import mp, mpf
 
-from bce_audit._rounding import round_float, round_to_format
-from bce_audit._types import FLOAT64, DType
-from bce_audit.truth import logit_truth, probability_truth
+from bce_audit.floats import round_float, round_to_format
+from bce_audit.oracle.reference import logit_truth, probability_truth
+from bce_audit.vocabulary import FLOAT64, DType
 
 F16 = DType.FLOAT16.format
 BF16 = DType.BFLOAT16.format

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from helpers import TINY, assert_exit, assert_usage_error, runner
 
-from bce_audit import truth_table
-from bce_audit._types import Domain, DType, Sampling
+from bce_audit.audit.grid import build_grid
+from bce_audit.audit.sweep import run_sweep
 from bce_audit.cli import main
-from bce_audit.grid import build_grid
+from bce_audit.oracle import table as truth_table
+from bce_audit.oracle.cache import _MAGIC, ORACLE_VERSION, TruthCache
+from bce_audit.oracle.table import build_truth_table, evaluate_points
 from bce_audit.settings import Settings
-from bce_audit.sweep import run_sweep
-from bce_audit.truth_cache import _MAGIC, ORACLE_VERSION, TruthCache
-from bce_audit.truth_table import build_truth_table, evaluate_points
+from bce_audit.vocabulary import Domain, DType, Sampling
 
 SMALL = ["-f", "max-abs", "-f", "naive", "-d", "float16", "-d", "float32", "--points", "60"]
 
@@ -136,9 +136,9 @@ def test_unwritable_cache_warns_once_and_the_sweep_goes_on(tmp_path):
 _WRITER = """
 import sys
 import numpy as np
-from bce_audit._types import Domain
-from bce_audit.truth_cache import TruthCache
-from bce_audit.truth_table import evaluate_points
+from bce_audit.vocabulary import Domain
+from bce_audit.oracle.cache import TruthCache
+from bce_audit.oracle.table import evaluate_points
 cache = TruthCache(sys.argv[1])
 start = int(sys.argv[2])
 for i in range(15):

@@ -8,12 +8,12 @@ import struct
 import numpy as np
 import pytest
 
-from bce_audit._rounding import round_array_flagging_midpoints, round_float, round_to_format
-from bce_audit._types import Domain, DType, Sampling
-from bce_audit.grid import build_grid
-from bce_audit.truth import logit_truth, probability_truth
-from bce_audit.truth_fast import settle_float64
-from bce_audit.truth_table import COLUMNS, FORMATS, evaluate_points
+from bce_audit.audit.grid import build_grid
+from bce_audit.floats import round_array_flagging_midpoints, round_float, round_to_format
+from bce_audit.oracle.fast import settle_float64
+from bce_audit.oracle.reference import logit_truth, probability_truth
+from bce_audit.oracle.table import COLUMNS, FORMATS, evaluate_points
+from bce_audit.vocabulary import Domain, DType, Sampling
 
 F16, BF16, F32, F64 = (d.format for d in DType)
 
@@ -190,7 +190,7 @@ def test_labels_sharing_an_input_match_one_label_at_a_time():
 
 
 def test_negative_zero_label_is_the_label_zero():
-    from bce_audit.truth_table import build_truth_table
+    from bce_audit.oracle.table import build_truth_table
 
     xs = np.array([-3.0, 0.5, 2.0])
     table, work = build_truth_table([(Domain.LOGITS, 0.0, xs), (Domain.LOGITS, -0.0, xs)])

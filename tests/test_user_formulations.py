@@ -156,7 +156,7 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def sweep_calls(monkeypatch):
     """Records (and refuses) every call of run_sweep: loading errors must come before it."""
-    import bce_audit.sweep
+    import bce_audit.audit.sweep
 
     calls = []
 
@@ -164,7 +164,7 @@ def sweep_calls(monkeypatch):
         calls.append(args)
         raise RuntimeError("run_sweep called before the user formulations were loaded")
 
-    monkeypatch.setattr(bce_audit.sweep, "run_sweep", refuse)
+    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", refuse)
     return calls
 
 
@@ -753,7 +753,7 @@ def installed(tmp_path, monkeypatch):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-bce-losses\nVersion: 1.2\n")
     (info / "entry_points.txt").write_text(
-        "[bce_audit.formulations]\n"
+        "[bce_audit.formulations.builtins]\n"
         f"fake-bce = {module}:decorated\n"
         f"fake-probs = {module}:probs\n"
         f"fake-broken = {module}_missing:f\n"
@@ -813,7 +813,7 @@ def test_entry_point_with_a_taken_name_is_listed_as_ignored(installed, tmp_path)
     info = tmp_path / "other_bce-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-bce\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[bce_audit.formulations]\nfake-bce = {installed}:probs\n")
+    (info / "entry_points.txt").write_text(f"[bce_audit.formulations.builtins]\nfake-bce = {installed}:probs\n")
     rows = [cells for cells in _list_rows() if cells[0] == "fake-bce"]
     assert len(rows) == 2
     used, ignored = sorted(rows, key=lambda r: r[3].startswith("ignored"))

@@ -1,0 +1,169 @@
+"""Error metrics (DESIGN: Metrics): ULP error, bits of error, per-point status, case summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from bce_audit.floats import ordinal
+from bce_audit.vocabulary import Domain, FloatFormat, Status
+
+
+def ulp(truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """2^(max(floor(log2|t|), emin) - p + 1) at the correctly rounded truth; ulp(0) = tiniest."""
+    t = np.abs(np.asarray(truth, dtype=np.float64))
+    _, e = np.frexp(t)  # t = m·2^e with m in [0.5, 1): floor(log2 t) = e - 1
+    exponent = np.where(t == 0, fmt.emin, np.maximum(e - 1, fmt.emin)) - fmt.precision + 1
+    return np.ldexp(1.0, exponent.astype(np.int64))
+
+
+# The largest float64. An error figure can exceed it: ulp(0) in float64 is 2^-1074, so an output of
+# 1e-7 against an exact 0 is 2e316 ULPs off. Such a figure is written as this value, a lower
+# bound, so that a finite output against a finite truth always has a finite error (never inf).
+ERROR_CAP = float(np.finfo(np.float64).max)
+
+
+def ulp_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """|output - truth| / ulp(truth), for finite output and finite rounded truth (else NaN);
+    at most ERROR_CAP."""
+    output = np.asarray(output, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        diff = np.abs(output - truth)
+        # opposite-signed values near the top of float64 overflow the plain difference:
+        # halve both, and double only after dividing by the ulp
+        halves = np.abs(output * 0.5 - truth * 0.5)
+        u = ulp(np.where(np.isfinite(truth), truth, 0.0), fmt)
+        err = np.minimum(np.where(np.isinf(diff), 2 * (halves / u), diff / u), ERROR_CAP)
+    finite = np.isfinite(output) & np.isfinite(truth)
+    return np.where(finite, err, np.nan)
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean, finite for finite values: a sum of values near ERROR_CAP overflows, so then each
+    is divided by the count first."""
+    with np.errstate(over="ignore"):
+        m = float(values.mean())
+    return float(np.sum(values / len(values))) if math.isinf(m) else m
+
+
+def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Herbie's metric: log2(1 + representable values between output and rounded truth).
+
+    NaN against non-NaN scores the format's width; NaN against NaN scores 0.
+    """
+    output = np.asarray(output, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    out_nan, truth_nan = np.isnan(output), np.isnan(truth)
+    o = ordinal(np.where(out_nan, 0.0, output), fmt)
+    t = ordinal(np.where(truth_nan, 0.0, truth), fmt)
+    # The distance in unsigned 64-bit arithmetic is exact (it is below 2^64); a float64
+    # difference of two float64 ordinals (~2^62) would lose the small distances entirely.
+    distance = (np.maximum(o, t).astype(np.uint64) - np.minimum(o, t).astype(np.uint64)).astype(np.float64)
+    bits = np.log2(1.0 + distance)
+    bits = np.where(out_nan != truth_nan, float(fmt.width), bits)
+    return np.where(out_nan & truth_nan, 0.0, bits)
+
+
+def point_status(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float) -> np.ndarray:
+    """One Status per point (as an array of str), following DESIGN's definitions."""
+    output = np.asarray(output, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    status = np.full(output.shape, Status.OK.value, dtype=object)
+    with np.errstate(invalid="ignore"):
+        inaccurate = ulp_err > threshold
+        # an infinite truth missed (wrong sign or finite output) is an accuracy failure
+        inaccurate |= np.isinf(truth) & (output != truth) & ~np.isnan(output)
+        # a non-NaN output where the truth is NaN (outside the domain) is wrong too
+        inaccurate |= np.isnan(truth) & ~np.isnan(output)
+    status[inaccurate] = Status.INACCURATE.value
+    status[(output == 0) & (truth != 0) & ~np.isnan(truth)] = Status.ZERO.value
+    status[np.isinf(output) & np.isfinite(truth)] = Status.INF.value
+    status[np.isnan(output) & ~np.isnan(truth)] = Status.NAN.value
+    return status
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseStats:
+    """The per-case figures of DESIGN's summary.
+
+    points: finite inputs evaluated (the specials included).
+    counts: points per status value.
+    max_ulp / p99_ulp / mean_ulp: over points where output and rounded truth are both finite.
+    mean_bits: mean bits of error over all points.
+    max_rel_err: max |output - truth| / |truth| (truth rounded to float64), truth finite, nonzero;
+        at most ERROR_CAP, like the ULP figures.
+    worst_input: the input with the most bits of error (the first of equals); NaN if all exact.
+    stable_lo / stable_hi: the widest interval around the domain's centre on which every sampled
+        input is ok; NaN when the centre itself is not ok.
+    """
+
+    points: int
+    counts: dict[str, int]
+    max_ulp: float
+    p99_ulp: float
+    mean_ulp: float
+    mean_bits: float
+    max_rel_err: float
+    worst_input: float
+    stable_lo: float
+    stable_hi: float
+
+    @property
+    def worst_status(self) -> Status:
+        present = [Status(s) for s, n in self.counts.items() if n]
+        return max(present, key=lambda s: s.severity, default=Status.OK)
+
+
+def stable_range(inputs: np.ndarray, ok: np.ndarray, centre: float) -> tuple[float, float]:
+    """Widest [lo, hi] around ``centre`` in which every sampled input is ok (inputs sorted)."""
+    below = np.nonzero(inputs <= centre)[0]
+    above = np.nonzero(inputs >= centre)[0]
+    if len(below) == 0 or len(above) == 0:
+        return math.nan, math.nan
+    i, j = below[-1], above[0]
+    if not (ok[i] and ok[j]):
+        return math.nan, math.nan
+    bad_below = np.nonzero(~ok[: i + 1])[0]
+    bad_above = np.nonzero(~ok[j:])[0]
+    lo_index = bad_below[-1] + 1 if len(bad_below) else 0
+    hi_index = j + bad_above[0] - 1 if len(bad_above) else len(inputs) - 1
+    return float(inputs[lo_index]), float(inputs[hi_index])
+
+
+def summarize(
+    inputs: np.ndarray,
+    output: np.ndarray,
+    truth: np.ndarray,
+    truth_f64: np.ndarray,
+    fmt: FloatFormat,
+    domain: Domain,
+    threshold: float,
+) -> tuple[CaseStats, np.ndarray, np.ndarray]:
+    """Case figures plus the per-point ULP errors and statuses (for ``--details``)."""
+    errs = ulp_error(output, truth, fmt)
+    status = point_status(output, truth, errs, threshold)
+    bits = bits_of_error(output, truth, fmt)
+    finite_errs = errs[~np.isnan(errs)]
+    with np.errstate(all="ignore"):
+        rel = np.minimum(np.abs(output - truth_f64) / np.abs(truth_f64), ERROR_CAP)
+    rel = rel[np.isfinite(output) & np.isfinite(truth_f64) & (truth_f64 != 0)]
+    counts = {s.value: int(np.count_nonzero(status == s.value)) for s in Status if s is not Status.ERROR}
+    # no worst input when every point is exact (the first of equals would mean nothing)
+    worst = float(inputs[int(np.argmax(bits))]) if len(bits) and bits.max() > 0 else math.nan
+    lo, hi = stable_range(inputs, status == Status.OK.value, domain.centre)
+    stats = CaseStats(
+        points=len(inputs),
+        counts=counts,
+        max_ulp=float(finite_errs.max()) if len(finite_errs) else math.nan,
+        p99_ulp=float(np.percentile(finite_errs, 99, method="higher")) if len(finite_errs) else math.nan,
+        mean_ulp=_mean(finite_errs) if len(finite_errs) else math.nan,
+        mean_bits=float(bits.mean()) if len(bits) else math.nan,
+        max_rel_err=float(rel.max()) if len(rel) else math.nan,
+        worst_input=worst,
+        stable_lo=lo,
+        stable_hi=hi,
+    )
+    return stats, errs, status

@@ -1,0 +1,430 @@
+"""User code runs in a child process, where it cannot take the audit down with it.
+
+A user's formulation (``--impl``, a config table, an entry point) is imported and called only in
+a sandbox process, never in bce-audit's own: whatever it does at import or in a call (flip
+torch's global switches, call ``os._exit(0)``, close ``sys.stdout``, hang, exhaust memory,
+crash in native code) stays there. The parent sends requests over a pipe (a JSON header and raw
+float64 arrays: data, never pickle) and waits for each answer at most ``timeout`` seconds.
+
+* An answer that never comes: the child is killed (its whole process group) and the evaluation
+  is *lost*, with the reason; the formulation's later evaluations are not attempted (each would
+  cost the whole time limit again) and are lost too.
+* A child that dies (exits, is killed, crashes): the evaluation is lost with the reason, and the
+  next request starts a fresh child.
+* Memory: the child's address space is limited (RLIMIT_AS, ``MEMORY_BUDGET`` above what it holds
+  after start-up); running out is a lost evaluation, not a finding about the loss.
+
+A lost evaluation is neither a pass nor a regression: ``bce-audit check`` exits 4 (incomplete)
+when any planned case was lost, and every report names them with the reason.
+
+Children are forked from multiprocessing's fork server, which imports torch once per run, so a
+fresh child starts in milliseconds. Each child makes itself a process-group leader (a terminal's
+Ctrl-C reaches only bce-audit, which then ends it) and asks the kernel to kill it when its parent
+dies, so none outlives the run, not even one whose parent was killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bce_audit.errors import UsageError, describe
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.engines.torch_engine import GridEvaluation
+    from bce_audit.formulations.user import UserFormulationSpec
+
+DEFAULT_TIMEOUT = 60.0  # seconds per request: an import, or one formulation on one grid at one label
+
+
+def memory_budget() -> int:
+    """Bytes of address space a child may add to what it holds after start-up: half of the
+    physical memory, at least 2 GiB."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 8 << 30
+    return max(2 << 30, physical // 2)
+
+
+# Messages that say a child ran out of memory (a MemoryError, or torch's allocator refusing).
+_OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "not enough memory", "out of memory")
+
+
+def out_of_memory(message: str | None) -> bool:
+    return message is not None and any(m in message for m in _OUT_OF_MEMORY)
+
+
+class Lost(Exception):
+    """A request whose answer never came: the message says why (a time limit, a death)."""
+
+
+# --------------------------------------------------------------------------- the wire format
+
+
+def _pack(header: dict, payload: bytes = b"") -> bytes:
+    return json.dumps(header).encode("utf-8") + b"\n" + payload
+
+
+def _unpack(message: bytes) -> tuple[dict, bytes]:
+    head, _, payload = message.partition(b"\n")
+    header = json.loads(head)
+    if not isinstance(header, dict):
+        raise ValueError("malformed message")
+    return header, payload
+
+
+# --------------------------------------------------------------------------- the parent's side
+
+
+def forkserver_context():
+    """multiprocessing's fork server (spawn on Windows), preloading torch: every child forked from
+    it starts with torch imported, in milliseconds. Start its processes inside ``no_main()``."""
+    import multiprocessing
+
+    if sys.platform == "win32":
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(
+        [
+            "bce_audit.engines._torch_warmup",
+            "bce_audit.engines.torch_engine",
+            "bce_audit.engines.sandbox",
+            "bce_audit.oracle.table",
+        ]
+    )
+    return ctx
+
+
+@contextlib.contextmanager
+def no_main():
+    """Start processes without re-running the parent's ``__main__`` in them.
+
+    multiprocessing re-imports the parent's main module in every child it spawns or forks from
+    its fork server, so that pickled functions defined there resolve. bce-audit's children need
+    nothing from it, and re-running it is harmful: a user's script that calls
+    ``bce_audit.audit()`` without an ``if __name__ == "__main__"`` guard would start the audit
+    again in each child (and pytest's main module costs a second per child)."""
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def preparation_data(name):
+        data = original(name)
+        data.pop("init_main_from_name", None)
+        data.pop("init_main_from_path", None)
+        return data
+
+    spawn.get_preparation_data = preparation_data
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = original
+
+
+class Sandbox:
+    """A child process for user code, started on first use; use it as a context manager (or call
+    ``close``), which ends the child.
+
+    timeout: seconds one request may take (an import, or one evaluation) before the child is
+        killed and the request is lost.
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory: int | None = None):
+        self.timeout = float(timeout)
+        self.memory = memory_budget() if memory is None else memory
+        self._proc = None
+        self._conn = None
+        self._starting = None  # a thread starting the child ahead of the first request
+        self._start_error: BaseException | None = None
+        self.given_up: dict[str, str] = {}  # formulation name -> why its evaluations stopped
+
+    def prestart(self) -> None:
+        """Start the child in the background (the first start waits for the fork server to import
+        torch, about a second and a half), so that the caller's own work overlaps with it."""
+        import threading
+
+        if self._proc is not None or self._starting is not None:
+            return
+
+        def start() -> None:
+            try:
+                self._start()
+            except BaseException as exc:  # noqa: BLE001 - reported by the first request
+                self._start_error = exc
+
+        self._starting = threading.Thread(target=start, name="bce-audit sandbox start", daemon=True)
+        self._starting.start()
+
+    def _wait_for_start(self) -> None:
+        thread, self._starting = self._starting, None
+        if thread is not None:
+            thread.join()
+        error, self._start_error = self._start_error, None
+        if error is not None:
+            self.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        ctx = forkserver_context()
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_child_main, args=(child, self.memory), name="bce-audit sandbox", daemon=True)
+        with no_main():
+            proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        # A child forked from the fork server starts in the server's environment, directory and
+        # sys.path, as they were when the server started: give it this process's, as they are now.
+        umask = os.umask(0)
+        os.umask(umask)
+        here = {"op": "setup", "cwd": os.getcwd(), "env": dict(os.environ), "path": list(sys.path), "umask": umask}
+        parent.send_bytes(_pack(here))
+        if not parent.poll(self.timeout):
+            raise EOFError("the sandbox process did not start")
+        answer, _ = _unpack(parent.recv_bytes())
+        if "internal" in answer:
+            raise RuntimeError(f"sandbox: {answer['internal']}")
+
+    def close(self) -> None:
+        """End the child (and anything it started) now."""
+        if self._starting is not None:
+            self._wait_for_start()
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+        if proc is not None:
+            _kill_group(proc)
+            with contextlib.suppress(Exception):
+                proc.join(5)
+
+    def _death(self) -> str:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            proc.join(2)
+            code = proc.exitcode
+        self.close()
+        if code is None:
+            return "the process running it stopped answering"
+        if code >= 0:
+            return f"the process running it exited with code {code} before it answered (os._exit, or a crash)"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the process running it was killed by {name}{hint}"
+
+    def request(self, header: dict, payload: bytes = b"", what: str = "it") -> tuple[dict, bytes]:
+        """Send one request and wait for its answer; Lost (with the reason) when none comes."""
+        self._wait_for_start()
+        try:
+            if self._proc is None or not self._proc.is_alive():
+                self.close()
+                self._start()  # the first start waits for the fork server to import torch, untimed
+            self._conn.send_bytes(_pack(header, payload))
+            if not self._conn.poll(self.timeout):
+                self.close()
+                raise Lost(f"{what} did not finish within {self.timeout:g} s (--timeout); its process was killed")
+            answer = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            raise Lost(self._death()) from None
+        try:
+            return _unpack(answer)
+        except ValueError:
+            self.close()
+            raise Lost("the process running it sent a malformed answer") from None
+
+    # ----------------------------------------------------------------------- requests
+
+    def describe(self, spec: UserFormulationSpec) -> dict:
+        """Load the function in the child: its name, domain and formula text (the completed
+        spec's fields); a UsageError naming the target when it cannot be loaded or called."""
+        try:
+            header, _ = self.request({"op": "describe", "spec": spec.to_wire()}, what=f"importing {spec.target}")
+        except Lost as exc:
+            raise UsageError(f"{spec.where}: {exc}") from None
+        if "usage_error" in header:
+            raise UsageError(header["usage_error"])
+        if "internal" in header:
+            raise RuntimeError(f"sandbox: {header['internal']}")
+        return header
+
+    def evaluate(
+        self, spec: UserFormulationSpec, domain, dtype, finite: np.ndarray, nonfinite: np.ndarray, label: float
+    ) -> GridEvaluation:
+        """``evaluate_grid`` in the child; a lost GridEvaluation when no answer comes."""
+        from bce_audit.engines.torch_engine import Evaluation, GridEvaluation
+
+        n, m = len(finite), len(nonfinite)
+        given_up = self.given_up.get(spec.name)
+        if given_up is not None:
+            return GridEvaluation.lost_as(f"not run: {given_up}", n, m)
+        header = {
+            "op": "evaluate",
+            "spec": spec.to_wire(),
+            "domain": str(domain),
+            "dtype": str(dtype),
+            "label": float(label).hex(),
+            "finite": n,
+            "nonfinite": m,
+        }
+        payload = np.concatenate([finite, nonfinite]).astype("<f8").tobytes()
+        where = f"{spec.name} at {dtype} {domain} y={label:g}"
+        try:
+            answer, data = self.request(header, payload, what=f"evaluating {spec.name}")
+        except Lost as exc:
+            reason = str(exc)
+            if "did not finish within" in reason:  # every later call would hang as long
+                self.given_up[spec.name] = f"{spec.name} hung earlier ({where})"
+            return GridEvaluation.lost_as(reason, n, m)
+        if "internal" in answer:
+            raise RuntimeError(f"sandbox: {answer['internal']}")
+        values = np.frombuffer(data, dtype="<f8").astype(np.float64)
+        errors = answer.get("errors")
+        if len(values) != 2 * (n + m) or not isinstance(errors, list) or len(errors) != 1 + m:
+            return GridEvaluation.lost_as("the process running it sent a malformed answer", n, m)
+        loss, grad = values[: n + m], values[n + m :]
+        finite_ev = Evaluation(loss[:n].copy(), grad[:n].copy(), errors[0])
+        singles = tuple(
+            Evaluation(loss[n + i : n + i + 1].copy(), grad[n + i : n + i + 1].copy(), errors[1 + i]) for i in range(m)
+        )
+        out_of_mem = next((e for e in errors if out_of_memory(e)), None)
+        if out_of_mem is not None:
+            limit = f"{self.memory / 2**30:.3g} GiB"
+            return GridEvaluation.lost_as(f"ran out of memory (limit {limit} above start-up): {out_of_mem}", n, m)
+        return GridEvaluation(finite_ev, singles)
+
+
+def _kill_group(proc) -> None:
+    """SIGKILL the child and every process it started (it leads its own process group)."""
+    pid = proc.pid
+    if pid is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.kill()
+
+
+# --------------------------------------------------------------------------- the child's side
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _limit_memory(budget: int) -> None:
+    with contextlib.suppress(Exception):
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + budget
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _become_sandbox(memory: int) -> None:
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # its own process group: killed as one, deaf to the terminal's Ctrl-C
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # whatever the user's code prints, at any level, goes to stderr, never into a report on stdout
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(sys.stderr.fileno(), 1)
+    sys.stdout = sys.stderr
+    _limit_memory(memory)
+
+
+def _child_main(conn, memory: int) -> None:
+    _become_sandbox(memory)
+    from bce_audit.engines.torch_state import canonical
+
+    canonical()  # the thread count of a fresh process, before any user code runs
+    loaded: dict = {}
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            header, payload = _unpack(message)
+            reply = _serve(header, payload, loaded)
+        except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets an answer
+            reply = ({"internal": describe(exc)}, b"")
+        try:
+            conn.send_bytes(_pack(*reply))
+        except (OSError, ValueError):
+            return
+
+
+def _serve(header: dict, payload: bytes, loaded: dict) -> tuple[dict, bytes]:
+    from bce_audit.formulations.user import UserFormulationSpec, complete_here, load_here
+
+    if header["op"] == "setup":
+        os.chdir(header["cwd"])
+        os.environ.clear()
+        os.environ.update(header["env"])
+        sys.path[:] = header["path"]
+        os.umask(header["umask"])
+        return {}, b""
+
+    spec = UserFormulationSpec.from_wire(header["spec"])
+    key = json.dumps(header["spec"], sort_keys=True)
+    if header["op"] == "describe":
+        try:
+            done = complete_here(spec)
+            formulation = load_here(done)
+        except UsageError as exc:
+            return {"usage_error": str(exc)}, b""
+        loaded[key] = formulation
+        return {"name": done.name, "domain": str(done.domain), "formula": formulation.formula}, b""
+    if header["op"] == "evaluate":
+        from bce_audit.engines.torch_engine import evaluate_grid
+        from bce_audit.vocabulary import Domain, DType
+
+        formulation = loaded.get(key)
+        if formulation is None:
+            try:
+                formulation = loaded[key] = load_here(spec)
+            except UsageError as exc:
+                return {"usage_error": str(exc)}, b""
+        n, m = int(header["finite"]), int(header["nonfinite"])
+        values = np.frombuffer(payload, dtype="<f8").astype(np.float64)
+        ev = evaluate_grid(
+            formulation,
+            Domain(header["domain"]),
+            DType(header["dtype"]),
+            values[:n],
+            values[n : n + m],
+            float.fromhex(header["label"]),
+        )
+        loss = np.concatenate([ev.finite.loss, *(e.loss for e in ev.nonfinite)])
+        grad = np.concatenate([ev.finite.grad, *(e.grad for e in ev.nonfinite)])
+        errors = [ev.finite.error, *(e.error for e in ev.nonfinite)]
+        return {"errors": errors}, np.concatenate([loss, grad]).astype("<f8").tobytes()
+    raise ValueError(f"unknown request {header.get('op')!r}")

@@ -1,0 +1,409 @@
+"""Every file bce-audit writes goes through here.
+
+Two kinds of file, two rules:
+
+* **Outputs the user names** (``--csv``, ``--json``, ``--details``, ``--junit``, ``--markdown``,
+  the baseline): a symlink there is the user's choice and is followed (its target is replaced,
+  the link kept); a device or pipe (``/dev/stdout``, ``>(jq .)``) is written into; ``-`` is
+  standard output. One run's outputs are written as one transaction (``write_outputs``): each
+  is rendered into an exclusive temporary file beside its target first, and only when all of
+  them are written are they renamed into place, with SIGINT and SIGTERM held back, so a failure
+  or Ctrl-C never leaves a new CSV beside an old JSON. When something does go wrong the error
+  says exactly which outputs were written.
+* **Files the tool names itself** (the truth cache and its temporary files): they live in a
+  ``PrivateDir``, where every operation is relative to a descriptor of the directory and never
+  follows a symbolic link. A link found there is not the tool's: it is reported, never read
+  through, and a write replaces the link itself, never its target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import secrets
+import signal
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from bce_audit.errors import UsageError
+
+# The path that means standard output, as Unix tools have it.
+STDOUT = "-"
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One output the user asked for.
+
+    name: how the user named it, for messages: ``--csv`` or ``csv (from ci.toml)``.
+    path: where it goes; None for standard output (``-``).
+    """
+
+    name: str
+    path: Path | None
+
+    @classmethod
+    def parse(cls, name: str, value: str | os.PathLike) -> Output:
+        return cls(name, None if str(value) == STDOUT else Path(value))
+
+    @property
+    def is_stdout(self) -> bool:
+        return self.path is None
+
+    def __str__(self) -> str:
+        return f"{self.name} {STDOUT if self.path is None else self.path}"
+
+
+def _is_special(path: Path) -> bool:
+    """True for an existing path that is neither a regular file nor a directory: /dev/null,
+    /dev/stdout, a FIFO, a shell's >(...). Such a path is written into, never renamed over."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def check_writable(output: Output) -> None:
+    """Fail before any work when an output cannot be written (a one-line usage error)."""
+    path = output.path
+    if path is None:
+        return
+    if _is_special(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{output}: permission denied")
+        return
+    if path.is_dir():
+        raise UsageError(f"{output}: is a directory")
+    target = Path(os.path.realpath(path))  # through symlinks: the file they point at is replaced
+    parent = target.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"{output}: {parent} {what}")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{output}: permission denied")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: equal once resolved, or the same file (a hard link) when both exist."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a symlink loop, a vanished file: not provably the same
+        return False
+
+
+def check_distinct(named: Sequence[Output]) -> None:
+    """Fail before any work when two outputs (or an output and an input such as the config or the
+    baseline) are one file, or when two of them are standard output: one would overwrite, or
+    interleave with, the other. The error names both."""
+    for i, out in enumerate(named):
+        for earlier in named[:i]:
+            if out.path is None and earlier.path is None:
+                clash = True
+            elif out.path is None or earlier.path is None or _is_special(out.path):
+                clash = False  # /dev/null, /dev/stdout, a pipe: written into, never replaced
+            else:
+                clash = same_file(out.path, earlier.path)
+            if clash:
+                raise UsageError(
+                    f"{out} and {earlier} are the same file: one would overwrite the other; give each its own path"
+                )
+
+
+# --------------------------------------------------------------------------- signals
+
+
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block ends, for the few renames that must happen
+    all together or not at all; a signal that arrives meanwhile is delivered right after.
+
+    The handlers are swapped for ones that only take note (a signal mask would not do: the
+    kernel may hand the signal to another thread, whose C handler still trips the Python one).
+    Python runs handlers in the main thread only, so elsewhere the block is not protected.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+class OutputsNotWritten(UsageError):
+    """Writing the outputs failed; the message says which were written (if any) and why."""
+
+
+class _Staged:
+    """An output rendered into an exclusive temporary file beside its target, waiting to be
+    renamed into place (or, for standard output and devices, the bytes still to write)."""
+
+    def __init__(self, output: Output, data: bytes):
+        self.output = output
+        self.data = data
+        self.tmp: str | None = None
+        self.target: Path | None = None
+
+    @property
+    def direct(self) -> bool:
+        """Written into (standard output, a device, a pipe), not renamed over."""
+        return self.output.path is None or _is_special(self.output.path)
+
+    def stage(self) -> None:
+        if self.direct:
+            return
+        target = Path(os.path.realpath(self.output.path))  # the user's symlink is followed on purpose
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = _new_file_mode()
+        # mkstemp: O_CREAT | O_EXCL, so nothing that already exists (a planted link) is opened
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        self.tmp, self.target = tmp, target
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(f.fileno(), mode)  # mkstemp makes it 0600; keep the file's own mode
+            f.write(self.data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write_direct(self) -> None:
+        if self.output.path is None:
+            stream = sys.stdout
+            if stream is None:  # standard output closed: there is nowhere to write
+                raise OSError(errno.EBADF, "standard output is closed")
+            buffer = getattr(stream, "buffer", None)
+            if buffer is not None:
+                stream.flush()
+                buffer.write(self.data)
+                buffer.flush()
+            else:  # a text stream with no bytes underneath (click's test runner, say)
+                stream.write(self.data.decode("utf-8"))
+                stream.flush()
+            return
+        with open(self.output.path, "wb") as f:
+            f.write(self.data)
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.target)
+        self.tmp = None
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
+def _written_text(done: list[Output]) -> str:
+    return "written: " + ", ".join(str(o) for o in done) if done else "nothing was written"
+
+
+def write_outputs(
+    items: Sequence[tuple[Output, bytes | str]], announce: Callable[[Output], None] | None = None
+) -> None:
+    """Write one run's outputs together: all of them replaced, or a message that says exactly
+    which were written.
+
+    1. Each file output is written to an exclusive temporary file beside its target and
+       fsynced. A failure here (a full disk, say) removes the temporary files and replaces nothing.
+    2. Standard output, devices and pipes are written into (they cannot be replaced atomically).
+    3. The temporary files are renamed over their targets with SIGINT and SIGTERM held back, so
+       an interrupt lands before or after all the renames, never between two of them.
+
+    ``announce(output)`` is called for each output once it is in place. Errors are
+    ``OutputsNotWritten`` (exit 2) naming the output, the reason and what was written;
+    an interrupt (Ctrl-C, SIGTERM) is re-raised after the temporary files are removed.
+    """
+    staged = [_Staged(o, d.encode("utf-8") if isinstance(d, str) else d) for o, d in items]
+    done: list[Output] = []
+    current: _Staged | None = None
+    try:
+        for current in staged:
+            current.stage()
+        for current in staged:
+            if current.direct:
+                current.write_direct()
+                done.append(current.output)
+        current = None
+        with signals_held():
+            for current in staged:
+                if not current.direct:
+                    current.commit()
+                    done.append(current.output)
+            current = None
+    except OSError as exc:
+        what = f"{current.output}: cannot write: {_reason(exc)}" if current is not None else _reason(exc)
+        raise OutputsNotWritten(f"{what}; {_written_text(done)}") from None
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # an interrupt (SIGTERM arrives as SystemExit): say what is in place, then let it end the run
+        if sys.stderr is not None:
+            with contextlib.suppress(Exception):
+                print(f"bce-audit: interrupted while writing the outputs; {_written_text(done)}", file=sys.stderr)
+        raise exc
+    finally:
+        for s in staged:
+            s.discard()
+        if announce is not None:
+            for output in done:
+                announce(output)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write one user-named file atomically (see write_outputs)."""
+    write_outputs([(Output("file", Path(path)), text)])
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    write_outputs([(Output("file", Path(path)), data)])
+
+
+# --------------------------------------------------------------------------- the tool's own files
+
+
+class LinkRefused(OSError):
+    """A path inside a PrivateDir is a symbolic link (or another non-regular file): the tool did
+    not create it, so it neither reads through it nor writes through it."""
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+# os.replace takes the same dir_fd arguments as os.rename (one system call), but is not listed itself
+_DIR_FD = {os.open, os.rename, os.mkdir, os.unlink} <= os.supports_dir_fd
+
+
+class PrivateDir:
+    """A directory that bce-audit names and fills itself (``root / name``), where no symbolic
+    link is ever followed.
+
+    ``root`` is the user's (``--cache-dir``, ``$BCE_AUDIT_CACHE_DIR``, the platform's cache
+    directory): it is created if missing, and links in it are the user's business. ``name`` is
+    the tool's: it is created here, opened with O_NOFOLLOW, and every file below it is opened,
+    created and renamed relative to that descriptor (openat, renameat), with O_NOFOLLOW, so a
+    link planted there, or a directory swapped for a link halfway through, cannot send a read
+    or a write anywhere else. Temporary files are created exclusively (O_EXCL) in this directory.
+    Where the platform has no such calls, each path is checked with lstat instead.
+    """
+
+    def __init__(self, root: Path, name: str):
+        self.root = Path(root)
+        self.name = name
+        self.path = self.root / name
+
+    @contextlib.contextmanager
+    def _dir_fd(self, create: bool) -> Iterator[int | None]:
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        if not _DIR_FD:
+            if self.path.is_symlink():
+                raise LinkRefused(errno.ELOOP, f"{self.path} is a symbolic link, not a directory bce-audit made")
+            if create:
+                self.path.mkdir(exist_ok=True)
+            yield None
+            return
+        root_fd = os.open(self.root, os.O_RDONLY | _DIRECTORY)
+        try:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.name, 0o755, dir_fd=root_fd)
+            try:
+                fd = os.open(self.name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=root_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(self.path):
+                    raise LinkRefused(
+                        errno.ELOOP, f"{self.path} is a symbolic link, not a directory bce-audit made"
+                    ) from None
+                raise
+        finally:
+            os.close(root_fd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def read(self, filename: str) -> bytes | None:
+        """The bytes of a regular file here; None if there is none. LinkRefused for a link or
+        anything else that is not a regular file (a FIFO is never opened for reading)."""
+        try:
+            with self._dir_fd(create=False) as dfd:
+                if dfd is None:
+                    p = self.path / filename
+                    if p.is_symlink() or (p.exists() and not p.is_file()):
+                        raise LinkRefused(errno.ELOOP, f"{p} is not a regular file")
+                    return p.read_bytes()
+                try:
+                    fd = os.open(filename, os.O_RDONLY | _NOFOLLOW | _NONBLOCK, dir_fd=dfd)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise LinkRefused(errno.ELOOP, f"{self.path / filename} is a symbolic link") from None
+                    raise
+                with os.fdopen(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                        raise LinkRefused(errno.EINVAL, f"{self.path / filename} is not a regular file")
+                    return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write(self, filename: str, data: bytes) -> None:
+        """Replace ``filename`` here with ``data``, atomically: an exclusive temporary file in
+        this directory, fsync, then a rename that replaces whatever the name held (a link
+        included, never its target)."""
+        with self._dir_fd(create=True) as dfd:
+            tmp = f".{filename}.{secrets.token_hex(8)}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            if dfd is None:
+                fd = os.open(self.path / tmp, flags, 0o644)
+            else:
+                fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                with signals_held():
+                    if dfd is None:
+                        os.replace(self.path / tmp, self.path / filename)
+                    else:
+                        os.replace(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)
+                    tmp = None
+            finally:
+                if tmp is not None:
+                    with contextlib.suppress(OSError):
+                        if dfd is None:
+                            os.unlink(self.path / tmp)
+                        else:
+                            os.unlink(tmp, dir_fd=dfd)

@@ -1,0 +1,646 @@
+"""Formulations users bring: their own loss functions, from a module, a file or an installed package.
+
+Three ways in, one shape out (a ``UserFormulationSpec`` in the settings, a ``Formulation`` in the
+sweep):
+
+* ``--impl TARGET``, TARGET being ``module:function`` or ``path/to/file.py:function``, optionally
+  suffixed ``@logits`` or ``@probabilities``;
+* a table in the config's ``formulations`` list: ``target``, ``name``, ``domain``, ``parameters``
+  (the target may also be a built-in's name, to run it with other parameters);
+* an entry point in the group ``bce_audit.formulations.builtins`` of an installed package, selected by its
+  name with ``-f NAME`` (never part of the default set).
+
+The function is called as ``fn(input, target, **parameters)`` and audited like a built-in. Loading
+problems are usage errors raised before any sweep work; a function that fails at run time only
+turns its own cases into ``error`` rows (``evaluate`` catches that).
+
+This module is imported by ``bce_audit/__init__.py`` (for the decorator), so it stays light: no
+torch, no mpmath, and the heavier standard modules are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from bce_audit.errors import UsageError, describe
+from bce_audit.formulations.builtins import BUILTINS, Formulation
+from bce_audit.vocabulary import Domain, _closest
+
+ENTRY_POINT_GROUP = "bce_audit.formulations.builtins"
+
+# The attributes @formulation sets on a function; read back when the function is loaded.
+DOMAIN_ATTR = "__bce_audit_domain__"
+NAME_ATTR = "__bce_audit_name__"
+FORMULA_ATTR = "__bce_audit_formula__"
+
+# Parameter values are TOML / JSON scalars: settings stay data (reports, a baseline's fingerprint).
+PARAMETER_TYPES = (bool, int, float, str)
+
+# A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
+_NAME_RULE = "letters, digits, '_', '.', '+' or '-', not starting with '.', '+' or '-'"
+
+# The packages bce-audit runs on: a user file or module of the same name would replace them.
+_SHADOWABLE = ("torch", "numpy", "mpmath", "bce_audit")
+
+_TARGET_FORMS = "not of the form MODULE:FUNCTION or FILE.py:FUNCTION (optionally @logits or @probabilities)"
+
+
+class Origin(enum.StrEnum):
+    """Where a formulation was declared (the `source` column of `bce-audit list`)."""
+
+    BUILTIN = "built-in"
+    ENTRY_POINT = "entry point"
+    IMPL = "--impl"
+    CONFIG = "config"
+
+
+def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None = None, formula: str | None = None):
+    """Mark a loss function for bce-audit; it only sets attributes, the function is unchanged.
+
+    domain: ``"logits"`` or ``"probabilities"``, what the first argument is. A ``@logits`` /
+        ``@probabilities`` suffix on the target, or ``domain`` in the config, wins over it.
+    name: the name it is reported under (default: the function's name in the target).
+    formula: a one-line definition shown by ``bce-audit list``.
+
+    Use it as ``@formulation(domain="logits")`` (or bare, ``@formulation``, which marks nothing).
+    """
+
+    # checked here, at the decorator's call: a mistake shows where it is written
+    if fn is not None and not callable(fn):
+        example = f'domain="{fn}"' if str(fn) in {str(d) for d in Domain} else 'domain="logits"'
+        raise TypeError(
+            f"@formulation takes keyword arguments only: write @formulation({example}), not @formulation({fn!r})"
+        )
+    marks = {}
+    if domain is not None:
+        try:
+            marks[DOMAIN_ATTR] = str(Domain.parse(str(domain), "domain"))
+        except UsageError as exc:
+            raise ValueError(f"@formulation: {exc}") from None
+    if name is not None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"@formulation: name {name!r} must be {_NAME_RULE}")
+        marks[NAME_ATTR] = name
+    if formula is not None:
+        marks[FORMULA_ATTR] = str(formula)
+
+    def mark(f):
+        for attr, value in marks.items():
+            setattr(f, attr, value)
+        return f
+
+    return mark if fn is None else mark(fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserFormulationSpec:
+    """A formulation the user brings: what to load and how to call it.
+
+    name: the name it is selected by and reported under (None until ``complete`` reads it from the
+        config, the decorator, or the function's name in the target).
+    target: where the function lives, without the domain suffix: ``module:function``,
+        ``path/to/file.py:function`` (relative to ``base_dir``), or a built-in's name (config only).
+    domain: its native domain (None until ``complete`` reads it from the decorator).
+    parameters: keyword arguments of every call, as (name, value) pairs of TOML scalars.
+    origin: how it was declared (--impl, config, entry point).
+    where: how error messages name it, e.g. ``--impl 'losses.py:bce'``.
+    base_dir: the directory a relative file target is resolved from and that is on sys.path while
+        the target is imported (the cwd for --impl, the config file's directory for a config);
+        None for an entry point (an installed package needs no path).
+
+    formula: the one-line definition `bce-audit list` and the reports show (None until
+        ``complete`` reads it from the decorator, the docstring or the target).
+
+    Only name, target, domain and parameters identify a spec (and go into the settings' dict).
+    """
+
+    name: str | None
+    target: str
+    domain: Domain | None
+    parameters: tuple[tuple[str, bool | int | float | str], ...] = ()
+    origin: Origin = dataclasses.field(default=Origin.IMPL, compare=False)
+    where: str = dataclasses.field(default="", compare=False)
+    base_dir: str | None = dataclasses.field(default=None, compare=False)
+    formula: str | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self):
+        for key, value in self.parameters:
+            if not isinstance(key, str) or not isinstance(value, PARAMETER_TYPES):
+                raise UsageError(f"{self.where or self.target}: parameter {key!r} must be a number, bool or string")
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.target in BUILTINS
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "domain": None if self.domain is None else str(self.domain),
+            "parameters": dict(self.parameters),
+        }
+
+    def to_wire(self) -> dict:
+        """Every field as JSON data: how a spec travels to the sandbox process."""
+        return {
+            **self.to_dict(),
+            "parameters": [[k, v] for k, v in self.parameters],
+            "origin": str(self.origin),
+            "where": self.where,
+            "base_dir": self.base_dir,
+            "formula": self.formula,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> UserFormulationSpec:
+        domain = data["domain"]
+        return cls(
+            name=data["name"],
+            target=data["target"],
+            domain=None if domain is None else Domain(domain),
+            parameters=tuple((k, v) for k, v in data["parameters"]),
+            origin=Origin(data["origin"]),
+            where=data["where"],
+            base_dir=data["base_dir"],
+            formula=data["formula"],
+        )
+
+
+# --------------------------------------------------------------------------- declaring
+
+
+def parse_target(text: str, where: str) -> tuple[str, Domain | None]:
+    """``'module:function@logits'`` -> ``('module:function', Domain.LOGITS)``; the suffix is optional."""
+    ref, domain = text, None
+    head, at, tail = text.rpartition("@")
+    if at and not any(c in tail for c in ":/\\"):  # an '@' inside a directory name is not a suffix
+        ref = head
+        try:
+            domain = Domain.parse(tail, "domain")
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    location, colon, attr = ref.rpartition(":")
+    if not colon or not location or not all(part.isidentifier() for part in attr.split(".")):
+        raise UsageError(f"{where}: {_TARGET_FORMS}")
+    if not _is_file(location) and not all(part.isidentifier() for part in location.split(".")):
+        raise UsageError(f"{where}: {_TARGET_FORMS}")
+    if _is_file(location) and Path(location).stem in _SHADOWABLE:
+        raise UsageError(f"{where}: {_shadows(Path(location).name, Path(location).stem)}")
+    return ref, domain
+
+
+def _shadows(file, package: str) -> str:
+    return f"{file} would shadow the installed package {package}; rename it"
+
+
+def _is_file(location: str) -> bool:
+    return location.endswith(".py") or "/" in location or "\\" in location
+
+
+def spec_from_impl(text: str) -> UserFormulationSpec:
+    """One ``--impl`` value; a relative file path is relative to the current directory."""
+    where = f"--impl {text!r}"
+    ref, domain = parse_target(text, where)
+    return UserFormulationSpec(None, ref, domain, (), Origin.IMPL, where, str(Path.cwd()))
+
+
+def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSpec:
+    """One table of the config's ``formulations`` list (its keys and types checked by config.py)."""
+    target = table["target"]
+    where = f"{where} (target {target!r})"
+    name = table.get("name")
+    parameters = tuple(table.get("parameters", {}).items())
+    if target in BUILTINS:
+        if "domain" in table:
+            raise UsageError(f"{where}: a built-in has its own domain; drop the domain key")
+        domain = BUILTINS[target].native_domain
+    else:
+        if ":" not in target and not _is_file(target.partition("@")[0]):  # meant a built-in's name
+            raise UsageError(
+                f"{where}: unknown formulation {target!r}{_closest(target, list(BUILTINS))}; a target is "
+                f"a built-in ({', '.join(BUILTINS)}), MODULE:FUNCTION or FILE.py:FUNCTION"
+            )
+        ref, domain = parse_target(target, where)
+        target = ref
+        if "domain" in table:
+            try:
+                declared = Domain.parse(table["domain"], "domain")
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+            if domain is not None and declared is not domain:
+                raise UsageError(f"{where}: domain {str(declared)!r} contradicts the suffix @{domain}")
+            domain = declared
+    if name is not None and not _NAME.match(name):
+        raise UsageError(f"{where}: name {name!r} must be {_NAME_RULE}")
+    return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir)
+
+
+def _installed() -> list:
+    """Every entry point of the group, each with why it is ignored (None if it is not).
+
+    A built-in's name is ignored (built-ins win: installing a package never changes what a name
+    means), and so is a name an earlier entry point already has (the first one found wins).
+    """
+    from importlib.metadata import entry_points as installed
+
+    found, seen = [], {}
+    for ep in installed(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTINS:
+            found.append((ep, f"ignored: the built-in {ep.name!r} has this name; rename the entry point"))
+        elif ep.name in seen:
+            found.append((ep, f"ignored: the entry point of {distribution(seen[ep.name])} has this name"))
+        else:
+            seen[ep.name] = ep
+            found.append((ep, None))
+    return found
+
+
+def entry_points() -> dict:
+    """Installed formulations: entry-point name -> EntryPoint, the ignored ones left out."""
+    return {ep.name: ep for ep, ignored in _installed() if ignored is None}
+
+
+def distribution(ep) -> str:
+    """The package that registered an entry point, as 'name version'."""
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "an installed package"
+
+
+def entry_point_spec(ep) -> UserFormulationSpec:
+    """An entry point's value is ``module:function``, its domain from @formulation (or a suffix)."""
+    where = f"entry point {ep.name!r} of {distribution(ep)} ({ep.value!r})"
+    if not _NAME.match(ep.name):
+        raise UsageError(f"{where}: the name {ep.name!r} is not a formulation name ({_NAME_RULE})")
+    value = "".join(ep.value.split("[", 1)[0].split())  # extras and spaces are legal in the syntax
+    ref, domain = parse_target(value, where)
+    if _is_file(ref.rpartition(":")[0]):
+        raise UsageError(f"{where}: an entry point names a module, not a file")
+    return UserFormulationSpec(ep.name, ref, domain, (), Origin.ENTRY_POINT, where, None)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@contextlib.contextmanager
+def _user_code(path_entry: str | None, where: str):
+    """Run user code: its prints go to stderr (never into a report on stdout), its directory is
+    importable while it is imported (as `python file.py` would have it), and sys.path is restored.
+
+    torch is imported first, so that a torch.py beside the user's code cannot replace it; a
+    module of the user's directory that an import took for torch, numpy, mpmath or bce_audit is
+    forgotten again, and is a UsageError naming it.
+    """
+    import torch  # noqa: F401  (before the user's directory is on sys.path)
+
+    from bce_audit.engines.torch_state import pinned
+
+    added = path_entry is not None and path_entry not in sys.path
+    before = set(sys.modules)
+    if added:
+        sys.path.insert(0, path_entry)
+    try:
+        # nothing a module switches at import (flush-denormal, np.seterr, ...) outlives the import
+        with contextlib.redirect_stdout(sys.stderr), pinned():
+            yield
+    finally:
+        if added:
+            try:
+                sys.path.remove(path_entry)
+            except ValueError:
+                pass
+        shadow = _forget_shadows(before, path_entry) if path_entry is not None else None
+    if shadow is not None:
+        raise UsageError(f"{where}: {_shadows(shadow[0], shadow[1])}")
+
+
+def _forget_shadows(before: set, directory: str) -> tuple[str, str] | None:
+    """(file, package) of a module newly imported from ``directory`` under a name bce-audit
+    runs on, after removing it (and its submodules) from sys.modules; None if there is none."""
+    found = None
+    for package in _SHADOWABLE:
+        module = sys.modules.get(package)
+        if package in before or module is None:
+            continue
+        file = getattr(module, "__file__", None)
+        if file is None:
+            continue
+        path = Path(file).resolve()
+        home = path.parent if path.name != "__init__.py" else path.parent.parent
+        if home != Path(directory).resolve():
+            continue
+        for key in [k for k in sys.modules if k not in before and (k == package or k.startswith(package + "."))]:
+            del sys.modules[key]
+        found = found or (str(path), package)
+    return found
+
+
+def _import_file(path: Path, where: str):
+    """A .py file as a module, once per process: its module name is derived from its path."""
+    import hashlib
+    import importlib.util
+
+    path = path.resolve()
+    if not path.is_file():
+        raise UsageError(f"{where}: file {path} not found")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    name = f"_bce_audit_user_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{where}: {path} cannot be loaded as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before exec, as import does: dataclasses and pickle look it up
+    try:
+        with _user_code(str(path.parent), where):
+            spec.loader.exec_module(module)
+    except UsageError:
+        del sys.modules[name]
+        raise
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise UsageError(f"{where}: cannot import {path.name}: {describe(exc)}") from None
+    return module
+
+
+def _import_module(name: str, base_dir: str | None, where: str):
+    import importlib
+
+    top = name.partition(".")[0]
+    if top in _SHADOWABLE and base_dir is not None:
+        for local in (Path(base_dir) / f"{top}.py", Path(base_dir) / top / "__init__.py"):
+            if local.is_file():  # the installed package would be imported, not this
+                raise UsageError(f"{where}: {_shadows(local, top)}")
+    try:
+        with _user_code(base_dir, where):
+            return importlib.import_module(name)
+    except UsageError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise UsageError(f"{where}: cannot import {name}: {describe(exc)}") from None
+
+
+def load_function(spec: UserFormulationSpec) -> Callable:
+    """The callable a (non built-in) target names; UsageError naming the target otherwise."""
+    location, _, attr = spec.target.rpartition(":")
+    if _is_file(location):
+        base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
+        module = _import_file(base / location, spec.where)
+    else:
+        module = _import_module(location, spec.base_dir, spec.where)
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except Exception:
+            public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))]
+            raise UsageError(f"{spec.where}: {location} has no function {attr!r}{_closest(attr, public)}") from None
+    if not callable(obj):
+        raise UsageError(f"{spec.where}: {attr} is not callable (it is a {type(obj).__name__})")
+    return obj
+
+
+def _check_call(fn: Callable, parameters: tuple, where: str) -> None:
+    """Refuse, before the sweep, a function that cannot take (input, target, **parameters)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # not introspectable (a C function): a failure shows up as error rows
+        return
+    try:
+        signature.bind(None, None, **dict(parameters))
+    except TypeError as exc:
+        call = ", ".join(["input", "target"] + [f"{k}={v!r}" for k, v in parameters])
+        raise UsageError(f"{where}: cannot be called as f({call}): {exc}") from None
+
+
+def complete(spec: UserFormulationSpec, sandbox=None) -> UserFormulationSpec:
+    """The spec with its name, domain and formula filled in, loading the function to read them.
+
+    Name: the config's ``name``, else the decorator's, else the function's name in the target.
+    Domain: the suffix or the config's ``domain``, else the decorator's; none at all is an error.
+    A built-in target is completed here; a user's function is imported only in ``sandbox`` (a
+    ``bce_audit.engines.sandbox.Sandbox``; one is made for the call when None), never in this process.
+    """
+    if spec.is_builtin:
+        return complete_here(spec)
+    if sandbox is None:
+        from bce_audit.engines.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return complete(spec, box)
+    info = sandbox.describe(spec)
+    return dataclasses.replace(spec, name=info["name"], domain=Domain(info["domain"]), formula=info["formula"])
+
+
+def complete_here(spec: UserFormulationSpec) -> UserFormulationSpec:
+    """``complete`` in this process: the sandbox's side of it (and the built-ins')."""
+    if spec.is_builtin:
+        builtin = BUILTINS[spec.target]
+        for key, value in spec.parameters:
+            if key in builtin.parameters and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
+        _check_call(builtin.loss, spec.parameters, spec.where)
+        formula = builtin.formula + (f"  with {_parameters_text(spec.parameters)}" if spec.parameters else "")
+        return dataclasses.replace(spec, name=spec.name or spec.target, formula=formula)
+    fn = load_function(spec)
+    name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
+    domain = spec.domain
+    if domain is None:
+        declared = getattr(fn, DOMAIN_ATTR, None)
+        if declared is None:
+            if spec.origin is Origin.ENTRY_POINT:  # the package's code is the only place to say it
+                raise UsageError(
+                    f"{spec.where}: declare its domain: decorate the function with "
+                    '@formulation(domain="logits") or @formulation(domain="probabilities")'
+                )
+            raise UsageError(
+                f"{spec.where}: declare its domain: suffix the target with @logits or @probabilities, "
+                "set domain in the config, or decorate the function with @formulation(domain=...)"
+            )
+        try:
+            domain = Domain.parse(str(declared), "domain")
+        except UsageError as exc:
+            raise UsageError(f"{spec.where}: {exc}") from None
+    _check_call(fn, spec.parameters, spec.where)
+    formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or spec.target
+    if spec.parameters:
+        formula += f"  with {_parameters_text(spec.parameters)}"
+    return dataclasses.replace(spec, name=name, domain=domain, formula=formula)
+
+
+def _contained(fn: Callable, parameters: dict) -> Callable:
+    """``loss(x, y)`` calling the user's function: prints go to stderr, sys.exit() is an error."""
+
+    def loss(x, y):
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                return fn(x, y, **parameters)
+            except SystemExit as exc:  # not an Exception: it would end the whole audit
+                raise RuntimeError(f"the function called sys.exit({exc.code!r})") from None
+
+    return loss
+
+
+def _parameters_text(parameters: tuple) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in parameters)
+
+
+def load(spec: UserFormulationSpec) -> Formulation:
+    """The Formulation the sweep runs for a completed spec: a built-in with the spec's parameters
+    runs here; a user's function is only named here (``spec`` set), and runs in the sandbox."""
+    if spec.name is None or spec.domain is None or spec.formula is None:
+        raise UsageError(f"{spec.where or spec.target}: not completed (name and domain unknown)")
+    if spec.is_builtin:
+        return load_here(spec)
+    return Formulation(spec.name, spec.domain, spec.formula, None, spec=spec)
+
+
+def load_here(spec: UserFormulationSpec) -> Formulation:
+    """The Formulation with its function loaded into this process (the sandbox's side)."""
+    if spec.is_builtin:
+        builtin = BUILTINS[spec.target]
+        formula = spec.formula or builtin.formula
+        loss = _contained(builtin.loss, dict(spec.parameters))
+        return Formulation(spec.name or spec.target, builtin.native_domain, formula, loss)
+    fn = load_function(spec)
+    return Formulation(spec.name, spec.domain, spec.formula or spec.target, _contained(fn, dict(spec.parameters)))
+
+
+def _first_doc_line(fn) -> str:
+    import inspect
+
+    doc = inspect.getdoc(fn) if inspect.isfunction(fn) else None
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+# --------------------------------------------------------------------------- selecting
+
+
+def _unknown(name: str, installed: dict) -> UsageError:
+    others = [n for n in installed if _NAME.match(n)]
+    extra = f"; or an installed one: {', '.join(others)}" if others else ""
+    return UsageError(
+        f"unknown formulation {name!r}{_closest(name, list(BUILTINS) + others)}; "
+        f"choose from {', '.join(BUILTINS)}{extra}"
+    )
+
+
+def select_formulations(
+    flag_names: Iterable[str],
+    impl_targets: Iterable[str],
+    config_items: list | None,
+    config_source: str | None,
+    sandbox=None,
+) -> dict:
+    """The settings' ``formulations`` and ``user_formulations`` from -f, --impl and the config.
+
+    Flags win per kind: ``-f`` replaces the config's names, ``--impl`` its tables. Report order:
+    the -f names (else the config's list in its order, names and tables), then the --impl targets.
+    Returns {} when nothing is selected: every built-in is audited then. User formulations alone
+    (no -f, no names in the config) are audited alone; -f NAME adds built-ins or installed ones.
+    Every user formulation is loaded (in ``sandbox``, see ``complete``; UsageError naming it),
+    before any sweep work.
+    """
+    flag_names, impl_targets = list(flag_names), list(impl_targets)
+    base_dir = str(Path(config_source).resolve().parent) if config_source else str(Path.cwd())
+    items: list[str | UserFormulationSpec] = list(flag_names)
+    for i, item in enumerate(config_items or []):
+        if isinstance(item, str):
+            if not flag_names:
+                items.append(item)
+        elif not impl_targets:
+            items.append(spec_from_table(item, f"{config_source or 'config'} formulations[{i}]", base_dir))
+    items += [spec_from_impl(t) for t in impl_targets]
+    if not items:
+        return {}
+
+    # Load the user's functions first: a -f name may then refer to one of them.
+    if sandbox is None and any(not isinstance(i, str) and not i.is_builtin for i in items):
+        from bce_audit.engines.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return select_formulations(flag_names, impl_targets, config_items, config_source, box)
+    completed = {id(item): complete(item, sandbox) for item in items if not isinstance(item, str)}
+    user_names = {spec.name for spec in completed.values()}
+    installed = None  # entry points: looked up only when a name is not a built-in
+    names: list[str] = []
+    specs: list[UserFormulationSpec] = []
+    tables: dict[str, UserFormulationSpec] = {}  # the config's tables by name: one table per name
+    for item in items:
+        if isinstance(item, str):
+            if item in BUILTINS:
+                names.append(item)
+                continue
+            installed = entry_points() if installed is None else installed
+            if item in installed:
+                spec = complete(entry_point_spec(installed[item]), sandbox)
+            elif item in user_names:
+                continue  # -f naming one of the user's own formulations: it is there already
+            else:
+                raise _unknown(item, installed)
+        else:
+            spec = completed[id(item)]
+            if spec.origin is Origin.CONFIG:
+                other = tables.setdefault(spec.name, spec)
+                if other is not spec:  # a copy-and-paste that forgot to change the name (or anything)
+                    same = " (the same table twice)" if other == spec else ""
+                    raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {other.where}{same}")
+            if spec.is_builtin and not spec.parameters and spec.name == spec.target:
+                names.append(spec.name)  # a config table that only names a built-in
+                continue
+            if spec.name in BUILTINS:
+                fix = "a name key" if spec.origin is Origin.CONFIG else "@formulation(name=...)"
+                raise UsageError(f"{spec.where}: the name {spec.name!r} is a built-in's; give it another with {fix}")
+        clash = next((s for s in specs if s.name == spec.name), None)
+        if clash is not None:
+            if clash == spec:
+                continue  # the same formulation twice on the command line: once is enough
+            raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {clash.where}")
+        names.append(spec.name)
+        specs.append(spec)
+    return {"formulations": tuple(dict.fromkeys(names)), "user_formulations": tuple(specs)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogueEntry:
+    """One row of `bce-audit list`."""
+
+    name: str
+    domain: str
+    source: str
+    definition: str
+
+
+def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None, sandbox) -> list:
+    """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
+
+    A broken entry point is listed with its error (it fails a sweep only when selected), an
+    ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
+    or config target is a usage error, as it is for a sweep.
+    """
+    rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
+    for ep, ignored in _installed():
+        name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
+        if ignored is not None:
+            rows.append(CatalogueEntry(name, "-", source, ignored))
+            continue
+        try:
+            f = load(complete(entry_point_spec(ep), sandbox))
+        except UsageError as exc:
+            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
+            continue
+        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
+    selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
+    for spec in selected.get("user_formulations", ()):
+        f = load(spec)
+        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
+    return rows

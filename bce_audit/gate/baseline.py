@@ -1,0 +1,457 @@
+"""Baselines: the figures of every case, written by `check --update-baseline`, compared by `check`.
+
+The file is strict JSON (schema below); no pickle. Floats are written as Python's repr, so they
+read back exactly; inf and NaN are the strings "inf", "-inf", "nan" (NaN means "undefined": no
+finite point for the ULP figures, no worst input, or no stable range).
+
+    {
+      "schema_version": 1,
+      "provenance": {"bce_audit": ..., "torch": ..., "cpu_capability": ..., ...},
+      "settings": {... Settings.to_dict() ...},
+      "fingerprint": sha256 hex of the canonical JSON of the settings that affect figures,
+      "cases": [
+        {"formulation": ..., "domain": ..., "dtype": ..., "label": 0.0, "quantity": ..., "error": null,
+         "points": ..., "ok": ..., "inaccurate": ..., "inf": ..., "nan": ..., "zero": ..., "nonfinite": ...,
+         "max_ulp": ..., "p99_ulp": ..., "mean_ulp": ..., "mean_bits": ..., "max_rel_err": ...,
+         "worst_input": ..., "stable_range": [lo, hi]},
+        ...  one line per case, so that a diff shows which cases moved
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+from bce_audit.errors import UsageError
+from bce_audit.gate.interface import (
+    COUNT_FIGURES,
+    FLOAT_FIGURES,
+    CaseComparison,
+    CaseFigures,
+    CaseKey,
+    Change,
+    Direction,
+    FigureDelta,
+)
+from bce_audit.report.json_format import json_safe
+from bce_audit.vocabulary import Domain, DType, Quantity
+
+SCHEMA_VERSION = 1
+
+# Settings that only choose which cases run: a case's figures do not depend on them (each
+# (dtype, domain) grid has its own random stream, each label its own truth), so they stay out of
+# the fingerprint; a case the baseline lacks is `new`, one the run lacks is `missing`. Every other
+# setting is assumed to affect the figures, including ones added in later versions.
+CASE_SELECTING_SETTINGS = ("formulations", "dtypes", "domains", "labels", "user_formulations")
+# user_formulations among them: cases are keyed by the formulation's name, and a user function
+# whose code, target or parameters changed is exactly what the case-by-case comparison judges.
+
+# Provenance entries that can change figures: a difference is a warning, never an error.
+COMPARED_PROVENANCE = ("bce_audit", "torch", "numpy", "mpmath", "mpmath_backend", "cpu_capability", "device")
+
+_KEY_FIELDS = ("formulation", "domain", "dtype", "label", "quantity")
+_COUNT_FIELDS = ("points", "ok", "inaccurate", "inf", "nan", "zero", "nonfinite")
+_FLOAT_FIELDS = ("max_ulp", "p99_ulp", "mean_ulp", "mean_bits", "max_rel_err", "worst_input")
+_CASE_FIELDS = (*_KEY_FIELDS, "error", *_COUNT_FIELDS, *_FLOAT_FIELDS, "stable_range")
+_NON_NEGATIVE_FIELDS = ("max_ulp", "p99_ulp", "mean_ulp", "mean_bits", "max_rel_err")  # worst_input: any float
+
+
+# --------------------------------------------------------------------------- tolerance
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How much worse each figure may get against the baseline before the case fails.
+
+    max_ulp, p99_ulp: ULPs; mean_bits: bits; the counts: points. The stable range may never
+    shrink. Improvements are always allowed (and reported).
+    """
+
+    max_ulp: float = 1.0
+    p99_ulp: float = 1.0
+    mean_bits: float = 0.1
+    inaccurate: int = 0
+    inf: int = 0
+    nan: int = 0
+    zero: int = 0
+    nonfinite: int = 0
+
+    def allowed(self, figure: str) -> float:
+        return getattr(self, figure)
+
+    def __str__(self) -> str:
+        parts = [f"{f} +{self.allowed(f):g}" for f in FLOAT_FIGURES]
+        counts = {self.allowed(f) for f in COUNT_FIGURES}
+        if len(counts) == 1:
+            parts.append(f"counts +{counts.pop():g}")
+        else:
+            parts += [f"{f} +{self.allowed(f):g}" for f in COUNT_FIGURES]
+        return ", ".join(parts)  # the stable range may never shrink
+
+
+TOLERANCE_KEYS = (*FLOAT_FIGURES, *COUNT_FIGURES)
+ZERO_TOLERANCE = Tolerance(**{k: 0 for k in TOLERANCE_KEYS})
+
+
+def _tolerance_value(key: str, value, what: str):
+    if key not in TOLERANCE_KEYS:
+        hint = " (the stable range may never shrink)" if key == "stable_range" else ""
+        raise UsageError(f"{what}: unknown figure {key!r}{hint}; choose from {', '.join(TOLERANCE_KEYS)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        raise UsageError(f"{what}: {key} must be a number >= 0, got {value!r}")
+    if key in COUNT_FIGURES:
+        if value != int(value):
+            raise UsageError(f"{what}: {key} must be a whole number of points, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def parse_tolerance(table, flags: tuple[str, ...] | list[str], where: str) -> Tolerance:
+    """Defaults, then the config's [tolerance] table, then each --tolerance FIGURE:+N on top."""
+    values = {}
+    if table is not None:
+        if not isinstance(table, dict):
+            raise UsageError(f"{where}: tolerance must be a table ([tolerance])")
+        for key, value in table.items():
+            values[key] = _tolerance_value(key, value, f"{where}: tolerance")
+    for text in flags:
+        key, sep, amount = text.partition(":")
+        try:
+            value = float(amount.strip()) if sep else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise UsageError(f"--tolerance {text!r} is not of the form FIGURE:+N (for example max_ulp:+2)")
+        values[key.strip()] = _tolerance_value(key.strip(), value, f"--tolerance {text!r}")
+    return Tolerance(**values)
+
+
+# --------------------------------------------------------------------------- settings fingerprint
+
+
+def _canonical(value):
+    """One JSON form per value: 4 and 4.0 are the same setting; lists and dicts recursively."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        if math.isnan(value) or math.isinf(value):
+            return repr(float(value))
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return str(value)
+
+
+def figure_settings(settings: dict) -> dict:
+    """The settings that affect a case's figures, canonical; empty values (the defaults of
+    settings added later) are left out, so adding a setting does not invalidate old baselines."""
+    return {
+        k: _canonical(v)
+        for k, v in sorted(settings.items())
+        if k not in CASE_SELECTING_SETTINGS and v not in (None, [], {}, ())
+    }
+
+
+def fingerprint(settings: dict) -> str:
+    text = json.dumps(figure_settings(settings), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def settings_differences(old: dict, new: dict) -> list[str]:
+    """'key NEW (baseline OLD)' for every figure-affecting setting that differs."""
+    a, b = figure_settings(old), figure_settings(new)
+
+    def show(d: dict, k: str) -> str:
+        return json.dumps(d[k]) if k in d else "(default)"
+
+    return [f"{k} {show(b, k)} (baseline {show(a, k)})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def provenance_differences(old: dict, new: dict) -> list[str]:
+    return [f"{k} {old.get(k)} -> {new.get(k)}" for k in COMPARED_PROVENANCE if old.get(k) != new.get(k)]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _encode(x: float):
+    return x if math.isfinite(x) else repr(float(x))  # 'inf', '-inf', 'nan'
+
+
+def _case_json(key: CaseKey, fig: CaseFigures) -> dict:
+    row = {f: getattr(key, f) for f in _KEY_FIELDS}
+    row["error"] = fig.error
+    row.update({f: getattr(fig, f) for f in _COUNT_FIELDS})
+    row.update({f: _encode(getattr(fig, f)) for f in _FLOAT_FIELDS})
+    row["stable_range"] = [_encode(fig.stable_lo), _encode(fig.stable_hi)]
+    return row
+
+
+def render_baseline(figures: dict[CaseKey, CaseFigures], settings: dict, provenance: dict) -> str:
+    """The baseline file's text: strict JSON, one line per case."""
+    head = {
+        "schema_version": SCHEMA_VERSION,
+        "provenance": provenance,
+        "settings": json_safe(settings),
+        "fingerprint": fingerprint(settings),
+    }
+    text = json.dumps(head, indent=2, allow_nan=False)
+    lines = [json.dumps(_case_json(k, f), allow_nan=False) for k, f in figures.items()]
+    return text[: text.rindex("}")].rstrip() + ',\n  "cases": [\n    ' + ",\n    ".join(lines) + "\n  ]\n}\n"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """A baseline file, read and validated.
+
+    path: where it was read from. provenance / settings: as written. fingerprint: of the settings.
+    figures: every case's figures, in file order.
+    """
+
+    path: Path
+    provenance: dict
+    settings: dict
+    fingerprint: str
+    figures: dict[CaseKey, CaseFigures]
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+def _float(value, what: str) -> float:
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid(f'{what}: expected a number (or "inf", "-inf", "nan"), got {value!r}')
+    return float(value)
+
+
+def _count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(f"{what}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _string(value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Invalid(f"{what}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _parse_case(row, what: str) -> tuple[CaseKey, CaseFigures]:
+    if not isinstance(row, dict):
+        raise _Invalid(f"{what}: expected an object")
+    missing = [f for f in _CASE_FIELDS if f not in row]
+    if missing:
+        raise _Invalid(f"{what}: missing {', '.join(map(repr, missing))}")
+    extra = [f for f in row if f not in _CASE_FIELDS]
+    if extra:
+        raise _Invalid(f"{what}: unknown field {extra[0]!r}")
+    label = _float(row["label"], f"{what}.label")
+    if not 0.0 <= label <= 1.0:
+        raise _Invalid(f"{what}.label: {label!r} is outside [0, 1]")
+    names = {"formulation": _string(row["formulation"], f"{what}.formulation")}
+    for field, enum in (("domain", Domain), ("dtype", DType), ("quantity", Quantity)):
+        names[field] = _choice(row[field], enum, f"{what}.{field}")
+    key = CaseKey(label=label, **names)
+    error = row["error"]
+    if error is not None:
+        error = _string(error, f"{what}.error")
+    counts = {f: _count(row[f], f"{what}.{f}") for f in _COUNT_FIELDS}
+    if sum(counts[s] for s in ("ok", "inaccurate", "inf", "nan", "zero")) != counts["points"]:
+        raise _Invalid(f"{what}: the status counts do not add up to points")
+    floats = {f: _float(row[f], f"{what}.{f}") for f in _FLOAT_FIELDS}
+    for f in _NON_NEGATIVE_FIELDS:
+        if floats[f] < 0:  # False for NaN (undefined), which is allowed
+            raise _Invalid(f'{what}.{f}: expected a number >= 0 (or "inf", "nan"), got {row[f]!r}')
+    lo, hi = _stable_range(row["stable_range"], f"{what}.stable_range")
+    return key, CaseFigures(**counts, **floats, stable_lo=lo, stable_hi=hi, error=error)
+
+
+def _choice(value, enum, what: str) -> str:
+    names = [m.value for m in enum]
+    if not isinstance(value, str) or value not in names:
+        raise _Invalid(f"{what}: expected one of {', '.join(names)}, got {value!r}")
+    return value
+
+
+def _stable_range(value, what: str) -> tuple[float, float]:
+    """[lo, hi] with lo <= hi; ["nan", "nan"] (what bce-audit writes) or null: no stable range."""
+    if value is None:
+        return math.nan, math.nan
+    if not isinstance(value, list) or len(value) != 2:
+        raise _Invalid(f"{what}: expected [lo, hi] (or null), got {value!r}")
+    lo, hi = (_float(v, what) for v in value)
+    if math.isnan(lo) and math.isnan(hi):
+        return lo, hi
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise _Invalid(f'{what}: expected [lo, hi] with lo <= hi (or ["nan", "nan"] for none), got {value!r}')
+    return lo, hi
+
+
+def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseFigures]]:
+    if not isinstance(doc, dict):
+        raise _Invalid("expected a JSON object: not a bce-audit baseline")
+    if "schema_version" not in doc:
+        raise _Invalid("no schema_version: not a bce-audit baseline")
+    version = doc["schema_version"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise _Invalid(f"schema_version {version!r} is not supported (this bce-audit reads {SCHEMA_VERSION})")
+    for key in ("provenance", "settings", "fingerprint", "cases"):
+        if key not in doc:
+            raise _Invalid(f"missing {key!r}")
+    extra = [k for k in doc if k not in ("schema_version", "provenance", "settings", "fingerprint", "cases")]
+    if extra:
+        raise _Invalid(f"unknown field {extra[0]!r}")
+    provenance, settings, fp, cases = doc["provenance"], doc["settings"], doc["fingerprint"], doc["cases"]
+    if not isinstance(provenance, dict):
+        raise _Invalid("provenance: expected an object")
+    if not isinstance(settings, dict):
+        raise _Invalid("settings: expected an object")
+    if not isinstance(fp, str) or not re.fullmatch(r"[0-9a-f]{64}", fp):
+        raise _Invalid(f"fingerprint: expected 64 hex digits, got {fp!r}")
+    if fp != fingerprint(settings):
+        raise _Invalid("fingerprint does not match its settings (edited by hand? regenerate with --update-baseline)")
+    if not isinstance(cases, list) or not cases:
+        raise _Invalid("cases: expected a non-empty list")
+    figures: dict[CaseKey, CaseFigures] = {}
+    for i, row in enumerate(cases):
+        key, fig = _parse_case(row, f"cases[{i}]")
+        if key in figures:
+            raise _Invalid(f"cases[{i}]: {key} appears twice")
+        figures[key] = fig
+    return provenance, settings, fp, figures
+
+
+def read_baseline(path: Path) -> Baseline:
+    """Read and validate a baseline; any problem is a one-line UsageError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"baseline {path}: file not found (create it with --update-baseline)") from None
+    except IsADirectoryError:
+        raise UsageError(f"baseline {path}: is a directory") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"baseline {path}: not UTF-8 text, not a bce-audit baseline") from None
+    except OSError as exc:
+        raise UsageError(f"baseline {path}: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except ValueError as exc:  # json.JSONDecodeError included
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"baseline {path}: not valid JSON (truncated or corrupt?): {detail}") from None
+    try:
+        provenance, settings, fp, figures = _parse(doc)
+    except _Invalid as exc:
+        raise UsageError(f"baseline {path}: {exc}") from None
+    return Baseline(path, provenance, settings, fp, figures)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def _nan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _move(old: float, new: float, allowed: float) -> Direction | None:
+    """How a lower-is-better figure moved; an undefined (NaN) figure is worse than any number."""
+    if old == new or (_nan(old) and _nan(new)):
+        return None
+    if _nan(new):
+        return Direction.WORSE
+    if _nan(old) or new < old:
+        return Direction.BETTER
+    return Direction.TOLERATED if new - old <= allowed else Direction.WORSE
+
+
+def _range_move(old: tuple[float, float], new: tuple[float, float]) -> Direction | None:
+    if old == new or (_nan(old[0]) and _nan(new[0])):
+        return None
+    if _nan(new[0]):
+        return Direction.WORSE
+    if _nan(old[0]):
+        return Direction.BETTER
+    shrunk = new[0] > old[0] or new[1] < old[1]
+    return Direction.WORSE if shrunk else Direction.BETTER
+
+
+def figure_deltas(old: CaseFigures, new: CaseFigures, tolerance: Tolerance) -> tuple[FigureDelta, ...]:
+    """The gated figures that moved from ``old`` to ``new``."""
+    if old.error is None and new.error is not None:
+        return (FigureDelta("error", None, new.error, None, Direction.WORSE),)
+    if old.error is not None:
+        if new.error is None:
+            return (FigureDelta("error", old.error, None, None, Direction.BETTER),)
+        return ()  # still raising: no figures to compare
+    deltas = []
+    if new.points == 0:  # nothing evaluated: never as good as anything
+        return (FigureDelta("points", old.points, new.points, None, Direction.WORSE),)
+    if old.points != new.points:  # another input grid: the counts are not comparable
+        deltas.append(FigureDelta("points", old.points, new.points, None, Direction.WORSE))
+    for figure in (*FLOAT_FIGURES, *COUNT_FIGURES):
+        a, b, allowed = old.value(figure), new.value(figure), tolerance.allowed(figure)
+        direction = _move(a, b, allowed)
+        if direction is not None:
+            deltas.append(FigureDelta(figure, a, b, allowed, direction))
+    a, b = old.value("stable_range"), new.value("stable_range")
+    direction = _range_move(a, b)
+    if direction is not None:
+        deltas.append(FigureDelta("stable_range", a, b, None, direction))
+    return tuple(deltas)
+
+
+def compare(
+    old: dict[CaseKey, CaseFigures],
+    new: dict[CaseKey, CaseFigures],
+    tolerance: Tolerance,
+    allow_missing: bool,
+) -> tuple[CaseComparison, ...]:
+    """Every case of the run against the baseline (run order), then the baseline's missing ones."""
+    out = []
+    for key, fig in new.items():
+        if fig.lost is not None:
+            out.append(CaseComparison(key, Change.LOST, lost=fig.lost))
+            continue
+        if key not in old:
+            out.append(CaseComparison(key, Change.NEW, (), fig.worst_input))
+            continue
+        if old[key].error is not None and fig.error is not None:
+            out.append(CaseComparison(key, Change.STILL_RAISES, errors=(old[key].error, fig.error)))
+            continue
+        deltas = figure_deltas(old[key], fig, tolerance)
+        directions = {d.direction for d in deltas}
+        if Direction.WORSE in directions:
+            change = Change.REGRESSED
+        elif Direction.BETTER in directions:
+            change = Change.IMPROVED
+        else:
+            change = Change.UNCHANGED
+        out.append(CaseComparison(key, change, deltas, fig.worst_input))
+    gone = Change.MISSING_ALLOWED if allow_missing else Change.MISSING
+    out += [CaseComparison(key, gone) for key in old if key not in new]
+    return tuple(out)

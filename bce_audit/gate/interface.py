@@ -1,0 +1,383 @@
+"""The verdict of `bce-audit check`: what each threshold rule and each baseline comparison found.
+
+Plain frozen dataclasses, nothing else: thresholds.py and baseline.py fill them, the renderers in
+_format/ read them, and Verdict.exit_code is the one place that turns them into an exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import TYPE_CHECKING
+
+from bce_audit.errors import ExitCode
+from bce_audit.report.numbers import label as label_text
+from bce_audit.vocabulary import Quantity, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.audit.result import CaseResult
+    from bce_audit.gate.baseline import Tolerance
+    from bce_audit.gate.thresholds import ThresholdRule
+    from bce_audit.settings import Settings
+
+# The figures the gate checks, in report order. Counts are points per status (finite inputs), and
+# `nonfinite`: the ±inf / NaN inputs not handled as the limits say. `stable_range` is (lo, hi).
+FLOAT_FIGURES = ("max_ulp", "p99_ulp", "mean_bits")
+COUNT_FIGURES = ("inaccurate", "inf", "nan", "zero", "nonfinite")
+GATED_FIGURES = (*FLOAT_FIGURES, *COUNT_FIGURES, "stable_range")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseKey:
+    """What names a case: (formulation, domain, dtype, label, quantity), as plain strings and a float."""
+
+    formulation: str
+    domain: str
+    dtype: str
+    label: float
+    quantity: str
+
+    @classmethod
+    def of(cls, case: CaseResult) -> CaseKey:
+        return cls(case.formulation, str(case.domain), str(case.dtype), float(case.label), str(case.quantity))
+
+    def __str__(self) -> str:
+        return f"{self.formulation} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
+
+
+def first_few(keys, shown: int = 5) -> str:
+    """The first ``shown`` cases by name, then how many more: `a; b; and 3 more`."""
+    names = "; ".join(str(k) for k in keys[:shown])
+    return names + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def planned_keys(settings: Settings) -> list[CaseKey]:
+    """The cases a sweep with these settings produces, known before it runs."""
+    return [
+        CaseKey(f, str(domain), str(dtype), float(y), str(q))
+        for f in settings.formulations
+        for domain in settings.domains
+        for dtype in settings.dtypes
+        for y in settings.labels
+        for q in Quantity
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseFigures:
+    """The figures of one case that the gate checks and a baseline stores.
+
+    error: the message when the formulation raised; then points and counts are 0 and the
+        float figures NaN.
+    points, ok, inaccurate, inf, nan, zero: finite inputs, and how many got each status.
+    nonfinite: ±inf / NaN inputs not handled as the limits say (any status but ok).
+    max_ulp, p99_ulp, mean_ulp: ULP errors over the points where output and truth are finite
+        (NaN: no such point).
+    mean_bits: mean bits of error. max_rel_err: max relative error (informational).
+    worst_input: the input with the most bits of error (NaN: every point exact).
+    stable_lo, stable_hi: the stable range (NaN: the centre itself is not ok).
+    lost: why the case could not be evaluated at all (a user's function died, hung or ran out of
+        memory; ``error`` holds the same text); such a case is never judged, and never stored.
+    """
+
+    points: int
+    ok: int
+    inaccurate: int
+    inf: int
+    nan: int
+    zero: int
+    nonfinite: int
+    max_ulp: float
+    p99_ulp: float
+    mean_ulp: float
+    mean_bits: float
+    max_rel_err: float
+    worst_input: float
+    stable_lo: float
+    stable_hi: float
+    error: str | None = None
+    lost: str | None = None
+
+    @classmethod
+    def of(cls, case: CaseResult) -> CaseFigures:
+        nonfinite = sum(p.status is not Status.OK for p in case.nonfinite)
+        s = case.stats
+        if s is None:
+            nan = math.nan
+            figures = (0, 0, 0, 0, 0, 0, nonfinite, nan, nan, nan, nan, nan, nan, nan, nan)
+            return cls(*figures, error=case.error or "raised", lost=case.lost)
+        c = s.counts
+        return cls(
+            points=s.points,
+            ok=c["ok"],
+            inaccurate=c["inaccurate"],
+            inf=c["inf"],
+            nan=c["nan"],
+            zero=c["zero"],
+            nonfinite=nonfinite,
+            max_ulp=s.max_ulp,
+            p99_ulp=s.p99_ulp,
+            mean_ulp=s.mean_ulp,
+            mean_bits=s.mean_bits,
+            max_rel_err=s.max_rel_err,
+            worst_input=s.worst_input,
+            stable_lo=s.stable_lo,
+            stable_hi=s.stable_hi,
+        )
+
+    def value(self, figure: str):
+        """One gated figure: a float, a count, or (lo, hi) for stable_range."""
+        if figure == "stable_range":
+            return (self.stable_lo, self.stable_hi)
+        return getattr(self, figure)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundCheck:
+    """One bound of a rule at one case.
+
+    figure: a name from GATED_FIGURES. bound: the rule's limit ((lo, hi) for stable_range, which
+    the case's stable range must contain). actual: the case's figure. passed: whether it holds
+    (an undefined figure, NaN, never holds).
+    """
+
+    figure: str
+    bound: float | tuple[float, float]
+    actual: float | tuple[float, float]
+    passed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleCaseResult:
+    """A rule applied to one case it selects.
+
+    checks: one per bound of the rule (empty when the formulation raised).
+    error: the formulation's error message; such a case fails every rule that selects it.
+    worst_input: the case's input with the most bits of error (NaN: none).
+    lost: why the case could not be evaluated; such a case neither passes nor fails the rule.
+    A case with no point at all fails every rule (there is nothing that could have passed).
+    """
+
+    key: CaseKey
+    checks: tuple[BoundCheck, ...]
+    error: str | None
+    worst_input: float
+    lost: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.lost is None and self.error is None and all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> bool:
+        return self.lost is None and not self.passed
+
+    @property
+    def failed_checks(self) -> tuple[BoundCheck, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleOutcome:
+    """A threshold rule and its result at every case it selects (at least one)."""
+
+    rule: ThresholdRule
+    cases: tuple[RuleCaseResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.cases)
+
+    @property
+    def failures(self) -> tuple[RuleCaseResult, ...]:
+        return tuple(c for c in self.cases if c.failed)
+
+    @property
+    def lost(self) -> tuple[RuleCaseResult, ...]:
+        return tuple(c for c in self.cases if c.lost is not None)
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+class Direction(enum.StrEnum):
+    """How a figure moved against the baseline."""
+
+    WORSE = "worse"  # beyond the tolerance: the case fails
+    TOLERATED = "tolerated"  # worse, but within the tolerance
+    BETTER = "better"
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureDelta:
+    """One figure that differs from the baseline.
+
+    figure: a name from GATED_FIGURES, or `points` (the input grid changed) or `error` (old / new
+        are the error messages, None when the formulation ran).
+    allowed: how much worse it may get (None: not at all / not applicable).
+    """
+
+    figure: str
+    old: object
+    new: object
+    allowed: float | None
+    direction: Direction
+
+
+class Change(enum.StrEnum):
+    """What happened to one case against the baseline."""
+
+    UNCHANGED = "unchanged"  # no gated figure moved, or only within the tolerance
+    IMPROVED = "improved"  # some figure got better, none worse beyond the tolerance
+    REGRESSED = "regressed"  # some figure got worse beyond the tolerance: fails
+    STILL_RAISES = "still-raises"  # the formulation raised in the baseline and raises again: reported, passes
+    NEW = "new"  # in this run, not in the baseline: reported, passes
+    MISSING = "missing"  # in the baseline, not in this run: fails
+    MISSING_ALLOWED = "missing-allowed"  # the same, with --allow-missing: reported, passes
+    LOST = "lost"  # could not be evaluated in this run (a user's function died or hung): not judged
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseComparison:
+    """One case against the baseline.
+
+    deltas: the figures that moved (empty for new and missing cases, and for a case that still
+        raises: it has no figures to compare).
+    worst_input: the input with the most bits of error in this run (NaN: none, or not run).
+    errors: (the baseline's message, this run's) for a case that still raises; else None.
+    lost: why a lost case could not be evaluated.
+    """
+
+    key: CaseKey
+    change: Change
+    deltas: tuple[FigureDelta, ...] = ()
+    worst_input: float = math.nan
+    errors: tuple[str, str] | None = None
+    lost: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.change in (Change.REGRESSED, Change.MISSING)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineUpdate:
+    """What `check --update-baseline` wrote, against the file it replaced (glibc's ulps update).
+
+    path: the baseline written. cases: how many cases it holds.
+    previous: None when there was no file before; else how many cases the old file held.
+    unreadable: why the old file could not be read (it was replaced all the same), or None.
+    settings_changes: the figure-affecting settings that differ from the old file's, as text.
+    comparisons: every case against the old file with zero tolerance.
+    failed_rules: the threshold rules these figures fail (an update exits 0 all the same).
+    errors: the cases whose formulation raised: recorded as errors (no figures).
+    """
+
+    path: str
+    cases: int
+    previous: int | None
+    unreadable: str | None
+    settings_changes: tuple[str, ...]
+    comparisons: tuple[CaseComparison, ...]
+    failed_rules: tuple[RuleOutcome, ...] = ()
+    errors: tuple[CaseKey, ...] = ()
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Everything `bce-audit check` decided, rendered by _format/ and turned into the exit code.
+
+    rules: every threshold rule with its outcome, in config order.
+    comparisons: every case against the baseline (run order, then the missing ones); empty
+        without a baseline.
+    cases_checked: cases in this run.
+    lost: (case, why) for every case of the run that could not be evaluated: never a pass.
+    config: the config file the rules came from (None: none). baseline: the baseline file.
+    tolerance: the tolerance the baseline was compared with (None without a baseline).
+    warnings: one line each (a baseline from another environment, ...): never a failure.
+    """
+
+    rules: tuple[RuleOutcome, ...]
+    comparisons: tuple[CaseComparison, ...]
+    cases_checked: int
+    config: str | None = None
+    baseline: str | None = None
+    tolerance: Tolerance | None = None
+    warnings: tuple[str, ...] = ()
+    lost: tuple[tuple[CaseKey, str], ...] = ()
+
+    @property
+    def failed_rules(self) -> tuple[RuleOutcome, ...]:
+        return tuple(r for r in self.rules if r.failures)
+
+    def _with(self, *changes: Change) -> tuple[CaseComparison, ...]:
+        return tuple(c for c in self.comparisons if c.change in changes)
+
+    @property
+    def regressed(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.REGRESSED)
+
+    @property
+    def improved(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.IMPROVED)
+
+    @property
+    def new(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.NEW)
+
+    @property
+    def missing(self) -> tuple[CaseComparison, ...]:
+        return self._with(Change.MISSING, Change.MISSING_ALLOWED)
+
+    @property
+    def still_raising(self) -> tuple[CaseComparison, ...]:
+        """Cases whose formulation raised in the baseline and raises again: not a failure, but
+        nothing about them was checked, so every report says so."""
+        return self._with(Change.STILL_RAISES)
+
+    @property
+    def failed_cases(self) -> tuple[CaseKey, ...]:
+        """Distinct cases that fail a rule or the baseline (missing ones included), in order."""
+        keys = [f.key for r in self.rules for f in r.failures]
+        keys += [c.key for c in self.comparisons if c.failed]
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def failed(self) -> bool:
+        """A rule or the baseline failed on a case that was evaluated."""
+        return bool(self.failed_rules) or any(c.failed for c in self.comparisons)
+
+    @property
+    def passed(self) -> bool:
+        """Every planned case was evaluated and judged, and nothing failed."""
+        return not self.failed and not self.lost
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.failed:
+            return ExitCode.REGRESSION
+        return ExitCode.INCOMPLETE if self.lost else ExitCode.OK
+
+    def summary(self) -> str:
+        """The one-line summary every renderer ends (or starts) with."""
+        rules = f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        if self.failed_rules:
+            rules += f" ({len(self.failed_rules)} failed)"
+        parts = [rules, f"{self.cases_checked} cases checked", f"{len(self.failed_cases)} failed"]
+        if self.baseline is not None:
+            parts += [f"{len(self.improved)} improved", f"{len(self.new)} new"]
+            if self.missing:
+                parts.append(f"{len(self.missing)} missing")
+            if self.still_raising:
+                parts.append(f"{len(self.still_raising)} still raise{'s' if len(self.still_raising) == 1 else ''}")
+        if self.lost:
+            parts.append(f"{len(self.lost)} not evaluated")
+        word = "passed" if self.passed else "FAILED" if self.failed else "INCOMPLETE"
+        return f"check {word}: " + ", ".join(parts)

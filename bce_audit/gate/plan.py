@@ -1,0 +1,218 @@
+"""The steps of `bce-audit check`: plan it before the sweep, then judge the result or update the baseline.
+
+plan_check finds everything that can be wrong with the rules, the tolerance, the baseline file
+and its settings before minutes of sweeping; judge turns a sweep result into a Verdict;
+update_baseline writes the result as the new baseline (atomically) and says what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bce_audit.audit.result import SweepResult
+from bce_audit.errors import IncompleteRun, UsageError
+from bce_audit.files import Output, check_distinct, check_writable
+from bce_audit.gate.baseline import (
+    ZERO_TOLERANCE,
+    Baseline,
+    Tolerance,
+    compare,
+    fingerprint,
+    parse_tolerance,
+    provenance_differences,
+    read_baseline,
+    render_baseline,
+    settings_differences,
+)
+from bce_audit.gate.interface import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, first_few, planned_keys
+from bce_audit.gate.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
+from bce_audit.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckPlan:
+    """A check, validated before the sweep.
+
+    rules: the threshold rules, each known to select a case of the sweep.
+    baseline_path: the baseline file (--baseline, or `baseline` in the config, relative to the
+        config file's directory), or None.
+    baseline: the baseline read and validated; None without one, or when --update-baseline
+        creates it (or replaces an unreadable one: `unreadable` says why).
+    tolerance, allow_missing: how the baseline is compared.
+    update: --update-baseline: write the run as the new baseline instead of gating on it.
+    config: where the config came from (None: no config).
+    baseline_name: how the user named the baseline file (``--baseline`` or ``baseline (from CONFIG)``).
+    """
+
+    rules: tuple[ThresholdRule, ...]
+    baseline_path: Path | None
+    baseline: Baseline | None
+    tolerance: Tolerance
+    allow_missing: bool
+    update: bool
+    config: str | None
+    unreadable: str | None = None
+    baseline_name: str = "--baseline"
+
+    @property
+    def baseline_output(self) -> Output:
+        return Output(self.baseline_name, self.baseline_path)
+
+
+def _baseline_path(flag: Path | None, config: dict, config_source: str | None) -> Path | None:
+    if flag is not None:
+        return flag
+    value = config.get("baseline")
+    if value is None:
+        return None
+    base = Path(config_source).parent if config_source else Path(".")
+    return base / value
+
+
+def plan_check(
+    config: dict,
+    config_source: str | None,
+    settings: Settings,
+    *,
+    baseline_flag: Path | None,
+    update: bool,
+    tolerance_flags: tuple[str, ...],
+    allow_missing_flag: bool | None,
+    paths: list[Output] = (),
+) -> CheckPlan:
+    """Validate everything a check needs; any problem is a UsageError (exit 2).
+
+    paths: the config file and the outputs, each with the flag or key that named it; none may be
+    the baseline file (nor one another).
+    """
+    where = config_source or "config"
+    rules = parse_rules(config.get("thresholds"), where)
+    keys = planned_keys(settings)
+    check_selection(rules, keys, where)
+    tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
+    allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
+    path = _baseline_path(baseline_flag, config, config_source)
+    name = "--baseline" if baseline_flag is not None else f"baseline (from {config_source})"
+    if path is not None:
+        if str(path) == "-":
+            raise UsageError(f"{name} -: the baseline is a file, not standard output")
+        paths = [Output(name, path), *paths]
+    check_distinct(list(paths))  # before reading the baseline: an output must not overwrite it
+    common = dict(rules=rules, baseline_path=path, tolerance=tolerance, allow_missing=allow_missing)
+    common["config"] = config_source
+    common["baseline_name"] = name
+    if update:
+        if path is None:
+            raise UsageError(
+                '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
+            )
+        check_writable(Output(name, path))
+        baseline, unreadable = None, None
+        if path.exists():
+            try:
+                baseline = read_baseline(path)
+            except UsageError as exc:
+                unreadable = str(exc)
+        return CheckPlan(baseline=baseline, update=True, unreadable=unreadable, **common)
+    if not rules and path is None:
+        raise UsageError(
+            "nothing to check: no [[thresholds]] in the config and no baseline "
+            '(--baseline FILE, or baseline = "FILE" in the config); see `bce-audit check --help`'
+        )
+    baseline = read_baseline(path) if path is not None else None
+    if baseline is not None:
+        current = settings.to_dict()
+        if baseline.fingerprint != fingerprint(current):
+            differences = "; ".join(settings_differences(baseline.settings, current))
+            raise UsageError(
+                f"baseline {path}: made with other settings, so its figures are not comparable: {differences}; "
+                "run with the baseline's settings, or regenerate it with --update-baseline"
+            )
+        _check_overlap(baseline, keys)
+    return CheckPlan(baseline=baseline, update=False, **common)
+
+
+def _check_overlap(baseline: Baseline, keys: list[CaseKey]) -> None:
+    """A baseline that holds no case of the run compares nothing: it is the wrong file, or made
+    for other formulations, dtypes, domains or labels. Refused (exit 2) even with --allow-missing
+    and even with threshold rules, which would otherwise pass with the baseline silently unused."""
+    if any(k in baseline.figures for k in keys):
+        return
+    held = ", ".join(dict.fromkeys(k.formulation for k in baseline.figures))
+    raise UsageError(
+        f"no case of this run is in baseline {baseline.path} ({len(keys)} new, {len(baseline.figures)} missing): "
+        f"nothing was compared; the baseline holds {held}; run its formulations, dtypes, domains and labels, "
+        "or regenerate it with --update-baseline"
+    )
+
+
+def case_figures(result: SweepResult) -> dict[CaseKey, CaseFigures]:
+    return {CaseKey.of(c): CaseFigures.of(c) for c in result.cases}
+
+
+def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
+    """Evaluate the rules and compare with the baseline: the verdict of the check."""
+    figures = case_figures(result)
+    outcomes = evaluate_rules(plan.rules, figures)
+    comparisons, warnings = (), []
+    if plan.baseline is not None:
+        _check_overlap(plan.baseline, list(figures))  # planned before the sweep; this guards the run itself
+        comparisons = compare(plan.baseline.figures, figures, plan.tolerance, plan.allow_missing)
+        raising = [c.key for c in comparisons if c.change is Change.STILL_RAISES]
+        if raising:
+            warnings.append(still_raising_warning(raising))
+        moved = provenance_differences(plan.baseline.provenance, result.provenance)
+        if moved:
+            warnings.append(
+                f"baseline {plan.baseline_path} was made in another environment, so figures may differ: "
+                + "; ".join(moved)
+            )
+    lost = tuple((key, fig.lost) for key, fig in figures.items() if fig.lost is not None)
+    return Verdict(
+        rules=outcomes,
+        comparisons=comparisons,
+        cases_checked=len(result.cases),
+        lost=lost,
+        config=plan.config,
+        baseline=None if plan.baseline is None else str(plan.baseline_path),
+        tolerance=None if plan.baseline is None else plan.tolerance,
+        warnings=tuple(warnings),
+    )
+
+
+def still_raising_warning(keys: list[CaseKey]) -> str:
+    """One line: the cases that raised in the baseline and still raise (the first few by name)."""
+    n = len(keys)
+    return (
+        f"{n} case{'s' if n != 1 else ''} raised in the baseline and still raise{'s' if n == 1 else ''}, "
+        f"so {'they were' if n != 1 else 'it was'} not checked: {first_few(keys)}"
+    )
+
+
+def render_update_file(plan: CheckPlan, result: SweepResult) -> tuple[str, BaselineUpdate]:
+    """The new baseline's text and what it changes against the file it replaces; the caller
+    writes it with the run's other outputs. A run with lost cases (a user's function died or
+    hung) cannot become a baseline: a UsageError-like refusal, exit 4."""
+    lost = [c for c in result.cases if c.lost is not None]
+    if lost:
+        keys = [CaseKey.of(c) for c in lost]
+        raise IncompleteRun(
+            f"not updating baseline {plan.baseline_path}: {len(keys)} case{'s' if len(keys) != 1 else ''} "
+            f"could not be evaluated ({lost[0].lost}): {first_few(keys)}"
+        )
+    figures = case_figures(result)
+    settings = result.settings.to_dict()
+    text = render_baseline(figures, settings, result.provenance)
+    old = plan.baseline
+    comparisons = () if old is None else compare(old.figures, figures, ZERO_TOLERANCE, allow_missing=True)
+    return text, BaselineUpdate(
+        path=str(plan.baseline_path),
+        cases=len(figures),
+        previous=None if old is None else len(old.figures),
+        unreadable=plan.unreadable,
+        settings_changes=() if old is None else tuple(settings_differences(old.settings, settings)),
+        comparisons=comparisons,
+        failed_rules=tuple(r for r in evaluate_rules(plan.rules, figures) if not r.passed),
+        errors=tuple(k for k, f in figures.items() if f.error is not None),
+    )

@@ -1,0 +1,230 @@
+"""Threshold rules (`[[thresholds]]` in the config): parsing, validation, selection, evaluation.
+
+A rule selects cases (each selector optional; fnmatch globs for the names) and bounds their
+figures. A rule that selects no case of the sweep is a configuration error, so that a typo can
+never pass silently; a case whose formulation raised fails every rule that selects it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import math
+
+from bce_audit.errors import UsageError
+from bce_audit.gate.interface import (
+    COUNT_FIGURES,
+    GATED_FIGURES,
+    BoundCheck,
+    CaseFigures,
+    CaseKey,
+    RuleCaseResult,
+    RuleOutcome,
+    label_text,
+)
+from bce_audit.report import numbers
+from bce_audit.vocabulary import Domain, DType, Quantity
+
+# selector -> the enum its non-glob value must name (None: any name; label is a number)
+SELECTORS = {"formulation": None, "dtype": DType, "domain": Domain, "label": None, "quantity": Quantity}
+RULE_KEYS = ("name", *SELECTORS, *GATED_FIGURES)
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdRule:
+    """One `[[thresholds]]` table.
+
+    index: its position in the list; the rule's id is `thresholds[index]`.
+    name: an optional name the reports show.
+    formulation, dtype, domain, quantity: fnmatch patterns, or None for any.
+    label: the label it selects, or None for any.
+    bounds: (figure, bound) pairs in GATED_FIGURES order: max_ulp, p99_ulp, mean_bits are upper
+        bounds on the figure, the counts upper bounds on the number of points, and stable_range
+        (lo, hi) an interval the case's stable range must contain.
+    """
+
+    index: int
+    name: str | None
+    formulation: str | None
+    dtype: str | None
+    domain: str | None
+    label: float | None
+    quantity: str | None
+    bounds: tuple[tuple[str, float | tuple[float, float]], ...]
+
+    @property
+    def id(self) -> str:
+        return f"thresholds[{self.index}]"
+
+    @property
+    def selector_text(self) -> str:
+        parts = [
+            f"{k}={label_text(v) if k == 'label' else v}" for k in SELECTORS if (v := getattr(self, k)) is not None
+        ]
+        return " ".join(parts) if parts else "every case"
+
+    @property
+    def bounds_text(self) -> str:
+        return ", ".join(bound_text(figure, bound) for figure, bound in self.bounds)
+
+    @property
+    def id_and_name(self) -> str:
+        """The id and the name (or the selectors)."""
+        return f"{self.id} " + (f'"{self.name}"' if self.name else self.selector_text)
+
+    @property
+    def title(self) -> str:
+        """The id, the name (or the selectors) and the bounds: what a report calls the rule."""
+        return f"{self.id_and_name}: {self.bounds_text}"
+
+    def selects(self, key: CaseKey) -> bool:
+        for selector in ("formulation", "dtype", "domain", "quantity"):
+            pattern = getattr(self, selector)
+            if pattern is not None and not fnmatch.fnmatchcase(getattr(key, selector), pattern):
+                return False
+        return self.label is None or key.label == self.label
+
+
+def bound_text(figure: str, bound) -> str:
+    if figure == "stable_range":
+        return f"stable_range contains [{numbers.compact(bound[0])}, {numbers.compact(bound[1])}]"
+    return f"{figure} <= {numbers.compact(bound)}"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise UsageError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _parse_bound(figure: str, value, what: str):
+    if figure == "stable_range":
+        if not isinstance(value, list) or len(value) != 2:
+            raise UsageError(f"{what} must be two numbers [LO, HI], got {value!r}")
+        lo, hi = _number(value[0], what), _number(value[1], what)
+        if lo > hi:
+            raise UsageError(f"{what} [{lo:g}, {hi:g}] is inverted (LO must be <= HI)")
+        return (lo, hi)
+    if figure in COUNT_FIGURES:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{what} must be a whole number of points >= 0, got {value!r}")
+        return value
+    bound = _number(value, what)
+    if bound < 0:
+        raise UsageError(f"{what} must be >= 0, got {value!r}")
+    return bound
+
+
+def _parse_rule(index: int, table, where: str) -> ThresholdRule:
+    rid = f"{where}: thresholds[{index}]"
+    if not isinstance(table, dict):
+        raise UsageError(f"{rid} must be a table")
+    for key in table:
+        if key not in RULE_KEYS:
+            match = difflib.get_close_matches(key, RULE_KEYS, n=1)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise UsageError(f"{rid}: unknown key {key!r}{hint}; rule keys: {', '.join(RULE_KEYS)}")
+    name = table.get("name")
+    if name is not None and not isinstance(name, str):
+        raise UsageError(f"{rid}.name must be a string, got {name!r}")
+    selectors: dict = {}
+    for selector, enum in SELECTORS.items():
+        value = table.get(selector)
+        if value is None:
+            selectors[selector] = None
+        elif selector == "label":
+            y = _number(value, f"{rid}.label")
+            if not 0.0 <= y <= 1.0:
+                raise UsageError(f"{rid}.label {y:g} is outside [0, 1]")
+            selectors[selector] = y
+        elif not isinstance(value, str) or not value:
+            raise UsageError(f"{rid}.{selector} must be a name or a glob pattern, got {value!r}")
+        else:
+            if enum is not None and not _is_glob(value):
+                try:
+                    enum.parse(value, selector)
+                except UsageError as exc:
+                    raise UsageError(f"{rid}: {exc}") from None
+            selectors[selector] = value
+    bounds = tuple(
+        (figure, _parse_bound(figure, table[figure], f"{rid}.{figure}")) for figure in GATED_FIGURES if figure in table
+    )
+    if not bounds:
+        raise UsageError(f"{rid} sets no bound; give at least one of {', '.join(GATED_FIGURES)}")
+    return ThresholdRule(index=index, name=name, bounds=bounds, **selectors)
+
+
+def parse_rules(items, where: str) -> tuple[ThresholdRule, ...]:
+    """The rules of a `thresholds` list (`where` names the config in error messages)."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise UsageError(f"{where}: thresholds must be a list of tables ([[thresholds]])")
+    return tuple(_parse_rule(i, table, where) for i, table in enumerate(items))
+
+
+def check_selection(rules: tuple[ThresholdRule, ...], keys: list[CaseKey], where: str) -> None:
+    """Every rule must select at least one case of the sweep: a typo must not pass silently."""
+    for rule in rules:
+        if any(rule.selects(k) for k in keys):
+            continue
+        hint = ""
+        for selector in ("formulation", "dtype", "domain", "quantity"):
+            pattern = getattr(rule, selector)
+            present = list(dict.fromkeys(getattr(k, selector) for k in keys))
+            if pattern is not None and not any(fnmatch.fnmatchcase(v, pattern) for v in present):
+                match = difflib.get_close_matches(pattern, present, n=1, cutoff=0.5)
+                suggestion = f" (did you mean {match[0]!r}?)" if match else ""
+                hint = f": no {selector} matches {pattern!r}{suggestion}; this sweep has {', '.join(present)}"
+                break
+        else:
+            if rule.label is not None:
+                labels = ", ".join(label_text(y) for y in dict.fromkeys(k.label for k in keys))
+                hint = f": no label {label_text(rule.label)}; this sweep has {labels}"
+        raise UsageError(f"{where}: {rule.id} ({rule.selector_text}) selects no case of this sweep{hint}")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _holds(figure: str, bound, actual) -> bool:
+    if figure == "stable_range":
+        (want_lo, want_hi), (lo, hi) = bound, actual
+        return lo <= want_lo and hi >= want_hi  # False when the range is NaN (none)
+    return actual <= bound  # False for an undefined (NaN) figure
+
+
+def evaluate_rule(rule: ThresholdRule, figures: dict[CaseKey, CaseFigures]) -> RuleOutcome:
+    results = []
+    for key, fig in figures.items():
+        if not rule.selects(key):
+            continue
+        if fig.lost is not None:
+            results.append(RuleCaseResult(key, (), None, math.nan, lost=fig.lost))
+            continue
+        if fig.error is None and fig.points == 0:  # a case with no point can never pass
+            results.append(RuleCaseResult(key, (), "no input was evaluated (an empty grid)", math.nan))
+            continue
+        if fig.error is not None:
+            results.append(RuleCaseResult(key, (), fig.error, fig.worst_input))
+            continue
+        checks = tuple(
+            BoundCheck(figure, bound, fig.value(figure), _holds(figure, bound, fig.value(figure)))
+            for figure, bound in rule.bounds
+        )
+        results.append(RuleCaseResult(key, checks, None, fig.worst_input))
+    if not results:  # check_selection runs before the sweep; this guards the evaluation itself
+        raise UsageError(f"{rule.id} ({rule.selector_text}) selects no case of this sweep")
+    return RuleOutcome(rule, tuple(results))
+
+
+def evaluate_rules(rules: tuple[ThresholdRule, ...], figures: dict[CaseKey, CaseFigures]) -> tuple[RuleOutcome, ...]:
+    return tuple(evaluate_rule(rule, figures) for rule in rules)

@@ -1,0 +1,171 @@
+"""The persistent truth cache: exact values computed once are never computed again.
+
+One file per (domain, label) holds sorted input keys (the float64 bit patterns of the inputs)
+and their truth rows (see ``truth_table.FORMATS``). The format is data only, never pickle:
+
+    line 1   b"bce-audit truth cache\\n"
+    line 2   a JSON header: format, oracle version, domain, label, points, sha256 of the payload
+    payload  points int64 keys, then points x 8 float64 values, little-endian
+
+Files live under a directory named after ``ORACLE_VERSION``, so a change to the oracle's
+algorithm starts a fresh cache. A file is written to a temporary name and renamed over the old
+one (atomic), after merging what is on disk at that moment, so two runs that share a cache
+never see a half-written file and at worst recompute each other's points. A file that fails
+any check (magic, header, versions, length, checksum) is reported in one line on stderr and
+recomputed, never trusted.
+
+The cache directory is bce-audit's own (``_io.PrivateDir``): no symbolic link in it is ever
+followed, for reading or writing. A link where a cache file or the version directory should be
+is reported and never used; a write replaces the link itself, never the file it points to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bce_audit.files import LinkRefused, PrivateDir
+from bce_audit.vocabulary import Domain
+
+# Bump when anything changes what the oracle returns or how rows are laid out: the cache of an
+# older oracle is then ignored (it sits in another directory) instead of being trusted.
+ORACLE_VERSION = 2
+FILE_FORMAT = 1
+_MAGIC = b"bce-audit truth cache\n"
+_COLUMNS = 8
+
+
+def default_cache_dir() -> Path:
+    """The user's cache directory for bce-audit (XDG on Linux, the platform's elsewhere)."""
+    env = os.environ.get("BCE_AUDIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "bce-audit"
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "bce-audit" / "Cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "bce-audit"
+
+
+class CorruptCacheFile(ValueError):
+    """A cache file that must not be trusted; the message says why."""
+
+
+def _encode(domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> bytes:
+    payload = keys.astype("<i8").tobytes() + rows.astype("<f8").tobytes()
+    header = {
+        "format": FILE_FORMAT,
+        "oracle": ORACLE_VERSION,
+        "domain": str(domain),
+        "label": float(label).hex(),
+        "points": len(keys),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    return _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+
+
+def _decode(data: bytes, domain: Domain, label: float) -> tuple[np.ndarray, np.ndarray]:
+    if not data.startswith(_MAGIC):
+        raise CorruptCacheFile("not a bce-audit truth cache file")
+    end = data.find(b"\n", len(_MAGIC))
+    if end < 0:
+        raise CorruptCacheFile("truncated header")
+    try:
+        header = json.loads(data[len(_MAGIC) : end])
+        n = int(header["points"])
+        expected = (header["format"], header["oracle"], header["domain"], header["label"])
+        digest = header["sha256"]
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        raise CorruptCacheFile("unreadable header") from None
+    if expected != (FILE_FORMAT, ORACLE_VERSION, str(domain), float(label).hex()):
+        raise CorruptCacheFile(f"header {expected} does not match this file's place")
+    payload = data[end + 1 :]
+    if n < 0 or len(payload) != n * 8 * (1 + _COLUMNS):
+        raise CorruptCacheFile(f"{len(payload)} payload bytes for {n} points (truncated?)")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCacheFile("checksum mismatch")
+    keys = np.frombuffer(payload, dtype="<i8", count=n).astype(np.int64)
+    rows = np.frombuffer(payload, dtype="<f8", offset=8 * n).astype(np.float64).reshape(n, _COLUMNS)
+    if n > 1 and not (keys[1:] > keys[:-1]).all():  # not np.diff: it wraps around at -0.0
+        raise CorruptCacheFile("keys out of order")
+    return keys, rows
+
+
+class TruthCache:
+    """Truth rows on disk under ``root``, by (domain, label).
+
+    warn(message) is called with a one-line message for a corrupt file or a cache that cannot
+    be written; the run goes on without it.
+    """
+
+    def __init__(self, root: Path, warn=None):
+        self.root = Path(root)
+        self._private = PrivateDir(self.root, f"oracle-v{ORACLE_VERSION}")
+        self.dir = self._private.path
+        self._warn = warn or (lambda message: None)
+        self._write_failed = False
+        self._refused: set[str] = set()  # links already reported
+
+    @staticmethod
+    def filename(domain: Domain, label: float) -> str:
+        bits = int(np.float64(label).view(np.int64))
+        return f"{domain}-y{bits:016x}.truth"
+
+    def path(self, domain: Domain, label: float) -> Path:
+        return self.dir / self.filename(domain, label)
+
+    def _read(self, domain: Domain, label: float) -> bytes | None:
+        """The file's bytes; None when absent. A link (or any non-regular file) is reported once
+        and treated as absent: it is not the tool's, and is never read through."""
+        name = self.filename(domain, label)
+        try:
+            return self._private.read(name)
+        except LinkRefused as exc:
+            if name not in self._refused:
+                self._refused.add(name)
+                self._warn(f"truth cache: {exc.strerror}; not used (bce-audit never follows a link in its cache)")
+            return None
+
+    def load(self, domain: Domain, label: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted keys, rows) on disk for this domain and label, or None."""
+        path = self.path(domain, label)
+        try:
+            data = self._read(domain, label)
+        except OSError as exc:
+            self._warn(f"cannot read cache file {path} ({exc.strerror or exc}); recomputing")
+            return None
+        if data is None:
+            return None
+        try:
+            return _decode(data, domain, label)
+        except CorruptCacheFile as exc:
+            self._warn(f"ignoring corrupt cache file {path} ({exc}); recomputing")
+            return None
+
+    def store(self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Add rows to the file (merged with what is there now), atomically."""
+        if self._write_failed or len(keys) == 0:
+            return
+        on_disk = None
+        try:
+            data = self._read(domain, label)
+            on_disk = None if data is None else _decode(data, domain, label)
+        except (OSError, CorruptCacheFile):
+            pass  # absent, unreadable or corrupt: replaced by what we know
+        if on_disk is not None:
+            keys = np.concatenate([on_disk[0], keys])
+            rows = np.concatenate([on_disk[1], rows])
+        keys, first = np.unique(keys, return_index=True)
+        rows = rows[first]
+        try:
+            self._private.write(self.filename(domain, label), _encode(domain, label, keys, rows))
+        except OSError as exc:
+            self._write_failed = True
+            self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")

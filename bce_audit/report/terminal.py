@@ -1,0 +1,202 @@
+"""The terminal report: the two scoreboards, a legend in plain words, per-case figures on
+request (--verbose), and the cases that need a word of their own.
+
+Everything is laid out by ``layout`` for the width it is given (None: natural width, for logs and
+pipes), so no column is ever dropped or cut.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+from rich.text import Text
+
+from bce_audit.audit.result import CaseResult, SweepResult
+from bce_audit.report import numbers
+from bce_audit.report.layout import Column, table, wrap
+from bce_audit.vocabulary import Domain, Quantity, Status
+
+STATUS_STYLE = {
+    Status.OK: "green",
+    Status.INACCURATE: "yellow",
+    Status.ZERO: "magenta",
+    Status.INF: "red",
+    Status.NAN: "bold red",
+    Status.ERROR: "bold red",
+}
+
+# What the exact values are: the one reference every figure is measured against.
+REFERENCE = (
+    "reference: the exact value of plain, unweighted BCE at the label given, "
+    "-(y·log p + (1-y)·log(1-p)) with p = σ(z) on logits, and its derivative by the input; "
+    "a pos_weight, a weight, label smoothing or a focal term is not part of it"
+)
+
+
+def status_legend(threshold: float) -> str:
+    t = numbers.compact(threshold)
+    return (
+        f"statuses: ok = within {t} ULPs of the exact value; inaccurate = more than {t} ULPs off; "
+        "zero = 0 where the exact value is not (underflow, cancellation, a vanished gradient); "
+        "inf = ±inf where the exact value is finite; nan = NaN where the exact value is a number; "
+        "error = the formulation raised, or could not be run"
+    )
+
+
+RANGE_LEGEND = (
+    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every sampled input "
+    "is ok, for every label; max: the dtype's largest finite value; none: the centre itself is not ok"
+)
+CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
+
+
+def _domain_text(domain: Domain) -> str:
+    return "probs" if domain is Domain.PROBABILITIES else str(domain)
+
+
+def _intersect(ranges):
+    los, his = zip(*ranges, strict=True)
+    if any(math.isnan(v) for v in los + his):
+        return math.nan, math.nan
+    return max(los), min(his)
+
+
+def scoreboard_heading(result: SweepResult, quantity: Quantity) -> str:
+    labels = ", ".join(numbers.label(y) for y in result.settings.labels)
+    return f"{quantity}: worst status and stable range over labels {labels}"
+
+
+def scoreboard(result: SweepResult, quantity: Quantity, width: int | None) -> list[Text]:
+    """Rows: formulation × domain; columns: dtypes; cell: worst status over the labels, and the
+    stable range on which every label is ok (for one quantity: loss or grad)."""
+    s = result.settings
+    groups: dict[tuple, list[CaseResult]] = {}
+    for case in result.cases:
+        if case.quantity is quantity:
+            groups.setdefault((case.formulation, case.domain, case.dtype), []).append(case)
+    rows, breaks = [], set()
+    for name in s.formulations:
+        for domain in s.domains:
+            cells: list[Text | str] = [name, _domain_text(domain)]
+            for dtype in s.dtypes:
+                cases = groups.get((name, domain, dtype), [])
+                if not cases:
+                    cells.append("-")
+                    continue
+                worst = max((c.worst_status for c in cases), key=lambda st: st.severity)
+                cell = Text(worst.value, style=STATUS_STYLE[worst])
+                if worst is not Status.ERROR:
+                    lo, hi = _intersect([(c.stats.stable_lo, c.stats.stable_hi) for c in cases])
+                    cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite))
+                cells.append(cell)
+            rows.append(cells)
+        breaks.add(len(rows) - 1)
+    keys = [Column("formulation"), Column("domain")]
+    return table(keys, [Column(str(d)) for d in s.dtypes], rows, width, breaks)
+
+
+def case_table(result: SweepResult, width: int | None) -> list[Text]:
+    """Every case with its figures (the --verbose report)."""
+    keys = [Column("formulation"), Column("domain"), Column("dtype"), Column("y", right=True, tag="y="), Column("qty")]
+    values = [
+        Column(h, right=True)
+        for h in ("ok", "inacc", "inf", "nan", "zero", "max ulp", "p99 ulp", "mean ulp", "bits", "worst input")
+    ]
+    rows = []
+    for c in result.cases:
+        head: list[Text | str] = [c.formulation, _domain_text(c.domain), str(c.dtype), numbers.label(c.label)]
+        head.append(str(c.quantity))
+        if c.stats is None:
+            # the message goes in the lines under the tables (error_lines): in a cell, a long one
+            # would squeeze every column of the table
+            rows.append(head + [Text("error", style=STATUS_STYLE[Status.ERROR])] + ["-"] * 9)
+            continue
+        st = c.stats
+
+        def count(status: Status, counts=st.counts) -> Text:
+            v = counts[status.value]
+            return Text(str(v), style=STATUS_STYLE[status] if v and status is not Status.OK else "")
+
+        largest = c.dtype.format.largest_finite
+        rows.append(
+            head
+            + [count(s) for s in (Status.OK, Status.INACCURATE, Status.INF, Status.NAN, Status.ZERO)]
+            + [numbers.stat(st.max_ulp), numbers.stat(st.p99_ulp), numbers.stat(st.mean_ulp)]
+            + [f"{st.mean_bits:.2f}", "-" if math.isnan(st.worst_input) else numbers.value(st.worst_input, largest)]
+        )
+    return table(keys, values, rows, width, gap=1)  # narrow numeric columns: one space apart
+
+
+NONFINITE_HEADING = (
+    "±inf and NaN inputs whose result is not the exact limit, as when the loss at z = +inf with y = 1 is not 0"
+)
+
+
+def nonfinite_lines(result: SweepResult) -> list[str]:
+    """One line per case whose ±inf / NaN inputs are not handled as the limits say."""
+    lines = []
+    for c in result.cases:
+        bad = [p for p in c.nonfinite if p.status is not Status.OK]
+        if not bad:
+            continue
+        parts = [
+            f"{numbers.short(p.input)} -> {p.status.value}"
+            + (f" ({p.error})" if p.error else f" (got {numbers.short(p.output)}, want {numbers.short(p.truth)})")
+            for p in bad
+        ]
+        lines.append(
+            f"{c.formulation} {c.domain} {c.dtype} y={numbers.label(c.label)} {c.quantity}: " + "; ".join(parts)
+        )
+    return lines
+
+
+def error_lines(result: SweepResult) -> list[str]:
+    """One line per formulation and message: the cases in which the formulation raised (or was lost)."""
+    counts = collections.Counter((c.formulation, c.error) for c in result.cases if c.error is not None)
+    return [f"{name} ({n} cases): {error}" for (name, error), n in counts.items()]
+
+
+def report(result: SweepResult, width: int | None, verbose: bool) -> list[Text]:
+    """The whole terminal report, line by line."""
+    out: list[Text] = []
+
+    def para(text: str, indent: str = "", rest: str | None = None) -> None:
+        out.extend(Text(line) for line in wrap(text, width, indent, rest))
+
+    for quantity in Quantity:
+        para(scoreboard_heading(result, quantity))
+        out.append(Text(""))
+        out.extend(scoreboard(result, quantity, width))
+        out.append(Text(""))
+    para(status_legend(result.settings.ulp_threshold))
+    para(RANGE_LEGEND)
+    para(REFERENCE)
+    if verbose:
+        out.append(Text(""))
+        para(CASE_TABLE_HEADING)
+        out.append(Text(""))
+        out.extend(case_table(result, width))
+    failures = error_lines(result)
+    if failures:
+        out.append(Text(""))
+        para("formulations that raised or could not be run (their cases are `error`):")
+        for line in failures:
+            para(line, "  ", "    ")
+    lines = nonfinite_lines(result)
+    if lines:
+        out.append(Text(""))
+        para(f"{NONFINITE_HEADING} ({len(lines)} cases):")
+        shown = lines if verbose else lines[:8]
+        for line in shown:
+            para(line, "  ", "    ")
+        if len(shown) < len(lines):
+            para(f"... and {len(lines) - len(shown)} more (--verbose shows all)", "  ")
+    s = result.settings
+    points = sum(c.stats.points for c in result.cases if c.stats is not None)
+    out.append(Text(""))
+    para(
+        f"{len(result.cases)} cases, {points} points, seed {s.seed}, "
+        f"ulp threshold {numbers.compact(s.ulp_threshold)}, {result.elapsed_s:.1f} s"
+    )
+    return out

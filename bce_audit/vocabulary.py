@@ -1,0 +1,126 @@
+"""The vocabulary of DESIGN.md as str enums and frozen value objects.
+
+Each enum owns its conversion from the strings users type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+
+from bce_audit.errors import UsageError
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class _ParsableEnum(enum.StrEnum):
+    @classmethod
+    def parse(cls, text: str, what: str):
+        try:
+            return cls(text)
+        except ValueError:
+            names = [m.value for m in cls]
+            raise UsageError(
+                f"unknown {what} {text!r}{_closest(text, names)}; choose from {', '.join(names)}"
+            ) from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Domain(_ParsableEnum):
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+
+    @property
+    def centre(self) -> float:
+        """The point the stable range grows from."""
+        return 0.0 if self is Domain.LOGITS else 0.5
+
+
+class Quantity(_ParsableEnum):
+    LOSS = "loss"
+    GRAD = "grad"
+
+
+class Sampling(_ParsableEnum):
+    BITS = "bits"
+    EXHAUSTIVE = "exhaustive"
+
+
+class Status(_ParsableEnum):
+    """Per-point verdict, in order of increasing severity (the scoreboard shows the worst)."""
+
+    OK = "ok"
+    INACCURATE = "inaccurate"
+    ZERO = "zero"
+    INF = "inf"
+    NAN = "nan"
+    ERROR = "error"  # the formulation raised: no output at all
+
+    @property
+    def severity(self) -> int:
+        return list(Status).index(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatFormat:
+    """An IEEE-754-style binary format.
+
+    name: the dtype name users type.
+    precision: significand bits including the implicit one (11 for float16).
+    emin: exponent of the smallest normal number (-14 for float16).
+    emax: exponent of the largest finite number (15 for float16).
+    width: storage bits; a NaN against a non-NaN scores this many bits of error.
+    """
+
+    name: str
+    precision: int
+    emin: int
+    emax: int
+    width: int
+
+    @property
+    def smallest_subnormal(self) -> float:
+        return 2.0 ** (self.emin - self.precision + 1)
+
+    @property
+    def smallest_normal(self) -> float:
+        return 2.0**self.emin
+
+    @property
+    def largest_finite(self) -> float:
+        return (2.0 - 2.0 ** (1 - self.precision)) * 2.0**self.emax
+
+    @property
+    def is_16bit(self) -> bool:
+        return self.width == 16
+
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.name)
+
+
+class DType(_ParsableEnum):
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+
+    @property
+    def format(self) -> FloatFormat:
+        return _FORMATS[self]
+
+
+_FORMATS = {
+    DType.FLOAT16: FloatFormat("float16", 11, -14, 15, 16),
+    DType.BFLOAT16: FloatFormat("bfloat16", 8, -126, 127, 16),
+    DType.FLOAT32: FloatFormat("float32", 24, -126, 127, 32),
+    DType.FLOAT64: FloatFormat("float64", 53, -1022, 1023, 64),
+}
+FLOAT64 = _FORMATS[DType.FLOAT64]
