@@ -1,10 +1,37 @@
 """bce-audit: measure where binary-cross-entropy implementations lose accuracy.
 
-``from bce_audit import formulation`` marks your own loss function for an audit (README: "Audit
-your own loss"); importing it loads neither torch nor mpmath.
+The public API is exactly what this module exports (docs/api.md): ``audit`` and ``check`` run in
+this process on built-in names, targets or plain Python callables; ``formulation`` marks a loss
+function for an audit. Importing it loads neither torch nor mpmath.
 """
 
+from bce_audit.api import CheckResult, audit, check
+from bce_audit.audit.result import AuditResult, CaseKey, CaseResult
+from bce_audit.errors import BceAuditError, ExitCode, IncompleteRun, UsageError
+from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
+from bce_audit.gate.interface import Verdict
+from bce_audit.version import __version__
+from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "formulation"]
+__all__ = [
+    "FIGURES",
+    "AuditResult",
+    "BceAuditError",
+    "CaseFigures",
+    "CaseKey",
+    "CaseResult",
+    "CheckResult",
+    "DType",
+    "Domain",
+    "ExitCode",
+    "IncompleteRun",
+    "Quantity",
+    "Status",
+    "UsageError",
+    "Verdict",
+    "__version__",
+    "audit",
+    "check",
+    "formulation",
+]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from bce_audit.errors import UsageError
-from bce_audit.formulations.user import PARAMETER_TYPES
+from bce_audit.errors import UsageError, did_you_mean
+from bce_audit.formulations.interface import PARAMETER_TYPES
 
 # key -> the Python types it may hold
 KEYS = {
@@ -62,18 +62,14 @@ def _load(path: Path) -> dict:
 def _check_key(key: str, value, allowed: dict, where: str) -> None:
     """An unknown key (with the closest known one) or a value of the wrong type: one line."""
     if key not in allowed:
-        import difflib
-
-        match = difflib.get_close_matches(key, list(allowed), n=1)
-        hint = f" (did you mean {match[0]!r}?)" if match else ""
-        raise UsageError(f"{where}: unknown key {key!r}{hint}")
+        raise UsageError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed, cutoff=0.6)}")
     expected = allowed[key]
     # TOML booleans are Python ints: `points = true` must not pass as a number
     if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
 
 
-def _validate(table: dict, where: str) -> dict:
+def validate(table: dict, where: str) -> dict:
     for key, value in table.items():
         _check_key(key, value, KEYS, where)
         if isinstance(value, list):
@@ -107,7 +103,7 @@ def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict,
         where = f"{path}" + (" [tool.bce-audit]" if table is not doc else "")
         if not isinstance(table, dict):
             raise UsageError(f"{where} must be a table")
-        return _validate(table, where), str(path)
+        return validate(table, where), str(path)
     if search_pyproject:
         pyproject = Path("pyproject.toml")
         if pyproject.is_file():
@@ -117,5 +113,5 @@ def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict,
             if table is not None:
                 if not isinstance(table, dict):
                     raise UsageError("pyproject.toml: [tool.bce-audit] must be a table")
-                return _validate(table, "pyproject.toml tool.bce-audit"), str(pyproject)
+                return validate(table, "pyproject.toml tool.bce-audit"), str(pyproject)
     return {}, None

@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bce_audit.errors import UsageError
+from bce_audit.errors import LinkRefused, OutputsNotWritten, UsageError
 
 # The path that means standard output, as Unix tools have it.
 STDOUT = "-"
@@ -163,10 +163,6 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class OutputsNotWritten(UsageError):
-    """Writing the outputs failed; the message says which were written (if any) and why."""
-
-
 class _Staged:
     """An output rendered into an exclusive temporary file beside its target, waiting to be
     renamed into place (or, for standard output and devices, the bytes still to write)."""
@@ -292,11 +288,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- the tool's own files
-
-
-class LinkRefused(OSError):
-    """A path inside a PrivateDir is a symbolic link (or another non-regular file): the tool did
-    not create it, so it neither reads through it nor writes through it."""
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -1,4 +1,4 @@
-"""The vocabulary of DESIGN.md as str enums and frozen value objects.
+"""The words of an audit as str enums and frozen value objects (docs/design.md, Vocabulary).
 
 Each enum owns its conversion from the strings users type.
 """
@@ -6,33 +6,32 @@ Each enum owns its conversion from the strings users type.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
+from typing import Self
 
-from bce_audit.errors import UsageError
-
-
-def _closest(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+from bce_audit.errors import UsageError, did_you_mean
 
 
-class _ParsableEnum(enum.StrEnum):
+class ParsableEnum(enum.StrEnum):
+    """A str enum that parses what users type, with a one-line error that names the choices."""
+
     @classmethod
-    def parse(cls, text: str, what: str):
+    def parse(cls, text: str, what: str) -> Self:
         try:
             return cls(text)
         except ValueError:
             names = [m.value for m in cls]
             raise UsageError(
-                f"unknown {what} {text!r}{_closest(text, names)}; choose from {', '.join(names)}"
+                f"unknown {what} {text!r}{did_you_mean(text, names)}; choose from {', '.join(names)}"
             ) from None
 
     def __str__(self) -> str:
         return self.value
 
 
-class Domain(_ParsableEnum):
+class Domain(ParsableEnum):
+    """What the swept input is: a logit z (any real) or a probability p in [0, 1]."""
+
     LOGITS = "logits"
     PROBABILITIES = "probabilities"
 
@@ -41,18 +40,27 @@ class Domain(_ParsableEnum):
         """The point the stable range grows from."""
         return 0.0 if self is Domain.LOGITS else 0.5
 
+    @property
+    def short(self) -> str:
+        """The name in narrow table columns."""
+        return "probs" if self is Domain.PROBABILITIES else self.value
 
-class Quantity(_ParsableEnum):
+
+class Quantity(ParsableEnum):
+    """The loss, or its derivative by the swept input."""
+
     LOSS = "loss"
     GRAD = "grad"
 
 
-class Sampling(_ParsableEnum):
+class Sampling(ParsableEnum):
+    """bits: uniform over bit patterns plus a dense band; exhaustive: every value (16-bit dtypes)."""
+
     BITS = "bits"
     EXHAUSTIVE = "exhaustive"
 
 
-class Status(_ParsableEnum):
+class Status(ParsableEnum):
     """Per-point verdict, in order of increasing severity (the scoreboard shows the worst)."""
 
     OK = "ok"
@@ -60,7 +68,7 @@ class Status(_ParsableEnum):
     ZERO = "zero"
     INF = "inf"
     NAN = "nan"
-    ERROR = "error"  # the formulation raised: no output at all
+    ERROR = "error"  # the formulation raised, or could not be run: no output at all
 
     @property
     def severity(self) -> int:
@@ -100,13 +108,10 @@ class FloatFormat:
     def is_16bit(self) -> bool:
         return self.width == 16
 
-    def torch_dtype(self):
-        import torch
 
-        return getattr(torch, self.name)
+class DType(ParsableEnum):
+    """The precision a formulation computes in."""
 
-
-class DType(_ParsableEnum):
     FLOAT16 = "float16"
     BFLOAT16 = "bfloat16"
     FLOAT32 = "float32"

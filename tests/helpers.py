@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from click.testing import CliRunner
+
+# the repository's root
+ROOT = Path(__file__).resolve().parent.parent
 
 ENV = {"NO_COLOR": "1", "COLUMNS": "120", "CI": "1", "BCE_AUDIT_DEBUG": None}
 

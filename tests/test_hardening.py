@@ -293,9 +293,11 @@ def test_state_a_user_module_sets_at_import_does_not_reach_the_built_ins(losses)
 def test_evaluate_pins_the_callers_state_and_gives_it_back():
     import torch
 
-    from bce_audit.engines.torch_engine import evaluate
+    from bce_audit.engines.torch_engine import TorchEngine
     from bce_audit.formulations.builtins import BUILTINS
     from bce_audit.vocabulary import Domain, DType
+
+    evaluate = TorchEngine().evaluate
 
     tiny = 1.401298464324817e-45  # the smallest float32 subnormal
     torch.set_flush_denormal(True)
@@ -480,11 +482,11 @@ def test_an_empty_grid_is_an_error_naming_dtype_and_range(args, named):
 
 
 def test_a_case_with_no_point_never_passes_a_rule():
-    from bce_audit.gate.interface import CaseFigures, CaseKey
+    from bce_audit.figures import CaseFigures
+    from bce_audit.gate.interface import CaseKey, CaseRecord
     from bce_audit.gate.thresholds import ThresholdRule, evaluate_rule
 
-    nan = math.nan
-    empty = CaseFigures(0, 0, 0, 0, 0, 0, 0, nan, nan, nan, nan, nan, nan, nan, nan)
+    empty = CaseRecord(CaseFigures.none())
     rule = ThresholdRule(0, None, None, None, None, None, None, (("nan", 0),))
     outcome = evaluate_rule(rule, {CaseKey("f", "logits", "float32", 0.0, "loss"): empty})
     assert not outcome.passed and len(outcome.failures) == 1
@@ -553,17 +555,12 @@ def test_no_column_disappears_at_any_width(columns):
     assert not too_wide, too_wide
 
 
-def test_piped_output_has_natural_width_tables(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bce_audit", "sweep", "--domain", "logits", "--points", "50"],
-        env={k: v for k, v in _env().items() if k != "COLUMNS"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr
-    header = next(line for line in proc.stdout.splitlines() if line.startswith("formulation"))
-    assert header.split() == ["formulation", "domain", "float16", "bfloat16", "float32", "float64"]  # one table
+def test_piped_output_has_natural_width_tables():
+    # not a terminal and no COLUMNS: the deliberate layout of logs and pipes, one whole table
+    result = runner().invoke(main, ["sweep", "--domain", "logits", "--points", "50"], env={"COLUMNS": None})
+    assert_exit(result, 0)
+    header = next(line for line in result.stdout.splitlines() if line.startswith("formulation"))
+    assert header.split() == ["formulation", "domain", "float16", "bfloat16", "float32", "float64"]
 
 
 def test_check_wraps_at_the_console_width():

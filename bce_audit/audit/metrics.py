@@ -1,12 +1,12 @@
-"""Error metrics (DESIGN: Metrics): ULP error, bits of error, per-point status, case summary."""
+"""Error metrics: ULP error, bits of error, per-point status, and a case's figures."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
+from bce_audit.figures import COUNTED_STATUSES, CaseFigures
 from bce_audit.floats import ordinal
 from bce_audit.vocabulary import Domain, FloatFormat, Status
 
@@ -85,38 +85,6 @@ def point_status(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, thr
     return status
 
 
-@dataclasses.dataclass(frozen=True)
-class CaseStats:
-    """The per-case figures of DESIGN's summary.
-
-    points: finite inputs evaluated (the specials included).
-    counts: points per status value.
-    max_ulp / p99_ulp / mean_ulp: over points where output and rounded truth are both finite.
-    mean_bits: mean bits of error over all points.
-    max_rel_err: max |output - truth| / |truth| (truth rounded to float64), truth finite, nonzero;
-        at most ERROR_CAP, like the ULP figures.
-    worst_input: the input with the most bits of error (the first of equals); NaN if all exact.
-    stable_lo / stable_hi: the widest interval around the domain's centre on which every sampled
-        input is ok; NaN when the centre itself is not ok.
-    """
-
-    points: int
-    counts: dict[str, int]
-    max_ulp: float
-    p99_ulp: float
-    mean_ulp: float
-    mean_bits: float
-    max_rel_err: float
-    worst_input: float
-    stable_lo: float
-    stable_hi: float
-
-    @property
-    def worst_status(self) -> Status:
-        present = [Status(s) for s, n in self.counts.items() if n]
-        return max(present, key=lambda s: s.severity, default=Status.OK)
-
-
 def stable_range(inputs: np.ndarray, ok: np.ndarray, centre: float) -> tuple[float, float]:
     """Widest [lo, hi] around ``centre`` in which every sampled input is ok (inputs sorted)."""
     below = np.nonzero(inputs <= centre)[0]
@@ -141,8 +109,15 @@ def summarize(
     fmt: FloatFormat,
     domain: Domain,
     threshold: float,
-) -> tuple[CaseStats, np.ndarray, np.ndarray]:
-    """Case figures plus the per-point ULP errors and statuses (for ``--details``)."""
+    nonfinite: int = 0,
+) -> tuple[CaseFigures, np.ndarray, np.ndarray]:
+    """The case's figures (see ``figures.CaseFigures``) plus the per-point ULP errors and statuses
+    (for ``--details``). ``nonfinite``: how many ±inf / NaN inputs missed their limit.
+
+    max_rel_err is |output - truth| / |truth| with the truth rounded to float64, over the points
+    where both are finite and the truth nonzero; the worst input is the one with the most bits of
+    error (the first of equals); the stable range is the widest interval around the domain's
+    centre on which every sampled input is ok."""
     errs = ulp_error(output, truth, fmt)
     status = point_status(output, truth, errs, threshold)
     bits = bits_of_error(output, truth, fmt)
@@ -150,13 +125,14 @@ def summarize(
     with np.errstate(all="ignore"):
         rel = np.minimum(np.abs(output - truth_f64) / np.abs(truth_f64), ERROR_CAP)
     rel = rel[np.isfinite(output) & np.isfinite(truth_f64) & (truth_f64 != 0)]
-    counts = {s.value: int(np.count_nonzero(status == s.value)) for s in Status if s is not Status.ERROR}
+    counts = {s.value: int(np.count_nonzero(status == s.value)) for s in COUNTED_STATUSES}
     # no worst input when every point is exact (the first of equals would mean nothing)
     worst = float(inputs[int(np.argmax(bits))]) if len(bits) and bits.max() > 0 else math.nan
     lo, hi = stable_range(inputs, status == Status.OK.value, domain.centre)
-    stats = CaseStats(
+    figures = CaseFigures(
         points=len(inputs),
-        counts=counts,
+        **counts,
+        nonfinite=nonfinite,
         max_ulp=float(finite_errs.max()) if len(finite_errs) else math.nan,
         p99_ulp=float(np.percentile(finite_errs, 99, method="higher")) if len(finite_errs) else math.nan,
         mean_ulp=_mean(finite_errs) if len(finite_errs) else math.nan,
@@ -166,4 +142,4 @@ def summarize(
         stable_lo=lo,
         stable_hi=hi,
     )
-    return stats, errs, status
+    return figures, errs, status

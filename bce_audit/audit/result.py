@@ -1,14 +1,36 @@
-"""The result object of a sweep: what every output format renders."""
+"""The result of an audit: every case with its figures, and where they were computed.
+
+What every report renders, what the gate judges, and what ``bce_audit.audit()`` returns.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from bce_audit.audit.metrics import CaseStats
-from bce_audit.settings import Settings
+from bce_audit.figures import FIGURES, CaseFigures, Kind
+from bce_audit.report.numbers import label as label_text
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from bce_audit.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseKey:
+    """What names a case: (formulation, domain, dtype, label, quantity), as plain strings and a float."""
+
+    formulation: str
+    domain: str
+    dtype: str
+    label: float
+    quantity: str
+
+    def __str__(self) -> str:
+        return f"{self.formulation} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +46,12 @@ class NonFinitePoint:
 
 @dataclasses.dataclass(frozen=True)
 class PointDetails:
-    """Per-point data of one case, kept only when ``--details`` asks for it."""
+    """Per-point data of one case, kept only when asked for (``--details``, ``details=True``).
+
+    inputs: every input (finite ones, then ±inf and NaN). outputs: what the formulation returned
+    (NaN when it raised). truth_f64: the exact value rounded to float64. ulp_errors: NaN where
+    not defined. statuses: Status values as strings.
+    """
 
     inputs: np.ndarray
     outputs: np.ndarray
@@ -37,9 +64,12 @@ class PointDetails:
 class CaseResult:
     """One (formulation, domain, dtype, label, quantity): one row of the summary.
 
-    stats is None exactly when the formulation raised (``error`` holds the message), or when it
-    could not be evaluated at all (``lost`` says why: the process running a user's function died,
-    hung past the time limit or ran out of memory; ``error`` holds the same text).
+    figures: None exactly when there is no output: the formulation raised (``error`` holds the
+        message), or it could not be evaluated at all (``lost`` says why: the process running a
+        user's function died, hung past the time limit or ran out of memory; ``error`` holds the
+        same text).
+    nonfinite: the ±inf and NaN inputs, each with its result.
+    details: every point, when kept.
     """
 
     formulation: str
@@ -47,26 +77,94 @@ class CaseResult:
     dtype: DType
     label: float
     quantity: Quantity
-    stats: CaseStats | None
+    figures: CaseFigures | None
     nonfinite: tuple[NonFinitePoint, ...] = ()
     error: str | None = None
     details: PointDetails | None = None
     lost: str | None = None
 
     @property
+    def key(self) -> CaseKey:
+        return CaseKey(self.formulation, str(self.domain), str(self.dtype), float(self.label), str(self.quantity))
+
+    @property
     def worst_status(self) -> Status:
-        if self.error is not None:
+        if self.figures is None:
             return Status.ERROR
-        return self.stats.worst_status
+        return self.figures.worst_status
+
+    def record(self) -> dict[str, Any]:
+        """The case as one flat record: its key, every figure by name (None when undefined),
+        the worst status, and the error or why it was not evaluated."""
+        row: dict[str, Any] = dataclasses.asdict(self.key)
+        figures = self.figures
+        for figure in FIGURES:
+            names = ("stable_lo", "stable_hi") if figure.kind is Kind.RANGE else (figure.name,)
+            for name in names:
+                value = None if figures is None else getattr(figures, name)
+                row[name] = None if isinstance(value, float) and math.isnan(value) else value
+        row["worst_status"] = str(self.worst_status)
+        row["error"] = self.error
+        row["lost"] = self.lost
+        return row
+
+    def point_records(self) -> list[dict[str, Any]]:
+        """One record per point (when details were kept): key, input, output, truth (rounded to
+        float64), ulp_error (None when not defined) and status."""
+        d = self.details
+        if d is None:
+            return []
+        key = dataclasses.asdict(self.key)
+        return [
+            {**key, "input": x, "output": o, "truth": t, "ulp_error": None if math.isnan(e) else e, "status": s}
+            for x, o, t, e, s in zip(
+                d.inputs.tolist(),
+                d.outputs.tolist(),
+                d.truth_f64.tolist(),
+                d.ulp_errors.tolist(),
+                d.statuses.tolist(),
+                strict=True,
+            )
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepResult:
-    """Every case of a sweep, the settings that produced them, and where they were computed."""
+class AuditResult:
+    """Every case of an audit, the settings that produced them, and where they were computed.
+
+    cases: in report order (formulation, domain, dtype, label, quantity).
+    provenance: versions and machine (bce-audit, torch, numpy, mpmath, CPU capability, ...).
+    elapsed_s: wall time of the audit.
+    truth_points: distinct (domain, label, input) points the exact truth was needed at.
+    truth_computed: how many of them the oracle evaluated (the rest came from the cache).
+    """
 
     settings: Settings
     cases: tuple[CaseResult, ...]
-    provenance: dict
+    provenance: dict[str, str]
     elapsed_s: float
-    truth_points: int  # distinct (domain, label, input) points the truth was needed at
-    truth_computed: int  # of those, the points the oracle evaluated (the rest: the cache)
+    truth_points: int
+    truth_computed: int
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat record per case (see ``CaseResult.record``): ready for csv, json or pandas."""
+        return [case.record() for case in self.cases]
+
+    def point_records(self) -> list[dict[str, Any]]:
+        """One record per point of every case (audit with ``details=True`` to keep them)."""
+        return [row for case in self.cases for row in case.point_records()]
+
+    def to_pandas(self, points: bool = False) -> Any:
+        """The records as a pandas DataFrame (per point with ``points=True``); needs pandas."""
+        try:
+            import pandas
+        except ImportError:
+            from bce_audit.errors import UsageError
+
+            raise UsageError("to_pandas() needs pandas: pip install pandas") from None
+        return pandas.DataFrame(self.point_records() if points else self.to_records())
+
+    @property
+    def lost(self) -> tuple[CaseResult, ...]:
+        """The cases that could not be evaluated at all."""
+        return tuple(c for c in self.cases if c.lost is not None)

@@ -1,30 +1,36 @@
-"""The pipeline: grid -> (formulations in torch || truth from mpmath) -> metrics -> result."""
+"""The pipeline: grid -> (formulations in an engine || truth from the oracle) -> metrics -> result."""
 
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bce_audit import __version__
-from bce_audit.audit.grid import build_grid
+from bce_audit.audit.grid import Grid, build_grid
 from bce_audit.audit.metrics import point_status, summarize, ulp_error
-from bce_audit.audit.result import CaseResult, NonFinitePoint, PointDetails, SweepResult
-from bce_audit.engines.torch_engine import evaluate_grid
+from bce_audit.audit.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
+from bce_audit.engines import get_engine
+from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
-from bce_audit.formulations.builtins import resolve
-from bce_audit.oracle.table import build_truth_table, column
+from bce_audit.formulations.interface import Formulation
+from bce_audit.formulations.selection import resolve
+from bce_audit.oracle import build_truth_table, column, oracle_provenance
 from bce_audit.report import numbers
 from bce_audit.settings import Settings
+from bce_audit.version import __version__
 from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Sampling, Status
 
-# progress(points just evaluated, points in all): called as the oracle works through the points
-# the cache did not have
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.oracle.cache import TruthCache
+
+# progress(points just done, points in all): the oracle's points the cache did not have, then the
+# (grid, label, formulation) evaluations in the engines
 Progress = Callable[[int, int], None]
 
 
@@ -35,7 +41,7 @@ def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
     return settings.sampling
 
 
-def grids(settings: Settings):
+def grids(settings: Settings) -> Iterator[Grid]:
     for dtype in settings.dtypes:
         for domain in settings.domains:
             yield build_grid(
@@ -48,7 +54,7 @@ def grids(settings: Settings):
             )
 
 
-def empty_grid_message(settings: Settings, grid) -> str:
+def empty_grid_message(settings: Settings, grid: Grid) -> str:
     """Why a (dtype, domain) has no input at all: a case with no point could never fail."""
     fmt = grid.dtype.format
     lo, hi = settings.logit_range or (-math.inf, math.inf)
@@ -67,21 +73,32 @@ def empty_grid_message(settings: Settings, grid) -> str:
     )
 
 
-def provenance() -> dict:
-    import mpmath
-    import torch
-
-    return {
+def provenance(engines: list[str]) -> dict[str, str]:
+    """Where the figures were computed: bce-audit, the engines' versions and switches, numpy,
+    the oracle's mpmath and its backend, Python, the machine."""
+    found: dict[str, str] = {}
+    for name in engines:
+        found.update(get_engine(name).provenance())
+    oracle = oracle_provenance()
+    ordered = {
         "bce_audit": __version__,
-        "torch": torch.__version__,
+        "torch": found.pop("torch", None),
         "numpy": np.__version__,
-        "mpmath": mpmath.__version__,
-        "mpmath_backend": mpmath.libmp.BACKEND,
+        **oracle,
         "python": sys.version.split()[0],
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "platform": platform.platform(),
-        "device": "cpu",
+        "cpu_capability": found.pop("cpu_capability", None),
+        "platform": found.pop("platform", None),
+        "device": found.pop("device", None),
+        **found,
     }
+    return {k: v for k, v in ordered.items() if v is not None}
+
+
+def _evaluate(formulation: Formulation, sandbox: Sandbox | None, *args: Any) -> GridEvaluation:
+    if formulation.spec is not None:  # a user's target: only ever run in the sandbox
+        assert sandbox is not None
+        return sandbox.evaluate(formulation.spec, *args)
+    return get_engine(formulation.engine).evaluate_grid(formulation, *args)
 
 
 def run_sweep(
@@ -89,16 +106,16 @@ def run_sweep(
     keep_details: bool = False,
     progress: Progress | None = None,
     jobs: int = 1,
-    cache=None,
+    cache: TruthCache | None = None,
     case_progress: Progress | None = None,
-    sandbox=None,
-) -> SweepResult:
-    """Run the audit. jobs: processes for the oracle; cache: a truth_cache.TruthCache or None.
+    sandbox: Sandbox | None = None,
+) -> AuditResult:
+    """Run the audit. jobs: processes for the oracle; cache: a ``TruthCache`` or None.
 
     Neither changes a single result: the truth of a point depends on the point alone.
     progress(n, total) counts truth points computed; case_progress(n, total) counts the
-    (grid, label, formulation) evaluations in torch that follow. sandbox: the
-    ``sandbox.Sandbox`` that runs the user's functions (one is made for the sweep when None).
+    (grid, label, formulation) evaluations that follow. sandbox: the ``engines.sandbox.Sandbox``
+    that runs the user's targets (one is made for the sweep when None and one is needed).
     """
     if sandbox is None and any(not spec.is_builtin for spec in settings.user_formulations):
         from bce_audit.engines.sandbox import Sandbox
@@ -110,7 +127,7 @@ def run_sweep(
     for grid in all_grids:
         if len(grid.finite) == 0:
             raise UsageError(empty_grid_message(settings, grid))
-    formulations = resolve(settings)
+    formulations = resolve(settings.selection, settings.functions)
     cases: list[CaseResult] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
     # uses the label users actually get.
@@ -133,27 +150,20 @@ def run_sweep(
             rows = table.rows(grid.domain, y, inputs)
             truth = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
             for formulation in formulations:
-                args = (grid.domain, grid.dtype, grid.finite, grid.nonfinite, y)
-                if formulation.spec is not None:  # a user's function: only ever in the sandbox
-                    evaluation = sandbox.evaluate(formulation.spec, *args)
-                else:
-                    evaluation = evaluate_grid(formulation, *args)
+                evaluation = _evaluate(formulation, sandbox, grid.domain, grid.dtype, grid.finite, grid.nonfinite, y)
                 ev, singles = evaluation.finite, evaluation.nonfinite
-                nf_loss = np.array([e.loss[0] for e in singles])
-                nf_grad = np.array([e.grad[0] for e in singles])
                 nf_errors = [e.error for e in singles]
                 if case_progress is not None:
                     case_progress(1, evaluations)
                 for quantity in Quantity:
-                    out = np.concatenate([ev.loss, nf_loss] if quantity is Quantity.LOSS else [ev.grad, nf_grad])
-                    t, t64 = truth[quantity]
-                    common = dict(
+                    key = dict(
                         formulation=formulation.name,
                         domain=grid.domain,
                         dtype=grid.dtype,
                         label=float(label),
                         quantity=quantity,
                     )
+                    t, t64 = truth[quantity]
                     if ev.error is not None:
                         details = None
                         if keep_details:  # every point of the case, each with the `error` status
@@ -165,10 +175,20 @@ def run_sweep(
                                 statuses=np.full(len(inputs), Status.ERROR.value, dtype=object),
                             )
                         cases.append(
-                            CaseResult(**common, stats=None, error=ev.error, details=details, lost=evaluation.lost)
+                            CaseResult(**key, figures=None, error=ev.error, details=details, lost=evaluation.lost)
                         )
                         continue
-                    stats, errs, status = summarize(
+                    loss = quantity is Quantity.LOSS
+                    nf_out = np.array([(e.loss if loss else e.grad)[0] for e in singles])
+                    out = np.concatenate([ev.loss if loss else ev.grad, nf_out])
+                    nf_err = ulp_error(out[n:], t[n:], fmt)
+                    nf_status = point_status(out[n:], t[n:], nf_err, settings.ulp_threshold)
+                    nf_status[[e is not None for e in nf_errors]] = Status.ERROR.value
+                    nonfinite = tuple(
+                        NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
+                        for x, o, tt, s, err in zip(grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True)
+                    )
+                    figures, errs, status = summarize(
                         grid.finite,
                         out[:n],
                         t[:n],
@@ -176,13 +196,7 @@ def run_sweep(
                         fmt,
                         grid.domain,
                         settings.ulp_threshold,
-                    )
-                    nf_err = ulp_error(out[n:], t[n:], fmt)
-                    nf_status = point_status(out[n:], t[n:], nf_err, settings.ulp_threshold)
-                    nf_status[[e is not None for e in nf_errors]] = Status.ERROR.value
-                    nonfinite = tuple(
-                        NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
-                        for x, o, tt, s, err in zip(grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True)
+                        nonfinite=sum(p.status is not Status.OK for p in nonfinite),
                     )
                     details = None
                     if keep_details:
@@ -193,19 +207,19 @@ def run_sweep(
                             ulp_errors=np.concatenate([errs, nf_err]),
                             statuses=np.concatenate([status, nf_status]),
                         )
-                    cases.append(CaseResult(**common, stats=stats, nonfinite=nonfinite, details=details))
+                    cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
     cases.sort(key=lambda c: _order(settings, c))
-    return SweepResult(
+    return AuditResult(
         settings=settings,
         cases=tuple(cases),
-        provenance=provenance(),
+        provenance=provenance(list(dict.fromkeys(f.engine for f in formulations))),
         truth_points=work.points,
         truth_computed=work.computed,
         elapsed_s=time.perf_counter() - start,
     )
 
 
-def _order(settings: Settings, case: CaseResult):
+def _order(settings: Settings, case: CaseResult) -> tuple[int, ...]:
     return (
         settings.formulations.index(case.formulation),
         settings.domains.index(case.domain),

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bce_audit.errors import UsageError, describe
+from bce_audit.engines.interface import Evaluation, GridEvaluation
+from bce_audit.errors import EvaluationLost, UsageError, describe
+from bce_audit.processes import die_with_parent, forkserver_context, no_main
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bce_audit.engines.torch_engine import GridEvaluation
     from bce_audit.formulations.user import UserFormulationSpec
 
 DEFAULT_TIMEOUT = 60.0  # seconds per request: an import, or one formulation on one grid at one label
@@ -61,10 +62,6 @@ def out_of_memory(message: str | None) -> bool:
     return message is not None and any(m in message for m in _OUT_OF_MEMORY)
 
 
-class Lost(Exception):
-    """A request whose answer never came: the message says why (a time limit, a death)."""
-
-
 # --------------------------------------------------------------------------- the wire format
 
 
@@ -81,51 +78,6 @@ def _unpack(message: bytes) -> tuple[dict, bytes]:
 
 
 # --------------------------------------------------------------------------- the parent's side
-
-
-def forkserver_context():
-    """multiprocessing's fork server (spawn on Windows), preloading torch: every child forked from
-    it starts with torch imported, in milliseconds. Start its processes inside ``no_main()``."""
-    import multiprocessing
-
-    if sys.platform == "win32":
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(
-        [
-            "bce_audit.engines._torch_warmup",
-            "bce_audit.engines.torch_engine",
-            "bce_audit.engines.sandbox",
-            "bce_audit.oracle.table",
-        ]
-    )
-    return ctx
-
-
-@contextlib.contextmanager
-def no_main():
-    """Start processes without re-running the parent's ``__main__`` in them.
-
-    multiprocessing re-imports the parent's main module in every child it spawns or forks from
-    its fork server, so that pickled functions defined there resolve. bce-audit's children need
-    nothing from it, and re-running it is harmful: a user's script that calls
-    ``bce_audit.audit()`` without an ``if __name__ == "__main__"`` guard would start the audit
-    again in each child (and pytest's main module costs a second per child)."""
-    from multiprocessing import spawn
-
-    original = spawn.get_preparation_data
-
-    def preparation_data(name):
-        data = original(name)
-        data.pop("init_main_from_name", None)
-        data.pop("init_main_from_path", None)
-        return data
-
-    spawn.get_preparation_data = preparation_data
-    try:
-        yield
-    finally:
-        spawn.get_preparation_data = original
 
 
 class Sandbox:
@@ -190,6 +142,10 @@ class Sandbox:
         os.umask(umask)
         here = {"op": "setup", "cwd": os.getcwd(), "env": dict(os.environ), "path": list(sys.path), "umask": umask}
         parent.send_bytes(_pack(here))
+        # and this process's standard error, as it is now, for everything the user's code prints
+        from multiprocessing.reduction import send_handle
+
+        send_handle(parent, _stderr_fd(), proc.pid)
         if not parent.poll(self.timeout):
             raise EOFError("the sandbox process did not start")
         answer, _ = _unpack(parent.recv_bytes())
@@ -238,15 +194,17 @@ class Sandbox:
             self._conn.send_bytes(_pack(header, payload))
             if not self._conn.poll(self.timeout):
                 self.close()
-                raise Lost(f"{what} did not finish within {self.timeout:g} s (--timeout); its process was killed")
+                raise EvaluationLost(
+                    f"{what} did not finish within {self.timeout:g} s (--timeout); its process was killed"
+                )
             answer = self._conn.recv_bytes()
         except (EOFError, OSError):
-            raise Lost(self._death()) from None
+            raise EvaluationLost(self._death()) from None
         try:
             return _unpack(answer)
         except ValueError:
             self.close()
-            raise Lost("the process running it sent a malformed answer") from None
+            raise EvaluationLost("the process running it sent a malformed answer") from None
 
     # ----------------------------------------------------------------------- requests
 
@@ -255,7 +213,7 @@ class Sandbox:
         spec's fields); a UsageError naming the target when it cannot be loaded or called."""
         try:
             header, _ = self.request({"op": "describe", "spec": spec.to_wire()}, what=f"importing {spec.target}")
-        except Lost as exc:
+        except EvaluationLost as exc:
             raise UsageError(f"{spec.where}: {exc}") from None
         if "usage_error" in header:
             raise UsageError(header["usage_error"])
@@ -267,8 +225,6 @@ class Sandbox:
         self, spec: UserFormulationSpec, domain, dtype, finite: np.ndarray, nonfinite: np.ndarray, label: float
     ) -> GridEvaluation:
         """``evaluate_grid`` in the child; a lost GridEvaluation when no answer comes."""
-        from bce_audit.engines.torch_engine import Evaluation, GridEvaluation
-
         n, m = len(finite), len(nonfinite)
         given_up = self.given_up.get(spec.name)
         if given_up is not None:
@@ -286,7 +242,7 @@ class Sandbox:
         where = f"{spec.name} at {dtype} {domain} y={label:g}"
         try:
             answer, data = self.request(header, payload, what=f"evaluating {spec.name}")
-        except Lost as exc:
+        except EvaluationLost as exc:
             reason = str(exc)
             if "did not finish within" in reason:  # every later call would hang as long
                 self.given_up[spec.name] = f"{spec.name} hung earlier ({where})"
@@ -309,6 +265,14 @@ class Sandbox:
         return GridEvaluation(finite_ev, singles)
 
 
+def _stderr_fd() -> int:
+    """The descriptor of this process's standard error (2 unless sys.stderr was moved)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        return 2
+
+
 def _kill_group(proc) -> None:
     """SIGKILL the child and every process it started (it leads its own process group)."""
     pid = proc.pid
@@ -321,17 +285,6 @@ def _kill_group(proc) -> None:
 
 
 # --------------------------------------------------------------------------- the child's side
-
-
-def die_with_parent() -> None:
-    """Linux: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _limit_memory(budget: int) -> None:
@@ -362,6 +315,10 @@ def _become_sandbox(memory: int) -> None:
 
 def _child_main(conn, memory: int) -> None:
     _become_sandbox(memory)
+    # torch (and numpy) before any user code: a module of the user's named like one of them can
+    # then never replace it
+    import torch  # noqa: F401
+
     from bce_audit.engines.torch_state import canonical
 
     canonical()  # the thread count of a fresh process, before any user code runs
@@ -373,7 +330,7 @@ def _child_main(conn, memory: int) -> None:
             return
         try:
             header, payload = _unpack(message)
-            reply = _serve(header, payload, loaded)
+            reply = _serve(header, payload, loaded, conn)
         except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets an answer
             reply = ({"internal": describe(exc)}, b"")
         try:
@@ -382,40 +339,46 @@ def _child_main(conn, memory: int) -> None:
             return
 
 
-def _serve(header: dict, payload: bytes, loaded: dict) -> tuple[dict, bytes]:
+def _serve(header: dict, payload: bytes, loaded: dict, conn) -> tuple[dict, bytes]:
+    from bce_audit.engines import get_engine
+    from bce_audit.engines.torch_state import pinned
     from bce_audit.formulations.user import UserFormulationSpec, complete_here, load_here
 
     if header["op"] == "setup":
+        from multiprocessing.reduction import recv_handle
+
+        err = recv_handle(conn)  # the parent's standard error, for everything user code prints
+        os.dup2(err, 1)
+        os.dup2(err, 2)
+        os.close(err)
         os.chdir(header["cwd"])
         os.environ.clear()
         os.environ.update(header["env"])
         sys.path[:] = header["path"]
         os.umask(header["umask"])
         return {}, b""
-
     spec = UserFormulationSpec.from_wire(header["spec"])
     key = json.dumps(header["spec"], sort_keys=True)
     if header["op"] == "describe":
         try:
-            done = complete_here(spec)
-            formulation = load_here(done)
+            done = complete_here(spec, pin=pinned)
+            formulation = load_here(done, pin=pinned)
         except UsageError as exc:
             return {"usage_error": str(exc)}, b""
         loaded[key] = formulation
         return {"name": done.name, "domain": str(done.domain), "formula": formulation.formula}, b""
     if header["op"] == "evaluate":
-        from bce_audit.engines.torch_engine import evaluate_grid
         from bce_audit.vocabulary import Domain, DType
 
         formulation = loaded.get(key)
         if formulation is None:
             try:
-                formulation = loaded[key] = load_here(spec)
+                formulation = loaded[key] = load_here(spec, pin=pinned)
             except UsageError as exc:
                 return {"usage_error": str(exc)}, b""
         n, m = int(header["finite"]), int(header["nonfinite"])
         values = np.frombuffer(payload, dtype="<f8").astype(np.float64)
-        ev = evaluate_grid(
+        ev = get_engine(formulation.engine).evaluate_grid(
             formulation,
             Domain(header["domain"]),
             DType(header["dtype"]),

@@ -1,104 +1,78 @@
-"""Run a formulation in torch on a grid: the loss and its autograd gradient, in the dtype.
+"""The torch engine: a formulation's loss and its autograd gradient, in the dtype, on the CPU.
 
 Everything here (the conversion of the grid into the dtype, the call, the backward pass, the
-conversion back) runs in the audit's pinned torch state (``torch_state.pinned``), whatever
-state the caller or a user's function left behind.
+conversion back) runs in the audit's pinned torch state (``torch_state.pinned``), whatever state
+the caller or a user's function left behind.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import functools
+import importlib
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import torch
 
+from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
 from bce_audit.errors import describe
-from bce_audit.formulations.builtins import Formulation, adapt
+from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
-
-@dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """Outputs of one formulation at one (domain, dtype, label), as exact float64 values.
-
-    loss / grad: outputs at each input (NaN-filled when ``error`` is set).
-    error: the message of an exception the formulation raised, else None.
-    """
-
-    loss: np.ndarray
-    grad: np.ndarray
-    error: str | None = None
+Loss = Callable[[torch.Tensor, torch.Tensor], Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class GridEvaluation:
-    """One formulation on one grid at one label: the finite inputs in one batch (they make the
-    statistics), then each non-finite input alone, so that a formulation that rejects NaN (torch's
-    BCE raises) does not take the finite points down with it.
-
-    finite: the batch of finite inputs.
-    nonfinite: one Evaluation of one point per non-finite input.
-    lost: why nothing could be evaluated at all (the process running a user's function died,
-        hung past the time limit or ran out of memory); None when it was evaluated. A lost
-        evaluation is neither a pass nor a failure: ``bce-audit check`` reports it apart.
-    """
-
-    finite: Evaluation
-    nonfinite: tuple[Evaluation, ...]
-    lost: str | None = None
-
-    @classmethod
-    def lost_as(cls, reason: str, n_finite: int, n_nonfinite: int) -> GridEvaluation:
-        def nothing(n: int) -> Evaluation:
-            nan = np.full(n, np.nan)
-            return Evaluation(nan, nan.copy(), error=reason)
-
-        return cls(nothing(n_finite), tuple(nothing(1) for _ in range(n_nonfinite)), lost=reason)
+def torch_dtype(dtype: DType) -> torch.dtype:
+    result: torch.dtype = getattr(torch, dtype.value)
+    return result
 
 
-def evaluate(
-    formulation: Formulation,
-    domain: Domain,
-    dtype: DType,
-    inputs: np.ndarray,
-    label: float,
-    device: str = "cpu",
-) -> Evaluation:
-    """The formulation's loss and gradient at every input, in one batch (one torch call)."""
-    with pinned():
-        import torch
+def _contained(fn: Callable[..., Any], parameters: dict[str, Any]) -> Loss:
+    """``loss(x, y)`` calling someone else's function: its prints go to stderr (never into a
+    report on stdout), and sys.exit() is an error of that function, not the end of the audit."""
 
-        tdtype = dtype.format.torch_dtype()
-        fn = adapt(formulation, domain)
-        # inputs and label are exact values of the dtype: the conversion is exact (and, pinned,
-        # never flushes a subnormal input to zero)
-        x = torch.tensor(inputs, dtype=torch.float64).to(device=device, dtype=tdtype)
-        x.requires_grad_(True)
-        y = torch.full_like(x, label, requires_grad=False)
-        try:
-            return _run(fn, x, y, tdtype)
-        except Exception as exc:  # the formulation's own failure is a finding, not a crash
-            nan = np.full(len(inputs), np.nan)
-            return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports and table cells
+    def loss(x: torch.Tensor, y: torch.Tensor) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                return fn(x, y, **parameters)
+            except SystemExit as exc:  # not an Exception: it would end the whole audit
+                raise RuntimeError(f"the function called sys.exit({exc.code!r})") from None
+
+    return loss
 
 
-def evaluate_grid(
-    formulation: Formulation,
-    domain: Domain,
-    dtype: DType,
-    finite: np.ndarray,
-    nonfinite: np.ndarray,
-    label: float,
-) -> GridEvaluation:
-    """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
-    batch = evaluate(formulation, domain, dtype, finite, label)
-    singles = tuple(evaluate(formulation, domain, dtype, np.array([x]), label) for x in nonfinite)
-    return GridEvaluation(batch, singles)
+@functools.cache
+def _implementation(reference: str) -> Callable[..., Any]:
+    module, _, name = reference.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
 
 
-def _run(fn, x, y, tdtype) -> Evaluation:
-    import torch
+def loss_function(formulation: Formulation) -> Loss:
+    """``loss(x, y)`` for a formulation that runs in this process, its parameters bound."""
+    parameters = dict(formulation.parameters)
+    if formulation.implementation is not None:  # a built-in: our own code
+        return functools.partial(_implementation(formulation.implementation), **parameters)
+    if formulation.function is not None:
+        return _contained(formulation.function, parameters)
+    raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
+
+def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
+    """``loss(x, y)`` with x in ``domain``: the conversion users write is part of the audit."""
+    if domain is native:
+        return loss
+    if domain is Domain.LOGITS:
+        return lambda z, y: loss(torch.sigmoid(z), y)
+    return lambda p, y: loss(torch.logit(p), y)
+
+
+def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Evaluation:
     loss = fn(x, y)
     # whatever the function switched, the backward pass and the conversions run pinned too
     apply(canonical(), capture())
@@ -117,3 +91,55 @@ def _run(fn, x, y, tdtype) -> Evaluation:
         loss=loss.detach().to(torch.float64).cpu().numpy(),
         grad=grad.detach().to(torch.float64).cpu().numpy(),
     )
+
+
+class TorchEngine:
+    """Eager torch on the CPU (see the module's docstring)."""
+
+    name = "torch"
+
+    def evaluate(
+        self,
+        formulation: Formulation,
+        domain: Domain,
+        dtype: DType,
+        inputs: np.ndarray,
+        label: float,
+        device: str = "cpu",
+    ) -> Evaluation:
+        """The formulation's loss and gradient at every input, in one batch (one torch call)."""
+        with pinned():
+            tdtype = torch_dtype(dtype)
+            fn = adapt(loss_function(formulation), formulation.native_domain, domain)
+            # inputs and label are exact values of the dtype: the conversion is exact (and,
+            # pinned, never flushes a subnormal input to zero)
+            x = torch.tensor(inputs, dtype=torch.float64).to(device=device, dtype=tdtype)
+            x.requires_grad_(True)
+            y = torch.full_like(x, label, requires_grad=False)
+            try:
+                return _run(fn, x, y, tdtype)
+            except Exception as exc:  # the formulation's own failure is a finding, not a crash
+                nan = np.full(len(inputs), np.nan)
+                return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports, cells
+
+    def evaluate_grid(
+        self,
+        formulation: Formulation,
+        domain: Domain,
+        dtype: DType,
+        finite: np.ndarray,
+        nonfinite: np.ndarray,
+        label: float,
+    ) -> GridEvaluation:
+        """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
+        batch = self.evaluate(formulation, domain, dtype, finite, label)
+        singles = tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in nonfinite)
+        return GridEvaluation(batch, singles)
+
+    def provenance(self) -> dict[str, str]:
+        return {
+            "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "platform": platform.platform(),
+            "device": "cpu",
+        }

@@ -7,12 +7,14 @@ sweep):
   suffixed ``@logits`` or ``@probabilities``;
 * a table in the config's ``formulations`` list: ``target``, ``name``, ``domain``, ``parameters``
   (the target may also be a built-in's name, to run it with other parameters);
-* an entry point in the group ``bce_audit.formulations.builtins`` of an installed package, selected by its
+* an entry point in the group ``bce_audit.formulations`` of an installed package, selected by its
   name with ``-f NAME`` (never part of the default set).
 
-The function is called as ``fn(input, target, **parameters)`` and audited like a built-in. Loading
-problems are usage errors raised before any sweep work; a function that fails at run time only
-turns its own cases into ``error`` rows (``evaluate`` catches that).
+The function is called as ``fn(input, target, **parameters)`` and audited like a built-in. It is
+imported and called only in the sandbox process (``engines.sandbox``), which calls this module's
+``complete_here`` and ``load_here``; here, ``complete`` asks the sandbox. Loading problems are
+usage errors raised before any sweep work; a function that fails at run time only turns its own
+cases into ``error`` rows.
 
 This module is imported by ``bce_audit/__init__.py`` (for the decorator), so it stays light: no
 torch, no mpmath, and the heavier standard modules are imported where they are used.
@@ -25,25 +27,23 @@ import dataclasses
 import enum
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-from bce_audit.errors import UsageError, describe
-from bce_audit.formulations.builtins import BUILTINS, Formulation
-from bce_audit.vocabulary import Domain, _closest
+from bce_audit.errors import UsageError, describe, did_you_mean
+from bce_audit.formulations.builtins import BUILTINS
+from bce_audit.formulations.interface import PARAMETER_TYPES, Formulation, Scalar
+from bce_audit.vocabulary import Domain
 
-ENTRY_POINT_GROUP = "bce_audit.formulations.builtins"
+ENTRY_POINT_GROUP = "bce_audit.formulations"
 
 # The attributes @formulation sets on a function; read back when the function is loaded.
 DOMAIN_ATTR = "__bce_audit_domain__"
 NAME_ATTR = "__bce_audit_name__"
 FORMULA_ATTR = "__bce_audit_formula__"
 
-# Parameter values are TOML / JSON scalars: settings stay data (reports, a baseline's fingerprint).
-PARAMETER_TYPES = (bool, int, float, str)
-
 # A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
 _NAME_RULE = "letters, digits, '_', '.', '+' or '-', not starting with '.', '+' or '-'"
 
 # The packages bce-audit runs on: a user file or module of the same name would replace them.
@@ -85,7 +85,7 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
         except UsageError as exc:
             raise ValueError(f"@formulation: {exc}") from None
     if name is not None:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise ValueError(f"@formulation: name {name!r} must be {_NAME_RULE}")
         marks[NAME_ATTR] = name
     if formula is not None:
@@ -124,7 +124,7 @@ class UserFormulationSpec:
     name: str | None
     target: str
     domain: Domain | None
-    parameters: tuple[tuple[str, bool | int | float | str], ...] = ()
+    parameters: tuple[tuple[str, Scalar], ...] = ()
     origin: Origin = dataclasses.field(default=Origin.IMPL, compare=False)
     where: str = dataclasses.field(default="", compare=False)
     base_dir: str | None = dataclasses.field(default=None, compare=False)
@@ -224,7 +224,7 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
     else:
         if ":" not in target and not _is_file(target.partition("@")[0]):  # meant a built-in's name
             raise UsageError(
-                f"{where}: unknown formulation {target!r}{_closest(target, list(BUILTINS))}; a target is "
+                f"{where}: unknown formulation {target!r}{did_you_mean(target, list(BUILTINS))}; a target is "
                 f"a built-in ({', '.join(BUILTINS)}), MODULE:FUNCTION or FILE.py:FUNCTION"
             )
         ref, domain = parse_target(target, where)
@@ -237,12 +237,12 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
             if domain is not None and declared is not domain:
                 raise UsageError(f"{where}: domain {str(declared)!r} contradicts the suffix @{domain}")
             domain = declared
-    if name is not None and not _NAME.match(name):
+    if name is not None and not NAME_PATTERN.match(name):
         raise UsageError(f"{where}: name {name!r} must be {_NAME_RULE}")
     return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir)
 
 
-def _installed() -> list:
+def installed_entry_points() -> list:
     """Every entry point of the group, each with why it is ignored (None if it is not).
 
     A built-in's name is ignored (built-ins win: installing a package never changes what a name
@@ -264,7 +264,7 @@ def _installed() -> list:
 
 def entry_points() -> dict:
     """Installed formulations: entry-point name -> EntryPoint, the ignored ones left out."""
-    return {ep.name: ep for ep, ignored in _installed() if ignored is None}
+    return {ep.name: ep for ep, ignored in installed_entry_points() if ignored is None}
 
 
 def distribution(ep) -> str:
@@ -276,7 +276,7 @@ def distribution(ep) -> str:
 def entry_point_spec(ep) -> UserFormulationSpec:
     """An entry point's value is ``module:function``, its domain from @formulation (or a suffix)."""
     where = f"entry point {ep.name!r} of {distribution(ep)} ({ep.value!r})"
-    if not _NAME.match(ep.name):
+    if not NAME_PATTERN.match(ep.name):
         raise UsageError(f"{where}: the name {ep.name!r} is not a formulation name ({_NAME_RULE})")
     value = "".join(ep.value.split("[", 1)[0].split())  # extras and spaces are legal in the syntax
     ref, domain = parse_target(value, where)
@@ -289,25 +289,22 @@ def entry_point_spec(ep) -> UserFormulationSpec:
 
 
 @contextlib.contextmanager
-def _user_code(path_entry: str | None, where: str):
+def _user_code(path_entry: str | None, where: str, pin: Callable[[], contextlib.AbstractContextManager[object]]):
     """Run user code: its prints go to stderr (never into a report on stdout), its directory is
     importable while it is imported (as `python file.py` would have it), and sys.path is restored.
 
-    torch is imported first, so that a torch.py beside the user's code cannot replace it; a
-    module of the user's directory that an import took for torch, numpy, mpmath or bce_audit is
-    forgotten again, and is a UsageError naming it.
+    The sandbox imports torch, numpy and mpmath before any user code, so a module of the user's
+    directory named like one of them is never picked up; one that an import took for bce_audit
+    (or for a package not imported yet) is forgotten again, and is a UsageError naming it.
+    ``pin`` is a context manager that holds the framework's global state (nothing a module
+    switches at import, such as flush-denormal or np.seterr, outlives the import).
     """
-    import torch  # noqa: F401  (before the user's directory is on sys.path)
-
-    from bce_audit.engines.torch_state import pinned
-
     added = path_entry is not None and path_entry not in sys.path
     before = set(sys.modules)
     if added:
         sys.path.insert(0, path_entry)
     try:
-        # nothing a module switches at import (flush-denormal, np.seterr, ...) outlives the import
-        with contextlib.redirect_stdout(sys.stderr), pinned():
+        with contextlib.redirect_stdout(sys.stderr), pin():
             yield
     finally:
         if added:
@@ -341,7 +338,7 @@ def _forget_shadows(before: set, directory: str) -> tuple[str, str] | None:
     return found
 
 
-def _import_file(path: Path, where: str):
+def _import_file(path: Path, where: str, pin):
     """A .py file as a module, once per process: its module name is derived from its path."""
     import hashlib
     import importlib.util
@@ -359,7 +356,7 @@ def _import_file(path: Path, where: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before exec, as import does: dataclasses and pickle look it up
     try:
-        with _user_code(str(path.parent), where):
+        with _user_code(str(path.parent), where, pin):
             spec.loader.exec_module(module)
     except UsageError:
         del sys.modules[name]
@@ -370,7 +367,7 @@ def _import_file(path: Path, where: str):
     return module
 
 
-def _import_module(name: str, base_dir: str | None, where: str):
+def _import_module(name: str, base_dir: str | None, where: str, pin):
     import importlib
 
     top = name.partition(".")[0]
@@ -379,7 +376,7 @@ def _import_module(name: str, base_dir: str | None, where: str):
             if local.is_file():  # the installed package would be imported, not this
                 raise UsageError(f"{where}: {_shadows(local, top)}")
     try:
-        with _user_code(base_dir, where):
+        with _user_code(base_dir, where, pin):
             return importlib.import_module(name)
     except UsageError:
         raise
@@ -387,21 +384,22 @@ def _import_module(name: str, base_dir: str | None, where: str):
         raise UsageError(f"{where}: cannot import {name}: {describe(exc)}") from None
 
 
-def load_function(spec: UserFormulationSpec) -> Callable:
-    """The callable a (non built-in) target names; UsageError naming the target otherwise."""
+def load_function(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Callable:
+    """The callable a (non built-in) target names; UsageError naming the target otherwise.
+    ``pin``: see ``_user_code``."""
     location, _, attr = spec.target.rpartition(":")
     if _is_file(location):
         base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
-        module = _import_file(base / location, spec.where)
+        module = _import_file(base / location, spec.where, pin)
     else:
-        module = _import_module(location, spec.base_dir, spec.where)
+        module = _import_module(location, spec.base_dir, spec.where, pin)
     obj = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except Exception:
             public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))]
-            raise UsageError(f"{spec.where}: {location} has no function {attr!r}{_closest(attr, public)}") from None
+            raise UsageError(f"{spec.where}: {location} has no function {attr!r}{did_you_mean(attr, public)}") from None
     if not callable(obj):
         raise UsageError(f"{spec.where}: {attr} is not callable (it is a {type(obj).__name__})")
     return obj
@@ -422,36 +420,41 @@ def _check_call(fn: Callable, parameters: tuple, where: str) -> None:
         raise UsageError(f"{where}: cannot be called as f({call}): {exc}") from None
 
 
-def complete(spec: UserFormulationSpec, sandbox=None) -> UserFormulationSpec:
+def complete(spec: UserFormulationSpec, sandbox) -> UserFormulationSpec:
     """The spec with its name, domain and formula filled in, loading the function to read them.
 
     Name: the config's ``name``, else the decorator's, else the function's name in the target.
     Domain: the suffix or the config's ``domain``, else the decorator's; none at all is an error.
-    A built-in target is completed here; a user's function is imported only in ``sandbox`` (a
-    ``bce_audit.engines.sandbox.Sandbox``; one is made for the call when None), never in this process.
+    A built-in target is completed here; a user's function is imported only in ``sandbox`` (an
+    ``engines.sandbox.Sandbox``), never in this process.
     """
     if spec.is_builtin:
         return complete_here(spec)
-    if sandbox is None:
-        from bce_audit.engines.sandbox import Sandbox
-
-        with Sandbox() as box:
-            return complete(spec, box)
     info = sandbox.describe(spec)
     return dataclasses.replace(spec, name=info["name"], domain=Domain(info["domain"]), formula=info["formula"])
 
 
-def complete_here(spec: UserFormulationSpec) -> UserFormulationSpec:
+def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Scalar], ...]:
+    """A built-in's declared parameters with a config table's values on top (checked)."""
+    builtin = BUILTINS[spec.target]
+    declared = dict(builtin.parameters)
+    for key, value in spec.parameters:
+        if key not in declared:
+            accepted = f"its parameters are {', '.join(declared)}" if declared else "it takes no parameter"
+            raise UsageError(f"{spec.where}: {spec.target} has no parameter {key!r}; {accepted}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
+    return tuple({**declared, **dict(spec.parameters)}.items())
+
+
+def complete_here(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> UserFormulationSpec:
     """``complete`` in this process: the sandbox's side of it (and the built-ins')."""
     if spec.is_builtin:
+        _builtin_parameters(spec)
         builtin = BUILTINS[spec.target]
-        for key, value in spec.parameters:
-            if key in builtin.parameters and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
-        _check_call(builtin.loss, spec.parameters, spec.where)
         formula = builtin.formula + (f"  with {_parameters_text(spec.parameters)}" if spec.parameters else "")
         return dataclasses.replace(spec, name=spec.name or spec.target, formula=formula)
-    fn = load_function(spec)
+    fn = load_function(spec, pin)
     name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
     domain = spec.domain
     if domain is None:
@@ -477,42 +480,52 @@ def complete_here(spec: UserFormulationSpec) -> UserFormulationSpec:
     return dataclasses.replace(spec, name=name, domain=domain, formula=formula)
 
 
-def _contained(fn: Callable, parameters: dict) -> Callable:
-    """``loss(x, y)`` calling the user's function: prints go to stderr, sys.exit() is an error."""
-
-    def loss(x, y):
-        with contextlib.redirect_stdout(sys.stderr):
-            try:
-                return fn(x, y, **parameters)
-            except SystemExit as exc:  # not an Exception: it would end the whole audit
-                raise RuntimeError(f"the function called sys.exit({exc.code!r})") from None
-
-    return loss
-
-
 def _parameters_text(parameters: tuple) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in parameters)
 
 
 def load(spec: UserFormulationSpec) -> Formulation:
     """The Formulation the sweep runs for a completed spec: a built-in with the spec's parameters
-    runs here; a user's function is only named here (``spec`` set), and runs in the sandbox."""
+    runs in this process; a user's function is only named here (``spec`` set), and runs in the
+    sandbox."""
     if spec.name is None or spec.domain is None or spec.formula is None:
         raise UsageError(f"{spec.where or spec.target}: not completed (name and domain unknown)")
     if spec.is_builtin:
-        return load_here(spec)
-    return Formulation(spec.name, spec.domain, spec.formula, None, spec=spec)
+        builtin = BUILTINS[spec.target]
+        return dataclasses.replace(builtin, name=spec.name, formula=spec.formula, parameters=_builtin_parameters(spec))
+    return Formulation(spec.name, spec.domain, spec.formula, spec=spec, parameters=spec.parameters)
 
 
-def load_here(spec: UserFormulationSpec) -> Formulation:
+def load_here(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Formulation:
     """The Formulation with its function loaded into this process (the sandbox's side)."""
     if spec.is_builtin:
-        builtin = BUILTINS[spec.target]
-        formula = spec.formula or builtin.formula
-        loss = _contained(builtin.loss, dict(spec.parameters))
-        return Formulation(spec.name or spec.target, builtin.native_domain, formula, loss)
-    fn = load_function(spec)
-    return Formulation(spec.name, spec.domain, spec.formula or spec.target, _contained(fn, dict(spec.parameters)))
+        return load(spec)
+    fn = load_function(spec, pin)
+    if spec.name is None or spec.domain is None:
+        raise UsageError(f"{spec.where or spec.target}: not completed (name and domain unknown)")
+    return Formulation(spec.name, spec.domain, spec.formula or spec.target, function=fn, parameters=spec.parameters)
+
+
+def formulation_of_callable(fn: Callable) -> Formulation:
+    """A Python callable given to the API, as a Formulation that runs in the caller's process.
+
+    Its name, domain and formula come from ``@formulation`` (the name defaults to the function's,
+    the formula to its docstring's first line); a domain is required.
+    """
+    if not callable(fn):
+        raise UsageError(f"{fn!r} is not callable: give a loss function, or a formulation's name")
+    label = getattr(fn, "__qualname__", None) or repr(fn)
+    declared = getattr(fn, DOMAIN_ATTR, None)
+    if declared is None:
+        raise UsageError(
+            f'{label}: declare its domain: decorate it with @bce_audit.formulation(domain="logits") '
+            'or (domain="probabilities")'
+        )
+    name = getattr(fn, NAME_ATTR, None) or getattr(fn, "__name__", None) or "function"
+    if not NAME_PATTERN.match(name):
+        raise UsageError(f"{label}: name {name!r} must be {_NAME_RULE}; give one with @formulation(name=...)")
+    formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or label
+    return Formulation(name, Domain.parse(str(declared), "domain"), formula, function=fn)
 
 
 def _first_doc_line(fn) -> str:
@@ -520,127 +533,3 @@ def _first_doc_line(fn) -> str:
 
     doc = inspect.getdoc(fn) if inspect.isfunction(fn) else None
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""
-
-
-# --------------------------------------------------------------------------- selecting
-
-
-def _unknown(name: str, installed: dict) -> UsageError:
-    others = [n for n in installed if _NAME.match(n)]
-    extra = f"; or an installed one: {', '.join(others)}" if others else ""
-    return UsageError(
-        f"unknown formulation {name!r}{_closest(name, list(BUILTINS) + others)}; "
-        f"choose from {', '.join(BUILTINS)}{extra}"
-    )
-
-
-def select_formulations(
-    flag_names: Iterable[str],
-    impl_targets: Iterable[str],
-    config_items: list | None,
-    config_source: str | None,
-    sandbox=None,
-) -> dict:
-    """The settings' ``formulations`` and ``user_formulations`` from -f, --impl and the config.
-
-    Flags win per kind: ``-f`` replaces the config's names, ``--impl`` its tables. Report order:
-    the -f names (else the config's list in its order, names and tables), then the --impl targets.
-    Returns {} when nothing is selected: every built-in is audited then. User formulations alone
-    (no -f, no names in the config) are audited alone; -f NAME adds built-ins or installed ones.
-    Every user formulation is loaded (in ``sandbox``, see ``complete``; UsageError naming it),
-    before any sweep work.
-    """
-    flag_names, impl_targets = list(flag_names), list(impl_targets)
-    base_dir = str(Path(config_source).resolve().parent) if config_source else str(Path.cwd())
-    items: list[str | UserFormulationSpec] = list(flag_names)
-    for i, item in enumerate(config_items or []):
-        if isinstance(item, str):
-            if not flag_names:
-                items.append(item)
-        elif not impl_targets:
-            items.append(spec_from_table(item, f"{config_source or 'config'} formulations[{i}]", base_dir))
-    items += [spec_from_impl(t) for t in impl_targets]
-    if not items:
-        return {}
-
-    # Load the user's functions first: a -f name may then refer to one of them.
-    if sandbox is None and any(not isinstance(i, str) and not i.is_builtin for i in items):
-        from bce_audit.engines.sandbox import Sandbox
-
-        with Sandbox() as box:
-            return select_formulations(flag_names, impl_targets, config_items, config_source, box)
-    completed = {id(item): complete(item, sandbox) for item in items if not isinstance(item, str)}
-    user_names = {spec.name for spec in completed.values()}
-    installed = None  # entry points: looked up only when a name is not a built-in
-    names: list[str] = []
-    specs: list[UserFormulationSpec] = []
-    tables: dict[str, UserFormulationSpec] = {}  # the config's tables by name: one table per name
-    for item in items:
-        if isinstance(item, str):
-            if item in BUILTINS:
-                names.append(item)
-                continue
-            installed = entry_points() if installed is None else installed
-            if item in installed:
-                spec = complete(entry_point_spec(installed[item]), sandbox)
-            elif item in user_names:
-                continue  # -f naming one of the user's own formulations: it is there already
-            else:
-                raise _unknown(item, installed)
-        else:
-            spec = completed[id(item)]
-            if spec.origin is Origin.CONFIG:
-                other = tables.setdefault(spec.name, spec)
-                if other is not spec:  # a copy-and-paste that forgot to change the name (or anything)
-                    same = " (the same table twice)" if other == spec else ""
-                    raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {other.where}{same}")
-            if spec.is_builtin and not spec.parameters and spec.name == spec.target:
-                names.append(spec.name)  # a config table that only names a built-in
-                continue
-            if spec.name in BUILTINS:
-                fix = "a name key" if spec.origin is Origin.CONFIG else "@formulation(name=...)"
-                raise UsageError(f"{spec.where}: the name {spec.name!r} is a built-in's; give it another with {fix}")
-        clash = next((s for s in specs if s.name == spec.name), None)
-        if clash is not None:
-            if clash == spec:
-                continue  # the same formulation twice on the command line: once is enough
-            raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {clash.where}")
-        names.append(spec.name)
-        specs.append(spec)
-    return {"formulations": tuple(dict.fromkeys(names)), "user_formulations": tuple(specs)}
-
-
-@dataclasses.dataclass(frozen=True)
-class CatalogueEntry:
-    """One row of `bce-audit list`."""
-
-    name: str
-    domain: str
-    source: str
-    definition: str
-
-
-def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None, sandbox) -> list:
-    """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
-
-    A broken entry point is listed with its error (it fails a sweep only when selected), an
-    ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
-    or config target is a usage error, as it is for a sweep.
-    """
-    rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
-    for ep, ignored in _installed():
-        name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
-        if ignored is not None:
-            rows.append(CatalogueEntry(name, "-", source, ignored))
-            continue
-        try:
-            f = load(complete(entry_point_spec(ep), sandbox))
-        except UsageError as exc:
-            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
-            continue
-        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
-    selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
-    for spec in selected.get("user_formulations", ()):
-        f = load(spec)
-        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
-    return rows

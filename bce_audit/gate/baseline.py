@@ -29,17 +29,9 @@ import re
 from pathlib import Path
 
 from bce_audit.errors import UsageError
-from bce_audit.gate.interface import (
-    COUNT_FIGURES,
-    FLOAT_FIGURES,
-    CaseComparison,
-    CaseFigures,
-    CaseKey,
-    Change,
-    Direction,
-    FigureDelta,
-)
-from bce_audit.report.json_format import json_safe
+from bce_audit.figures import COUNTED_STATUSES, FIGURES, CaseFigures, Kind
+from bce_audit.gate.interface import CaseKey, CaseRecord
+from bce_audit.report.numbers import json_number, json_safe
 from bce_audit.vocabulary import Domain, DType, Quantity
 
 SCHEMA_VERSION = 1
@@ -55,81 +47,13 @@ CASE_SELECTING_SETTINGS = ("formulations", "dtypes", "domains", "labels", "user_
 # Provenance entries that can change figures: a difference is a warning, never an error.
 COMPARED_PROVENANCE = ("bce_audit", "torch", "numpy", "mpmath", "mpmath_backend", "cpu_capability", "device")
 
+# A case's line: its key, its error, then every figure in declaration order (figures.FIGURES).
 _KEY_FIELDS = ("formulation", "domain", "dtype", "label", "quantity")
-_COUNT_FIELDS = ("points", "ok", "inaccurate", "inf", "nan", "zero", "nonfinite")
-_FLOAT_FIELDS = ("max_ulp", "p99_ulp", "mean_ulp", "mean_bits", "max_rel_err", "worst_input")
-_CASE_FIELDS = (*_KEY_FIELDS, "error", *_COUNT_FIELDS, *_FLOAT_FIELDS, "stable_range")
-_NON_NEGATIVE_FIELDS = ("max_ulp", "p99_ulp", "mean_ulp", "mean_bits", "max_rel_err")  # worst_input: any float
-
-
-# --------------------------------------------------------------------------- tolerance
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """How much worse each figure may get against the baseline before the case fails.
-
-    max_ulp, p99_ulp: ULPs; mean_bits: bits; the counts: points. The stable range may never
-    shrink. Improvements are always allowed (and reported).
-    """
-
-    max_ulp: float = 1.0
-    p99_ulp: float = 1.0
-    mean_bits: float = 0.1
-    inaccurate: int = 0
-    inf: int = 0
-    nan: int = 0
-    zero: int = 0
-    nonfinite: int = 0
-
-    def allowed(self, figure: str) -> float:
-        return getattr(self, figure)
-
-    def __str__(self) -> str:
-        parts = [f"{f} +{self.allowed(f):g}" for f in FLOAT_FIGURES]
-        counts = {self.allowed(f) for f in COUNT_FIGURES}
-        if len(counts) == 1:
-            parts.append(f"counts +{counts.pop():g}")
-        else:
-            parts += [f"{f} +{self.allowed(f):g}" for f in COUNT_FIGURES]
-        return ", ".join(parts)  # the stable range may never shrink
-
-
-TOLERANCE_KEYS = (*FLOAT_FIGURES, *COUNT_FIGURES)
-ZERO_TOLERANCE = Tolerance(**{k: 0 for k in TOLERANCE_KEYS})
-
-
-def _tolerance_value(key: str, value, what: str):
-    if key not in TOLERANCE_KEYS:
-        hint = " (the stable range may never shrink)" if key == "stable_range" else ""
-        raise UsageError(f"{what}: unknown figure {key!r}{hint}; choose from {', '.join(TOLERANCE_KEYS)}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-        raise UsageError(f"{what}: {key} must be a number >= 0, got {value!r}")
-    if key in COUNT_FIGURES:
-        if value != int(value):
-            raise UsageError(f"{what}: {key} must be a whole number of points, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def parse_tolerance(table, flags: tuple[str, ...] | list[str], where: str) -> Tolerance:
-    """Defaults, then the config's [tolerance] table, then each --tolerance FIGURE:+N on top."""
-    values = {}
-    if table is not None:
-        if not isinstance(table, dict):
-            raise UsageError(f"{where}: tolerance must be a table ([tolerance])")
-        for key, value in table.items():
-            values[key] = _tolerance_value(key, value, f"{where}: tolerance")
-    for text in flags:
-        key, sep, amount = text.partition(":")
-        try:
-            value = float(amount.strip()) if sep else None
-        except ValueError:
-            value = None
-        if value is None:
-            raise UsageError(f"--tolerance {text!r} is not of the form FIGURE:+N (for example max_ulp:+2)")
-        values[key.strip()] = _tolerance_value(key.strip(), value, f"--tolerance {text!r}")
-    return Tolerance(**values)
+_COUNT_FIELDS = tuple(f.name for f in FIGURES if f.kind is Kind.COUNT)
+_FLOAT_FIELDS = tuple(f.name for f in FIGURES if f.kind in (Kind.FLOAT, Kind.INPUT))
+_RANGE_FIELDS = tuple(f.name for f in FIGURES if f.kind is Kind.RANGE)
+_CASE_FIELDS = (*_KEY_FIELDS, "error", *(f.name for f in FIGURES))
+_NON_NEGATIVE_FIELDS = tuple(f.name for f in FIGURES if f.kind is Kind.FLOAT)  # an input may be any float
 
 
 # --------------------------------------------------------------------------- settings fingerprint
@@ -182,20 +106,21 @@ def provenance_differences(old: dict, new: dict) -> list[str]:
 # --------------------------------------------------------------------------- writing
 
 
-def _encode(x: float):
-    return x if math.isfinite(x) else repr(float(x))  # 'inf', '-inf', 'nan'
-
-
-def _case_json(key: CaseKey, fig: CaseFigures) -> dict:
+def _case_json(key: CaseKey, record: CaseRecord) -> dict:
     row = {f: getattr(key, f) for f in _KEY_FIELDS}
-    row["error"] = fig.error
-    row.update({f: getattr(fig, f) for f in _COUNT_FIELDS})
-    row.update({f: _encode(getattr(fig, f)) for f in _FLOAT_FIELDS})
-    row["stable_range"] = [_encode(fig.stable_lo), _encode(fig.stable_hi)]
+    row["error"] = record.error
+    fig = record.figures
+    for figure in FIGURES:
+        if figure.kind is Kind.RANGE:
+            row[figure.name] = [json_number(fig.stable_lo), json_number(fig.stable_hi)]
+        elif figure.kind is Kind.COUNT:
+            row[figure.name] = getattr(fig, figure.name)
+        else:
+            row[figure.name] = json_number(getattr(fig, figure.name))
     return row
 
 
-def render_baseline(figures: dict[CaseKey, CaseFigures], settings: dict, provenance: dict) -> str:
+def render_baseline(figures: dict[CaseKey, CaseRecord], settings: dict, provenance: dict) -> str:
     """The baseline file's text: strict JSON, one line per case."""
     head = {
         "schema_version": SCHEMA_VERSION,
@@ -223,11 +148,11 @@ class Baseline:
     provenance: dict
     settings: dict
     fingerprint: str
-    figures: dict[CaseKey, CaseFigures]
+    figures: dict[CaseKey, CaseRecord]
 
 
 class _Invalid(Exception):
-    pass
+    """One problem with the file's content (reported as a UsageError naming the file)."""
 
 
 def _reject_constant(name: str):
@@ -262,7 +187,7 @@ def _string(value, what: str) -> str:
     return value
 
 
-def _parse_case(row, what: str) -> tuple[CaseKey, CaseFigures]:
+def _parse_case(row, what: str) -> tuple[CaseKey, CaseRecord]:
     if not isinstance(row, dict):
         raise _Invalid(f"{what}: expected an object")
     missing = [f for f in _CASE_FIELDS if f not in row]
@@ -282,14 +207,14 @@ def _parse_case(row, what: str) -> tuple[CaseKey, CaseFigures]:
     if error is not None:
         error = _string(error, f"{what}.error")
     counts = {f: _count(row[f], f"{what}.{f}") for f in _COUNT_FIELDS}
-    if sum(counts[s] for s in ("ok", "inaccurate", "inf", "nan", "zero")) != counts["points"]:
+    if sum(counts[s.value] for s in COUNTED_STATUSES) != counts["points"]:
         raise _Invalid(f"{what}: the status counts do not add up to points")
     floats = {f: _float(row[f], f"{what}.{f}") for f in _FLOAT_FIELDS}
     for f in _NON_NEGATIVE_FIELDS:
         if floats[f] < 0:  # False for NaN (undefined), which is allowed
             raise _Invalid(f'{what}.{f}: expected a number >= 0 (or "inf", "nan"), got {row[f]!r}')
     lo, hi = _stable_range(row["stable_range"], f"{what}.stable_range")
-    return key, CaseFigures(**counts, **floats, stable_lo=lo, stable_hi=hi, error=error)
+    return key, CaseRecord(CaseFigures(**counts, **floats, stable_lo=lo, stable_hi=hi), error=error)
 
 
 def _choice(value, enum, what: str) -> str:
@@ -313,7 +238,7 @@ def _stable_range(value, what: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseFigures]]:
+def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseRecord]]:
     if not isinstance(doc, dict):
         raise _Invalid("expected a JSON object: not a bce-audit baseline")
     if "schema_version" not in doc:
@@ -338,7 +263,7 @@ def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseFigures]]:
         raise _Invalid("fingerprint does not match its settings (edited by hand? regenerate with --update-baseline)")
     if not isinstance(cases, list) or not cases:
         raise _Invalid("cases: expected a non-empty list")
-    figures: dict[CaseKey, CaseFigures] = {}
+    figures: dict[CaseKey, CaseRecord] = {}
     for i, row in enumerate(cases):
         key, fig = _parse_case(row, f"cases[{i}]")
         if key in figures:
@@ -369,89 +294,3 @@ def read_baseline(path: Path) -> Baseline:
     except _Invalid as exc:
         raise UsageError(f"baseline {path}: {exc}") from None
     return Baseline(path, provenance, settings, fp, figures)
-
-
-# --------------------------------------------------------------------------- comparing
-
-
-def _nan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)
-
-
-def _move(old: float, new: float, allowed: float) -> Direction | None:
-    """How a lower-is-better figure moved; an undefined (NaN) figure is worse than any number."""
-    if old == new or (_nan(old) and _nan(new)):
-        return None
-    if _nan(new):
-        return Direction.WORSE
-    if _nan(old) or new < old:
-        return Direction.BETTER
-    return Direction.TOLERATED if new - old <= allowed else Direction.WORSE
-
-
-def _range_move(old: tuple[float, float], new: tuple[float, float]) -> Direction | None:
-    if old == new or (_nan(old[0]) and _nan(new[0])):
-        return None
-    if _nan(new[0]):
-        return Direction.WORSE
-    if _nan(old[0]):
-        return Direction.BETTER
-    shrunk = new[0] > old[0] or new[1] < old[1]
-    return Direction.WORSE if shrunk else Direction.BETTER
-
-
-def figure_deltas(old: CaseFigures, new: CaseFigures, tolerance: Tolerance) -> tuple[FigureDelta, ...]:
-    """The gated figures that moved from ``old`` to ``new``."""
-    if old.error is None and new.error is not None:
-        return (FigureDelta("error", None, new.error, None, Direction.WORSE),)
-    if old.error is not None:
-        if new.error is None:
-            return (FigureDelta("error", old.error, None, None, Direction.BETTER),)
-        return ()  # still raising: no figures to compare
-    deltas = []
-    if new.points == 0:  # nothing evaluated: never as good as anything
-        return (FigureDelta("points", old.points, new.points, None, Direction.WORSE),)
-    if old.points != new.points:  # another input grid: the counts are not comparable
-        deltas.append(FigureDelta("points", old.points, new.points, None, Direction.WORSE))
-    for figure in (*FLOAT_FIGURES, *COUNT_FIGURES):
-        a, b, allowed = old.value(figure), new.value(figure), tolerance.allowed(figure)
-        direction = _move(a, b, allowed)
-        if direction is not None:
-            deltas.append(FigureDelta(figure, a, b, allowed, direction))
-    a, b = old.value("stable_range"), new.value("stable_range")
-    direction = _range_move(a, b)
-    if direction is not None:
-        deltas.append(FigureDelta("stable_range", a, b, None, direction))
-    return tuple(deltas)
-
-
-def compare(
-    old: dict[CaseKey, CaseFigures],
-    new: dict[CaseKey, CaseFigures],
-    tolerance: Tolerance,
-    allow_missing: bool,
-) -> tuple[CaseComparison, ...]:
-    """Every case of the run against the baseline (run order), then the baseline's missing ones."""
-    out = []
-    for key, fig in new.items():
-        if fig.lost is not None:
-            out.append(CaseComparison(key, Change.LOST, lost=fig.lost))
-            continue
-        if key not in old:
-            out.append(CaseComparison(key, Change.NEW, (), fig.worst_input))
-            continue
-        if old[key].error is not None and fig.error is not None:
-            out.append(CaseComparison(key, Change.STILL_RAISES, errors=(old[key].error, fig.error)))
-            continue
-        deltas = figure_deltas(old[key], fig, tolerance)
-        directions = {d.direction for d in deltas}
-        if Direction.WORSE in directions:
-            change = Change.REGRESSED
-        elif Direction.BETTER in directions:
-            change = Change.IMPROVED
-        else:
-            change = Change.UNCHANGED
-        out.append(CaseComparison(key, change, deltas, fig.worst_input))
-    gone = Change.MISSING_ALLOWED if allow_missing else Change.MISSING
-    out += [CaseComparison(key, gone) for key in old if key not in new]
-    return tuple(out)

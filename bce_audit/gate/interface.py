@@ -1,7 +1,7 @@
 """The verdict of `bce-audit check`: what each threshold rule and each baseline comparison found.
 
-Plain frozen dataclasses, nothing else: thresholds.py and baseline.py fill them, the renderers in
-_format/ read them, and Verdict.exit_code is the one place that turns them into an exit code.
+Plain frozen dataclasses, nothing else: ``thresholds`` and ``compare`` fill them, the renderers in
+``report`` read them, and ``Verdict.exit_code`` is the one place that turns them into an exit code.
 """
 
 from __future__ import annotations
@@ -11,42 +11,18 @@ import enum
 import math
 from typing import TYPE_CHECKING
 
+from bce_audit.audit.result import CaseKey, CaseResult
 from bce_audit.errors import ExitCode
-from bce_audit.report.numbers import label as label_text
-from bce_audit.vocabulary import Quantity, Status
+from bce_audit.figures import CaseFigures
+from bce_audit.vocabulary import Quantity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bce_audit.audit.result import CaseResult
-    from bce_audit.gate.baseline import Tolerance
     from bce_audit.gate.thresholds import ThresholdRule
+    from bce_audit.gate.tolerance import Tolerance
     from bce_audit.settings import Settings
 
-# The figures the gate checks, in report order. Counts are points per status (finite inputs), and
-# `nonfinite`: the ±inf / NaN inputs not handled as the limits say. `stable_range` is (lo, hi).
-FLOAT_FIGURES = ("max_ulp", "p99_ulp", "mean_bits")
-COUNT_FIGURES = ("inaccurate", "inf", "nan", "zero", "nonfinite")
-GATED_FIGURES = (*FLOAT_FIGURES, *COUNT_FIGURES, "stable_range")
 
-
-@dataclasses.dataclass(frozen=True)
-class CaseKey:
-    """What names a case: (formulation, domain, dtype, label, quantity), as plain strings and a float."""
-
-    formulation: str
-    domain: str
-    dtype: str
-    label: float
-    quantity: str
-
-    @classmethod
-    def of(cls, case: CaseResult) -> CaseKey:
-        return cls(case.formulation, str(case.domain), str(case.dtype), float(case.label), str(case.quantity))
-
-    def __str__(self) -> str:
-        return f"{self.formulation} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
-
-
-def first_few(keys, shown: int = 5) -> str:
+def first_few(keys: list[CaseKey] | tuple[CaseKey, ...], shown: int = 5) -> str:
     """The first ``shown`` cases by name, then how many more: `a; b; and 3 more`."""
     names = "; ".join(str(k) for k in keys[:shown])
     return names + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
@@ -65,72 +41,35 @@ def planned_keys(settings: Settings) -> list[CaseKey]:
 
 
 @dataclasses.dataclass(frozen=True)
-class CaseFigures:
-    """The figures of one case that the gate checks and a baseline stores.
+class CaseRecord:
+    """What the gate knows of one case: its figures, or why it has none.
 
-    error: the message when the formulation raised; then points and counts are 0 and the
-        float figures NaN.
-    points, ok, inaccurate, inf, nan, zero: finite inputs, and how many got each status.
-    nonfinite: ±inf / NaN inputs not handled as the limits say (any status but ok).
-    max_ulp, p99_ulp, mean_ulp: ULP errors over the points where output and truth are finite
-        (NaN: no such point).
-    mean_bits: mean bits of error. max_rel_err: max relative error (informational).
-    worst_input: the input with the most bits of error (NaN: every point exact).
-    stable_lo, stable_hi: the stable range (NaN: the centre itself is not ok).
-    lost: why the case could not be evaluated at all (a user's function died, hung or ran out of
-        memory; ``error`` holds the same text); such a case is never judged, and never stored.
+    figures: the case's figures; ``CaseFigures.none()`` when the formulation raised (``error``
+        holds the message) or could not be evaluated at all (``lost`` says why).
+    A lost case is never judged and never stored in a baseline.
     """
 
-    points: int
-    ok: int
-    inaccurate: int
-    inf: int
-    nan: int
-    zero: int
-    nonfinite: int
-    max_ulp: float
-    p99_ulp: float
-    mean_ulp: float
-    mean_bits: float
-    max_rel_err: float
-    worst_input: float
-    stable_lo: float
-    stable_hi: float
+    figures: CaseFigures
     error: str | None = None
     lost: str | None = None
 
     @classmethod
-    def of(cls, case: CaseResult) -> CaseFigures:
-        nonfinite = sum(p.status is not Status.OK for p in case.nonfinite)
-        s = case.stats
-        if s is None:
-            nan = math.nan
-            figures = (0, 0, 0, 0, 0, 0, nonfinite, nan, nan, nan, nan, nan, nan, nan, nan)
-            return cls(*figures, error=case.error or "raised", lost=case.lost)
-        c = s.counts
-        return cls(
-            points=s.points,
-            ok=c["ok"],
-            inaccurate=c["inaccurate"],
-            inf=c["inf"],
-            nan=c["nan"],
-            zero=c["zero"],
-            nonfinite=nonfinite,
-            max_ulp=s.max_ulp,
-            p99_ulp=s.p99_ulp,
-            mean_ulp=s.mean_ulp,
-            mean_bits=s.mean_bits,
-            max_rel_err=s.max_rel_err,
-            worst_input=s.worst_input,
-            stable_lo=s.stable_lo,
-            stable_hi=s.stable_hi,
-        )
+    def of(cls, case: CaseResult) -> CaseRecord:
+        if case.figures is None:
+            return cls(CaseFigures.none(), case.error or "raised", case.lost)
+        return cls(case.figures)
 
-    def value(self, figure: str):
+    def value(self, figure: str) -> int | float | tuple[float, float]:
         """One gated figure: a float, a count, or (lo, hi) for stable_range."""
-        if figure == "stable_range":
-            return (self.stable_lo, self.stable_hi)
-        return getattr(self, figure)
+        return self.figures.value(figure)
+
+    @property
+    def points(self) -> int:
+        return self.figures.points
+
+    @property
+    def worst_input(self) -> float:
+        return self.figures.worst_input
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -140,7 +79,7 @@ class CaseFigures:
 class BoundCheck:
     """One bound of a rule at one case.
 
-    figure: a name from GATED_FIGURES. bound: the rule's limit ((lo, hi) for stable_range, which
+    figure: the name of a gated figure (``figures.GATED``). bound: the rule's limit ((lo, hi) for stable_range, which
     the case's stable range must contain). actual: the case's figure. passed: whether it holds
     (an undefined figure, NaN, never holds).
     """
@@ -216,7 +155,7 @@ class Direction(enum.StrEnum):
 class FigureDelta:
     """One figure that differs from the baseline.
 
-    figure: a name from GATED_FIGURES, or `points` (the input grid changed) or `error` (old / new
+    figure: the name of a gated figure, or `points` (the input grid changed) or `error` (old / new
         are the error messages, None when the formulation ran).
     allowed: how much worse it may get (None: not at all / not applicable).
     """

@@ -10,23 +10,21 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bce_audit.audit.result import SweepResult
+from bce_audit.audit.result import AuditResult
 from bce_audit.errors import IncompleteRun, UsageError
 from bce_audit.files import Output, check_distinct, check_writable
 from bce_audit.gate.baseline import (
-    ZERO_TOLERANCE,
     Baseline,
-    Tolerance,
-    compare,
     fingerprint,
-    parse_tolerance,
     provenance_differences,
     read_baseline,
     render_baseline,
     settings_differences,
 )
-from bce_audit.gate.interface import BaselineUpdate, CaseFigures, CaseKey, Change, Verdict, first_few, planned_keys
+from bce_audit.gate.compare import compare
+from bce_audit.gate.interface import BaselineUpdate, CaseKey, CaseRecord, Change, Verdict, first_few, planned_keys
 from bce_audit.gate.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
+from bce_audit.gate.tolerance import ZERO_TOLERANCE, Tolerance, parse_tolerance
 from bce_audit.settings import Settings
 
 
@@ -147,13 +145,13 @@ def _check_overlap(baseline: Baseline, keys: list[CaseKey]) -> None:
     )
 
 
-def case_figures(result: SweepResult) -> dict[CaseKey, CaseFigures]:
-    return {CaseKey.of(c): CaseFigures.of(c) for c in result.cases}
+def case_records(result: AuditResult) -> dict[CaseKey, CaseRecord]:
+    return {c.key: CaseRecord.of(c) for c in result.cases}
 
 
-def judge(plan: CheckPlan, result: SweepResult) -> Verdict:
+def judge(plan: CheckPlan, result: AuditResult) -> Verdict:
     """Evaluate the rules and compare with the baseline: the verdict of the check."""
-    figures = case_figures(result)
+    figures = case_records(result)
     outcomes = evaluate_rules(plan.rules, figures)
     comparisons, warnings = (), []
     if plan.baseline is not None:
@@ -190,18 +188,18 @@ def still_raising_warning(keys: list[CaseKey]) -> str:
     )
 
 
-def render_update_file(plan: CheckPlan, result: SweepResult) -> tuple[str, BaselineUpdate]:
+def render_update_file(plan: CheckPlan, result: AuditResult) -> tuple[str, BaselineUpdate]:
     """The new baseline's text and what it changes against the file it replaces; the caller
     writes it with the run's other outputs. A run with lost cases (a user's function died or
     hung) cannot become a baseline: a UsageError-like refusal, exit 4."""
     lost = [c for c in result.cases if c.lost is not None]
     if lost:
-        keys = [CaseKey.of(c) for c in lost]
+        keys = [c.key for c in lost]
         raise IncompleteRun(
             f"not updating baseline {plan.baseline_path}: {len(keys)} case{'s' if len(keys) != 1 else ''} "
             f"could not be evaluated ({lost[0].lost}): {first_few(keys)}"
         )
-    figures = case_figures(result)
+    figures = case_records(result)
     settings = result.settings.to_dict()
     text = render_baseline(figures, settings, result.provenance)
     old = plan.baseline

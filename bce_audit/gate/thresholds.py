@@ -8,27 +8,19 @@ never pass silently; a case whose formulation raised fails every rule that selec
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import math
 
-from bce_audit.errors import UsageError
-from bce_audit.gate.interface import (
-    COUNT_FIGURES,
-    GATED_FIGURES,
-    BoundCheck,
-    CaseFigures,
-    CaseKey,
-    RuleCaseResult,
-    RuleOutcome,
-    label_text,
-)
+from bce_audit.errors import UsageError, did_you_mean
+from bce_audit.figures import GATED_COUNTS, GATED_NAMES
+from bce_audit.gate.interface import BoundCheck, CaseKey, CaseRecord, RuleCaseResult, RuleOutcome
 from bce_audit.report import numbers
+from bce_audit.report.numbers import label as label_text
 from bce_audit.vocabulary import Domain, DType, Quantity
 
 # selector -> the enum its non-glob value must name (None: any name; label is a number)
 SELECTORS = {"formulation": None, "dtype": DType, "domain": Domain, "label": None, "quantity": Quantity}
-RULE_KEYS = ("name", *SELECTORS, *GATED_FIGURES)
+RULE_KEYS = ("name", *SELECTORS, *GATED_NAMES)
 
 
 def _is_glob(text: str) -> bool:
@@ -43,7 +35,7 @@ class ThresholdRule:
     name: an optional name the reports show.
     formulation, dtype, domain, quantity: fnmatch patterns, or None for any.
     label: the label it selects, or None for any.
-    bounds: (figure, bound) pairs in GATED_FIGURES order: max_ulp, p99_ulp, mean_bits are upper
+    bounds: (figure, bound) pairs in GATED_NAMES order: max_ulp, p99_ulp, mean_bits are upper
         bounds on the figure, the counts upper bounds on the number of points, and stable_range
         (lo, hi) an interval the case's stable range must contain.
     """
@@ -113,7 +105,7 @@ def _parse_bound(figure: str, value, what: str):
         if lo > hi:
             raise UsageError(f"{what} [{lo:g}, {hi:g}] is inverted (LO must be <= HI)")
         return (lo, hi)
-    if figure in COUNT_FIGURES:
+    if figure in GATED_COUNTS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UsageError(f"{what} must be a whole number of points >= 0, got {value!r}")
         return value
@@ -129,8 +121,7 @@ def _parse_rule(index: int, table, where: str) -> ThresholdRule:
         raise UsageError(f"{rid} must be a table")
     for key in table:
         if key not in RULE_KEYS:
-            match = difflib.get_close_matches(key, RULE_KEYS, n=1)
-            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            hint = did_you_mean(key, RULE_KEYS, cutoff=0.6)
             raise UsageError(f"{rid}: unknown key {key!r}{hint}; rule keys: {', '.join(RULE_KEYS)}")
     name = table.get("name")
     if name is not None and not isinstance(name, str):
@@ -155,10 +146,10 @@ def _parse_rule(index: int, table, where: str) -> ThresholdRule:
                     raise UsageError(f"{rid}: {exc}") from None
             selectors[selector] = value
     bounds = tuple(
-        (figure, _parse_bound(figure, table[figure], f"{rid}.{figure}")) for figure in GATED_FIGURES if figure in table
+        (figure, _parse_bound(figure, table[figure], f"{rid}.{figure}")) for figure in GATED_NAMES if figure in table
     )
     if not bounds:
-        raise UsageError(f"{rid} sets no bound; give at least one of {', '.join(GATED_FIGURES)}")
+        raise UsageError(f"{rid} sets no bound; give at least one of {', '.join(GATED_NAMES)}")
     return ThresholdRule(index=index, name=name, bounds=bounds, **selectors)
 
 
@@ -181,8 +172,7 @@ def check_selection(rules: tuple[ThresholdRule, ...], keys: list[CaseKey], where
             pattern = getattr(rule, selector)
             present = list(dict.fromkeys(getattr(k, selector) for k in keys))
             if pattern is not None and not any(fnmatch.fnmatchcase(v, pattern) for v in present):
-                match = difflib.get_close_matches(pattern, present, n=1, cutoff=0.5)
-                suggestion = f" (did you mean {match[0]!r}?)" if match else ""
+                suggestion = did_you_mean(pattern, present)
                 hint = f": no {selector} matches {pattern!r}{suggestion}; this sweep has {', '.join(present)}"
                 break
         else:
@@ -202,7 +192,7 @@ def _holds(figure: str, bound, actual) -> bool:
     return actual <= bound  # False for an undefined (NaN) figure
 
 
-def evaluate_rule(rule: ThresholdRule, figures: dict[CaseKey, CaseFigures]) -> RuleOutcome:
+def evaluate_rule(rule: ThresholdRule, figures: dict[CaseKey, CaseRecord]) -> RuleOutcome:
     results = []
     for key, fig in figures.items():
         if not rule.selects(key):
@@ -226,5 +216,5 @@ def evaluate_rule(rule: ThresholdRule, figures: dict[CaseKey, CaseFigures]) -> R
     return RuleOutcome(rule, tuple(results))
 
 
-def evaluate_rules(rules: tuple[ThresholdRule, ...], figures: dict[CaseKey, CaseFigures]) -> tuple[RuleOutcome, ...]:
+def evaluate_rules(rules: tuple[ThresholdRule, ...], figures: dict[CaseKey, CaseRecord]) -> tuple[RuleOutcome, ...]:
     return tuple(evaluate_rule(rule, figures) for rule in rules)

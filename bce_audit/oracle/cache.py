@@ -1,7 +1,7 @@
 """The persistent truth cache: exact values computed once are never computed again.
 
 One file per (domain, label) holds sorted input keys (the float64 bit patterns of the inputs)
-and their truth rows (see ``truth_table.FORMATS``). The format is data only, never pickle:
+and their truth rows (see ``table.FORMATS``). The format is data only, never pickle:
 
     line 1   b"bce-audit truth cache\\n"
     line 2   a JSON header: format, oracle version, domain, label, points, sha256 of the payload
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bce_audit.files import LinkRefused, PrivateDir
+from bce_audit.errors import CorruptCacheFile, LinkRefused
+from bce_audit.files import PrivateDir
 from bce_audit.vocabulary import Domain
 
 # Bump when anything changes what the oracle returns or how rows are laid out: the cache of an
@@ -52,10 +53,6 @@ def default_cache_dir() -> Path:
         return Path(base) / "bce-audit" / "Cache"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "bce-audit"
-
-
-class CorruptCacheFile(ValueError):
-    """A cache file that must not be trusted; the message says why."""
 
 
 def _encode(domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> bytes:

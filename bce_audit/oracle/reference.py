@@ -22,6 +22,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from bce_audit.errors import OracleError
 from bce_audit.floats import round_to_format
 from bce_audit.vocabulary import FloatFormat
 
@@ -33,10 +34,6 @@ _GUARD_BITS = 6
 # A point that needs more than this is a bug (every value here is either exact, handled
 # explicitly, or transcendental and therefore never on a rounding boundary).
 _MAX_PRECISION = 1 << 16
-
-
-class OracleError(RuntimeError):
-    """The precision loop did not converge: a bug in the oracle, never a user error."""
 
 
 def _round_mpf(v, fmt: FloatFormat) -> float:

@@ -156,7 +156,7 @@ def _chunk_rows(domain: str, inputs: bytes, labels: bytes) -> bytes:
 def _worker_init() -> None:
     import signal
 
-    from bce_audit.engines.sandbox import die_with_parent
+    from bce_audit.processes import die_with_parent
 
     # Ctrl-C reaches the whole process group; the parent alone handles it (one line, exit 130)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -169,7 +169,7 @@ def _pool_context():
     import sys
     import threading
 
-    from bce_audit.engines.sandbox import forkserver_context
+    from bce_audit.processes import forkserver_context
 
     # fork is instant, but only safe while this process runs no other thread and has not
     # loaded torch (whose thread pools do not survive a fork); otherwise the fork server
@@ -189,7 +189,7 @@ def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progr
     # the per-chunk overhead stays negligible.
     size = min(20_000, max(2_000, total // (jobs * 8)))
     out = {d: np.empty((len(xs), COLUMNS)) for d, (xs, _) in work.items()}
-    from bce_audit.engines.sandbox import no_main
+    from bce_audit.processes import no_main
 
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs, mp_context=_pool_context(), initializer=_worker_init

@@ -1,4 +1,4 @@
-"""Interchangeable renderers of one SweepResult, and of one check Verdict (cf. pip-audit's _format/).
+"""Every report: interchangeable renderers of one AuditResult and of one check Verdict.
 
 Each file-format renderer returns a string; the terminal renderer returns lines of rich Text.
 The renderers are imported on first use, so that ``numbers`` and ``layout`` can be imported

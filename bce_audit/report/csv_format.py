@@ -1,53 +1,50 @@
-"""The summary CSV (one row per case) and the per-point CSV, columns as DESIGN fixes them."""
+"""The summary CSV (one row per case) and the per-point CSV.
+
+The summary's columns are the five that name a case, then every figure's columns in the order
+``figures.FIGURES`` declares them. Numbers are written so that they parse back to the exact float.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
-from bce_audit.audit.result import SweepResult
+from bce_audit.audit.result import AuditResult, CaseResult
+from bce_audit.figures import FIGURES
 from bce_audit.report.interface import Format
-from bce_audit.report.numbers import csv_cell as _cell
-from bce_audit.report.numbers import exact as number
+from bce_audit.report.numbers import csv_cell, exact
 
-SUMMARY_COLUMNS = (
-    "formulation,domain,dtype,label,quantity,points,ok,inaccurate,inf,nan,zero,"
-    "max_ulp,p99_ulp,mean_ulp,mean_bits,max_rel_err,worst_input,stable_lo,stable_hi"
-).split(",")
-DETAILS_COLUMNS = ("formulation,domain,dtype,label,quantity,input,output,truth,ulp_error,status").split(",")
+KEY_COLUMNS = ("formulation", "domain", "dtype", "label", "quantity")
+SUMMARY_COLUMNS = (*KEY_COLUMNS, *(column for figure in FIGURES for column in figure.csv))
+DETAILS_COLUMNS = (*KEY_COLUMNS, "input", "output", "truth", "ulp_error", "status")
 
 
-def _case_columns(case) -> list:
-    """The five columns that name a case, shared by both CSVs."""
-    return [case.formulation, case.domain, case.dtype, number(case.label), case.quantity]
+def _key(case: CaseResult) -> list[Any]:
+    return [case.formulation, case.domain, case.dtype, exact(case.label), case.quantity]
 
 
 class SummaryCsvFormat(Format):
-    def render(self, result: SweepResult) -> str:
+    """One row per case; a case whose formulation raised has 0 points and empty figures."""
+
+    def render(self, result: AuditResult) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(SUMMARY_COLUMNS)
+        figure_columns = len(SUMMARY_COLUMNS) - len(KEY_COLUMNS)
         for case in result.cases:
-            head = _case_columns(case)
-            s = case.stats
-            if s is None:  # the formulation raised: no figures
-                w.writerow(head + [0] + [""] * (len(SUMMARY_COLUMNS) - 6))
+            if case.figures is None:  # no figures
+                w.writerow([*_key(case), 0] + [""] * (figure_columns - 1))
                 continue
-            c = s.counts
-            w.writerow(
-                head
-                + [s.points, c["ok"], c["inaccurate"], c["inf"], c["nan"], c["zero"]]
-                + [_cell(v) for v in (s.max_ulp, s.p99_ulp, s.mean_ulp)]
-                + [_cell(v) for v in (s.mean_bits, s.max_rel_err, s.worst_input)]
-                + [_cell(s.stable_lo), _cell(s.stable_hi)]
-            )
+            values = case.figures.csv_values()
+            w.writerow([*_key(case), *(v if isinstance(v, int) else csv_cell(v) for v in values)])
         return buf.getvalue()
 
 
 class DetailsCsvFormat(Format):
-    """Every point: input and output as Python reprs (exact), truth rounded to float64."""
+    """Every point: input and output exactly (Python's repr), the truth rounded to float64."""
 
-    def render(self, result: SweepResult) -> str:
+    def render(self, result: AuditResult) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(DETAILS_COLUMNS)
@@ -55,7 +52,7 @@ class DetailsCsvFormat(Format):
             d = case.details
             if d is None:
                 continue
-            head = _case_columns(case)
+            key = _key(case)
             for x, o, t, e, st in zip(
                 d.inputs.tolist(),
                 d.outputs.tolist(),
@@ -64,5 +61,5 @@ class DetailsCsvFormat(Format):
                 d.statuses.tolist(),
                 strict=True,
             ):
-                w.writerow(head + [number(x), number(o), number(t), _cell(e), st])
+                w.writerow([*key, exact(x), exact(o), exact(t), csv_cell(e), st])
         return buf.getvalue()

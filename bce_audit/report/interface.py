@@ -3,7 +3,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING
 
-from bce_audit.audit.result import SweepResult
+from bce_audit.audit.result import AuditResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.gate.interface import Verdict
@@ -13,7 +13,7 @@ class Format(abc.ABC):
     """Turns a sweep result into the text of one report."""
 
     @abc.abstractmethod
-    def render(self, result: SweepResult) -> str: ...
+    def render(self, result: AuditResult) -> str: ...
 
 
 class VerdictFormat(abc.ABC):

@@ -1,34 +1,38 @@
-"""The JSON report: the summary plus provenance and the resolved settings."""
+"""The JSON report: every case's figures, the non-finite inputs, the settings and the provenance."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
+from typing import Any
 
-from bce_audit.audit.result import SweepResult
+from bce_audit.audit.result import AuditResult
+from bce_audit.figures import FIGURES, Kind
 from bce_audit.report.interface import Format
+from bce_audit.report.numbers import json_number, json_safe
 
 SCHEMA_VERSION = 1
 
 
-def json_safe(x):
-    """x as strict JSON can hold it: inf / NaN as strings that float() parses back, in lists and
-    dicts too (the report's figures and settings, a baseline's settings)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return repr(x)
-    if isinstance(x, list):
-        return [json_safe(v) for v in x]
-    if isinstance(x, dict):  # a user formulation's parameters may be inf
-        return {k: json_safe(v) for k, v in x.items()}
-    return x
+def _figures(case: Any) -> dict[str, Any]:
+    """points, the error figures, the worst input and the stable range, then the status counts
+    and the non-finite inputs that missed their limit."""
+    fig = case.figures
+    row: dict[str, Any] = {"points": fig.points}
+    for figure in FIGURES:
+        if figure.kind is Kind.RANGE:
+            row["stable_lo"], row["stable_hi"] = json_number(fig.stable_lo), json_number(fig.stable_hi)
+        elif figure.kind is not Kind.COUNT:
+            row[figure.name] = json_number(getattr(fig, figure.name))
+    row["counts"] = fig.counts
+    row["nonfinite"] = fig.nonfinite
+    return row
 
 
 class JsonFormat(Format):
-    def render(self, result: SweepResult) -> str:
+    def render(self, result: AuditResult) -> str:
         cases = []
         for case in result.cases:
-            row = {
+            row: dict[str, Any] = {
                 "formulation": case.formulation,
                 "domain": str(case.domain),
                 "dtype": str(case.dtype),
@@ -37,15 +41,15 @@ class JsonFormat(Format):
                 "worst_status": str(case.worst_status),
                 "error": case.error,
             }
-            if case.stats is not None:
-                stats = dataclasses.asdict(case.stats)
-                row.update({k: json_safe(v) for k, v in stats.items() if k != "counts"})
-                row["counts"] = stats["counts"]
+            if case.lost is not None:
+                row["lost"] = case.lost
+            if case.figures is not None:
+                row.update(_figures(case))
             row["nonfinite_inputs"] = [
                 {
-                    "input": json_safe(p.input),
-                    "output": json_safe(p.output),
-                    "truth": json_safe(p.truth),
+                    "input": json_number(p.input),
+                    "output": json_number(p.output),
+                    "truth": json_number(p.truth),
                     "status": str(p.status),
                     "error": p.error,
                 }

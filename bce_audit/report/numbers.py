@@ -9,6 +9,7 @@ back and re-rounded.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def exact(x: float) -> str:
@@ -83,6 +84,22 @@ def figure(x) -> str:
     if x.is_integer() and abs(x) < 1e7:
         return str(int(x))
     return compact(x, 4)
+
+
+def json_number(x: float) -> float | str:
+    """A float as strict JSON holds it: itself, or "inf", "-inf", "nan" (which float() parses back)."""
+    return x if math.isfinite(x) else repr(float(x))
+
+
+def json_safe(x: Any) -> Any:
+    """Every float inside lists and dicts as ``json_number`` has it (reports, settings)."""
+    if isinstance(x, float):
+        return json_number(x)
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, dict):  # a user formulation's parameters may be inf
+        return {k: json_safe(v) for k, v in x.items()}
+    return x
 
 
 def label(y: float) -> str:

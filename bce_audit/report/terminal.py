@@ -12,10 +12,11 @@ import math
 
 from rich.text import Text
 
-from bce_audit.audit.result import CaseResult, SweepResult
+from bce_audit.audit.result import AuditResult, CaseResult
+from bce_audit.figures import FIGURES, Figure, Kind
 from bce_audit.report import numbers
 from bce_audit.report.layout import Column, table, wrap
-from bce_audit.vocabulary import Domain, Quantity, Status
+from bce_audit.vocabulary import Quantity, Status
 
 STATUS_STYLE = {
     Status.OK: "green",
@@ -51,10 +52,6 @@ RANGE_LEGEND = (
 CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
 
 
-def _domain_text(domain: Domain) -> str:
-    return "probs" if domain is Domain.PROBABILITIES else str(domain)
-
-
 def _intersect(ranges):
     los, his = zip(*ranges, strict=True)
     if any(math.isnan(v) for v in los + his):
@@ -62,12 +59,12 @@ def _intersect(ranges):
     return max(los), min(his)
 
 
-def scoreboard_heading(result: SweepResult, quantity: Quantity) -> str:
+def scoreboard_heading(result: AuditResult, quantity: Quantity) -> str:
     labels = ", ".join(numbers.label(y) for y in result.settings.labels)
     return f"{quantity}: worst status and stable range over labels {labels}"
 
 
-def scoreboard(result: SweepResult, quantity: Quantity, width: int | None) -> list[Text]:
+def scoreboard(result: AuditResult, quantity: Quantity, width: int | None) -> list[Text]:
     """Rows: formulation × domain; columns: dtypes; cell: worst status over the labels, and the
     stable range on which every label is ok (for one quantity: loss or grad)."""
     s = result.settings
@@ -78,7 +75,7 @@ def scoreboard(result: SweepResult, quantity: Quantity, width: int | None) -> li
     rows, breaks = [], set()
     for name in s.formulations:
         for domain in s.domains:
-            cells: list[Text | str] = [name, _domain_text(domain)]
+            cells: list[Text | str] = [name, domain.short]
             for dtype in s.dtypes:
                 cases = groups.get((name, domain, dtype), [])
                 if not cases:
@@ -87,7 +84,7 @@ def scoreboard(result: SweepResult, quantity: Quantity, width: int | None) -> li
                 worst = max((c.worst_status for c in cases), key=lambda st: st.severity)
                 cell = Text(worst.value, style=STATUS_STYLE[worst])
                 if worst is not Status.ERROR:
-                    lo, hi = _intersect([(c.stats.stable_lo, c.stats.stable_hi) for c in cases])
+                    lo, hi = _intersect([(c.figures.stable_lo, c.figures.stable_hi) for c in cases if c.figures])
                     cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite))
                 cells.append(cell)
             rows.append(cells)
@@ -96,35 +93,36 @@ def scoreboard(result: SweepResult, quantity: Quantity, width: int | None) -> li
     return table(keys, [Column(str(d)) for d in s.dtypes], rows, width, breaks)
 
 
-def case_table(result: SweepResult, width: int | None) -> list[Text]:
+TABLE_FIGURES: tuple[Figure, ...] = tuple(f for f in FIGURES if f.header is not None)
+
+
+def _cell(figure: Figure, case: CaseResult) -> Text:
+    """One figure of a case, as the --verbose table shows it."""
+    fig = case.figures
+    value = getattr(fig, figure.name)
+    if figure.kind is Kind.COUNT:
+        status = Status(figure.name)
+        return Text(str(value), style=STATUS_STYLE[status] if value and status is not Status.OK else "")
+    if figure.kind is Kind.INPUT:
+        return Text("-" if math.isnan(value) else numbers.value(value, case.dtype.format.largest_finite))
+    if figure.decimals is not None:
+        return Text(f"{value:.{figure.decimals}f}")
+    return Text(numbers.stat(value))
+
+
+def case_table(result: AuditResult, width: int | None) -> list[Text]:
     """Every case with its figures (the --verbose report)."""
     keys = [Column("formulation"), Column("domain"), Column("dtype"), Column("y", right=True, tag="y="), Column("qty")]
-    values = [
-        Column(h, right=True)
-        for h in ("ok", "inacc", "inf", "nan", "zero", "max ulp", "p99 ulp", "mean ulp", "bits", "worst input")
-    ]
+    values = [Column(f.header or f.name, right=True) for f in TABLE_FIGURES]
     rows = []
     for c in result.cases:
-        head: list[Text | str] = [c.formulation, _domain_text(c.domain), str(c.dtype), numbers.label(c.label)]
-        head.append(str(c.quantity))
-        if c.stats is None:
+        head: list[Text | str] = [c.formulation, c.domain.short, str(c.dtype), numbers.label(c.label), str(c.quantity)]
+        if c.figures is None:
             # the message goes in the lines under the tables (error_lines): in a cell, a long one
             # would squeeze every column of the table
-            rows.append(head + [Text("error", style=STATUS_STYLE[Status.ERROR])] + ["-"] * 9)
+            rows.append(head + [Text("error", style=STATUS_STYLE[Status.ERROR])] + ["-"] * (len(values) - 1))
             continue
-        st = c.stats
-
-        def count(status: Status, counts=st.counts) -> Text:
-            v = counts[status.value]
-            return Text(str(v), style=STATUS_STYLE[status] if v and status is not Status.OK else "")
-
-        largest = c.dtype.format.largest_finite
-        rows.append(
-            head
-            + [count(s) for s in (Status.OK, Status.INACCURATE, Status.INF, Status.NAN, Status.ZERO)]
-            + [numbers.stat(st.max_ulp), numbers.stat(st.p99_ulp), numbers.stat(st.mean_ulp)]
-            + [f"{st.mean_bits:.2f}", "-" if math.isnan(st.worst_input) else numbers.value(st.worst_input, largest)]
-        )
+        rows.append(head + [_cell(f, c) for f in TABLE_FIGURES])
     return table(keys, values, rows, width, gap=1)  # narrow numeric columns: one space apart
 
 
@@ -133,7 +131,7 @@ NONFINITE_HEADING = (
 )
 
 
-def nonfinite_lines(result: SweepResult) -> list[str]:
+def nonfinite_lines(result: AuditResult) -> list[str]:
     """One line per case whose ±inf / NaN inputs are not handled as the limits say."""
     lines = []
     for c in result.cases:
@@ -151,13 +149,13 @@ def nonfinite_lines(result: SweepResult) -> list[str]:
     return lines
 
 
-def error_lines(result: SweepResult) -> list[str]:
+def error_lines(result: AuditResult) -> list[str]:
     """One line per formulation and message: the cases in which the formulation raised (or was lost)."""
     counts = collections.Counter((c.formulation, c.error) for c in result.cases if c.error is not None)
     return [f"{name} ({n} cases): {error}" for (name, error), n in counts.items()]
 
 
-def report(result: SweepResult, width: int | None, verbose: bool) -> list[Text]:
+def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
     """The whole terminal report, line by line."""
     out: list[Text] = []
 
@@ -193,7 +191,7 @@ def report(result: SweepResult, width: int | None, verbose: bool) -> list[Text]:
         if len(shown) < len(lines):
             para(f"... and {len(lines) - len(shown)} more (--verbose shows all)", "  ")
     s = result.settings
-    points = sum(c.stats.points for c in result.cases if c.stats is not None)
+    points = sum(c.figures.points for c in result.cases if c.figures is not None)
     out.append(Text(""))
     para(
         f"{len(result.cases)} cases, {points} points, seed {s.seed}, "

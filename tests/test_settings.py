@@ -6,24 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import assert_exit, assert_usage_error, read_csv, runner
+from helpers import ROOT, assert_exit, assert_usage_error, read_csv, runner
 
-from bce_audit.cli import _resolve, main
+from bce_audit.cli import main
 from bce_audit.config import KEYS, load_config
 from bce_audit.errors import UsageError
+from bce_audit.settings import Request, Settings, resolve
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
-NO_FLAGS = dict(
-    formulation=(),
-    dtype=(),
-    domain=None,
-    label=(),
-    range=None,
-    points=None,
-    sampling=None,
-    seed=None,
-    ulp_threshold=None,
-)
+SAMPLES = ROOT / "sample_configs"
+
+
+def _resolve(table: dict) -> Settings:
+    """The settings of a config table with no flag on top."""
+    return resolve(Request(), table, None)[0]
+
 
 SMALL = """
 formulations = ["naive"]
@@ -61,7 +57,7 @@ def test_sample_configs_parse(name):
     table, source = load_config(path)
     assert source == str(path)
     assert table and set(table) <= set(KEYS)
-    settings = _resolve(table, **NO_FLAGS)  # and they make valid settings
+    settings = _resolve(table)  # and they make valid settings
     assert [str(d) for d in settings.dtypes] == table["dtypes"]
 
 
@@ -69,12 +65,12 @@ def test_default_sample_is_the_builtin_default():
     from bce_audit.settings import Settings
 
     table, _ = load_config(SAMPLES / "default.toml")
-    assert _resolve(table, **NO_FLAGS) == Settings()
+    assert _resolve(table) == Settings()
 
 
 def test_quick_sample_values():
     table, _ = load_config(SAMPLES / "quick.toml")
-    s = _resolve(table, **NO_FLAGS)
+    s = _resolve(table)
     assert s.formulations == ("naive", "torch-bce-with-logits")
     assert [str(d) for d in s.dtypes] == ["float16", "float32"]
     assert [str(d) for d in s.domains] == ["logits"]
@@ -144,7 +140,7 @@ def test_load_config_accepts_every_key(tmp_path):
     )
     table, _ = load_config(cfg)
     assert set(table) == set(KEYS)
-    s = _resolve(table, **NO_FLAGS)
+    s = _resolve(table)
     assert s.labels == (0.0, 0.5, 1.0)
     assert s.logit_range == (-3.0, 3.0)
     assert s.ulp_threshold == 2

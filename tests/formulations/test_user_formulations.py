@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -17,11 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import NATIVE_DOMAIN, STATUSES, assert_exit, assert_usage_error, read_csv, runner, table_rows
+from helpers import NATIVE_DOMAIN, ROOT, STATUSES, assert_exit, assert_usage_error, read_csv, runner, table_rows
 
 from bce_audit.cli import main
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
+SAMPLES = ROOT / "sample_configs"
 BUILTINS = list(NATIVE_DOMAIN)
 SMALL = ["-d", "float16", "--domain", "logits", "--points", "40"]
 
@@ -539,23 +538,14 @@ def test_a_module_beside_the_target_named_like_a_package_is_never_picked_up(in_t
     assert str(in_tmp) not in str(getattr(sys.modules.get("mpmath"), "__file__", ""))
 
 
-def test_torch_py_beside_the_target_does_not_replace_torch(tmp_path):
-    # a fresh process, where torch is not imported yet when the user's file is loaded
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "torch.py").write_text("float32 = None  # not torch\n")
-    _losses_file(tmp_path / "lib")
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(root))
-    proc = subprocess.run(
-        [sys.executable, "-m", "bce_audit", "sweep", "--impl", "lib/losses.py:plain@logits", *SMALL, "--points", "5"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^\s*plain\s+logits\s+\S+", proc.stdout, re.M), proc.stdout
+def test_torch_py_beside_the_target_does_not_replace_torch(in_tmp):
+    # the sandbox imports torch before the user's file: a torch.py beside it is never picked up
+    (in_tmp / "lib").mkdir()
+    (in_tmp / "lib" / "torch.py").write_text("float32 = None  # not torch\n")
+    _losses_file(in_tmp / "lib")
+    result = _sweep("--impl", "lib/losses.py:plain@logits", *SMALL, "--points", "5")
+    assert_exit(result, 0)
+    assert re.search(r"^\s*plain\s+logits\s+\S+", result.stdout, re.M), result.stdout
 
 
 def test_name_clash_between_user_formulations(in_tmp, sweep_calls):
@@ -626,25 +616,15 @@ def test_builtin_beside_failures_is_audited_normally(failing_sweep):
     assert all(c["error"] is None for c in cases)
 
 
-def test_function_that_prints_and_warns(tmp_path):
-    # a fresh process: the sandbox's prints reach the real standard error, never the report
-    _losses_file(tmp_path)
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(root))
-    args = ["--impl", "losses.py:chatty@logits", "-f", "max-abs", *SMALL, "--csv", "s.csv"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bce_audit", "sweep", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "hello from chatty" not in proc.stdout  # never inside the report
-    assert "hello from chatty" in proc.stderr
-    assert "chatty warns" in proc.stderr
-    assert _counts(_rows(tmp_path / "s.csv")) == {"max-abs": 4, "chatty": 4}
+def test_function_that_prints_and_warns(in_tmp, capfd):
+    # the sandbox's prints reach this process's standard error (the descriptor), never the report
+    _losses_file(in_tmp)
+    result = _sweep("--impl", "losses.py:chatty@logits", "-f", "max-abs", *SMALL, "--csv", "s.csv")
+    assert_exit(result, 0)
+    assert "hello from chatty" not in result.stdout
+    err = capfd.readouterr().err
+    assert "hello from chatty" in err and "chatty warns" in err
+    assert _counts(_rows(in_tmp / "s.csv")) == {"max-abs": 4, "chatty": 4}
 
 
 GLOBAL_STATE = """
@@ -753,7 +733,7 @@ def installed(tmp_path, monkeypatch):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-bce-losses\nVersion: 1.2\n")
     (info / "entry_points.txt").write_text(
-        "[bce_audit.formulations.builtins]\n"
+        "[bce_audit.formulations]\n"
         f"fake-bce = {module}:decorated\n"
         f"fake-probs = {module}:probs\n"
         f"fake-broken = {module}_missing:f\n"
@@ -775,10 +755,9 @@ def test_entry_point_selected_by_name(installed, tmp_path):
 
 
 def test_entry_points_are_not_in_the_default_set(installed):
-    from bce_audit.cli import _resolve
+    from bce_audit.settings import Request, resolve
 
-    flags = dict(formulation=(), impl=(), dtype=(), domain=None, label=(), range=None)
-    settings = _resolve({}, **flags, points=None, sampling=None, seed=None, ulp_threshold=None)
+    settings, _ = resolve(Request(), {}, None)
     assert list(settings.formulations) == BUILTINS
 
 
@@ -813,7 +792,7 @@ def test_entry_point_with_a_taken_name_is_listed_as_ignored(installed, tmp_path)
     info = tmp_path / "other_bce-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-bce\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[bce_audit.formulations.builtins]\nfake-bce = {installed}:probs\n")
+    (info / "entry_points.txt").write_text(f"[bce_audit.formulations]\nfake-bce = {installed}:probs\n")
     rows = [cells for cells in _list_rows() if cells[0] == "fake-bce"]
     assert len(rows) == 2
     used, ignored = sorted(rows, key=lambda r: r[3].startswith("ignored"))

@@ -179,7 +179,7 @@ def test_results_identical_for_any_number_of_jobs(monkeypatch, tmp_path):
     b = run_sweep(settings, jobs=1)
     assert sum(n for n, _ in calls) == a.truth_computed == a.truth_points
     for ca, cb in zip(a.cases, b.cases, strict=True):
-        assert ca.stats == cb.stats
+        assert ca.figures == cb.figures
 
 
 def test_jobs_must_be_positive():

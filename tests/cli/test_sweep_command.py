@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from helpers import NATIVE_DOMAIN, STATUSES, TINY, assert_exit, assert_usage_error, read_csv, runner, table_rows
 
-from bce_audit import __version__
 from bce_audit import files as _io
 from bce_audit.cli import main
+from bce_audit.version import __version__
 
 SUMMARY_HEADER = (
     "formulation,domain,dtype,label,quantity,points,ok,inaccurate,inf,nan,zero,"
@@ -53,7 +53,8 @@ for args in (["--help"], ["sweep", "--help"], ["list", "--help"], ["--version"])
     result = runner.invoke(main, args)
     assert result.exit_code == 0, (args, result.output)
     assert "Usage:" in result.stdout or "version" in result.stdout, result.stdout
-heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.oracle.reference", "bce_audit.audit.sweep") if m in sys.modules)
+heavy = ("torch", "mpmath", "bce_audit.oracle.reference", "bce_audit.audit.sweep")
+heavy = sorted(m for m in heavy if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
     proc = subprocess.run(

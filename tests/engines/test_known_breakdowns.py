@@ -44,7 +44,7 @@ def case_of(cases, dtype, label, quantity):
 
 def finite_rows(case):
     d = case.details
-    n = case.stats.points
+    n = case.figures.points
     # finite inputs first (they make the statistics), then ±inf and NaN
     assert np.all(np.isfinite(d.inputs[:n])) and not np.any(np.isfinite(d.inputs[n:]))
     return d.inputs[:n], d.outputs[:n], d.truth_f64[:n], d.statuses[:n]
@@ -87,7 +87,7 @@ def test_softplus_threshold_gradient_nan_where_exp_overflows(label):
     np.testing.assert_array_equal(np.nonzero(status == "nan")[0], np.nonzero(overflow)[0])
     # the loss itself is fine there: the selected branch is z - y*z
     loss_case = case_of(cases, DType.FLOAT32, label, Quantity.LOSS)
-    assert not np.any(loss_case.details.statuses[: loss_case.stats.points][overflow] == "nan")
+    assert not np.any(loss_case.details.statuses[: loss_case.figures.points][overflow] == "nan")
 
 
 def _max_abs_torch_grad(z: float, label: float, tdtype) -> float:
@@ -146,4 +146,4 @@ def test_torch_bce_with_logits_float64_has_no_nan_or_inf():
             case.quantity,
             inputs[np.isin(status, ["nan", "inf"])],
         )
-        assert case.stats.counts["nan"] == 0 and case.stats.counts["inf"] == 0
+        assert case.figures.nan == 0 and case.figures.inf == 0

@@ -1,0 +1,282 @@
+"""The Python API: an audit or a check in-process, on built-in names or plain Python callables.
+
+    import bce_audit
+
+    @bce_audit.formulation(domain="logits")
+    def my_bce(z, y):
+        return torch.clamp_min(z, 0) - y * z + torch.log1p(torch.exp(-torch.abs(z)))
+
+    result = bce_audit.audit([my_bce, "torch-bce-with-logits"], dtypes=["float32"])
+    result.to_records()          # one dict per case: its key and every figure
+    result.to_pandas()           # the same as a DataFrame (needs pandas)
+
+    verdict = bce_audit.check([my_bce], thresholds=[{"quantity": "loss", "max_ulp": 4}])
+    verdict.passed, verdict.exit_code
+
+The command line runs on the same functions (``run``, ``resolve``), so both give the same
+figures for the same settings. Importing this module imports neither torch nor mpmath.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bce_audit.errors import ExitCode, UsageError
+from bce_audit.settings import Request, RunOptions, Settings, resolve
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.audit.result import AuditResult
+    from bce_audit.audit.sweep import Progress
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.gate.interface import Verdict
+
+Formulations = str | Callable[..., Any] | Iterable[str | Callable[..., Any]] | None
+
+
+def run(
+    settings: Settings,
+    options: RunOptions,
+    sandbox: Sandbox,
+    keep_details: bool = False,
+    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    case_progress: Progress | None = None,
+) -> AuditResult:
+    """Run a sweep with its run options: the truth cache (warnings go to ``warn``), the oracle's
+    processes, the sandbox for user code."""
+    from bce_audit.audit.sweep import run_sweep
+    from bce_audit.oracle.cache import TruthCache
+
+    cache = None if options.cache_dir is None else TruthCache(options.cache_dir, warn=warn)
+    return run_sweep(
+        settings,
+        keep_details=keep_details,
+        progress=progress,
+        jobs=options.jobs,
+        cache=cache,
+        case_progress=case_progress,
+        sandbox=sandbox,
+    )
+
+
+def _request(formulations: Formulations, **kw: Any) -> Request:
+    names: list[str] = []
+    targets: list[str] = []
+    functions: list[Callable[..., Any]] = []
+    items: Iterable[Any] = [] if formulations is None else formulations
+    if isinstance(formulations, str) or callable(formulations):
+        items = [formulations]
+    for item in items:
+        if isinstance(item, str):
+            # MODULE:FUNCTION or FILE.py:FUNCTION is a target (it runs in the sandbox); else a name
+            (targets if ":" in item else names).append(item)
+        elif callable(item):
+            functions.append(item)
+        else:
+            raise UsageError(f"{item!r} is neither a formulation's name, a target nor a callable")
+
+    def strings(value: Any) -> tuple[Any, ...]:
+        if value is None:
+            return ()
+        return (value,) if isinstance(value, str | int | float) else tuple(value)
+
+    return Request(
+        formulations=tuple(names),
+        impl=tuple(targets),
+        functions=tuple(functions),
+        dtypes=strings(kw["dtypes"]),
+        domain=kw["domain"],
+        labels=strings(kw["labels"]),
+        range=kw["range"],
+        points=kw["points"],
+        sampling=kw["sampling"],
+        seed=kw["seed"],
+        ulp_threshold=kw["ulp_threshold"],
+        jobs=kw["jobs"],
+        cache=kw["cache"],
+        cache_dir=kw["cache_dir"],
+        timeout=kw["timeout"],
+    )
+
+
+def _config(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+    from bce_audit.config import load_config, validate
+
+    if config is None:
+        return {}, None
+    if isinstance(config, Mapping):
+        return validate(dict(config), "config"), None
+    return load_config(Path(config), search_pyproject=False)
+
+
+def audit(
+    formulations: Formulations = None,
+    *,
+    dtypes: str | Sequence[str] | None = None,
+    domain: str | None = None,
+    labels: float | Sequence[float] | None = None,
+    range: str | Sequence[float] | None = None,  # noqa: A002 - the name users know from --range
+    points: int | None = None,
+    sampling: str | None = None,
+    seed: int | None = None,
+    ulp_threshold: float | None = None,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    details: bool = False,
+    jobs: int | None = 1,
+    cache: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+) -> AuditResult:
+    """Audit formulations in this process and return the result (see docs/api.md).
+
+    formulations: built-in or installed names, targets (``"losses.py:bce@logits"``, run in a
+        sandbox process like --impl), or Python callables decorated with
+        ``@bce_audit.formulation(domain=...)`` (run here); default every built-in.
+    dtypes, domain ("logits", "probabilities" or "both"), labels, range ("LO:HI" or (lo, hi)),
+        points, sampling ("bits" or "exhaustive"), seed, ulp_threshold: as the flags of
+        `bce-audit sweep`, with the same defaults.
+    config: a TOML file or a dict of the same keys; the arguments win over it.
+    details: keep every point (``result.point_records()``).
+    jobs: processes for the exact truth (None: the cores). cache: False to neither read nor write
+        the truth cache; cache_dir: where it lives. timeout: seconds per call of a target.
+
+    Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.
+    """
+    from bce_audit.engines.sandbox import Sandbox
+
+    request = _request(
+        formulations,
+        dtypes=dtypes,
+        domain=domain,
+        labels=labels,
+        range=range,
+        points=points,
+        sampling=sampling,
+        seed=seed,
+        ulp_threshold=ulp_threshold,
+        jobs=jobs,
+        cache=cache,
+        cache_dir=cache_dir,
+        timeout=timeout,
+    )
+    table, source = _config(config)
+    with Sandbox() as sandbox:
+        settings, options = resolve(request, table, source, sandbox)
+        sandbox.timeout = options.timeout
+        return run(settings, options, sandbox, keep_details=details)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """What ``bce_audit.check`` found.
+
+    verdict: every rule and baseline comparison (``bce_audit.gate.interface.Verdict``).
+    audit: the audit that was judged.
+    baseline_written: the baseline file written (``update_baseline=True``), else None.
+    """
+
+    verdict: Verdict | None
+    audit: AuditResult
+    baseline_written: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Every planned case was evaluated and every rule and the baseline hold."""
+        return self.verdict is None or self.verdict.passed
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """What `bce-audit check` would exit with: 0, 1 (a regression) or 4 (incomplete)."""
+        return ExitCode.OK if self.verdict is None else self.verdict.exit_code
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One record per case: its key and figures (as ``AuditResult.to_records``), and what the
+        check said of it: the rules it failed, its change against the baseline."""
+        failed: dict[Any, list[str]] = {}
+        change: dict[Any, str] = {}
+        if self.verdict is not None:
+            for outcome in self.verdict.rules:
+                for case in outcome.failures:
+                    failed.setdefault(case.key, []).append(outcome.rule.id)
+            change = {c.key: str(c.change) for c in self.verdict.comparisons}
+        rows = []
+        for case in self.audit.cases:
+            row = case.record()
+            row["failed_rules"] = failed.get(case.key, [])
+            row["baseline"] = change.get(case.key)
+            rows.append(row)
+        return rows
+
+
+def check(
+    formulations: Formulations = None,
+    *,
+    thresholds: Sequence[Mapping[str, Any]] | None = None,
+    baseline: str | os.PathLike[str] | None = None,
+    tolerance: Mapping[str, float] | None = None,
+    allow_missing: bool | None = None,
+    update_baseline: bool = False,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    **audit_arguments: Any,
+) -> CheckResult:
+    """Audit, then hold the result to threshold rules and a baseline, as `bce-audit check` does.
+
+    thresholds: rules as the config's [[thresholds]] tables (dicts of selectors and bounds).
+    baseline: the baseline file; tolerance: {figure: allowance}; allow_missing: as the flag.
+    update_baseline: write this run as the baseline instead of judging it (``baseline`` needed).
+    config: a TOML file or a dict; the arguments win over it. The other keyword arguments are
+        those of ``audit``. Usage errors raise ``bce_audit.UsageError``; a run with a case that
+        could not be evaluated cannot become a baseline (``bce_audit.IncompleteRun``).
+    """
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.files import write_outputs
+    from bce_audit.gate.plan import judge, plan_check, render_update_file
+
+    details = bool(audit_arguments.pop("details", False))
+    keys = (
+        "dtypes",
+        "domain",
+        "labels",
+        "range",
+        "points",
+        "sampling",
+        "seed",
+        "ulp_threshold",
+        "jobs",
+        "cache",
+        "cache_dir",
+        "timeout",
+    )
+    unknown = set(audit_arguments) - set(keys)
+    if unknown:
+        raise UsageError(f"check() got unexpected arguments: {', '.join(sorted(unknown))}")
+    request = _request(formulations, **{k: audit_arguments.get(k, 1 if k == "jobs" else None) for k in keys})
+    table, source = _config(config)
+    if thresholds is not None:
+        table["thresholds"] = [dict(rule) for rule in thresholds]
+    if tolerance is not None:
+        table["tolerance"] = dict(tolerance)
+    if allow_missing is not None:
+        table["allow_missing"] = allow_missing
+    with Sandbox() as sandbox:
+        settings, options = resolve(request, table, source, sandbox)
+        sandbox.timeout = options.timeout
+        plan = plan_check(
+            table,
+            source,
+            settings,
+            baseline_flag=None if baseline is None else Path(baseline),
+            update=update_baseline,
+            tolerance_flags=(),
+            allow_missing_flag=None,
+        )
+        result = run(settings, options, sandbox, keep_details=details)
+    if plan.update:
+        text, _ = render_update_file(plan, result)
+        write_outputs([(plan.baseline_output, text)])
+        return CheckResult(None, result, plan.baseline_path)
+    return CheckResult(judge(plan, result), result)

@@ -1,0 +1,322 @@
+"""The commands: `bce-audit list`, `sweep` and `check`. Wiring only: flags become a
+``settings.Request``, which ``settings.resolve`` turns into settings (as the Python API does);
+``api.run`` runs the sweep; the renderers in ``report`` write what it found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bce_audit.cli.app import main
+from bce_audit.cli.options import (
+    CHECK_EXAMPLES,
+    LIST_EXAMPLES,
+    SWEEP_EXAMPLES,
+    check_options,
+    list_options,
+    sweep_options,
+)
+from bce_audit.errors import ExitCode
+from bce_audit.files import Output
+from bce_audit.settings import Request, RunOptions, Settings
+
+# the outputs of a sweep and of a check, by the key their flag and config key share
+SWEEP_OUTPUTS = ("csv", "details", "json")
+CHECK_REPORTS = ("junit", "markdown")
+
+
+def _request(flags: dict[str, Any]) -> Request:
+    return Request(
+        formulations=flags["formulation"],
+        impl=flags["impl"],
+        dtypes=flags["dtype"],
+        domain=flags["domain"],
+        labels=flags["label"],
+        range=flags["range_"],
+        points=flags["points"],
+        sampling=flags["sampling"],
+        seed=flags["seed"],
+        ulp_threshold=flags["ulp_threshold"],
+        jobs=flags["jobs"],
+        cache=False if flags["no_cache"] else None,
+        cache_dir=flags["cache_dir"],
+        timeout=flags["timeout"],
+    )
+
+
+@main.command("list", epilog=LIST_EXAMPLES)
+@list_options
+def list_command(impl: tuple[str, ...], config_path: Path | None, timeout: float | None) -> None:
+    """Show the formulations: built-in, installed (entry points), and your own (--impl, config).
+
+    Each is audited against the same reference: the exact value of plain, unweighted BCE at the
+    label given, and its derivative by the input.
+    """
+    from bce_audit.cli.console import report_width, stdout
+    from bce_audit.config import load_config
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.formulations.selection import catalogue
+    from bce_audit.report.layout import Column, table, wrap
+    from bce_audit.report.terminal import REFERENCE
+    from bce_audit.settings import timeout_option
+
+    config, source = load_config(config_path)
+    with Sandbox(timeout_option(timeout, config)) as box:
+        rows: list[list[Any]] = [
+            [row.name, row.domain, row.source, row.definition]
+            for row in catalogue(impl, config.get("formulations"), source, box)
+        ]
+    out = stdout()
+    width = report_width()
+    keys = [Column("name"), Column("native domain"), Column("source")]
+    for line in table(keys, [Column("definition")], rows, width):
+        out.print(line)
+    out.print()
+    for text in wrap(REFERENCE, width):
+        out.print(text, markup=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Invocation:
+    """A sweep command line resolved: the config, the settings, the run options, the outputs."""
+
+    config: dict[str, Any]
+    config_source: str | None
+    settings: Settings
+    options: RunOptions
+    outputs: dict[str, Output]  # "csv" | "details" | "json" -> Output, each checked writable
+    verbose: bool
+    sandbox: Any  # engines.sandbox.Sandbox: where the user's targets run
+
+
+def _prepare(flags: dict[str, Any], sandbox: Any) -> _Invocation:
+    """Settings and outputs from the config and the flags (flags win), all checked before any work."""
+    from bce_audit.config import load_config
+    from bce_audit.files import check_distinct
+    from bce_audit.settings import resolve, timeout_option
+
+    config, source = load_config(flags["config_path"])
+    sandbox.timeout = timeout_option(flags["timeout"], config)
+    if _may_run_user_code(flags, config):
+        # the sandbox's fork server imports torch while this process does the same
+        sandbox.prestart()
+        import bce_audit.engines._torch_warmup  # noqa: F401
+    settings, options = resolve(_request(flags), config, source, sandbox)
+    outputs = _outputs(flags, config, source, SWEEP_OUTPUTS)
+    check_distinct(_inputs(flags, source) + list(outputs.values()))  # no output overwrites the config or another
+    verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
+    return _Invocation(config, source, settings, options, outputs, verbose, sandbox)
+
+
+def _may_run_user_code(flags: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether the selection names anything but built-ins (--impl, config tables, entry points)."""
+    from bce_audit.formulations.builtins import BUILTINS
+
+    items = list(flags["formulation"]) or list(config.get("formulations") or [])
+    return bool(flags["impl"]) or any(not isinstance(i, str) or i not in BUILTINS for i in items)
+
+
+def _inputs(flags: dict[str, Any], source: str | None) -> list[Output]:
+    """The config file, named as the user gave it (no output may overwrite it)."""
+    if source is None:
+        return []
+    return [Output("--config" if flags["config_path"] is not None else "config", Path(source))]
+
+
+def _outputs(
+    flags: dict[str, Any], config: dict[str, Any], source: str | None, keys: tuple[str, ...]
+) -> dict[str, Output]:
+    """key -> Output for each output that --KEY or the config's KEY names, each checked writable
+    before the sweep: never fail after minutes of work."""
+    from bce_audit.files import check_writable
+
+    outputs = {}
+    for key in keys:
+        value, name = flags[f"{key}_path"], f"--{key}"
+        if value is None:
+            value, name = config.get(key), f"{key} (from {source})"
+        if value is not None:
+            output = Output.parse(name, value)
+            check_writable(output)
+            outputs[key] = output
+    return outputs
+
+
+def _report_console(outputs: dict[str, Output]) -> Any:
+    """Where the human report goes: stdout, unless a file output was sent there with `-`."""
+    from bce_audit.cli.console import stderr, stdout
+
+    return stderr() if any(o.is_stdout for o in outputs.values()) else stdout()
+
+
+@main.command("sweep", epilog=SWEEP_EXAMPLES)
+@sweep_options
+def sweep_command(**flags: Any) -> None:
+    """Audit the formulations and print the scoreboard (and per-case figures with -v).
+
+    Every figure is measured against the exact value of plain, unweighted BCE at the label given
+    (no pos_weight, weight, label smoothing or focal term), and its derivative by the input.
+    """
+    from bce_audit.engines.sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        inv = _prepare(flags, sandbox)
+        result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+    _report(result, _report_console(inv.outputs), inv.verbose)
+    _write_outputs(_exports(result, inv.outputs))
+
+
+@main.command("check", epilog=CHECK_EXAMPLES)
+@sweep_options
+@check_options
+def check_command(**flags: Any) -> None:
+    """Gate CI on precision: run the sweep and hold it to the thresholds and the baseline.
+
+    The thresholds are the [[thresholds]] tables of the config; the baseline is a JSON file of
+    every case's figures, written by --update-baseline and never replaced without it. The
+    check passes (exit 0) only when every planned case was evaluated and judged.
+    """
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.gate.plan import plan_check
+
+    with Sandbox() as sandbox:
+        inv = _prepare(flags, sandbox)
+        reports = _outputs(flags, inv.config, inv.config_source, CHECK_REPORTS)
+        plan = plan_check(
+            inv.config,
+            inv.config_source,
+            inv.settings,
+            baseline_flag=flags["baseline_path"],
+            update=flags["update_baseline"],
+            tolerance_flags=flags["tolerance"],
+            allow_missing_flag=flags["allow_missing"],
+            paths=_inputs(flags, inv.config_source) + list(inv.outputs.values()) + list(reports.values()),
+        )
+        result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+    console = _report_console({**inv.outputs, **reports})
+    if inv.verbose:
+        _report(result, console, verbose=True)
+    fmt = flags["format_"] or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
+    code = _gate(plan, result, inv.outputs, reports, fmt, console)
+    if code:
+        sys.exit(int(code))
+
+
+def _gate(
+    plan: Any, result: Any, exports: dict[str, Output], reports: dict[str, Output], fmt: str, console: Any
+) -> ExitCode:
+    """Judge the result (or update the baseline), print the verdict, write every output together."""
+    from bce_audit.cli.console import report_width, stderr
+    from bce_audit.gate.plan import judge, render_update_file
+    from bce_audit.report import GithubFormat, JUnitFormat, MarkdownFormat, VerdictTextFormat
+    from bce_audit.report.markdown import step_summary_text
+    from bce_audit.report.verdict_text import render_update
+
+    err = stderr()
+    width = report_width(console.file)
+    if plan.update:
+        text, update = render_update_file(plan, result)
+        _write_outputs(_exports(result, exports) + [(plan.baseline_output, text)])
+        console.print(render_update(update, width), end="", markup=False)
+        return ExitCode.OK
+    verdict = judge(plan, result)
+    console.print(VerdictTextFormat(width).render(verdict), end="", markup=False)
+    if fmt == "github":
+        console.print(GithubFormat().render(verdict), end="", markup=False)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            try:
+                existing = os.path.getsize(summary)  # the file must stay under 1 MiB
+            except OSError:
+                existing = 0
+            try:
+                with open(summary, "a", encoding="utf-8") as f:  # the runner's file: append, never replace
+                    f.write(step_summary_text(verdict, existing))
+            except OSError as exc:
+                err.print(f"bce-audit: warning: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}", markup=False)
+    else:
+        for warning in verdict.warnings:
+            err.print(f"bce-audit: warning: {warning}", markup=False)
+    writers = {"junit": JUnitFormat(), "markdown": MarkdownFormat()}
+    files = _exports(result, exports) + [(out, writers[key].render(verdict)) for key, out in reports.items()]
+    _write_outputs(files)
+    return verdict.exit_code
+
+
+def _run_with_progress(inv: _Invocation, keep_details: bool) -> Any:
+    from bce_audit.api import run
+    from bce_audit.audit.sweep import effective_sampling
+    from bce_audit.cli.console import stderr
+
+    settings = inv.settings
+    err = stderr()
+    for dtype in settings.dtypes:
+        if effective_sampling(settings, dtype) is not settings.sampling:
+            note = f"note: {dtype} has too many values to enumerate; sampling its bit patterns instead"
+            err.print(note, markup=False)
+
+    def warn(message: str) -> None:
+        err.print(f"bce-audit: warning: {message}", markup=False, highlight=False)
+
+    if not (err.is_terminal and not os.environ.get("CI")):
+        return run(settings, inv.options, inv.sandbox, keep_details, warn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        truth = bar.add_task("exact truth", total=None)
+        cases = bar.add_task("formulations", total=None)
+        return run(
+            settings,
+            inv.options,
+            inv.sandbox,
+            keep_details,
+            warn,
+            progress=lambda n, total: bar.update(truth, advance=n, total=total),
+            case_progress=lambda n, total: bar.update(cases, advance=n, total=total),
+        )
+
+
+def _report(result: Any, console: Any, verbose: bool) -> None:
+    from bce_audit.cli.console import report_width
+    from bce_audit.report.terminal import report
+
+    for line in report(result, report_width(console.file), verbose):
+        console.print(line)
+
+
+def _exports(result: Any, outputs: dict[str, Output]) -> list[tuple[Output, str]]:
+    """(output, text) for each sweep export asked for."""
+    from bce_audit.report import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
+
+    writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
+    return [(out, writers[key].render(result)) for key, out in outputs.items()]
+
+
+def _write_outputs(files: list[tuple[Output, str]]) -> None:
+    """Write every output of the run together (all replaced, or an error saying which were)."""
+    from bce_audit.cli.console import stderr
+    from bce_audit.files import write_outputs
+
+    err = stderr()
+
+    def announce(out: Output) -> None:
+        if out.path is not None:
+            err.print(f"wrote {out.path}", markup=False)
+
+    write_outputs(files, announce=announce)
+
+
+__all__ = ["click", "main"]

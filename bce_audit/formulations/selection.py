@@ -1,0 +1,184 @@
+"""Which formulations a sweep audits: -f names, --impl targets, the config's list, entry points.
+
+Also the catalogue that `bce-audit list` prints. User code is only ever loaded in the sandbox
+process (see ``formulations.user``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+from bce_audit.errors import UsageError, did_you_mean
+from bce_audit.formulations.builtins import BUILTINS, get_formulation
+from bce_audit.formulations.interface import Formulation
+from bce_audit.formulations.user import (
+    NAME_PATTERN,
+    Origin,
+    UserFormulationSpec,
+    complete,
+    distribution,
+    entry_point_spec,
+    entry_points,
+    installed_entry_points,
+    load,
+    spec_from_impl,
+    spec_from_table,
+)
+
+
+def _unknown(name: str, installed: dict) -> UsageError:
+    others = [n for n in installed if NAME_PATTERN.match(n)]
+    extra = f"; or an installed one: {', '.join(others)}" if others else ""
+    return UsageError(
+        f"unknown formulation {name!r}{did_you_mean(name, list(BUILTINS) + others)}; "
+        f"choose from {', '.join(BUILTINS)}{extra}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The formulations a sweep audits, in report order.
+
+    names: every formulation's name (built-ins, installed ones, the user's own).
+    user: what each name that is not a plain built-in stands for (a target, a built-in with other
+        parameters, an entry point), completed (name, domain and formula known).
+    """
+
+    names: tuple[str, ...]
+    user: tuple[UserFormulationSpec, ...] = ()
+
+    @classmethod
+    def default(cls) -> Selection:
+        """Every built-in, nothing else: what a sweep audits when nothing is selected."""
+        return cls(tuple(BUILTINS))
+
+
+def select_formulations(
+    flag_names: Iterable[str],
+    impl_targets: Iterable[str],
+    config_items: list | None,
+    config_source: str | None,
+    sandbox=None,
+    extra: tuple[str, ...] = (),
+) -> Selection:
+    """The formulations of a sweep from -f names, --impl targets and the config's list.
+
+    Flags win per kind: ``-f`` replaces the config's names, ``--impl`` its tables. Report order:
+    the -f names (else the config's list in its order, names and tables), then the --impl targets.
+    Nothing selected: every built-in (``Selection.default()``). User formulations alone (no -f, no
+    names in the config) are audited alone; -f NAME adds built-ins or installed ones. Every user
+    formulation is loaded in ``sandbox`` (an ``engines.sandbox.Sandbox``; one is made for the call
+    when None) before any sweep work: one that cannot be is a UsageError naming it. ``extra``:
+    the names of formulations given as Python callables, audited after the others.
+    """
+    flag_names, impl_targets = list(flag_names), list(impl_targets)
+    base_dir = str(Path(config_source).resolve().parent) if config_source else str(Path.cwd())
+    items: list[str | UserFormulationSpec] = list(flag_names)
+    for i, item in enumerate(config_items or []):
+        if isinstance(item, str):
+            if not flag_names:
+                items.append(item)
+        elif not impl_targets:
+            items.append(spec_from_table(item, f"{config_source or 'config'} formulations[{i}]", base_dir))
+    items += [spec_from_impl(t) for t in impl_targets]
+    if not items and not extra:
+        return Selection.default()
+
+    # Load the user's functions first: a -f name may then refer to one of them.
+    if sandbox is None and any(not isinstance(i, str) and not i.is_builtin for i in items):
+        from bce_audit.engines.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return select_formulations(flag_names, impl_targets, config_items, config_source, box, extra)
+    completed = {id(item): complete(item, sandbox) for item in items if not isinstance(item, str)}
+    user_names = {spec.name for spec in completed.values()}
+    installed = None  # entry points: looked up only when a name is not a built-in
+    names: list[str] = []
+    specs: list[UserFormulationSpec] = []
+    tables: dict[str, UserFormulationSpec] = {}  # the config's tables by name: one table per name
+    for item in items:
+        if isinstance(item, str):
+            if item in BUILTINS:
+                names.append(item)
+                continue
+            installed = entry_points() if installed is None else installed
+            if item in installed:
+                spec = complete(entry_point_spec(installed[item]), sandbox)
+            elif item in user_names:
+                continue  # -f naming one of the user's own formulations: it is there already
+            else:
+                raise _unknown(item, installed)
+        else:
+            spec = completed[id(item)]
+            if spec.origin is Origin.CONFIG:
+                other = tables.setdefault(spec.name, spec)
+                if other is not spec:  # a copy-and-paste that forgot to change the name (or anything)
+                    same = " (the same table twice)" if other == spec else ""
+                    raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {other.where}{same}")
+            if spec.is_builtin and not spec.parameters and spec.name == spec.target:
+                names.append(spec.name)  # a config table that only names a built-in
+                continue
+            if spec.name in BUILTINS:
+                fix = "a name key" if spec.origin is Origin.CONFIG else "@formulation(name=...)"
+                raise UsageError(f"{spec.where}: the name {spec.name!r} is a built-in's; give it another with {fix}")
+        clash = next((s for s in specs if s.name == spec.name), None)
+        if clash is not None:
+            if clash == spec:
+                continue  # the same formulation twice on the command line: once is enough
+            raise UsageError(f"{spec.where}: the name {spec.name!r} is taken by {clash.where}")
+        names.append(spec.name)
+        specs.append(spec)
+    for name in extra:
+        if name in names or name in BUILTINS:
+            raise UsageError(f"two formulations are named {name!r}; give the function another name")
+        names.append(name)
+    return Selection(tuple(dict.fromkeys(names)), tuple(specs))
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogueEntry:
+    """One row of `bce-audit list`."""
+
+    name: str
+    domain: str
+    source: str
+    definition: str
+
+
+def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None, sandbox) -> list:
+    """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
+
+    A broken entry point is listed with its error (it fails a sweep only when selected), an
+    ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
+    or config target is a usage error, as it is for a sweep.
+    """
+    rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
+    for ep, ignored in installed_entry_points():
+        name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
+        if ignored is not None:
+            rows.append(CatalogueEntry(name, "-", source, ignored))
+            continue
+        try:
+            f = load(complete(entry_point_spec(ep), sandbox))
+        except UsageError as exc:
+            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
+            continue
+        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
+    selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
+    for spec in selected.user:
+        f = load(spec)
+        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
+    return rows
+
+
+def resolve(selection: Selection, functions: tuple[Formulation, ...] = ()) -> list[Formulation]:
+    """The formulations of a sweep, in report order: the one place the pipeline gets them.
+    ``functions``: formulations given as Python callables, by name."""
+    user = {spec.name: spec for spec in selection.user}
+    given = {f.name: f for f in functions}
+    return [
+        given[name] if name in given else load(user[name]) if name in user else get_formulation(name)
+        for name in selection.names
+    ]

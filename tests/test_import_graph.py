@@ -1,0 +1,129 @@
+"""The shape of the package: no import cycle between modules, each framework in its own package,
+and a light public API.
+
+Every import counts, at the top of a module or inside a function (a deferred import is still a
+dependency); only imports under ``if TYPE_CHECKING:`` are left out, since they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import ROOT
+
+PACKAGE = ROOT / "bce_audit"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                for sub in ast.walk(child):
+                    if hasattr(sub, "lineno"):
+                        lines.add(sub.lineno)
+    return lines
+
+
+def imports(name: str) -> set[str]:
+    """Every module (of this package or not) that ``name`` imports anywhere, TYPE_CHECKING aside."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    skip = _type_checking_lines(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            for alias in node.names:
+                # `from bce_audit.report import numbers` imports the module bce_audit.report.numbers
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULES else node.module)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {name: {m for m in imports(name) if m in MODULES and m != name} for name in MODULES}
+
+
+def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_between_modules():
+    edges = graph()
+    # importing a module runs its package's __init__ first, so an edge into a submodule counts as
+    # an edge into its subpackage too (the root package's __init__ only re-exports the public API,
+    # and runs before anything else of the package, whoever is imported first)
+    for name in list(edges):
+        for target in list(edges[name]):
+            package = target.rpartition(".")[0]
+            if package in MODULES and package != "bce_audit" and package != name and not name.startswith(package + "."):
+                edges[name].add(package)
+    assert _cycle(edges) is None, " -> ".join(_cycle(edges) or [])
+
+
+def _importers(module: str) -> set[str]:
+    return {name for name in MODULES if any(m == module or m.startswith(module + ".") for m in imports(name))}
+
+
+def test_mpmath_only_in_the_oracle():
+    assert {n for n in _importers("mpmath") if not n.startswith("bce_audit.oracle")} == set()
+
+
+def test_torch_only_in_the_engines():
+    assert {n for n in _importers("torch") if not n.startswith("bce_audit.engines")} == set()
+
+
+def test_the_core_knows_nothing_of_the_command_line():
+    users = {n for n in _importers("bce_audit.cli") | _importers("click") if not n.startswith("bce_audit.cli")}
+    assert users == {"bce_audit.__main__"}  # `python -m bce_audit` is the command line
+
+
+def test_the_public_api_is_exactly_what_the_package_exports_and_is_light():
+    code = (
+        "import sys, bce_audit\n"
+        "print(sorted(m for m in ('torch', 'mpmath', 'numpy', 'click', 'rich') if m in sys.modules))\n"
+        "print(sorted(bce_audit.__all__) == sorted(n for n in vars(bce_audit) if not n.startswith('_') "
+        "and not isinstance(vars(bce_audit)[n], type(sys))) or '__version__' in bce_audit.__all__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    heavy, exported = out.splitlines()
+    assert heavy == "[]"
+    assert exported == "True"
