@@ -6,11 +6,11 @@ function for an audit. Importing it loads neither torch nor mpmath.
 """
 
 from bce_audit.api import CheckResult, audit, check
-from bce_audit.audit.result import AuditResult, CaseKey, CaseResult
 from bce_audit.errors import BceAuditError, ExitCode, IncompleteRun, UsageError
 from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
 from bce_audit.gate.interface import Verdict
+from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult
 from bce_audit.version import __version__
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 

@@ -29,10 +29,10 @@ from bce_audit.errors import ExitCode, UsageError
 from bce_audit.settings import Request, RunOptions, Settings, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bce_audit.audit.result import AuditResult
-    from bce_audit.audit.sweep import Progress
     from bce_audit.engines.sandbox import Sandbox
     from bce_audit.gate.interface import Verdict
+    from bce_audit.sweep.result import AuditResult
+    from bce_audit.sweep.run import Progress
 
 Formulations = str | Callable[..., Any] | Iterable[str | Callable[..., Any]] | None
 
@@ -48,8 +48,8 @@ def run(
 ) -> AuditResult:
     """Run a sweep with its run options: the truth cache (warnings go to ``warn``), the oracle's
     processes, the sandbox for user code."""
-    from bce_audit.audit.sweep import run_sweep
     from bce_audit.oracle.cache import TruthCache
+    from bce_audit.sweep.run import run_sweep
 
     cache = None if options.cache_dir is None else TruthCache(options.cache_dir, warn=warn)
     return run_sweep(
@@ -101,6 +101,27 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         cache_dir=kw["cache_dir"],
         timeout=kw["timeout"],
     )
+
+
+def _in_given_order(settings: Settings, formulations: Formulations) -> Settings:
+    """The settings with the formulations in the order the caller listed them (resolve puts
+    names first, then targets, then callables, as the command line orders -f, --impl)."""
+    from bce_audit.formulations.user import formulation_of_callable, spec_from_impl
+
+    if formulations is None or isinstance(formulations, str) or callable(formulations):
+        return settings
+    wanted: list[str] = []
+    by_target = {spec.target: spec.name for spec in settings.user_formulations}
+    for item in formulations:
+        if callable(item):
+            wanted.append(formulation_of_callable(item).name)
+        elif ":" in item:
+            wanted.append(by_target.get(spec_from_impl(item).target) or item)
+        else:
+            wanted.append(item)
+    order = [n for n in wanted if n in settings.formulations]
+    order += [n for n in settings.formulations if n not in order]
+    return dataclasses.replace(settings, formulations=tuple(order))
 
 
 def _config(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None]:
@@ -166,6 +187,7 @@ def audit(
     table, source = _config(config)
     with Sandbox() as sandbox:
         settings, options = resolve(request, table, source, sandbox)
+        settings = _in_given_order(settings, formulations)
         sandbox.timeout = options.timeout
         return run(settings, options, sandbox, keep_details=details)
 
@@ -264,6 +286,7 @@ def check(
         table["allow_missing"] = allow_missing
     with Sandbox() as sandbox:
         settings, options = resolve(request, table, source, sandbox)
+        settings = _in_given_order(settings, formulations)
         sandbox.timeout = options.timeout
         plan = plan_check(
             table,

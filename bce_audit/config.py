@@ -26,6 +26,7 @@ KEYS = {
     "jobs": int,
     "cache": bool,
     "cache_dir": str,
+    "timeout": (int, float),  # seconds for each import and call of a user's function
     # bce-audit check (the CI gate); thresholds.py and baseline.py validate what is inside
     "thresholds": list,  # [[thresholds]] tables: selectors and bounds
     "baseline": str,  # the baseline file, relative to the config file's directory

@@ -49,10 +49,10 @@ def main() -> None:
 
     import mpmath
 
-    from bce_audit.audit.grid import build_grid
     from bce_audit.floats import round_float, round_to_format
     from bce_audit.oracle import table as truth_table
     from bce_audit.oracle.table import FORMATS, build_truth_table
+    from bce_audit.sweep.grid import build_grid
     from bce_audit.vocabulary import Domain, DType, Sampling
 
     fmt = DType.FLOAT32.format

@@ -509,7 +509,7 @@ def test_the_largest_finite_input_is_max_not_inf():
 
 
 def test_error_figures_stay_finite():
-    from bce_audit.audit.metrics import ERROR_CAP, summarize, ulp_error
+    from bce_audit.sweep.metrics import ERROR_CAP, summarize, ulp_error
     from bce_audit.vocabulary import DType
 
     f64 = DType.FLOAT64.format

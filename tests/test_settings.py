@@ -134,16 +134,17 @@ def test_load_config_accepts_every_key(tmp_path):
         'formulations = ["naive"]\ndtypes = ["float16"]\ndomain = "both"\nlabels = [0, 0.5, 1]\n'
         'range = [-3, 3]\npoints = 10\nsampling = "bits"\nseed = 1\nulp_threshold = 2\n'
         'csv = "a.csv"\njson = "a.json"\ndetails = "d.csv"\nverbose = true\n'
-        'jobs = 2\ncache = false\ncache_dir = "cache"\n'
+        'jobs = 2\ncache = false\ncache_dir = "cache"\ntimeout = 30\n'
         'baseline = "b.json"\nallow_missing = true\njunit = "j.xml"\nmarkdown = "m.md"\n'
         '[tolerance]\nmax_ulp = 2\n[[thresholds]]\nformulation = "naive"\nnan = 0\n'
     )
     table, _ = load_config(cfg)
     assert set(table) == set(KEYS)
-    s = _resolve(table)
+    s, options = resolve(Request(), table, None)
     assert s.labels == (0.0, 0.5, 1.0)
     assert s.logit_range == (-3.0, 3.0)
     assert s.ulp_threshold == 2
+    assert (options.jobs, options.cache_dir, options.timeout) == (2, None, 30.0)
 
 
 def test_missing_and_unreadable_config(tmp_path):
@@ -228,10 +229,10 @@ def test_config_outputs_and_verbose(tmp_path):
 
 
 def test_config_output_path_checked_before_the_sweep(tmp_path, monkeypatch):
-    import bce_audit.audit.sweep
+    import bce_audit.sweep.run
 
     calls = []
-    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", lambda *a, **k: calls.append(a))
     cfg = tmp_path / "c.toml"
     cfg.write_text(SMALL + 'json = "missing-dir/r.json"\n')
     assert_usage_error(_sweep(["--config", str(cfg), "--csv", "ok.csv"], cwd=tmp_path), "missing-dir")

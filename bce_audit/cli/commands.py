@@ -251,8 +251,8 @@ def _gate(
 
 def _run_with_progress(inv: _Invocation, keep_details: bool) -> Any:
     from bce_audit.api import run
-    from bce_audit.audit.sweep import effective_sampling
     from bce_audit.cli.console import stderr
+    from bce_audit.sweep.run import effective_sampling
 
     settings = inv.settings
     err = stderr()

@@ -11,9 +11,9 @@ import enum
 import math
 from typing import TYPE_CHECKING
 
-from bce_audit.audit.result import CaseKey, CaseResult
 from bce_audit.errors import ExitCode
 from bce_audit.figures import CaseFigures
+from bce_audit.sweep.result import CaseKey, CaseResult
 from bce_audit.vocabulary import Quantity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -231,7 +231,7 @@ class BaselineUpdate:
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """Everything `bce-audit check` decided, rendered by _format/ and turned into the exit code.
+    """Everything `bce-audit check` decided, rendered by report/ and turned into the exit code.
 
     rules: every threshold rule with its outcome, in config order.
     comparisons: every case against the baseline (run order, then the missing ones); empty

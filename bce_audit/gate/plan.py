@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bce_audit.audit.result import AuditResult
 from bce_audit.errors import IncompleteRun, UsageError
 from bce_audit.files import Output, check_distinct, check_writable
 from bce_audit.gate.baseline import (
@@ -26,6 +25,7 @@ from bce_audit.gate.interface import BaselineUpdate, CaseKey, CaseRecord, Change
 from bce_audit.gate.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
 from bce_audit.gate.tolerance import ZERO_TOLERANCE, Tolerance, parse_tolerance
 from bce_audit.settings import Settings
+from bce_audit.sweep.result import AuditResult
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,14 +3,14 @@
 Most points settle at the first working precision, so this is the first step of Ziv's strategy,
 written without mpmath's ``mpf`` objects and context (whose bookkeeping costs more than the
 arithmetic at these precisions). It produces only the float64 rounding of the loss and the
-gradient; the narrower formats follow from it exactly in ``truth_table`` (rounding the float64
+gradient; the narrower formats follow from it exactly in ``oracle.table`` (rounding the float64
 value again is exact unless it lies on a midpoint of the narrower format, which is checked).
 
 Whenever this pass cannot prove its float64 rounding (a value too close to a float64 midpoint,
 cancellation, a tiny term that is neither negligible nor cheap, an end point or a limit) it
-returns None and the caller uses the reference oracle in ``truth.py``, which escalates the
+returns None and the caller uses the reference oracle in ``oracle.reference``, which escalates the
 precision as far as needed. So this module may be incomplete, but never wrong: a result it
-returns is the one the reference returns, which ``tests/test_truth_fast.py`` checks bit for bit.
+returns is the one the reference returns, which ``tests/oracle/test_fast.py`` checks bit for bit.
 
 Error model: libmp's exp, log and div at precision P are within 1 ulp (they run with 14-20
 guard bits and truncate once); every inexact value here is a composition of at most three of

@@ -4,13 +4,13 @@ A point is an (input, label) pair of exact float64 values. Its truth is the loss
 gradient correctly rounded into each of float16, bfloat16, float32 and float64: one row of
 eight values, so a point shared by several dtypes, formulations or runs is evaluated once.
 
-Per point, ``truth_fast`` proves the float64 rounding at one working precision; the narrower
+Per point, ``oracle.fast`` proves the float64 rounding at one working precision; the narrower
 roundings follow from the float64 one exactly, because rounding twice equals rounding once
 unless the first result lies exactly on a midpoint of the second format (if there were a
 midpoint between the exact value and its float64 rounding, that midpoint, being a float64
 value nearer to the exact value, would have been the float64 rounding). Rows whose float64
 value is such a midpoint, and points the fast path declines, come from the reference oracle
-in ``truth.py``, which rounds the high-precision value into each format directly.
+in ``oracle.reference``, which rounds the high-precision value into each format directly.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def build_truth_table(
 ) -> tuple[TruthTable, TruthWork]:
     """The truth at every requested (domain, label, inputs), each distinct point evaluated once.
 
-    cache: a ``truth_cache.TruthCache`` or None. progress(n, total) is called as points are
+    cache: an ``oracle.cache.TruthCache`` or None. progress(n, total) is called as points are
     computed (total: the points the cache did not have).
     """
     groups: dict[tuple[Domain, float], tuple[Domain, float, list[np.ndarray]]] = {}

@@ -10,10 +10,10 @@ import csv
 import io
 from typing import Any
 
-from bce_audit.audit.result import AuditResult, CaseResult
 from bce_audit.figures import FIGURES
 from bce_audit.report.interface import Format
 from bce_audit.report.numbers import csv_cell, exact
+from bce_audit.sweep.result import AuditResult, CaseResult
 
 KEY_COLUMNS = ("formulation", "domain", "dtype", "label", "quantity")
 SUMMARY_COLUMNS = (*KEY_COLUMNS, *(column for figure in FIGURES for column in figure.csv))

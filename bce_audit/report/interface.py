@@ -3,7 +3,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING
 
-from bce_audit.audit.result import AuditResult
+from bce_audit.sweep.result import AuditResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.gate.interface import Verdict

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bce_audit.audit.result import AuditResult
 from bce_audit.figures import FIGURES, Kind
 from bce_audit.report.interface import Format
 from bce_audit.report.numbers import json_number, json_safe
+from bce_audit.sweep.result import AuditResult
 
 SCHEMA_VERSION = 1
 

@@ -12,10 +12,10 @@ import math
 
 from rich.text import Text
 
-from bce_audit.audit.result import AuditResult, CaseResult
 from bce_audit.figures import FIGURES, Figure, Kind
 from bce_audit.report import numbers
 from bce_audit.report.layout import Column, table, wrap
+from bce_audit.sweep.result import AuditResult, CaseResult
 from bce_audit.vocabulary import Quantity, Status
 
 STATUS_STYLE = {

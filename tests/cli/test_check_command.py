@@ -100,7 +100,7 @@ def _case_row(path: Path, key: CaseKey) -> dict:
 @pytest.fixture
 def sweep_calls(monkeypatch):
     """Records (and refuses) every call of run_sweep: these errors must come before the sweep."""
-    import bce_audit.audit.sweep
+    import bce_audit.sweep.run
 
     calls = []
 
@@ -108,7 +108,7 @@ def sweep_calls(monkeypatch):
         calls.append(args)
         raise RuntimeError("run_sweep called before the configuration was checked")
 
-    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", refuse)
+    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
     return calls
 
 
@@ -1004,7 +1004,7 @@ assert result.exit_code == 0, result.output
 for option in ("--baseline", "--update-baseline", "--tolerance", "--allow-missing", "--format", "--junit", "--markdown",
                "--formulation", "--points", "--config"):
     assert option in result.stdout, option
-heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.audit.sweep") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "mpmath", "bce_audit.sweep.run") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
     env = dict(os.environ, NO_COLOR="1")

@@ -53,7 +53,7 @@ for args in (["--help"], ["sweep", "--help"], ["list", "--help"], ["--version"])
     result = runner.invoke(main, args)
     assert result.exit_code == 0, (args, result.output)
     assert "Usage:" in result.stdout or "version" in result.stdout, result.stdout
-heavy = ("torch", "mpmath", "bce_audit.oracle.reference", "bce_audit.audit.sweep")
+heavy = ("torch", "mpmath", "bce_audit.oracle.reference", "bce_audit.sweep.run")
 heavy = sorted(m for m in heavy if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
@@ -402,7 +402,7 @@ def test_pyproject_malformed(tmp_path, monkeypatch):
 @pytest.fixture
 def sweep_calls(monkeypatch):
     """Records (and refuses) every call of run_sweep: the output checks must come first."""
-    import bce_audit.audit.sweep
+    import bce_audit.sweep.run
 
     calls = []
 
@@ -410,7 +410,7 @@ def sweep_calls(monkeypatch):
         calls.append(args)
         raise RuntimeError("run_sweep called before the output paths were checked")
 
-    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", refuse)
+    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
     return calls
 
 
@@ -550,8 +550,8 @@ def test_exhaustive_on_16bit_only_has_no_note():
 
 
 def test_progress_counts_every_oracle_point_once():
-    from bce_audit.audit.sweep import grids, run_sweep
     from bce_audit.settings import Settings
+    from bce_audit.sweep.run import grids, run_sweep
     from bce_audit.vocabulary import Domain, DType
 
     calls = []

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from bce_audit.audit.sweep import run_sweep
 from bce_audit.settings import Settings
+from bce_audit.sweep.run import run_sweep
 from bce_audit.vocabulary import Domain, DType, Quantity
 
 TORCH = {

@@ -155,7 +155,7 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def sweep_calls(monkeypatch):
     """Records (and refuses) every call of run_sweep: loading errors must come before it."""
-    import bce_audit.audit.sweep
+    import bce_audit.sweep.run
 
     calls = []
 
@@ -163,7 +163,7 @@ def sweep_calls(monkeypatch):
         calls.append(args)
         raise RuntimeError("run_sweep called before the user formulations were loaded")
 
-    monkeypatch.setattr(bce_audit.audit.sweep, "run_sweep", refuse)
+    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
     return calls
 
 

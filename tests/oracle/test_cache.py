@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from helpers import TINY, assert_exit, assert_usage_error, runner
 
-from bce_audit.audit.grid import build_grid
-from bce_audit.audit.sweep import run_sweep
 from bce_audit.cli import main
 from bce_audit.oracle import table as truth_table
 from bce_audit.oracle.cache import _MAGIC, ORACLE_VERSION, TruthCache
 from bce_audit.oracle.table import build_truth_table, evaluate_points
 from bce_audit.settings import Settings
+from bce_audit.sweep.grid import build_grid
+from bce_audit.sweep.run import run_sweep
 from bce_audit.vocabulary import Domain, DType, Sampling
 
 SMALL = ["-f", "max-abs", "-f", "naive", "-d", "float16", "-d", "float32", "--points", "60"]

@@ -8,11 +8,11 @@ import struct
 import numpy as np
 import pytest
 
-from bce_audit.audit.grid import build_grid
 from bce_audit.floats import round_array_flagging_midpoints, round_float, round_to_format
 from bce_audit.oracle.fast import settle_float64
 from bce_audit.oracle.reference import logit_truth, probability_truth
 from bce_audit.oracle.table import COLUMNS, FORMATS, evaluate_points
+from bce_audit.sweep.grid import build_grid
 from bce_audit.vocabulary import Domain, DType, Sampling
 
 F16, BF16, F32, F64 = (d.format for d in DType)

@@ -1,7 +1,7 @@
 """The exact oracle (truth.py) and the rounding it relies on (_rounding.py).
 
 Every expectation is derived independently inside the test: mpmath at a fixed, generous
-precision with the textbook formulas of DESIGN.md, numpy's own float conversions, or values
+precision with the textbook formulas (docs/cli.md, The reference), numpy's own float conversions, or values
 worked out by hand from the IEEE-754 definitions.
 """
 
@@ -33,7 +33,7 @@ def _restore_mpmath_precision():
     mp.prec = saved
 
 
-# --- helpers: an independent evaluation, written from DESIGN's textbook formulas ----------------
+# --- helpers: an independent evaluation, written from the textbook formulas ----------------
 
 
 def rnd(v, fmt):

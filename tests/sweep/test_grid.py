@@ -1,4 +1,4 @@
-"""Input grids (grid.py): representable values only, the DESIGN specials, both ends covered."""
+"""Input grids (grid.py): representable values only, the special inputs of docs/cli.md, both ends covered."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from bce_audit.audit.grid import build_grid
-from bce_audit.audit.sweep import grids
 from bce_audit.floats import from_bits, to_bits
 from bce_audit.settings import Settings
+from bce_audit.sweep.grid import build_grid
+from bce_audit.sweep.run import grids
 from bce_audit.vocabulary import Domain, DType, Sampling
 
 TORCH = {

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bce_audit.audit.metrics import bits_of_error, point_status, stable_range, summarize, ulp, ulp_error
 from bce_audit.floats import from_ordinal, ordinal
+from bce_audit.sweep.metrics import bits_of_error, point_status, stable_range, summarize, ulp, ulp_error
 from bce_audit.vocabulary import Domain, DType, Status
 
 F16 = DType.FLOAT16.format
@@ -52,7 +52,7 @@ def test_ulp_matches_numpy_spacing(name):
     v = v[np.abs(v) < np.finfo(np_type).max]  # spacing() of the largest is inf
     tiny = np.array([0, 1, 2, 2 ** (fmt.precision - 1) - 1], dtype=INT_TYPES[name]).view(np_type)
     v = np.concatenate([v, tiny, -tiny, np.array([1, 2, 0.5], dtype=np_type)])
-    # DESIGN: 2^(max(floor(log2|t|), emin) - p + 1) is the gap above |t| (numpy's spacing)
+    # docs/reports.md: 2^(max(floor(log2|t|), emin) - p + 1) is the gap above |t| (numpy's spacing)
     # (spacing of |v|: numpy's float16 spacing of a negative power of two is the gap below it)
     want = np.spacing(np.abs(v.astype(np_type))).astype(np.float64)
     got = ulp(v.astype(np.float64), fmt)

@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bce_audit.audit.grid import Grid, build_grid
-from bce_audit.audit.metrics import point_status, summarize, ulp_error
-from bce_audit.audit.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.engines import get_engine
 from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
@@ -22,6 +19,9 @@ from bce_audit.formulations.selection import resolve
 from bce_audit.oracle import build_truth_table, column, oracle_provenance
 from bce_audit.report import numbers
 from bce_audit.settings import Settings
+from bce_audit.sweep.grid import Grid, build_grid
+from bce_audit.sweep.metrics import point_status, summarize, ulp_error
+from bce_audit.sweep.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.version import __version__
 from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Sampling, Status
 

@@ -68,7 +68,7 @@ def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np
 
 
 def point_status(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float) -> np.ndarray:
-    """One Status per point (as an array of str), following DESIGN's definitions."""
+    """One Status per point (as an array of str), as docs/reports.md defines them."""
     output = np.asarray(output, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     status = np.full(output.shape, Status.OK.value, dtype=object)
