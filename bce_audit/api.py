@@ -31,7 +31,7 @@ from bce_audit.settings import Request, RunOptions, Settings, resolve
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
     from bce_audit.gate.interface import Verdict
-    from bce_audit.sweep.result import AuditResult
+    from bce_audit.sweep.result import AuditResult, CaseKey
     from bce_audit.sweep.run import Progress
 
 Formulations = str | Callable[..., Any] | Iterable[str | Callable[..., Any]] | None
@@ -67,9 +67,11 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
     names: list[str] = []
     targets: list[str] = []
     functions: list[Callable[..., Any]] = []
-    items: Iterable[Any] = [] if formulations is None else formulations
+    items: Iterable[Any]
     if isinstance(formulations, str) or callable(formulations):
         items = [formulations]
+    else:
+        items = [] if formulations is None else formulations
     for item in items:
         if isinstance(item, str):
             # MODULE:FUNCTION or FILE.py:FUNCTION is a target (it runs in the sandbox); else a name
@@ -218,12 +220,12 @@ class CheckResult:
     def to_records(self) -> list[dict[str, Any]]:
         """One record per case: its key and figures (as ``AuditResult.to_records``), and what the
         check said of it: the rules it failed, its change against the baseline."""
-        failed: dict[Any, list[str]] = {}
-        change: dict[Any, str] = {}
+        failed: dict[CaseKey, list[str]] = {}
+        change: dict[CaseKey, str] = {}
         if self.verdict is not None:
             for outcome in self.verdict.rules:
-                for case in outcome.failures:
-                    failed.setdefault(case.key, []).append(outcome.rule.id)
+                for failure in outcome.failures:
+                    failed.setdefault(failure.key, []).append(outcome.rule.id)
             change = {c.key: str(c.change) for c in self.verdict.comparisons}
         rows = []
         for case in self.audit.cases:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.formulations.interface import PARAMETER_TYPES
 
 # key -> the Python types it may hold
-KEYS = {
+KEYS: dict[str, type | tuple[type, ...]] = {
     "formulations": list,
     "dtypes": list,
     "domain": str,
@@ -38,7 +39,7 @@ KEYS = {
 
 # A table in the `formulations` list ([[formulations]]): the user's own function (see
 # bce_audit.formulations.user). key -> the Python types it may hold; `target` is required.
-FORMULATION_KEYS = {
+FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str,
     "target": str,
     "domain": str,
@@ -46,7 +47,7 @@ FORMULATION_KEYS = {
 }
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -60,7 +61,7 @@ def _load(path: Path) -> dict:
         raise UsageError(f"config {path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
 
 
-def _check_key(key: str, value, allowed: dict, where: str) -> None:
+def _check_key(key: str, value: object, allowed: dict[str, type | tuple[type, ...]], where: str) -> None:
     """An unknown key (with the closest known one) or a value of the wrong type: one line."""
     if key not in allowed:
         raise UsageError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed, cutoff=0.6)}")
@@ -70,7 +71,7 @@ def _check_key(key: str, value, allowed: dict, where: str) -> None:
         raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
 
 
-def validate(table: dict, where: str) -> dict:
+def validate(table: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in table.items():
         _check_key(key, value, KEYS, where)
         if isinstance(value, list):
@@ -84,7 +85,7 @@ def validate(table: dict, where: str) -> dict:
     return table
 
 
-def _validate_formulation(table: dict, where: str) -> None:
+def _validate_formulation(table: dict[str, Any], where: str) -> None:
     for key, value in table.items():
         _check_key(key, value, FORMULATION_KEYS, where)
     if "target" not in table:
@@ -94,7 +95,7 @@ def _validate_formulation(table: dict, where: str) -> None:
             raise UsageError(f"{where}.parameters.{key}: wrong type {type(value).__name__}")
 
 
-def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict, str | None]:
+def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict[str, Any], str | None]:
     """The settings table and where it came from (None when there is no config)."""
     if path is not None:
         doc = _load(path)

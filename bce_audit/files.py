@@ -48,7 +48,7 @@ class Output:
     path: Path | None
 
     @classmethod
-    def parse(cls, name: str, value: str | os.PathLike) -> Output:
+    def parse(cls, name: str, value: str | os.PathLike[str]) -> Output:
         return cls(name, None if str(value) == STDOUT else Path(value))
 
     @property
@@ -144,8 +144,8 @@ def signals_held() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        for s in dict.fromkeys(pending):
-            signal.raise_signal(s)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -181,6 +181,7 @@ class _Staged:
     def stage(self) -> None:
         if self.direct:
             return
+        assert self.output.path is not None  # not direct: a file path
         target = Path(os.path.realpath(self.output.path))  # the user's symlink is followed on purpose
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
@@ -214,6 +215,7 @@ class _Staged:
             f.write(self.data)
 
     def commit(self) -> None:
+        assert self.tmp is not None and self.target is not None, "commit() before stage()"
         os.replace(self.tmp, self.target)
         self.tmp = None
 
@@ -380,6 +382,7 @@ class PrivateDir:
                 fd = os.open(self.path / tmp, flags, 0o644)
             else:
                 fd = os.open(tmp, flags, 0o644, dir_fd=dfd)
+            leftover: str | None = tmp  # to remove on the way out, until it is renamed
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -390,11 +393,11 @@ class PrivateDir:
                         os.replace(self.path / tmp, self.path / filename)
                     else:
                         os.replace(tmp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)
-                    tmp = None
+                    leftover = None
             finally:
-                if tmp is not None:
+                if leftover is not None:
                     with contextlib.suppress(OSError):
                         if dfd is None:
-                            os.unlink(self.path / tmp)
+                            os.unlink(self.path / leftover)
                         else:
-                            os.unlink(tmp, dir_fd=dfd)
+                            os.unlink(leftover, dir_fd=dfd)

@@ -10,8 +10,10 @@ import multiprocessing
 import signal
 import sys
 from collections.abc import Iterator
-from multiprocessing.context import BaseContext
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from multiprocessing.context import ForkServerContext, SpawnContext  # ForkServerContext: not on Windows
 
 # What the fork server imports once, before forking any child: a warm torch (its first autograd
 # call imports a few hundred modules), the engine, the sandbox and the oracle's table.
@@ -23,7 +25,7 @@ FORKSERVER_PRELOAD = [
 ]
 
 
-def forkserver_context() -> BaseContext:
+def forkserver_context() -> ForkServerContext | SpawnContext:
     """multiprocessing's fork server (spawn on Windows), preloading FORKSERVER_PRELOAD: every child
     forked from it starts with torch imported, in milliseconds. Start its processes inside
     ``no_main()``."""

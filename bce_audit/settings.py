@@ -18,6 +18,7 @@ from bce_audit.errors import UsageError
 from bce_audit.vocabulary import Domain, DType, Sampling
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.engines.sandbox import Sandbox
     from bce_audit.formulations.interface import Formulation
     from bce_audit.formulations.selection import Selection
     from bce_audit.formulations.user import UserFormulationSpec
@@ -219,7 +220,7 @@ def timeout_option(value: float | None, config: dict[str, Any]) -> float:
 
 
 def resolve(
-    request: Request, config: dict[str, Any], config_source: str | None, sandbox: object = None
+    request: Request, config: dict[str, Any], config_source: str | None, sandbox: Sandbox | None = None
 ) -> tuple[Settings, RunOptions]:
     """Settings and run options from the request, with the config under it and the defaults under
     both. Loads the user's formulations (in ``sandbox``, see ``formulations.selection``), so any

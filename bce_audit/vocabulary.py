@@ -118,7 +118,7 @@ class DType(ParsableEnum):
     FLOAT64 = "float64"
 
     @property
-    def format(self) -> FloatFormat:
+    def format(self) -> FloatFormat:  # type: ignore[override]  # shadows str.format: a public name
         return _FORMATS[self]
 
 

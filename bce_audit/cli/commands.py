@@ -9,7 +9,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,13 @@ from bce_audit.cli.options import (
 from bce_audit.errors import ExitCode
 from bce_audit.files import Output
 from bce_audit.settings import Request, RunOptions, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.gate.plan import CheckPlan
+    from bce_audit.sweep.result import AuditResult
 
 # the outputs of a sweep and of a check, by the key their flag and config key share
 SWEEP_OUTPUTS = ("csv", "details", "json")
@@ -92,10 +99,10 @@ class _Invocation:
     options: RunOptions
     outputs: dict[str, Output]  # "csv" | "details" | "json" -> Output, each checked writable
     verbose: bool
-    sandbox: Any  # engines.sandbox.Sandbox: where the user's targets run
+    sandbox: Sandbox  # where the user's targets run
 
 
-def _prepare(flags: dict[str, Any], sandbox: Any) -> _Invocation:
+def _prepare(flags: dict[str, Any], sandbox: Sandbox) -> _Invocation:
     """Settings and outputs from the config and the flags (flags win), all checked before any work."""
     from bce_audit.config import load_config
     from bce_audit.files import check_distinct
@@ -148,7 +155,7 @@ def _outputs(
     return outputs
 
 
-def _report_console(outputs: dict[str, Output]) -> Any:
+def _report_console(outputs: dict[str, Output]) -> Console:
     """Where the human report goes: stdout, unless a file output was sent there with `-`."""
     from bce_audit.cli.console import stderr, stdout
 
@@ -209,7 +216,12 @@ def check_command(**flags: Any) -> None:
 
 
 def _gate(
-    plan: Any, result: Any, exports: dict[str, Output], reports: dict[str, Output], fmt: str, console: Any
+    plan: CheckPlan,
+    result: AuditResult,
+    exports: dict[str, Output],
+    reports: dict[str, Output],
+    fmt: str,
+    console: Console,
 ) -> ExitCode:
     """Judge the result (or update the baseline), print the verdict, write every output together."""
     from bce_audit.cli.console import report_width, stderr
@@ -249,7 +261,7 @@ def _gate(
     return verdict.exit_code
 
 
-def _run_with_progress(inv: _Invocation, keep_details: bool) -> Any:
+def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
     from bce_audit.api import run
     from bce_audit.cli.console import stderr
     from bce_audit.sweep.run import effective_sampling
@@ -289,7 +301,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> Any:
         )
 
 
-def _report(result: Any, console: Any, verbose: bool) -> None:
+def _report(result: AuditResult, console: Console, verbose: bool) -> None:
     from bce_audit.cli.console import report_width
     from bce_audit.report.terminal import report
 
@@ -297,7 +309,7 @@ def _report(result: Any, console: Any, verbose: bool) -> None:
         console.print(line)
 
 
-def _exports(result: Any, outputs: dict[str, Output]) -> list[tuple[Output, str]]:
+def _exports(result: AuditResult, outputs: dict[str, Output]) -> list[tuple[Output, str]]:
     """(output, text) for each sweep export asked for."""
     from bce_audit.report import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
 
 
 class _ClosedPipeSafe:
     """A stream whose reader may go away (`bce-audit check | head -1`): the output then ends
     quietly instead of the command."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
@@ -49,29 +53,29 @@ class _ClosedPipeSafe:
         except (ValueError, AttributeError):
             return False
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
-def _stream(stream):
+def _stream(stream: TextIO | None) -> IO[str]:
     if stream is None:  # the descriptor was closed when Python started: nowhere to write
         return open(os.devnull, "w")  # noqa: SIM115
-    return _ClosedPipeSafe(stream)
+    return cast(IO[str], _ClosedPipeSafe(stream))  # a proxy: what it does not define, it forwards
 
 
-def stdout():
+def stdout() -> Console:
     from rich.console import Console
 
     return Console(file=_stream(sys.stdout), highlight=False, soft_wrap=True)
 
 
-def stderr():
+def stderr() -> Console:
     from rich.console import Console
 
     return Console(file=_stream(sys.stderr), highlight=False, soft_wrap=True)
 
 
-def report_width(stream=None) -> int | None:
+def report_width(stream: IO[str] | None = None) -> int | None:
     """The width reports are laid out for: $COLUMNS when set, else the terminal's, else None
     (output to a file, a pipe or a CI log: tables at their natural width, lines unwrapped)."""
     columns = os.environ.get("COLUMNS", "")

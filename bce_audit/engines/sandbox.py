@@ -30,7 +30,7 @@ import json
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +39,13 @@ from bce_audit.errors import EvaluationLost, UsageError, describe
 from bce_audit.processes import die_with_parent, forkserver_context, no_main
 
 if TYPE_CHECKING:  # pragma: no cover
+    import threading
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from bce_audit.formulations.interface import Formulation
     from bce_audit.formulations.user import UserFormulationSpec
+    from bce_audit.vocabulary import Domain, DType
 
 DEFAULT_TIMEOUT = 60.0  # seconds per request: an import, or one formulation on one grid at one label
 
@@ -65,11 +71,11 @@ def out_of_memory(message: str | None) -> bool:
 # --------------------------------------------------------------------------- the wire format
 
 
-def _pack(header: dict, payload: bytes = b"") -> bytes:
+def _pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return json.dumps(header).encode("utf-8") + b"\n" + payload
 
 
-def _unpack(message: bytes) -> tuple[dict, bytes]:
+def _unpack(message: bytes) -> tuple[dict[str, Any], bytes]:
     head, _, payload = message.partition(b"\n")
     header = json.loads(head)
     if not isinstance(header, dict):
@@ -91,9 +97,9 @@ class Sandbox:
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory: int | None = None):
         self.timeout = float(timeout)
         self.memory = memory_budget() if memory is None else memory
-        self._proc = None
-        self._conn = None
-        self._starting = None  # a thread starting the child ahead of the first request
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None  # raw bytes only: send_bytes, recv_bytes
+        self._starting: threading.Thread | None = None  # a thread starting the child ahead of the first request
         self._start_error: BaseException | None = None
         self.given_up: dict[str, str] = {}  # formulation name -> why its evaluations stopped
 
@@ -111,8 +117,11 @@ class Sandbox:
             except BaseException as exc:  # noqa: BLE001 - reported by the first request
                 self._start_error = exc
 
-        self._starting = threading.Thread(target=start, name="bce-audit sandbox start", daemon=True)
-        self._starting.start()
+        thread = threading.Thread(target=start, name="bce-audit sandbox start", daemon=True)
+        # kept only once started: an interrupt (SIGTERM, Ctrl-C) inside start() must not leave
+        # close() a thread that join() refuses ("cannot join thread before it is started")
+        thread.start()
+        self._starting = thread
 
     def _wait_for_start(self) -> None:
         thread, self._starting = self._starting, None
@@ -125,7 +134,7 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _start(self) -> None:
@@ -184,20 +193,22 @@ class Sandbox:
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"the process running it was killed by {name}{hint}"
 
-    def request(self, header: dict, payload: bytes = b"", what: str = "it") -> tuple[dict, bytes]:
+    def request(self, header: dict[str, Any], payload: bytes = b"", what: str = "it") -> tuple[dict[str, Any], bytes]:
         """Send one request and wait for its answer; Lost (with the reason) when none comes."""
         self._wait_for_start()
         try:
             if self._proc is None or not self._proc.is_alive():
                 self.close()
                 self._start()  # the first start waits for the fork server to import torch, untimed
-            self._conn.send_bytes(_pack(header, payload))
-            if not self._conn.poll(self.timeout):
+            conn = self._conn
+            assert conn is not None  # set with _proc
+            conn.send_bytes(_pack(header, payload))
+            if not conn.poll(self.timeout):
                 self.close()
                 raise EvaluationLost(
                     f"{what} did not finish within {self.timeout:g} s (--timeout); its process was killed"
                 )
-            answer = self._conn.recv_bytes()
+            answer = conn.recv_bytes()
         except (EOFError, OSError):
             raise EvaluationLost(self._death()) from None
         try:
@@ -208,7 +219,7 @@ class Sandbox:
 
     # ----------------------------------------------------------------------- requests
 
-    def describe(self, spec: UserFormulationSpec) -> dict:
+    def describe(self, spec: UserFormulationSpec) -> dict[str, Any]:
         """Load the function in the child: its name, domain and formula text (the completed
         spec's fields); a UsageError naming the target when it cannot be loaded or called."""
         try:
@@ -222,9 +233,16 @@ class Sandbox:
         return header
 
     def evaluate(
-        self, spec: UserFormulationSpec, domain, dtype, finite: np.ndarray, nonfinite: np.ndarray, label: float
+        self,
+        spec: UserFormulationSpec,
+        domain: Domain,
+        dtype: DType,
+        finite: np.ndarray,
+        nonfinite: np.ndarray,
+        label: float,
     ) -> GridEvaluation:
         """``evaluate_grid`` in the child; a lost GridEvaluation when no answer comes."""
+        assert spec.name is not None  # a completed spec (formulations.user.load)
         n, m = len(finite), len(nonfinite)
         given_up = self.given_up.get(spec.name)
         if given_up is not None:
@@ -273,7 +291,7 @@ def _stderr_fd() -> int:
         return 2
 
 
-def _kill_group(proc) -> None:
+def _kill_group(proc: BaseProcess) -> None:
     """SIGKILL the child and every process it started (it leads its own process group)."""
     pid = proc.pid
     if pid is None:
@@ -313,7 +331,7 @@ def _become_sandbox(memory: int) -> None:
     _limit_memory(memory)
 
 
-def _child_main(conn, memory: int) -> None:
+def _child_main(conn: Connection, memory: int) -> None:
     _become_sandbox(memory)
     # torch (and numpy) before any user code: a module of the user's named like one of them can
     # then never replace it
@@ -322,7 +340,7 @@ def _child_main(conn, memory: int) -> None:
     from bce_audit.engines.torch_state import canonical
 
     canonical()  # the thread count of a fresh process, before any user code runs
-    loaded: dict = {}
+    loaded: dict[str, Formulation] = {}  # by the spec's JSON
     while True:
         try:
             message = conn.recv_bytes()
@@ -339,7 +357,9 @@ def _child_main(conn, memory: int) -> None:
             return
 
 
-def _serve(header: dict, payload: bytes, loaded: dict, conn) -> tuple[dict, bytes]:
+def _serve(
+    header: dict[str, Any], payload: bytes, loaded: dict[str, Formulation], conn: Connection
+) -> tuple[dict[str, Any], bytes]:
     from bce_audit.engines import get_engine
     from bce_audit.engines.torch_state import pinned
     from bce_audit.formulations.user import UserFormulationSpec, complete_here, load_here
@@ -359,6 +379,7 @@ def _serve(header: dict, payload: bytes, loaded: dict, conn) -> tuple[dict, byte
         return {}, b""
     spec = UserFormulationSpec.from_wire(header["spec"])
     key = json.dumps(header["spec"], sort_keys=True)
+    formulation: Formulation | None
     if header["op"] == "describe":
         try:
             done = complete_here(spec, pin=pinned)

@@ -18,14 +18,22 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+# How numpy handles a floating-point error of one kind (np.seterr).
+NumpyErrorMode: TypeAlias = Literal["ignore", "warn", "raise", "call", "print", "log"]
 
 # The smallest float32 subnormal: multiplied by 1 it is itself, unless denormals are flushed.
 _TINY = 1.401298464324817e-45
 
 # numpy's own defaults: the audit's array code is written for them.
-NUMPY_ERRORS = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
+NUMPY_ERRORS: dict[str, NumpyErrorMode] = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,17 +50,17 @@ class TorchState:
     grad: bool
     anomaly: tuple[bool, bool]
     flush_denormal: bool
-    default_dtype: object
-    default_device: object
+    default_dtype: torch.dtype
+    default_device: torch.device | None
     threads: int
     autocast: bool
     matmul_precision: str
     deterministic: tuple[bool, bool]
-    numpy_errors: tuple[tuple[str, str], ...]
+    numpy_errors: tuple[tuple[str, NumpyErrorMode], ...]
 
 
 @functools.cache
-def _subnormal():
+def _subnormal() -> torch.Tensor:
     """A CPU tensor holding _TINY, made once (flush-denormal is a CPU switch; any default device)."""
     import torch
 
@@ -64,14 +72,14 @@ def _flushing_denormals() -> bool:
     return _subnormal().mul(1).item() == 0
 
 
-def _autocast_enabled(torch) -> bool:
+def _autocast_enabled(torch: ModuleType) -> bool:
     try:
         return bool(torch.is_autocast_enabled("cpu"))
     except TypeError:  # older torch: no device argument
         return bool(torch.is_autocast_cpu_enabled())
 
 
-def _set_autocast(torch, on: bool) -> None:
+def _set_autocast(torch: ModuleType, on: bool) -> None:
     try:
         torch.set_autocast_enabled("cpu", on)
     except TypeError:
@@ -96,7 +104,8 @@ def capture() -> TorchState:
             torch.are_deterministic_algorithms_enabled(),
             torch.is_deterministic_algorithms_warn_only_enabled(),
         ),
-        numpy_errors=tuple(sorted(np.geterr().items())),
+        # a TypedDict of NumpyErrorMode values, one per kind
+        numpy_errors=tuple(sorted(cast(dict[str, NumpyErrorMode], np.geterr()).items())),
     )
 
 

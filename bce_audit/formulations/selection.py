@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS, get_formulation
@@ -27,8 +28,13 @@ from bce_audit.formulations.user import (
     spec_from_table,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.metadata import EntryPoint
 
-def _unknown(name: str, installed: dict) -> UsageError:
+    from bce_audit.engines.sandbox import Sandbox
+
+
+def _unknown(name: str, installed: dict[str, EntryPoint]) -> UsageError:
     others = [n for n in installed if NAME_PATTERN.match(n)]
     extra = f"; or an installed one: {', '.join(others)}" if others else ""
     return UsageError(
@@ -58,9 +64,9 @@ class Selection:
 def select_formulations(
     flag_names: Iterable[str],
     impl_targets: Iterable[str],
-    config_items: list | None,
+    config_items: list[Any] | None,
     config_source: str | None,
-    sandbox=None,
+    sandbox: Sandbox | None = None,
     extra: tuple[str, ...] = (),
 ) -> Selection:
     """The formulations of a sweep from -f names, --impl targets and the config's list.
@@ -86,8 +92,10 @@ def select_formulations(
     if not items and not extra:
         return Selection.default()
 
-    # Load the user's functions first: a -f name may then refer to one of them.
-    if sandbox is None and any(not isinstance(i, str) and not i.is_builtin for i in items):
+    # Load the user's functions first: a -f name may then refer to one of them. They load in a
+    # sandbox; one made here starts its process only if something needs it (a user's target, or
+    # an installed entry point named with -f).
+    if sandbox is None:
         from bce_audit.engines.sandbox import Sandbox
 
         with Sandbox() as box:
@@ -106,12 +114,14 @@ def select_formulations(
             installed = entry_points() if installed is None else installed
             if item in installed:
                 spec = complete(entry_point_spec(installed[item]), sandbox)
+                assert spec.name is not None  # completed
             elif item in user_names:
                 continue  # -f naming one of the user's own formulations: it is there already
             else:
                 raise _unknown(item, installed)
         else:
             spec = completed[id(item)]
+            assert spec.name is not None  # completed
             if spec.origin is Origin.CONFIG:
                 other = tables.setdefault(spec.name, spec)
                 if other is not spec:  # a copy-and-paste that forgot to change the name (or anything)
@@ -147,7 +157,9 @@ class CatalogueEntry:
     definition: str
 
 
-def catalogue(impl_targets: Iterable[str], config_items: list | None, config_source: str | None, sandbox) -> list:
+def catalogue(
+    impl_targets: Iterable[str], config_items: list[Any] | None, config_source: str | None, sandbox: Sandbox
+) -> list[CatalogueEntry]:
     """Every formulation bce-audit knows of: built-ins, installed entry points, the user's own.
 
     A broken entry point is listed with its error (it fails a sweep only when selected), an
@@ -168,6 +180,7 @@ def catalogue(impl_targets: Iterable[str], config_items: list | None, config_sou
         rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
     selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
     for spec in selected.user:
+        assert spec.name is not None  # completed
         f = load(spec)
         rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
     return rows

@@ -27,13 +27,24 @@ import dataclasses
 import enum
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from bce_audit.errors import UsageError, describe, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.interface import PARAMETER_TYPES, Formulation, Scalar
 from bce_audit.vocabulary import Domain
+
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.metadata import EntryPoint
+    from types import ModuleType
+
+    from bce_audit.engines.sandbox import Sandbox
+
+# A context manager factory that holds the framework's global state around user code (see _user_code).
+Pin: TypeAlias = Callable[[], contextlib.AbstractContextManager[object]]
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 ENTRY_POINT_GROUP = "bce_audit.formulations"
 
@@ -61,7 +72,19 @@ class Origin(enum.StrEnum):
     CONFIG = "config"
 
 
-def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None = None, formula: str | None = None):
+@overload
+def formulation(fn: _F, /, *, domain: str | None = None, name: str | None = None, formula: str | None = None) -> _F: ...
+
+
+@overload
+def formulation(
+    fn: None = None, /, *, domain: str | None = None, name: str | None = None, formula: str | None = None
+) -> Callable[[_F], _F]: ...
+
+
+def formulation(
+    fn: _F | None = None, /, *, domain: str | None = None, name: str | None = None, formula: str | None = None
+) -> _F | Callable[[_F], _F]:
     """Mark a loss function for bce-audit; it only sets attributes, the function is unchanged.
 
     domain: ``"logits"`` or ``"probabilities"``, what the first argument is. A ``@logits`` /
@@ -78,7 +101,7 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
         raise TypeError(
             f"@formulation takes keyword arguments only: write @formulation({example}), not @formulation({fn!r})"
         )
-    marks = {}
+    marks: dict[str, str] = {}
     if domain is not None:
         try:
             marks[DOMAIN_ATTR] = str(Domain.parse(str(domain), "domain"))
@@ -91,7 +114,7 @@ def formulation(fn: Callable | None = None, /, *, domain=None, name: str | None 
     if formula is not None:
         marks[FORMULA_ATTR] = str(formula)
 
-    def mark(f):
+    def mark(f: _F) -> _F:
         for attr, value in marks.items():
             setattr(f, attr, value)
         return f
@@ -130,7 +153,7 @@ class UserFormulationSpec:
     base_dir: str | None = dataclasses.field(default=None, compare=False)
     formula: str | None = dataclasses.field(default=None, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for key, value in self.parameters:
             if not isinstance(key, str) or not isinstance(value, PARAMETER_TYPES):
                 raise UsageError(f"{self.where or self.target}: parameter {key!r} must be a number, bool or string")
@@ -139,7 +162,7 @@ class UserFormulationSpec:
     def is_builtin(self) -> bool:
         return self.target in BUILTINS
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "target": self.target,
@@ -147,7 +170,7 @@ class UserFormulationSpec:
             "parameters": dict(self.parameters),
         }
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         """Every field as JSON data: how a spec travels to the sandbox process."""
         return {
             **self.to_dict(),
@@ -159,7 +182,7 @@ class UserFormulationSpec:
         }
 
     @classmethod
-    def from_wire(cls, data: dict) -> UserFormulationSpec:
+    def from_wire(cls, data: dict[str, Any]) -> UserFormulationSpec:
         domain = data["domain"]
         return cls(
             name=data["name"],
@@ -196,7 +219,7 @@ def parse_target(text: str, where: str) -> tuple[str, Domain | None]:
     return ref, domain
 
 
-def _shadows(file, package: str) -> str:
+def _shadows(file: str | Path, package: str) -> str:
     return f"{file} would shadow the installed package {package}; rename it"
 
 
@@ -211,12 +234,13 @@ def spec_from_impl(text: str) -> UserFormulationSpec:
     return UserFormulationSpec(None, ref, domain, (), Origin.IMPL, where, str(Path.cwd()))
 
 
-def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSpec:
+def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFormulationSpec:
     """One table of the config's ``formulations`` list (its keys and types checked by config.py)."""
     target = table["target"]
     where = f"{where} (target {target!r})"
     name = table.get("name")
     parameters = tuple(table.get("parameters", {}).items())
+    domain: Domain | None
     if target in BUILTINS:
         if "domain" in table:
             raise UsageError(f"{where}: a built-in has its own domain; drop the domain key")
@@ -242,7 +266,7 @@ def spec_from_table(table: dict, where: str, base_dir: str) -> UserFormulationSp
     return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir)
 
 
-def installed_entry_points() -> list:
+def installed_entry_points() -> list[tuple[EntryPoint, str | None]]:
     """Every entry point of the group, each with why it is ignored (None if it is not).
 
     A built-in's name is ignored (built-ins win: installing a package never changes what a name
@@ -250,7 +274,8 @@ def installed_entry_points() -> list:
     """
     from importlib.metadata import entry_points as installed
 
-    found, seen = [], {}
+    found: list[tuple[EntryPoint, str | None]] = []
+    seen: dict[str, EntryPoint] = {}
     for ep in installed(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTINS:
             found.append((ep, f"ignored: the built-in {ep.name!r} has this name; rename the entry point"))
@@ -262,18 +287,18 @@ def installed_entry_points() -> list:
     return found
 
 
-def entry_points() -> dict:
+def entry_points() -> dict[str, EntryPoint]:
     """Installed formulations: entry-point name -> EntryPoint, the ignored ones left out."""
     return {ep.name: ep for ep, ignored in installed_entry_points() if ignored is None}
 
 
-def distribution(ep) -> str:
+def distribution(ep: EntryPoint) -> str:
     """The package that registered an entry point, as 'name version'."""
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else "an installed package"
 
 
-def entry_point_spec(ep) -> UserFormulationSpec:
+def entry_point_spec(ep: EntryPoint) -> UserFormulationSpec:
     """An entry point's value is ``module:function``, its domain from @formulation (or a suffix)."""
     where = f"entry point {ep.name!r} of {distribution(ep)} ({ep.value!r})"
     if not NAME_PATTERN.match(ep.name):
@@ -289,7 +314,7 @@ def entry_point_spec(ep) -> UserFormulationSpec:
 
 
 @contextlib.contextmanager
-def _user_code(path_entry: str | None, where: str, pin: Callable[[], contextlib.AbstractContextManager[object]]):
+def _user_code(path_entry: str | None, where: str, pin: Pin) -> Iterator[None]:
     """Run user code: its prints go to stderr (never into a report on stdout), its directory is
     importable while it is imported (as `python file.py` would have it), and sys.path is restored.
 
@@ -299,17 +324,17 @@ def _user_code(path_entry: str | None, where: str, pin: Callable[[], contextlib.
     ``pin`` is a context manager that holds the framework's global state (nothing a module
     switches at import, such as flush-denormal or np.seterr, outlives the import).
     """
-    added = path_entry is not None and path_entry not in sys.path
+    added = path_entry if path_entry is not None and path_entry not in sys.path else None
     before = set(sys.modules)
-    if added:
-        sys.path.insert(0, path_entry)
+    if added is not None:
+        sys.path.insert(0, added)
     try:
         with contextlib.redirect_stdout(sys.stderr), pin():
             yield
     finally:
-        if added:
+        if added is not None:
             try:
-                sys.path.remove(path_entry)
+                sys.path.remove(added)
             except ValueError:
                 pass
         shadow = _forget_shadows(before, path_entry) if path_entry is not None else None
@@ -317,10 +342,10 @@ def _user_code(path_entry: str | None, where: str, pin: Callable[[], contextlib.
         raise UsageError(f"{where}: {_shadows(shadow[0], shadow[1])}")
 
 
-def _forget_shadows(before: set, directory: str) -> tuple[str, str] | None:
+def _forget_shadows(before: set[str], directory: str) -> tuple[str, str] | None:
     """(file, package) of a module newly imported from ``directory`` under a name bce-audit
     runs on, after removing it (and its submodules) from sys.modules; None if there is none."""
-    found = None
+    found: tuple[str, str] | None = None
     for package in _SHADOWABLE:
         module = sys.modules.get(package)
         if package in before or module is None:
@@ -338,7 +363,7 @@ def _forget_shadows(before: set, directory: str) -> tuple[str, str] | None:
     return found
 
 
-def _import_file(path: Path, where: str, pin):
+def _import_file(path: Path, where: str, pin: Pin) -> ModuleType:
     """A .py file as a module, once per process: its module name is derived from its path."""
     import hashlib
     import importlib.util
@@ -367,7 +392,7 @@ def _import_file(path: Path, where: str, pin):
     return module
 
 
-def _import_module(name: str, base_dir: str | None, where: str, pin):
+def _import_module(name: str, base_dir: str | None, where: str, pin: Pin) -> ModuleType:
     import importlib
 
     top = name.partition(".")[0]
@@ -384,7 +409,7 @@ def _import_module(name: str, base_dir: str | None, where: str, pin):
         raise UsageError(f"{where}: cannot import {name}: {describe(exc)}") from None
 
 
-def load_function(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Callable:
+def load_function(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> Callable[..., Any]:
     """The callable a (non built-in) target names; UsageError naming the target otherwise.
     ``pin``: see ``_user_code``."""
     location, _, attr = spec.target.rpartition(":")
@@ -393,7 +418,7 @@ def load_function(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Call
         module = _import_file(base / location, spec.where, pin)
     else:
         module = _import_module(location, spec.base_dir, spec.where, pin)
-    obj = module
+    obj: object = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -405,7 +430,7 @@ def load_function(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Call
     return obj
 
 
-def _check_call(fn: Callable, parameters: tuple, where: str) -> None:
+def _check_call(fn: Callable[..., Any], parameters: tuple[tuple[str, Scalar], ...], where: str) -> None:
     """Refuse, before the sweep, a function that cannot take (input, target, **parameters)."""
     import inspect
 
@@ -420,7 +445,7 @@ def _check_call(fn: Callable, parameters: tuple, where: str) -> None:
         raise UsageError(f"{where}: cannot be called as f({call}): {exc}") from None
 
 
-def complete(spec: UserFormulationSpec, sandbox) -> UserFormulationSpec:
+def complete(spec: UserFormulationSpec, sandbox: Sandbox) -> UserFormulationSpec:
     """The spec with its name, domain and formula filled in, loading the function to read them.
 
     Name: the config's ``name``, else the decorator's, else the function's name in the target.
@@ -447,7 +472,7 @@ def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Scalar], 
     return tuple({**declared, **dict(spec.parameters)}.items())
 
 
-def complete_here(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> UserFormulationSpec:
+def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> UserFormulationSpec:
     """``complete`` in this process: the sandbox's side of it (and the built-ins')."""
     if spec.is_builtin:
         _builtin_parameters(spec)
@@ -480,7 +505,7 @@ def complete_here(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> User
     return dataclasses.replace(spec, name=name, domain=domain, formula=formula)
 
 
-def _parameters_text(parameters: tuple) -> str:
+def _parameters_text(parameters: tuple[tuple[str, Scalar], ...]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in parameters)
 
 
@@ -496,7 +521,7 @@ def load(spec: UserFormulationSpec) -> Formulation:
     return Formulation(spec.name, spec.domain, spec.formula, spec=spec, parameters=spec.parameters)
 
 
-def load_here(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Formulation:
+def load_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> Formulation:
     """The Formulation with its function loaded into this process (the sandbox's side)."""
     if spec.is_builtin:
         return load(spec)
@@ -506,7 +531,7 @@ def load_here(spec: UserFormulationSpec, pin=contextlib.nullcontext) -> Formulat
     return Formulation(spec.name, spec.domain, spec.formula or spec.target, function=fn, parameters=spec.parameters)
 
 
-def formulation_of_callable(fn: Callable) -> Formulation:
+def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
     """A Python callable given to the API, as a Formulation that runs in the caller's process.
 
     Its name, domain and formula come from ``@formulation`` (the name defaults to the function's,
@@ -528,7 +553,7 @@ def formulation_of_callable(fn: Callable) -> Formulation:
     return Formulation(name, Domain.parse(str(declared), "domain"), formula, function=fn)
 
 
-def _first_doc_line(fn) -> str:
+def _first_doc_line(fn: object) -> str:
     import inspect
 
     doc = inspect.getdoc(fn) if inspect.isfunction(fn) else None

@@ -27,12 +27,14 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any, NoReturn
 
 from bce_audit.errors import UsageError
 from bce_audit.figures import COUNTED_STATUSES, FIGURES, CaseFigures, Kind
-from bce_audit.gate.interface import CaseKey, CaseRecord
+from bce_audit.gate.interface import CaseRecord
 from bce_audit.report.numbers import json_number, json_safe
-from bce_audit.vocabulary import Domain, DType, Quantity
+from bce_audit.sweep.result import CaseKey
+from bce_audit.vocabulary import Domain, DType, ParsableEnum, Quantity
 
 SCHEMA_VERSION = 1
 
@@ -59,7 +61,7 @@ _NON_NEGATIVE_FIELDS = tuple(f.name for f in FIGURES if f.kind is Kind.FLOAT)  #
 # --------------------------------------------------------------------------- settings fingerprint
 
 
-def _canonical(value):
+def _canonical(value: object) -> object:
     """One JSON form per value: 4 and 4.0 are the same setting; lists and dicts recursively."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
@@ -74,7 +76,7 @@ def _canonical(value):
     return str(value)
 
 
-def figure_settings(settings: dict) -> dict:
+def figure_settings(settings: dict[str, Any]) -> dict[str, object]:
     """The settings that affect a case's figures, canonical; empty values (the defaults of
     settings added later) are left out, so adding a setting does not invalidate old baselines."""
     return {
@@ -84,30 +86,30 @@ def figure_settings(settings: dict) -> dict:
     }
 
 
-def fingerprint(settings: dict) -> str:
+def fingerprint(settings: dict[str, Any]) -> str:
     text = json.dumps(figure_settings(settings), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def settings_differences(old: dict, new: dict) -> list[str]:
+def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key NEW (baseline OLD)' for every figure-affecting setting that differs."""
     a, b = figure_settings(old), figure_settings(new)
 
-    def show(d: dict, k: str) -> str:
+    def show(d: dict[str, object], k: str) -> str:
         return json.dumps(d[k]) if k in d else "(default)"
 
     return [f"{k} {show(b, k)} (baseline {show(a, k)})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def provenance_differences(old: dict, new: dict) -> list[str]:
+def provenance_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k} {old.get(k)} -> {new.get(k)}" for k in COMPARED_PROVENANCE if old.get(k) != new.get(k)]
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def _case_json(key: CaseKey, record: CaseRecord) -> dict:
-    row = {f: getattr(key, f) for f in _KEY_FIELDS}
+def _case_json(key: CaseKey, record: CaseRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {f: getattr(key, f) for f in _KEY_FIELDS}
     row["error"] = record.error
     fig = record.figures
     for figure in FIGURES:
@@ -120,7 +122,7 @@ def _case_json(key: CaseKey, record: CaseRecord) -> dict:
     return row
 
 
-def render_baseline(figures: dict[CaseKey, CaseRecord], settings: dict, provenance: dict) -> str:
+def render_baseline(figures: dict[CaseKey, CaseRecord], settings: dict[str, Any], provenance: dict[str, Any]) -> str:
     """The baseline file's text: strict JSON, one line per case."""
     head = {
         "schema_version": SCHEMA_VERSION,
@@ -145,8 +147,8 @@ class Baseline:
     """
 
     path: Path
-    provenance: dict
-    settings: dict
+    provenance: dict[str, Any]
+    settings: dict[str, Any]
     fingerprint: str
     figures: dict[CaseKey, CaseRecord]
 
@@ -155,11 +157,11 @@ class _Invalid(Exception):
     """One problem with the file's content (reported as a UsageError naming the file)."""
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def _no_duplicates(pairs):
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     dup = next((k for k in keys if keys.count(k) > 1), None)
     if dup is not None:
@@ -167,7 +169,7 @@ def _no_duplicates(pairs):
     return dict(pairs)
 
 
-def _float(value, what: str) -> float:
+def _float(value: object, what: str) -> float:
     if isinstance(value, str) and value in ("inf", "-inf", "nan"):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -175,19 +177,19 @@ def _float(value, what: str) -> float:
     return float(value)
 
 
-def _count(value, what: str) -> int:
+def _count(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _Invalid(f"{what}: expected a whole number >= 0, got {value!r}")
     return value
 
 
-def _string(value, what: str) -> str:
+def _string(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise _Invalid(f"{what}: expected a non-empty string, got {value!r}")
     return value
 
 
-def _parse_case(row, what: str) -> tuple[CaseKey, CaseRecord]:
+def _parse_case(row: object, what: str) -> tuple[CaseKey, CaseRecord]:
     if not isinstance(row, dict):
         raise _Invalid(f"{what}: expected an object")
     missing = [f for f in _CASE_FIELDS if f not in row]
@@ -209,7 +211,8 @@ def _parse_case(row, what: str) -> tuple[CaseKey, CaseRecord]:
     counts = {f: _count(row[f], f"{what}.{f}") for f in _COUNT_FIELDS}
     if sum(counts[s.value] for s in COUNTED_STATUSES) != counts["points"]:
         raise _Invalid(f"{what}: the status counts do not add up to points")
-    floats = {f: _float(row[f], f"{what}.{f}") for f in _FLOAT_FIELDS}
+    # float keyword arguments of CaseFigures (Any: mypy checks a **dict against every parameter)
+    floats: dict[str, Any] = {f: _float(row[f], f"{what}.{f}") for f in _FLOAT_FIELDS}
     for f in _NON_NEGATIVE_FIELDS:
         if floats[f] < 0:  # False for NaN (undefined), which is allowed
             raise _Invalid(f'{what}.{f}: expected a number >= 0 (or "inf", "nan"), got {row[f]!r}')
@@ -217,14 +220,14 @@ def _parse_case(row, what: str) -> tuple[CaseKey, CaseRecord]:
     return key, CaseRecord(CaseFigures(**counts, **floats, stable_lo=lo, stable_hi=hi), error=error)
 
 
-def _choice(value, enum, what: str) -> str:
+def _choice(value: object, enum: type[ParsableEnum], what: str) -> str:
     names = [m.value for m in enum]
     if not isinstance(value, str) or value not in names:
         raise _Invalid(f"{what}: expected one of {', '.join(names)}, got {value!r}")
     return value
 
 
-def _stable_range(value, what: str) -> tuple[float, float]:
+def _stable_range(value: object, what: str) -> tuple[float, float]:
     """[lo, hi] with lo <= hi; ["nan", "nan"] (what bce-audit writes) or null: no stable range."""
     if value is None:
         return math.nan, math.nan
@@ -238,7 +241,7 @@ def _stable_range(value, what: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseRecord]]:
+def _parse(doc: object) -> tuple[dict[str, Any], dict[str, Any], str, dict[CaseKey, CaseRecord]]:
     if not isinstance(doc, dict):
         raise _Invalid("expected a JSON object: not a bce-audit baseline")
     if "schema_version" not in doc:
@@ -246,9 +249,9 @@ def _parse(doc) -> tuple[dict, dict, str, dict[CaseKey, CaseRecord]]:
     version = doc["schema_version"]
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise _Invalid(f"schema_version {version!r} is not supported (this bce-audit reads {SCHEMA_VERSION})")
-    for key in ("provenance", "settings", "fingerprint", "cases"):
-        if key not in doc:
-            raise _Invalid(f"missing {key!r}")
+    for field in ("provenance", "settings", "fingerprint", "cases"):
+        if field not in doc:
+            raise _Invalid(f"missing {field!r}")
     extra = [k for k in doc if k not in ("schema_version", "provenance", "settings", "fingerprint", "cases")]
     if extra:
         raise _Invalid(f"unknown field {extra[0]!r}")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 
 from bce_audit.figures import GATED_COUNTS, GATED_FLOATS
-from bce_audit.gate.interface import CaseComparison, CaseKey, CaseRecord, Change, Direction, FigureDelta
+from bce_audit.gate.interface import CaseComparison, CaseRecord, Change, Direction, FigureDelta
 from bce_audit.gate.tolerance import Tolerance
+from bce_audit.sweep.result import CaseKey
 
 
-def _nan(x) -> bool:
+def _nan(x: object) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
@@ -54,13 +55,15 @@ def figure_deltas(old: CaseRecord, new: CaseRecord, tolerance: Tolerance) -> tup
         deltas.append(FigureDelta("points", old.points, new.points, None, Direction.WORSE))
     for figure in (*GATED_FLOATS, *GATED_COUNTS):
         a, b, allowed = old.value(figure), new.value(figure), tolerance.allowed(figure)
+        assert not isinstance(a, tuple) and not isinstance(b, tuple)  # a number, not a range
         direction = _move(a, b, allowed)
         if direction is not None:
             deltas.append(FigureDelta(figure, a, b, allowed, direction))
-    a, b = old.value("stable_range"), new.value("stable_range")
-    direction = _range_move(a, b)
+    old_range, new_range = old.value("stable_range"), new.value("stable_range")
+    assert isinstance(old_range, tuple) and isinstance(new_range, tuple)  # (lo, hi)
+    direction = _range_move(old_range, new_range)
     if direction is not None:
-        deltas.append(FigureDelta("stable_range", a, b, None, direction))
+        deltas.append(FigureDelta("stable_range", old_range, new_range, None, direction))
     return tuple(deltas)
 
 
@@ -79,8 +82,9 @@ def compare(
         if key not in old:
             out.append(CaseComparison(key, Change.NEW, (), fig.worst_input))
             continue
-        if old[key].error is not None and fig.error is not None:
-            out.append(CaseComparison(key, Change.STILL_RAISES, errors=(old[key].error, fig.error)))
+        old_error = old[key].error
+        if old_error is not None and fig.error is not None:
+            out.append(CaseComparison(key, Change.STILL_RAISES, errors=(old_error, fig.error)))
             continue
         deltas = figure_deltas(old[key], fig, tolerance)
         directions = {d.direction for d in deltas}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from bce_audit.errors import ExitCode
 from bce_audit.figures import CaseFigures
@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.gate.thresholds import ThresholdRule
     from bce_audit.gate.tolerance import Tolerance
     from bce_audit.settings import Settings
+
+
+# What a FigureDelta holds: a count or a float, (lo, hi) for stable_range, and for `error` the
+# formulation's message (None: it ran).
+DeltaValue: TypeAlias = int | float | tuple[float, float] | str | None
 
 
 def first_few(keys: list[CaseKey] | tuple[CaseKey, ...], shown: int = 5) -> str:
@@ -161,8 +166,8 @@ class FigureDelta:
     """
 
     figure: str
-    old: object
-    new: object
+    old: DeltaValue
+    new: DeltaValue
     allowed: float | None
     direction: Direction
 

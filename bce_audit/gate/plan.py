@@ -8,7 +8,9 @@ update_baseline writes the result as the new baseline (atomically) and says what
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypedDict
 
 from bce_audit.errors import IncompleteRun, UsageError
 from bce_audit.files import Output, check_distinct, check_writable
@@ -21,11 +23,19 @@ from bce_audit.gate.baseline import (
     settings_differences,
 )
 from bce_audit.gate.compare import compare
-from bce_audit.gate.interface import BaselineUpdate, CaseKey, CaseRecord, Change, Verdict, first_few, planned_keys
+from bce_audit.gate.interface import (
+    BaselineUpdate,
+    CaseComparison,
+    CaseRecord,
+    Change,
+    Verdict,
+    first_few,
+    planned_keys,
+)
 from bce_audit.gate.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
 from bce_audit.gate.tolerance import ZERO_TOLERANCE, Tolerance, parse_tolerance
 from bce_audit.settings import Settings
-from bce_audit.sweep.result import AuditResult
+from bce_audit.sweep.result import AuditResult, CaseKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +68,21 @@ class CheckPlan:
         return Output(self.baseline_name, self.baseline_path)
 
 
-def _baseline_path(flag: Path | None, config: dict, config_source: str | None) -> Path | None:
+class _PlanFields(TypedDict):
+    """The fields of a CheckPlan that an update and a check share."""
+
+    rules: tuple[ThresholdRule, ...]
+    baseline_path: Path | None
+    tolerance: Tolerance
+    allow_missing: bool
+    config: str | None
+    baseline_name: str
+
+
+def _baseline_path(flag: Path | None, config: dict[str, Any], config_source: str | None) -> Path | None:
     if flag is not None:
         return flag
-    value = config.get("baseline")
+    value: str | None = config.get("baseline")  # a string: config.validate checked it
     if value is None:
         return None
     base = Path(config_source).parent if config_source else Path(".")
@@ -69,7 +90,7 @@ def _baseline_path(flag: Path | None, config: dict, config_source: str | None) -
 
 
 def plan_check(
-    config: dict,
+    config: dict[str, Any],
     config_source: str | None,
     settings: Settings,
     *,
@@ -77,7 +98,7 @@ def plan_check(
     update: bool,
     tolerance_flags: tuple[str, ...],
     allow_missing_flag: bool | None,
-    paths: list[Output] = (),
+    paths: Sequence[Output] = (),
 ) -> CheckPlan:
     """Validate everything a check needs; any problem is a UsageError (exit 2).
 
@@ -97,9 +118,14 @@ def plan_check(
             raise UsageError(f"{name} -: the baseline is a file, not standard output")
         paths = [Output(name, path), *paths]
     check_distinct(list(paths))  # before reading the baseline: an output must not overwrite it
-    common = dict(rules=rules, baseline_path=path, tolerance=tolerance, allow_missing=allow_missing)
-    common["config"] = config_source
-    common["baseline_name"] = name
+    common = _PlanFields(
+        rules=rules,
+        baseline_path=path,
+        tolerance=tolerance,
+        allow_missing=allow_missing,
+        config=config_source,
+        baseline_name=name,
+    )
     if update:
         if path is None:
             raise UsageError(
@@ -153,7 +179,8 @@ def judge(plan: CheckPlan, result: AuditResult) -> Verdict:
     """Evaluate the rules and compare with the baseline: the verdict of the check."""
     figures = case_records(result)
     outcomes = evaluate_rules(plan.rules, figures)
-    comparisons, warnings = (), []
+    comparisons: tuple[CaseComparison, ...] = ()
+    warnings: list[str] = []
     if plan.baseline is not None:
         _check_overlap(plan.baseline, list(figures))  # planned before the sweep; this guards the run itself
         comparisons = compare(plan.baseline.figures, figures, plan.tolerance, plan.allow_missing)

@@ -10,16 +10,24 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+from typing import Any
 
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.figures import GATED_COUNTS, GATED_NAMES
-from bce_audit.gate.interface import BoundCheck, CaseKey, CaseRecord, RuleCaseResult, RuleOutcome
+from bce_audit.gate.interface import BoundCheck, CaseRecord, RuleCaseResult, RuleOutcome
 from bce_audit.report import numbers
 from bce_audit.report.numbers import label as label_text
-from bce_audit.vocabulary import Domain, DType, Quantity
+from bce_audit.sweep.result import CaseKey
+from bce_audit.vocabulary import Domain, DType, ParsableEnum, Quantity
 
 # selector -> the enum its non-glob value must name (None: any name; label is a number)
-SELECTORS = {"formulation": None, "dtype": DType, "domain": Domain, "label": None, "quantity": Quantity}
+SELECTORS: dict[str, type[ParsableEnum] | None] = {
+    "formulation": None,
+    "dtype": DType,
+    "domain": Domain,
+    "label": None,
+    "quantity": Quantity,
+}
 RULE_KEYS = ("name", *SELECTORS, *GATED_NAMES)
 
 
@@ -82,22 +90,24 @@ class ThresholdRule:
         return self.label is None or key.label == self.label
 
 
-def bound_text(figure: str, bound) -> str:
+def bound_text(figure: str, bound: float | tuple[float, float]) -> str:
     if figure == "stable_range":
+        assert isinstance(bound, tuple)  # stable_range's bound is (lo, hi)
         return f"stable_range contains [{numbers.compact(bound[0])}, {numbers.compact(bound[1])}]"
+    assert not isinstance(bound, tuple)
     return f"{figure} <= {numbers.compact(bound)}"
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def _number(value, what: str) -> float:
+def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise UsageError(f"{what} must be a number, got {value!r}")
     return float(value)
 
 
-def _parse_bound(figure: str, value, what: str):
+def _parse_bound(figure: str, value: object, what: str) -> float | tuple[float, float]:
     if figure == "stable_range":
         if not isinstance(value, list) or len(value) != 2:
             raise UsageError(f"{what} must be two numbers [LO, HI], got {value!r}")
@@ -115,7 +125,7 @@ def _parse_bound(figure: str, value, what: str):
     return bound
 
 
-def _parse_rule(index: int, table, where: str) -> ThresholdRule:
+def _parse_rule(index: int, table: object, where: str) -> ThresholdRule:
     rid = f"{where}: thresholds[{index}]"
     if not isinstance(table, dict):
         raise UsageError(f"{rid} must be a table")
@@ -126,7 +136,7 @@ def _parse_rule(index: int, table, where: str) -> ThresholdRule:
     name = table.get("name")
     if name is not None and not isinstance(name, str):
         raise UsageError(f"{rid}.name must be a string, got {name!r}")
-    selectors: dict = {}
+    selectors: dict[str, Any] = {}  # keyword arguments of ThresholdRule
     for selector, enum in SELECTORS.items():
         value = table.get(selector)
         if value is None:
@@ -153,7 +163,7 @@ def _parse_rule(index: int, table, where: str) -> ThresholdRule:
     return ThresholdRule(index=index, name=name, bounds=bounds, **selectors)
 
 
-def parse_rules(items, where: str) -> tuple[ThresholdRule, ...]:
+def parse_rules(items: object, where: str) -> tuple[ThresholdRule, ...]:
     """The rules of a `thresholds` list (`where` names the config in error messages)."""
     if items is None:
         return ()
@@ -185,10 +195,12 @@ def check_selection(rules: tuple[ThresholdRule, ...], keys: list[CaseKey], where
 # --------------------------------------------------------------------------- evaluation
 
 
-def _holds(figure: str, bound, actual) -> bool:
+def _holds(figure: str, bound: float | tuple[float, float], actual: float | tuple[float, float]) -> bool:
     if figure == "stable_range":
+        assert isinstance(bound, tuple) and isinstance(actual, tuple)  # (lo, hi) both
         (want_lo, want_hi), (lo, hi) = bound, actual
         return lo <= want_lo and hi >= want_hi  # False when the range is NaN (none)
+    assert not isinstance(bound, tuple) and not isinstance(actual, tuple)
     return actual <= bound  # False for an undefined (NaN) figure
 
 

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,7 @@ class TruthCache:
     be written; the run goes on without it.
     """
 
-    def __init__(self, root: Path, warn=None):
+    def __init__(self, root: Path, warn: Callable[[str], None] | None = None):
         self.root = Path(root)
         self._private = PrivateDir(self.root, f"oracle-v{ORACLE_VERSION}")
         self.dir = self._private.path

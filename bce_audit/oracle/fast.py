@@ -20,11 +20,24 @@ them, so a relative error bound of 2^-(P-4) is generous.
 from __future__ import annotations
 
 import math
+from typing import TypeAlias, TypedDict
 
 from mpmath.libmp import fone, from_float, mpf_add, mpf_div, mpf_exp, mpf_log, mpf_mul, mpf_neg, mpf_sub
 
 from bce_audit.floats import round_to_format
 from bce_audit.vocabulary import FLOAT64
+
+# A raw libmp value: (sign, mantissa, exponent, bit count of the mantissa). The mantissa is a
+# gmpy2 mpz when mpmath runs on gmpy2: an int in every way used here.
+RawMpf: TypeAlias = tuple[int, int, int, int]
+
+# The label-free terms of one input, kept for all its labels: exp(-|z|)'s log1p and sigmoid for
+# a logit; p and 1-p, and their logarithms, for a probability.
+Memo = TypedDict(
+    "Memo",
+    {"logit": tuple[RawMpf, RawMpf], "p": tuple[RawMpf, RawMpf], "log p": RawMpf, "log 1-p": RawMpf},
+    total=False,
+)
 
 # Working precision of the single pass: 53 bits for float64 plus room for the error bound and
 # a rounding test that fails with probability about 2^-(P - 4 - 53) per value.
@@ -70,20 +83,20 @@ def settle_float64(sign: int, man: int, exp: int, error_bits: int) -> float | No
     return -v if sign else v  # m may be 0: -0.0 keeps the sign
 
 
-def _exact_float64(v) -> float:
+def _exact_float64(v: RawMpf) -> float:
     """The float64 rounding of an exact libmp value."""
     sign, man, exp, _ = v
     return round_to_format(sign, int(man), exp, FLOAT64)
 
 
-def _cut(v) -> int:
+def _cut(v: RawMpf) -> int:
     """Like truth._exact_plus_small: every float64 (or narrower) rounding boundary near the
     exact dyadic v is a multiple of 2^cut, so a term below 2^cut only matters by its sign."""
     _, _, exp, bc = v
     return min(exp, exp + bc - 1 - 54) - 2
 
 
-def _plus_small(exact, small, small_sign: int, bits: int):
+def _plus_small(exact: RawMpf, small: RawMpf, small_sign: int, bits: int) -> tuple[RawMpf, int] | None:
     """(value, error bits) of exact + small_sign·small, exact dyadic and small > 0 known to a
     relative 2^-bits, or None when the sum cancels to 0 (the reference settles that)."""
     term = small if small_sign > 0 else mpf_neg(small)
@@ -97,7 +110,7 @@ def _plus_small(exact, small, small_sign: int, bits: int):
     return value, bits - loss_of_bits
 
 
-def _tiny_sum(exact, small_sign: int) -> float:
+def _tiny_sum(exact: RawMpf, small_sign: int) -> float:
     """float64 rounding of exact + small_sign·tiny, tiny below 2^cut (the reference's rule)."""
     sign, man, exp, bc = exact
     if bc <= _PREC and _EMIN - _PREC < exp and exp + bc <= _EMAX:
@@ -111,7 +124,7 @@ def _tiny_sum(exact, small_sign: int) -> float:
     return _exact_float64((int(total < 0), abs(total), c, abs(total).bit_length()))
 
 
-def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] | None:
+def logit_float64(z: float, y: RawMpf, one_minus_y: RawMpf, memo: Memo) -> tuple[float, float] | None:
     """(loss, dL/dz) rounded to float64 at a finite nonzero logit z, or None (use the reference).
 
     y and one_minus_y are the exact label and 1-y as libmp tuples; memo is a dict kept for this
@@ -132,6 +145,8 @@ def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] |
     log2_e = -a * _LOG2_E + 1
     loss_tiny = exact_loss[1] and log2_e < _cut(exact_loss)
     grad_tiny = exact_grad[1] and log2_e < _cut(exact_grad)
+    loss: float | None
+    grad: float | None
     if log2_e < -1100:
         # e < 2^-1100: alone, a term rounds to ±0 in float64 and in every narrower format;
         # beside a nonzero exact part only its sign may count, and only if it is below the cut
@@ -166,7 +181,7 @@ def logit_float64(z: float, y, one_minus_y, memo: dict) -> tuple[float, float] |
     return loss, grad
 
 
-def probability_float64(p: float, y, one_minus_y, memo: dict) -> tuple[float, float] | None:
+def probability_float64(p: float, y: RawMpf, one_minus_y: RawMpf, memo: Memo) -> tuple[float, float] | None:
     """(loss, dL/dp) rounded to float64 at a probability 0 < p < 1, or None (use the reference).
 
     memo: a dict kept for this p alone (its logarithms serve all its labels).
@@ -179,7 +194,7 @@ def probability_float64(p: float, y, one_minus_y, memo: dict) -> tuple[float, fl
         pt = from_float(p)
         exact = memo["p"] = (pt, mpf_sub(fone, pt, 0))
     pt, omp = exact
-    loss = None
+    loss: RawMpf | None = None
     if y[1]:
         log_p = memo.get("log p") or memo.setdefault("log p", mpf_log(pt, WORKING_PRECISION))
         loss = mpf_mul(y, log_p, WORKING_PRECISION + 8)
@@ -187,6 +202,7 @@ def probability_float64(p: float, y, one_minus_y, memo: dict) -> tuple[float, fl
         log_omp = memo.get("log 1-p") or memo.setdefault("log 1-p", mpf_log(omp, WORKING_PRECISION))
         term = mpf_mul(one_minus_y, log_omp, WORKING_PRECISION + 8)
         loss = term if loss is None else mpf_add(loss, term, 0)  # same sign: no cancellation
+    assert loss is not None  # y and 1-y are not both 0
     loss_f = settle_float64(loss[0] ^ 1, int(loss[1]), loss[2], _ERROR_BITS) if loss[1] else 0.0
     if loss_f is None:
         return None
@@ -195,6 +211,7 @@ def probability_float64(p: float, y, one_minus_y, memo: dict) -> tuple[float, fl
     if not num[1]:
         return loss_f, 0.0
     nm, dm = int(num[1]), int(den[1])
+    grad_f: float | None
     if nm % dm == 0:  # a dyadic rational: exact
         q = nm // dm
         grad_f = _exact_float64((num[0] ^ den[0], q, num[2] - den[2], q.bit_length()))

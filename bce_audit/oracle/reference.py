@@ -20,11 +20,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bce_audit.errors import OracleError
 from bce_audit.floats import round_to_format
 from bce_audit.vocabulary import FloatFormat
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mpmath import mpf  # untyped: Any to the type checker
+
+    # what a formula gives at one working precision: (loss, grad, loss error bits, grad error
+    # bits), error bits None when the value is exact or its rounding provably settled
+    _Values: TypeAlias = tuple[mpf, mpf, int | None, int | None]
 
 # Working precision to start from, above the widest target (53 bits), and the bits the error
 # bound of a composed expression is allowed to eat (mpmath's elementary functions are accurate
@@ -36,12 +44,12 @@ _GUARD_BITS = 6
 _MAX_PRECISION = 1 << 16
 
 
-def _round_mpf(v, fmt: FloatFormat) -> float:
+def _round_mpf(v: mpf, fmt: FloatFormat) -> float:
     sign, man, exp, _ = v._mpf_
     return round_to_format(sign, int(man), exp, fmt)
 
 
-def _round_unambiguously(v, rel_error_bits: int, formats: Sequence[FloatFormat]):
+def _round_unambiguously(v: mpf, rel_error_bits: int, formats: Sequence[FloatFormat]) -> tuple[float, ...] | None:
     """Rounded values of v in each format if every v·(1±2^-k) rounds the same; else None."""
     sign, man, exp, _ = v._mpf_
     man = int(man)
@@ -55,7 +63,7 @@ def _round_unambiguously(v, rel_error_bits: int, formats: Sequence[FloatFormat])
         step = 1
     else:
         step = 1 << (d - exp)
-    out = []
+    out: list[float] = []
     for fmt in formats:
         r = round_to_format(sign, man, exp, fmt)
         if round_to_format(sign, man - step, exp, fmt) != r or round_to_format(sign, man + step, exp, fmt) != r:
@@ -65,7 +73,7 @@ def _round_unambiguously(v, rel_error_bits: int, formats: Sequence[FloatFormat])
 
 
 @contextlib.contextmanager
-def preserve_precision():
+def preserve_precision() -> Iterator[None]:
     """Restore mpmath's global working precision afterwards (the Ziv loop changes it)."""
     mpmath = _mp()
     saved = mpmath.mp.prec
@@ -75,13 +83,13 @@ def preserve_precision():
         mpmath.mp.prec = saved
 
 
-def _mp():
+def _mp() -> Any:  # the mpmath module (untyped)
     import mpmath
 
     return mpmath
 
 
-def _exact(x: float):
+def _exact(x: float) -> mpf:
     """The exact mpf of a float, whatever mpmath's ambient precision is (mpf(x) rounds to it)."""
     mpmath = _mp()
     return mpmath.mp.make_mpf(mpmath.libmp.from_float(x))
@@ -90,7 +98,7 @@ def _exact(x: float):
 # --- the formulas at a given working precision ------------------------------------------------
 
 
-def _exact_plus_small(exact, small, sign: int, bits: int):
+def _exact_plus_small(exact: mpf, small: mpf, sign: int, bits: int) -> tuple[mpf, int | None]:
     """exact + sign·small, where ``exact`` is an exact dyadic and ``small`` > 0 is known to a
     relative 2^-bits. Returns (value, error bits), error bits None when the rounding of the
     value is provably that of the exact sum.
@@ -120,7 +128,7 @@ def _exact_plus_small(exact, small, sign: int, bits: int):
     return value, bits - loss_of_bits
 
 
-def _logit_values(z, y, one_minus_y, prec: int):
+def _logit_values(z: mpf, y: mpf, one_minus_y: mpf, prec: int) -> _Values:
     """(loss, grad, loss error bits, grad error bits) at working precision prec; z ≠ 0, finite.
 
     Both are written as an exact dyadic plus a transcendental term of known sign:
@@ -145,12 +153,12 @@ def _logit_values(z, y, one_minus_y, prec: int):
     return loss[0], grad[0], loss[1], grad[1]
 
 
-def _exact_logit_grad_at_zero(y):
+def _exact_logit_grad_at_zero(y: mpf) -> mpf:
     # sigmoid(0) = 1/2 exactly, so dL/dz = 1/2 - y is an exact dyadic.
     return _mp().fsub(0.5, y, exact=True)
 
 
-def _prob_loss(p, y, one_minus_p, one_minus_y, prec: int):
+def _prob_loss(p: mpf, y: mpf, one_minus_p: mpf, one_minus_y: mpf, prec: int) -> mpf:
     mp = _mp().mp
     mp.prec = prec
     loss = 0
@@ -161,14 +169,14 @@ def _prob_loss(p, y, one_minus_p, one_minus_y, prec: int):
     return mp.mpf(loss)
 
 
-def _prob_grad_exact_parts(p, y, one_minus_p):
+def _prob_grad_exact_parts(p: mpf, y: mpf, one_minus_p: mpf) -> tuple[mpf, mpf]:
     mpmath = _mp()
     num = mpmath.fsub(p, y, exact=True)
     den = mpmath.fmul(p, one_minus_p, exact=True)
     return num, den
 
 
-def _dyadic_quotient(num, den):
+def _dyadic_quotient(num: mpf, den: mpf) -> mpf | None:
     """num/den exactly if it is a dyadic rational, else None (then it is never a tie)."""
     mpmath = _mp()
     ns, nm, ne, _ = num._mpf_
@@ -206,11 +214,13 @@ def _const(value: float, n: int) -> tuple[float, ...]:
     return (value,) * n
 
 
-def _settle(compute, formats: Sequence[FloatFormat]):
+def _settle(compute: Callable[[int], _Values], formats: Sequence[FloatFormat]) -> TruthPoint:
     """Ziv's loop: raise the precision until both quantities round unambiguously."""
     prec = _START_PRECISION
     while prec <= _MAX_PRECISION:
         loss, grad, loss_bits, grad_bits = compute(prec)
+        rl: tuple[float, ...] | None
+        rg: tuple[float, ...] | None
         if loss_bits is None:
             rl = tuple(_round_mpf(loss, f) for f in formats)
         else:
@@ -244,14 +254,14 @@ def logit_truth(z: float, y: float, formats: Sequence[FloatFormat]) -> TruthPoin
     if z == 0:
         grad = _exact_logit_grad_at_zero(yy)
 
-        def compute(prec):
+        def compute_at_zero(prec: int) -> _Values:
             mp = mpmath.mp
             mp.prec = prec
             return mp.log(2), grad, prec - _GUARD_BITS, None
 
-        return _settle(compute, formats)
+        return _settle(compute_at_zero, formats)
 
-    def compute(prec):
+    def compute(prec: int) -> _Values:
         return _logit_values(zz, yy, omy, prec)
 
     return _settle(compute, formats)
@@ -280,7 +290,7 @@ def probability_truth(p: float, y: float, formats: Sequence[FloatFormat]) -> Tru
     num, den = _prob_grad_exact_parts(pp, yy, omp)
     exact_grad = _dyadic_quotient(num, den)
 
-    def compute(prec):
+    def compute(prec: int) -> _Values:
         loss = _prob_loss(pp, yy, omp, omy, prec)
         if exact_grad is not None:
             return loss, exact_grad, prec - _GUARD_BITS, None

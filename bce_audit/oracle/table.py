@@ -16,11 +16,20 @@ in ``oracle.reference``, which rounds the high-precision value into each format 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bce_audit.floats import round_array_flagging_midpoints
 from bce_audit.vocabulary import Domain, DType, FloatFormat, Quantity
+
+if TYPE_CHECKING:  # pragma: no cover
+    import concurrent.futures
+    from multiprocessing.context import BaseContext
+
+    from bce_audit.oracle.cache import TruthCache
+    from bce_audit.oracle.fast import Memo, RawMpf
 
 # The column order of a truth row: loss in each format, then grad in each format.
 FORMATS: tuple[FloatFormat, ...] = tuple(d.format for d in DType)
@@ -40,7 +49,12 @@ def _reference_row(domain: Domain, x: float, y: float) -> list[float]:
     return [*t.loss, *t.grad]
 
 
-def evaluate_points(domain: Domain, inputs: np.ndarray, labels, progress=None) -> np.ndarray:
+def evaluate_points(
+    domain: Domain,
+    inputs: np.ndarray,
+    labels: float | np.ndarray,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Truth rows (shape (n, 8), see FORMATS) at each (inputs[i], labels[i]).
 
     labels: one label for all inputs, or one per input. Runs of equal inputs share the terms
@@ -58,15 +72,16 @@ def evaluate_points(domain: Domain, inputs: np.ndarray, labels, progress=None) -
     rows = np.empty((n, COLUMNS), dtype=np.float64)
     logits = domain is Domain.LOGITS
     fast = logit_float64 if logits else probability_float64
-    exact_labels = {}  # label -> (y, 1-y) as exact libmp tuples
-    declined = []  # indices the fast path left to the reference
-    f64 = []
-    previous, memo = None, {}
+    exact_labels: dict[float, tuple[RawMpf, RawMpf]] = {}  # label -> (y, 1-y) as exact libmp tuples
+    declined: list[int] = []  # indices the fast path left to the reference
+    f64: list[tuple[float, float]] = []
+    previous: int | None = None
+    memo: Memo = {}
     with preserve_precision():
         for i, (x, key, y) in enumerate(zip(inputs.tolist(), _keys(inputs).tolist(), ys, strict=True)):
             if key != previous:
                 previous, memo = key, {}
-            r = None
+            r: tuple[float, float] | None = None
             # regular points: finite nonzero logits, probabilities strictly inside (0, 1), and a
             # finite label (the command line only allows [0, 1]; through the API, NaN is possible)
             regular = (x != 0 and x - x == 0) if logits else 0 < x < 1
@@ -82,12 +97,12 @@ def evaluate_points(domain: Domain, inputs: np.ndarray, labels, progress=None) -
             f64.append(r)
             if progress is not None and i % 1024 == 1023:
                 progress(1024)
-        f64 = np.array(f64, dtype=np.float64).reshape(n, 2)
+        f64_rows = np.array(f64, dtype=np.float64).reshape(n, 2)
         need_reference = np.zeros(n, dtype=bool)
         need_reference[declined] = True
         for k, quantity in enumerate(Quantity):
             for fmt in FORMATS:  # float64 passes through unchanged
-                rounded, midpoint = round_array_flagging_midpoints(f64[:, k], fmt)
+                rounded, midpoint = round_array_flagging_midpoints(f64_rows[:, k], fmt)
                 rows[:, column(quantity, fmt)] = rounded
                 need_reference |= midpoint
         for i in np.flatnonzero(need_reference).tolist():
@@ -117,7 +132,7 @@ class TruthTable:
     """Truth rows by (domain, label, input), as computed or loaded for one sweep."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[Domain, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._groups: dict[tuple[Domain, float], tuple[np.ndarray, np.ndarray]] = {}
 
     def _add(self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> None:
         self._groups[(domain, _label_key(label))] = (keys, rows)
@@ -164,7 +179,7 @@ def _worker_init() -> None:
     die_with_parent()  # even a parent killed with SIGKILL leaves no worker behind
 
 
-def _pool_context():
+def _pool_context() -> BaseContext:
     import multiprocessing
     import sys
     import threading
@@ -178,7 +193,9 @@ def _pool_context():
     return forkserver_context()
 
 
-def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progress) -> tuple[dict, int]:
+def _compute(
+    work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progress: Callable[[int], None] | None
+) -> tuple[dict[Domain, np.ndarray], int]:
     """Rows for each domain's (inputs, labels), sorted by input, in this process or a pool."""
     total = sum(len(xs) for xs, _ in work.values())
     if jobs <= 1 or total < PARALLEL_MIN_POINTS:
@@ -196,7 +213,7 @@ def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progr
     )
     finished = False
     try:
-        futures = {}
+        futures: dict[concurrent.futures.Future[bytes], tuple[Domain, int, int]] = {}
         with no_main():  # the workers start as chunks are submitted
             for domain, (xs, ys) in work.items():
                 for s in range(0, len(xs), size):
@@ -219,8 +236,8 @@ def _compute(work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progr
 def build_truth_table(
     requests: list[tuple[Domain, float, np.ndarray]],
     jobs: int = 1,
-    cache=None,
-    progress=None,
+    cache: TruthCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TruthTable, TruthWork]:
     """The truth at every requested (domain, label, inputs), each distinct point evaluated once.
 
@@ -231,7 +248,8 @@ def build_truth_table(
     for domain, label, inputs in requests:
         label = _label_key(label)
         groups.setdefault((domain, label), (domain, label, []))[2].append(_keys(inputs))
-    plan = []  # (domain, label, all keys, known keys, known rows, missing keys)
+    # (domain, label, all keys, known keys, known rows, missing keys)
+    plan: list[tuple[Domain, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for domain, label, parts in groups.values():
         keys = np.unique(np.concatenate(parts))
         known_keys = np.empty(0, dtype=np.int64)
@@ -245,10 +263,10 @@ def build_truth_table(
         missing = keys[~np.isin(keys, known_keys)]
         plan.append((domain, label, keys, known_keys, known_rows, missing))
     total = sum(len(p[5]) for p in plan)
-    advance = None if progress is None else (lambda n: progress(n, total))
+    advance: Callable[[int], None] | None = None if progress is None else (lambda n: progress(n, total))
     # per domain, every missing (input, label), sorted by input: the label-free terms of an
     # input are then computed once for all its labels
-    work = {}
+    work: dict[Domain, tuple[np.ndarray, np.ndarray]] = {}
     for domain in dict.fromkeys(p[0] for p in plan):
         mine = [p for p in plan if p[0] is domain]
         keys = np.concatenate([p[5] for p in mine])

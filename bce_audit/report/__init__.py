@@ -6,6 +6,18 @@ from anywhere without pulling every renderer (and what they import) along.
 """
 
 import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - what __getattr__ imports, for the type checker
+    from bce_audit.report.csv_format import DetailsCsvFormat as DetailsCsvFormat
+    from bce_audit.report.csv_format import SummaryCsvFormat as SummaryCsvFormat
+    from bce_audit.report.github import GithubFormat as GithubFormat
+    from bce_audit.report.interface import Format as Format
+    from bce_audit.report.interface import VerdictFormat as VerdictFormat
+    from bce_audit.report.json_format import JsonFormat as JsonFormat
+    from bce_audit.report.junit import JUnitFormat as JUnitFormat
+    from bce_audit.report.markdown import MarkdownFormat as MarkdownFormat
+    from bce_audit.report.verdict_text import VerdictTextFormat as VerdictTextFormat
 
 _RENDERERS = {
     "SummaryCsvFormat": "csv_format",
@@ -22,7 +34,7 @@ _RENDERERS = {
 __all__ = list(_RENDERERS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _RENDERERS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

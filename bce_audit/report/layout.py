@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from collections.abc import Set
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -37,7 +38,7 @@ class Column:
 
 def _lines(cell: Text | str) -> list[Text]:
     text = cell if isinstance(cell, Text) else Text(str(cell))
-    return text.split("\n") if text.plain else [Text("")]
+    return list(text.split("\n")) if text.plain else [Text("")]
 
 
 def _width(cells: list[list[Text]], header: str) -> int:
@@ -84,7 +85,7 @@ def table(
     values: list[Column],
     rows: list[list[Text | str]],
     width: int | None,
-    breaks: set[int] = frozenset(),
+    breaks: Set[int] = frozenset(),
     gap: int = GAP,
 ) -> list[Text]:
     """The lines of the table (or tables) that show ``rows`` within ``width`` columns.
@@ -139,7 +140,9 @@ def records(keys: list[Column], values: list[Column], cells: list[list[list[Text
                     joined += (Text("  ") if i else Text("")) + line
                 out.append(first + joined)
             else:
-                out.append(first.copy().rstrip() or first)
+                header = first.copy()
+                header.rstrip()  # in place
+                out.append(header)
                 out += [Text("    ") + line for line in lines]
     return out
 

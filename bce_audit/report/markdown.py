@@ -9,8 +9,9 @@ full verdict is in the log and the JUnit report).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from bce_audit.gate.interface import Change, Direction, Verdict
+from bce_audit.gate.interface import CaseComparison, Change, Direction, RuleCaseResult, Verdict
 from bce_audit.report import numbers
 from bce_audit.report.interface import VerdictFormat
 from bce_audit.report.verdict_text import (
@@ -54,7 +55,7 @@ class _Budget:
         self.left -= size
         return True
 
-    def table(self, title: str, intro: str | None, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def table(self, title: str, intro: str | None, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         """A section: heading, an optional paragraph, and the table."""
         if not rows:
             return
@@ -157,7 +158,7 @@ class MarkdownFormat(VerdictFormat):
         return "\n".join(out.lines).rstrip("\n") + "\n"
 
 
-def _worst(item) -> str:
+def _worst(item: RuleCaseResult | CaseComparison) -> str:
     if math.isnan(item.worst_input):
         return ""
     return numbers.value(item.worst_input, DType(item.key.dtype).format.largest_finite)

@@ -17,7 +17,7 @@ def exact(x: float) -> str:
     return repr(float(x))
 
 
-def csv_cell(x) -> str:
+def csv_cell(x: float) -> str:
     """An exact number, or an empty cell for "not defined" (NaN: no finite point, no range)."""
     return "" if isinstance(x, float) and math.isnan(x) else exact(x)
 
@@ -71,7 +71,7 @@ def interval(lo: float, hi: float, largest: float = math.inf) -> str:
     return f"[{value(lo, largest)}, {value(hi, largest)}]"
 
 
-def figure(x) -> str:
+def figure(x: float) -> str:
     """A gated figure or a bound in check's reports: counts as integers, floats with 4
     significant digits, NaN as `undefined`."""
     if isinstance(x, int) and not isinstance(x, bool):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Sequence
 
 from rich.text import Text
 
@@ -16,7 +17,7 @@ from bce_audit.figures import FIGURES, Figure, Kind
 from bce_audit.report import numbers
 from bce_audit.report.layout import Column, table, wrap
 from bce_audit.sweep.result import AuditResult, CaseResult
-from bce_audit.vocabulary import Quantity, Status
+from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
 STATUS_STYLE = {
     Status.OK: "green",
@@ -52,7 +53,7 @@ RANGE_LEGEND = (
 CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
 
 
-def _intersect(ranges):
+def _intersect(ranges: Sequence[tuple[float, float]]) -> tuple[float, float]:
     los, his = zip(*ranges, strict=True)
     if any(math.isnan(v) for v in los + his):
         return math.nan, math.nan
@@ -68,11 +69,12 @@ def scoreboard(result: AuditResult, quantity: Quantity, width: int | None) -> li
     """Rows: formulation × domain; columns: dtypes; cell: worst status over the labels, and the
     stable range on which every label is ok (for one quantity: loss or grad)."""
     s = result.settings
-    groups: dict[tuple, list[CaseResult]] = {}
+    groups: dict[tuple[str, Domain, DType], list[CaseResult]] = {}
     for case in result.cases:
         if case.quantity is quantity:
             groups.setdefault((case.formulation, case.domain, case.dtype), []).append(case)
-    rows, breaks = [], set()
+    rows: list[list[Text | str]] = []
+    breaks: set[int] = set()
     for name in s.formulations:
         for domain in s.domains:
             cells: list[Text | str] = [name, domain.short]

@@ -11,6 +11,7 @@ from bce_audit.gate.interface import (
     BoundCheck,
     CaseComparison,
     Change,
+    DeltaValue,
     Direction,
     FigureDelta,
     RuleCaseResult,
@@ -21,6 +22,7 @@ from bce_audit.gate.interface import (
 from bce_audit.report import numbers
 from bce_audit.report.interface import VerdictFormat
 from bce_audit.report.layout import wrap
+from bce_audit.sweep.result import CaseKey
 from bce_audit.vocabulary import DType
 
 TAG_WIDTH = 8
@@ -36,17 +38,19 @@ def _largest(dtype: str) -> float:
         return math.inf
 
 
-def fmt_figure(figure: str, value, dtype: str, exact: bool = False) -> str:
+def fmt_figure(figure: str, value: DeltaValue, dtype: str, exact: bool = False) -> str:
     """A figure's value as a report shows it; ``exact`` writes floats as their repr."""
     if figure == "error":
         return "ran" if value is None else f"raised ({value})"
     if figure == "stable_range":
+        assert isinstance(value, tuple)  # (lo, hi)
         lo, hi = value
         if exact and not math.isnan(lo):
             return f"[{numbers.exact(lo)}, {numbers.exact(hi)}]"
         return numbers.interval(lo, hi, _largest(dtype))
     if exact and isinstance(value, float) and math.isfinite(value):
         return numbers.exact(value)
+    assert isinstance(value, int | float)  # a count or a float figure
     return numbers.figure(value)
 
 
@@ -57,8 +61,10 @@ def worst_text(worst_input: float, dtype: str) -> str:
 def check_text(check: BoundCheck, dtype: str) -> str:
     """A failed bound: the figure, its value, the bound."""
     if check.figure == "stable_range":
+        assert isinstance(check.bound, tuple)  # (lo, hi)
         lo, hi = (numbers.compact(x) for x in check.bound)
         return f"stable range {fmt_figure('stable_range', check.actual, dtype)} does not contain [{lo}, {hi}]"
+    assert not isinstance(check.bound, tuple) and not isinstance(check.actual, tuple)  # numbers
     bound = numbers.compact(check.bound)
     if isinstance(check.actual, float) and math.isnan(check.actual):
         return f"{check.figure} undefined (no point with a finite output and truth), bound {bound}"
@@ -114,6 +120,7 @@ def comparison_text(comparison: CaseComparison, direction: Direction | None = No
 
 def still_raises_text(comparison: CaseComparison) -> str:
     """A case that raised in the baseline and raises again, with its message (old -> new if it changed)."""
+    assert comparison.errors is not None  # set for every case that still raises
     old, new = comparison.errors
     if old == new:
         return f"still raises, as in the baseline: {new}"
@@ -137,7 +144,7 @@ def rule_tag(outcome: RuleOutcome) -> str:
     return "FAIL" if outcome.failures else "LOST" if outcome.lost else "ok"
 
 
-def lost_text(key, why: str) -> str:
+def lost_text(key: CaseKey, why: str | None) -> str:
     return f"{key}: not evaluated: {why}"
 
 
@@ -232,6 +239,7 @@ def render_update(update: BaselineUpdate, width: int | None = None) -> str:
             tag = "removed"
             text = f"{c.key}"
         elif c.change is Change.STILL_RAISES:
+            assert c.errors is not None  # set for every case that still raises
             if comparable and c.errors[0] != c.errors[1]:
                 out.entry("note", f"{c.key}: still raises; the message changed: {c.errors[0]} -> {c.errors[1]}")
             continue

@@ -45,7 +45,7 @@ def probability_specials(fmt: FloatFormat) -> list[float]:
     return [0.0, 1.0, 0.5, fmt.smallest_subnormal, fmt.smallest_normal, below_one]
 
 
-def _sample_ordinals(lo: float, hi: float, n: int, fmt: FloatFormat, rng) -> np.ndarray:
+def _sample_ordinals(lo: float, hi: float, n: int, fmt: FloatFormat, rng: np.random.Generator) -> np.ndarray:
     """n values uniform over the bit patterns (ordinals) in [lo, hi]."""
     olo, ohi = ordinal(np.array([lo, hi]), fmt).tolist()
     if n <= 0 or ohi < olo:

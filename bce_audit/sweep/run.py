@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -32,6 +32,16 @@ if TYPE_CHECKING:  # pragma: no cover
 # progress(points just done, points in all): the oracle's points the cache did not have, then the
 # (grid, label, formulation) evaluations in the engines
 Progress = Callable[[int, int], None]
+
+
+class _CaseName(TypedDict):
+    """The fields of a CaseResult that name the case."""
+
+    formulation: str
+    domain: Domain
+    dtype: DType
+    label: float
+    quantity: Quantity
 
 
 def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
@@ -156,7 +166,7 @@ def run_sweep(
                 if case_progress is not None:
                     case_progress(1, evaluations)
                 for quantity in Quantity:
-                    key = dict(
+                    key = _CaseName(
                         formulation=formulation.name,
                         domain=grid.domain,
                         dtype=grid.dtype,
