@@ -19,9 +19,8 @@ from bce_audit.vocabulary import Domain, DType, Sampling
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
-    from bce_audit.formulations.interface import Formulation
+    from bce_audit.formulations.interface import Formulation, UserFormulationSpec
     from bce_audit.formulations.selection import Selection
-    from bce_audit.formulations.user import UserFormulationSpec
 
 DEFAULT_POINTS = 1000
 DEFAULT_LABELS = (0.0, 1.0)

@@ -1,8 +1,8 @@
 """The shape of the package: no import cycle between modules, each framework in its own package,
 and a light public API.
 
-Every import counts, at the top of a module or inside a function (a deferred import is still a
-dependency); only imports under ``if TYPE_CHECKING:`` are left out, since they never run.
+Every import counts: at the top of a module, inside a function (a deferred import is still a
+dependency) and under ``if TYPE_CHECKING:`` (a type-only cycle is still a tangle).
 """
 
 from __future__ import annotations
@@ -27,25 +27,11 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                for sub in ast.walk(child):
-                    if hasattr(sub, "lineno"):
-                        lines.add(sub.lineno)
-    return lines
-
-
 def imports(name: str) -> set[str]:
-    """Every module (of this package or not) that ``name`` imports anywhere, TYPE_CHECKING aside."""
+    """Every module (of this package or not) that ``name`` imports anywhere."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
-    skip = _type_checking_lines(tree)
     found: set[str] = set()
     for node in ast.walk(tree):
-        if getattr(node, "lineno", None) in skip:
-            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:

@@ -226,9 +226,10 @@ def _gate(
     """Judge the result (or update the baseline), print the verdict, write every output together."""
     from bce_audit.cli.console import report_width, stderr
     from bce_audit.gate.plan import judge, render_update_file
-    from bce_audit.report import GithubFormat, JUnitFormat, MarkdownFormat, VerdictTextFormat
-    from bce_audit.report.markdown import step_summary_text
-    from bce_audit.report.verdict_text import render_update
+    from bce_audit.report.github import GithubFormat
+    from bce_audit.report.junit import JUnitFormat
+    from bce_audit.report.markdown import MarkdownFormat, step_summary_text
+    from bce_audit.report.verdict_text import VerdictTextFormat, render_update
 
     err = stderr()
     width = report_width(console.file)
@@ -311,7 +312,8 @@ def _report(result: AuditResult, console: Console, verbose: bool) -> None:
 
 def _exports(result: AuditResult, outputs: dict[str, Output]) -> list[tuple[Output, str]]:
     """(output, text) for each sweep export asked for."""
-    from bce_audit.report import DetailsCsvFormat, JsonFormat, SummaryCsvFormat
+    from bce_audit.report.csv_format import DetailsCsvFormat, SummaryCsvFormat
+    from bce_audit.report.json_format import JsonFormat
 
     writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
     return [(out, writers[key].render(result)) for key, out in outputs.items()]

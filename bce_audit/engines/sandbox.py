@@ -43,8 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from bce_audit.formulations.interface import Formulation
-    from bce_audit.formulations.user import UserFormulationSpec
+    from bce_audit.formulations.interface import Formulation, UserFormulationSpec
     from bce_audit.vocabulary import Domain, DType
 
 DEFAULT_TIMEOUT = 60.0  # seconds per request: an import, or one formulation on one grid at one label
@@ -362,7 +361,8 @@ def _serve(
 ) -> tuple[dict[str, Any], bytes]:
     from bce_audit.engines import get_engine
     from bce_audit.engines.torch_state import pinned
-    from bce_audit.formulations.user import UserFormulationSpec, complete_here, load_here
+    from bce_audit.formulations.interface import UserFormulationSpec
+    from bce_audit.formulations.user import complete_here, load_here
 
     if header["op"] == "setup":
         from multiprocessing.reduction import recv_handle

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from bce_audit.errors import UsageError
 from bce_audit.vocabulary import Domain
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bce_audit.formulations.user import UserFormulationSpec
 
 # The values a parameter may take: TOML / JSON scalars, so that settings stay data.
 Scalar = bool | int | float | str
@@ -52,3 +51,100 @@ class Formulation:
     def sandboxed(self) -> bool:
         """Whether it runs in the sandbox process (a user's target) rather than in this one."""
         return self.spec is not None
+
+
+class Origin(enum.StrEnum):
+    """Where a formulation was declared (the `source` column of `bce-audit list`)."""
+
+    BUILTIN = "built-in"
+    ENTRY_POINT = "entry point"
+    IMPL = "--impl"
+    CONFIG = "config"
+
+
+@dataclasses.dataclass(frozen=True)
+class UserFormulationSpec:
+    """A formulation the user brings: what to load and how to call it.
+
+    name: the name it is selected by and reported under (None until ``complete`` reads it from the
+        config, the decorator, or the function's name in the target).
+    target: where the function lives, without the domain suffix: ``module:function``,
+        ``path/to/file.py:function`` (relative to ``base_dir``), or a built-in's name (config only).
+    domain: its native domain (None until ``complete`` reads it from the decorator).
+    parameters: keyword arguments of every call, as (name, value) pairs of TOML scalars.
+    origin: how it was declared (--impl, config, entry point).
+    where: how error messages name it, e.g. ``--impl 'losses.py:bce'``.
+    base_dir: the directory a relative file target is resolved from and that is on sys.path while
+        the target is imported (the cwd for --impl, the config file's directory for a config);
+        None for an entry point (an installed package needs no path).
+
+    formula: the one-line definition `bce-audit list` and the reports show (None until
+        ``complete`` reads it from the decorator, the docstring or the target).
+    builtin: the target is a built-in's name (a config table that runs it with other parameters).
+
+    Only name, target, domain and parameters identify a spec (and go into the settings' dict).
+    """
+
+    name: str | None
+    target: str
+    domain: Domain | None
+    parameters: tuple[tuple[str, Scalar], ...] = ()
+    origin: Origin = dataclasses.field(default=Origin.IMPL, compare=False)
+    where: str = dataclasses.field(default="", compare=False)
+    base_dir: str | None = dataclasses.field(default=None, compare=False)
+    formula: str | None = dataclasses.field(default=None, compare=False)
+    builtin: bool = dataclasses.field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for key, value in self.parameters:
+            if not isinstance(key, str) or not isinstance(value, PARAMETER_TYPES):
+                raise UsageError(f"{self.where or self.target}: parameter {key!r} must be a number, bool or string")
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.builtin
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "domain": None if self.domain is None else str(self.domain),
+            "parameters": dict(self.parameters),
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """Every field as JSON data: how a spec travels to the sandbox process."""
+        return {
+            **self.to_dict(),
+            "parameters": [[k, v] for k, v in self.parameters],
+            "origin": str(self.origin),
+            "where": self.where,
+            "base_dir": self.base_dir,
+            "formula": self.formula,
+            "builtin": self.builtin,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> UserFormulationSpec:
+        domain = data["domain"]
+        return cls(
+            name=data["name"],
+            target=data["target"],
+            domain=None if domain is None else Domain(domain),
+            parameters=tuple((k, v) for k, v in data["parameters"]),
+            origin=Origin(data["origin"]),
+            where=data["where"],
+            base_dir=data["base_dir"],
+            formula=data["formula"],
+            builtin=bool(data["builtin"]),
+        )
+
+
+class Loader(Protocol):
+    """Where a user's target is imported and described: the sandbox process
+    (``engines.sandbox.Sandbox``), never bce-audit's own."""
+
+    def describe(self, spec: UserFormulationSpec) -> dict[str, Any]:
+        """The completed spec's name, domain and formula; a UsageError naming the target when it
+        cannot be loaded or called."""
+        ...

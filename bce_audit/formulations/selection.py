@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS, get_formulation
-from bce_audit.formulations.interface import Formulation
+from bce_audit.formulations.interface import Formulation, Origin, UserFormulationSpec
 from bce_audit.formulations.user import (
     NAME_PATTERN,
-    Origin,
-    UserFormulationSpec,
     complete,
     distribution,
     entry_point_spec,

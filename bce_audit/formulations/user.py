@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -33,14 +32,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from bce_audit.errors import UsageError, describe, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS
-from bce_audit.formulations.interface import PARAMETER_TYPES, Formulation, Scalar
+from bce_audit.formulations.interface import Formulation, Loader, Origin, Scalar, UserFormulationSpec
 from bce_audit.vocabulary import Domain
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.metadata import EntryPoint
     from types import ModuleType
-
-    from bce_audit.engines.sandbox import Sandbox
 
 # A context manager factory that holds the framework's global state around user code (see _user_code).
 Pin: TypeAlias = Callable[[], contextlib.AbstractContextManager[object]]
@@ -61,15 +58,6 @@ _NAME_RULE = "letters, digits, '_', '.', '+' or '-', not starting with '.', '+' 
 _SHADOWABLE = ("torch", "numpy", "mpmath", "bce_audit")
 
 _TARGET_FORMS = "not of the form MODULE:FUNCTION or FILE.py:FUNCTION (optionally @logits or @probabilities)"
-
-
-class Origin(enum.StrEnum):
-    """Where a formulation was declared (the `source` column of `bce-audit list`)."""
-
-    BUILTIN = "built-in"
-    ENTRY_POINT = "entry point"
-    IMPL = "--impl"
-    CONFIG = "config"
 
 
 @overload
@@ -120,80 +108,6 @@ def formulation(
         return f
 
     return mark if fn is None else mark(fn)
-
-
-@dataclasses.dataclass(frozen=True)
-class UserFormulationSpec:
-    """A formulation the user brings: what to load and how to call it.
-
-    name: the name it is selected by and reported under (None until ``complete`` reads it from the
-        config, the decorator, or the function's name in the target).
-    target: where the function lives, without the domain suffix: ``module:function``,
-        ``path/to/file.py:function`` (relative to ``base_dir``), or a built-in's name (config only).
-    domain: its native domain (None until ``complete`` reads it from the decorator).
-    parameters: keyword arguments of every call, as (name, value) pairs of TOML scalars.
-    origin: how it was declared (--impl, config, entry point).
-    where: how error messages name it, e.g. ``--impl 'losses.py:bce'``.
-    base_dir: the directory a relative file target is resolved from and that is on sys.path while
-        the target is imported (the cwd for --impl, the config file's directory for a config);
-        None for an entry point (an installed package needs no path).
-
-    formula: the one-line definition `bce-audit list` and the reports show (None until
-        ``complete`` reads it from the decorator, the docstring or the target).
-
-    Only name, target, domain and parameters identify a spec (and go into the settings' dict).
-    """
-
-    name: str | None
-    target: str
-    domain: Domain | None
-    parameters: tuple[tuple[str, Scalar], ...] = ()
-    origin: Origin = dataclasses.field(default=Origin.IMPL, compare=False)
-    where: str = dataclasses.field(default="", compare=False)
-    base_dir: str | None = dataclasses.field(default=None, compare=False)
-    formula: str | None = dataclasses.field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        for key, value in self.parameters:
-            if not isinstance(key, str) or not isinstance(value, PARAMETER_TYPES):
-                raise UsageError(f"{self.where or self.target}: parameter {key!r} must be a number, bool or string")
-
-    @property
-    def is_builtin(self) -> bool:
-        return self.target in BUILTINS
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "target": self.target,
-            "domain": None if self.domain is None else str(self.domain),
-            "parameters": dict(self.parameters),
-        }
-
-    def to_wire(self) -> dict[str, Any]:
-        """Every field as JSON data: how a spec travels to the sandbox process."""
-        return {
-            **self.to_dict(),
-            "parameters": [[k, v] for k, v in self.parameters],
-            "origin": str(self.origin),
-            "where": self.where,
-            "base_dir": self.base_dir,
-            "formula": self.formula,
-        }
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> UserFormulationSpec:
-        domain = data["domain"]
-        return cls(
-            name=data["name"],
-            target=data["target"],
-            domain=None if domain is None else Domain(domain),
-            parameters=tuple((k, v) for k, v in data["parameters"]),
-            origin=Origin(data["origin"]),
-            where=data["where"],
-            base_dir=data["base_dir"],
-            formula=data["formula"],
-        )
 
 
 # --------------------------------------------------------------------------- declaring
@@ -263,7 +177,8 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
             domain = declared
     if name is not None and not NAME_PATTERN.match(name):
         raise UsageError(f"{where}: name {name!r} must be {_NAME_RULE}")
-    return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir)
+    builtin = target in BUILTINS
+    return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir, builtin=builtin)
 
 
 def installed_entry_points() -> list[tuple[EntryPoint, str | None]]:
@@ -445,7 +360,7 @@ def _check_call(fn: Callable[..., Any], parameters: tuple[tuple[str, Scalar], ..
         raise UsageError(f"{where}: cannot be called as f({call}): {exc}") from None
 
 
-def complete(spec: UserFormulationSpec, sandbox: Sandbox) -> UserFormulationSpec:
+def complete(spec: UserFormulationSpec, sandbox: Loader) -> UserFormulationSpec:
     """The spec with its name, domain and formula filled in, loading the function to read them.
 
     Name: the config's ``name``, else the decorator's, else the function's name in the target.

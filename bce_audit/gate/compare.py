@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 
 from bce_audit.figures import GATED_COUNTS, GATED_FLOATS
-from bce_audit.gate.interface import CaseComparison, CaseRecord, Change, Direction, FigureDelta
-from bce_audit.gate.tolerance import Tolerance
+from bce_audit.gate.interface import CaseComparison, CaseRecord, Change, Direction, FigureDelta, Tolerance
 from bce_audit.sweep.result import CaseKey
 
 

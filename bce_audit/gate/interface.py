@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fnmatch
 import math
 from typing import TYPE_CHECKING, TypeAlias
 
 from bce_audit.errors import ExitCode
-from bce_audit.figures import CaseFigures
+from bce_audit.figures import BY_NAME, GATED_COUNTS, GATED_FLOATS, CaseFigures
+from bce_audit.report import numbers
+from bce_audit.report.numbers import compact
+from bce_audit.report.numbers import label as label_text
 from bce_audit.sweep.result import CaseKey, CaseResult
 from bce_audit.vocabulary import Quantity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bce_audit.gate.thresholds import ThresholdRule
-    from bce_audit.gate.tolerance import Tolerance
     from bce_audit.settings import Settings
 
 
@@ -78,6 +80,73 @@ class CaseRecord:
 
 
 # --------------------------------------------------------------------------- thresholds
+
+
+# the selectors of a threshold rule, in the order reports name them
+SELECTOR_NAMES = ("formulation", "dtype", "domain", "label", "quantity")
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdRule:
+    """One `[[thresholds]]` table.
+
+    index: its position in the list; the rule's id is `thresholds[index]`.
+    name: an optional name the reports show.
+    formulation, dtype, domain, quantity: fnmatch patterns, or None for any.
+    label: the label it selects, or None for any.
+    bounds: (figure, bound) pairs in GATED_NAMES order: max_ulp, p99_ulp, mean_bits are upper
+        bounds on the figure, the counts upper bounds on the number of points, and stable_range
+        (lo, hi) an interval the case's stable range must contain.
+    """
+
+    index: int
+    name: str | None
+    formulation: str | None
+    dtype: str | None
+    domain: str | None
+    label: float | None
+    quantity: str | None
+    bounds: tuple[tuple[str, float | tuple[float, float]], ...]
+
+    @property
+    def id(self) -> str:
+        return f"thresholds[{self.index}]"
+
+    @property
+    def selector_text(self) -> str:
+        parts = [
+            f"{k}={label_text(v) if k == 'label' else v}" for k in SELECTOR_NAMES if (v := getattr(self, k)) is not None
+        ]
+        return " ".join(parts) if parts else "every case"
+
+    @property
+    def bounds_text(self) -> str:
+        return ", ".join(bound_text(figure, bound) for figure, bound in self.bounds)
+
+    @property
+    def id_and_name(self) -> str:
+        """The id and the name (or the selectors)."""
+        return f"{self.id} " + (f'"{self.name}"' if self.name else self.selector_text)
+
+    @property
+    def title(self) -> str:
+        """The id, the name (or the selectors) and the bounds: what a report calls the rule."""
+        return f"{self.id_and_name}: {self.bounds_text}"
+
+    def selects(self, key: CaseKey) -> bool:
+        for selector in ("formulation", "dtype", "domain", "quantity"):
+            pattern = getattr(self, selector)
+            if pattern is not None and not fnmatch.fnmatchcase(getattr(key, selector), pattern):
+                return False
+        return self.label is None or key.label == self.label
+
+
+def bound_text(figure: str, bound: float | tuple[float, float]) -> str:
+    if figure == "stable_range":
+        assert isinstance(bound, tuple)  # stable_range's bound is (lo, hi)
+        return f"stable_range contains [{numbers.compact(bound[0])}, {numbers.compact(bound[1])}]"
+    assert not isinstance(bound, tuple)
+    return f"{figure} <= {numbers.compact(bound)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +215,34 @@ class RuleOutcome:
 
 
 # --------------------------------------------------------------------------- baseline
+
+
+# the figures a tolerance may be set for: every gated figure but the stable range
+TOLERANCE_KEYS = (*GATED_FLOATS, *GATED_COUNTS)
+
+
+def _defaults() -> tuple[tuple[str, float], ...]:
+    return tuple((name, BY_NAME[name].tolerance or 0) for name in TOLERANCE_KEYS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """allowances: (figure, how much worse it may get) for every figure of TOLERANCE_KEYS:
+    ULPs for max_ulp and p99_ulp, bits for mean_bits, points for the counts."""
+
+    allowances: tuple[tuple[str, float], ...] = dataclasses.field(default_factory=_defaults)
+
+    def allowed(self, figure: str) -> float:
+        return dict(self.allowances)[figure]
+
+    def __str__(self) -> str:
+        parts = [f"{f} +{compact(self.allowed(f))}" for f in GATED_FLOATS]
+        counts = {self.allowed(f) for f in GATED_COUNTS}
+        if len(counts) == 1:
+            parts.append(f"counts +{compact(counts.pop())}")
+        else:
+            parts += [f"{f} +{compact(self.allowed(f))}" for f in GATED_COUNTS]
+        return ", ".join(parts)  # the stable range may never shrink
 
 
 class Direction(enum.StrEnum):

@@ -28,12 +28,14 @@ from bce_audit.gate.interface import (
     CaseComparison,
     CaseRecord,
     Change,
+    ThresholdRule,
+    Tolerance,
     Verdict,
     first_few,
     planned_keys,
 )
-from bce_audit.gate.thresholds import ThresholdRule, check_selection, evaluate_rules, parse_rules
-from bce_audit.gate.tolerance import ZERO_TOLERANCE, Tolerance, parse_tolerance
+from bce_audit.gate.thresholds import check_selection, evaluate_rules, parse_rules
+from bce_audit.gate.tolerance import ZERO_TOLERANCE, parse_tolerance
 from bce_audit.settings import Settings
 from bce_audit.sweep.result import AuditResult, CaseKey
 

@@ -7,15 +7,20 @@ never pass silently; a case whose formulation raised fails every rule that selec
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import math
 from typing import Any
 
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.figures import GATED_COUNTS, GATED_NAMES
-from bce_audit.gate.interface import BoundCheck, CaseRecord, RuleCaseResult, RuleOutcome
-from bce_audit.report import numbers
+from bce_audit.gate.interface import (
+    SELECTOR_NAMES,
+    BoundCheck,
+    CaseRecord,
+    RuleCaseResult,
+    RuleOutcome,
+    ThresholdRule,
+)
 from bce_audit.report.numbers import label as label_text
 from bce_audit.sweep.result import CaseKey
 from bce_audit.vocabulary import Domain, DType, ParsableEnum, Quantity
@@ -28,74 +33,12 @@ SELECTORS: dict[str, type[ParsableEnum] | None] = {
     "label": None,
     "quantity": Quantity,
 }
+assert tuple(SELECTORS) == SELECTOR_NAMES
 RULE_KEYS = ("name", *SELECTORS, *GATED_NAMES)
 
 
 def _is_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
-
-
-@dataclasses.dataclass(frozen=True)
-class ThresholdRule:
-    """One `[[thresholds]]` table.
-
-    index: its position in the list; the rule's id is `thresholds[index]`.
-    name: an optional name the reports show.
-    formulation, dtype, domain, quantity: fnmatch patterns, or None for any.
-    label: the label it selects, or None for any.
-    bounds: (figure, bound) pairs in GATED_NAMES order: max_ulp, p99_ulp, mean_bits are upper
-        bounds on the figure, the counts upper bounds on the number of points, and stable_range
-        (lo, hi) an interval the case's stable range must contain.
-    """
-
-    index: int
-    name: str | None
-    formulation: str | None
-    dtype: str | None
-    domain: str | None
-    label: float | None
-    quantity: str | None
-    bounds: tuple[tuple[str, float | tuple[float, float]], ...]
-
-    @property
-    def id(self) -> str:
-        return f"thresholds[{self.index}]"
-
-    @property
-    def selector_text(self) -> str:
-        parts = [
-            f"{k}={label_text(v) if k == 'label' else v}" for k in SELECTORS if (v := getattr(self, k)) is not None
-        ]
-        return " ".join(parts) if parts else "every case"
-
-    @property
-    def bounds_text(self) -> str:
-        return ", ".join(bound_text(figure, bound) for figure, bound in self.bounds)
-
-    @property
-    def id_and_name(self) -> str:
-        """The id and the name (or the selectors)."""
-        return f"{self.id} " + (f'"{self.name}"' if self.name else self.selector_text)
-
-    @property
-    def title(self) -> str:
-        """The id, the name (or the selectors) and the bounds: what a report calls the rule."""
-        return f"{self.id_and_name}: {self.bounds_text}"
-
-    def selects(self, key: CaseKey) -> bool:
-        for selector in ("formulation", "dtype", "domain", "quantity"):
-            pattern = getattr(self, selector)
-            if pattern is not None and not fnmatch.fnmatchcase(getattr(key, selector), pattern):
-                return False
-        return self.label is None or key.label == self.label
-
-
-def bound_text(figure: str, bound: float | tuple[float, float]) -> str:
-    if figure == "stable_range":
-        assert isinstance(bound, tuple)  # stable_range's bound is (lo, hi)
-        return f"stable_range contains [{numbers.compact(bound[0])}, {numbers.compact(bound[1])}]"
-    assert not isinstance(bound, tuple)
-    return f"{figure} <= {numbers.compact(bound)}"
 
 
 # --------------------------------------------------------------------------- parsing

@@ -7,42 +7,13 @@ shrink, and improvements are always allowed (and reported).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from bce_audit.errors import UsageError
-from bce_audit.figures import BY_NAME, GATED_COUNTS, GATED_FLOATS
-from bce_audit.report.numbers import compact
-
-# the figures a tolerance may be set for: every gated figure but the stable range
-TOLERANCE_KEYS = (*GATED_FLOATS, *GATED_COUNTS)
-
-
-def _defaults() -> tuple[tuple[str, float], ...]:
-    return tuple((name, BY_NAME[name].tolerance or 0) for name in TOLERANCE_KEYS)
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """allowances: (figure, how much worse it may get) for every figure of TOLERANCE_KEYS:
-    ULPs for max_ulp and p99_ulp, bits for mean_bits, points for the counts."""
-
-    allowances: tuple[tuple[str, float], ...] = dataclasses.field(default_factory=_defaults)
-
-    def allowed(self, figure: str) -> float:
-        return dict(self.allowances)[figure]
-
-    def __str__(self) -> str:
-        parts = [f"{f} +{compact(self.allowed(f))}" for f in GATED_FLOATS]
-        counts = {self.allowed(f) for f in GATED_COUNTS}
-        if len(counts) == 1:
-            parts.append(f"counts +{compact(counts.pop())}")
-        else:
-            parts += [f"{f} +{compact(self.allowed(f))}" for f in GATED_COUNTS]
-        return ", ".join(parts)  # the stable range may never shrink
-
+from bce_audit.figures import GATED_COUNTS
+from bce_audit.gate.interface import TOLERANCE_KEYS, Tolerance
 
 ZERO_TOLERANCE = Tolerance(tuple((k, 0) for k in TOLERANCE_KEYS))
 
