@@ -23,15 +23,15 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from bce_audit.audit.result import AuditResult, CaseKey, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.figures import CaseFigures
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.user import UserFormulationSpec
 from bce_audit.gate.compare import compare
-from bce_audit.gate.interface import BaselineUpdate, CaseRecord, Verdict
-from bce_audit.gate.thresholds import ThresholdRule, evaluate_rules, parse_rules
-from bce_audit.gate.tolerance import ZERO_TOLERANCE, Tolerance
+from bce_audit.gate.interface import BaselineUpdate, CaseRecord, ThresholdRule, Tolerance, Verdict
+from bce_audit.gate.thresholds import evaluate_rules, parse_rules
+from bce_audit.gate.tolerance import ZERO_TOLERANCE
 from bce_audit.settings import Settings
+from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
 NAN = math.nan

@@ -483,8 +483,8 @@ def test_an_empty_grid_is_an_error_naming_dtype_and_range(args, named):
 
 def test_a_case_with_no_point_never_passes_a_rule():
     from bce_audit.figures import CaseFigures
-    from bce_audit.gate.interface import CaseKey, CaseRecord
-    from bce_audit.gate.thresholds import ThresholdRule, evaluate_rule
+    from bce_audit.gate.interface import CaseKey, CaseRecord, ThresholdRule
+    from bce_audit.gate.thresholds import evaluate_rule
 
     empty = CaseRecord(CaseFigures.none())
     rule = ThresholdRule(0, None, None, None, None, None, None, (("nan", 0),))

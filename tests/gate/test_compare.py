@@ -9,8 +9,8 @@ import pytest
 from synthetic import F32_MAX, F64_MAX, INF, NAN, key, record
 
 from bce_audit.gate.compare import compare, figure_deltas
-from bce_audit.gate.interface import CaseComparison, Change, Direction, FigureDelta
-from bce_audit.gate.tolerance import ZERO_TOLERANCE, Tolerance, parse_tolerance
+from bce_audit.gate.interface import CaseComparison, Change, Direction, FigureDelta, Tolerance
+from bce_audit.gate.tolerance import ZERO_TOLERANCE, parse_tolerance
 from bce_audit.report.verdict_text import comparison_text
 
 K = key("f")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from synthetic import LOST, NASTY, PROVENANCE, case, figures, key, record, result, rules
 
-from bce_audit.audit.result import AuditResult
 from bce_audit.errors import ExitCode, IncompleteRun, UsageError
 from bce_audit.files import Output
 from bce_audit.gate.baseline import read_baseline, render_baseline
@@ -19,12 +18,13 @@ from bce_audit.gate.interface import (
     Change,
     RuleCaseResult,
     RuleOutcome,
+    Tolerance,
     Verdict,
     first_few,
     planned_keys,
 )
 from bce_audit.gate.plan import CheckPlan, case_records, judge, plan_check, render_update_file, still_raising_warning
-from bce_audit.gate.tolerance import Tolerance
+from bce_audit.sweep.result import AuditResult
 from bce_audit.vocabulary import Domain, DType
 
 # The sweep of these tests: 8 cases, max-abs and torch-logsigmoid, float32 logits, y in {0, 1}.

@@ -8,8 +8,8 @@ import pytest
 from synthetic import F16_MAX, F64_MAX, GRAD_0, GRAD_0_FIGURES, LABEL, LOSS_0, NAN, key, record, rules
 
 from bce_audit.errors import UsageError
-from bce_audit.gate.interface import BoundCheck
-from bce_audit.gate.thresholds import ThresholdRule, check_selection, evaluate_rule, evaluate_rules, parse_rules
+from bce_audit.gate.interface import BoundCheck, ThresholdRule
+from bce_audit.gate.thresholds import check_selection, evaluate_rule, evaluate_rules, parse_rules
 from bce_audit.report.verdict_text import check_text, rule_failure_text, rule_heading, rule_tag
 
 # --------------------------------------------------------------------------- parsing

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from bce_audit.errors import UsageError
-from bce_audit.gate.tolerance import TOLERANCE_KEYS, ZERO_TOLERANCE, Tolerance, parse_tolerance
+from bce_audit.gate.interface import TOLERANCE_KEYS, Tolerance
+from bce_audit.gate.tolerance import ZERO_TOLERANCE, parse_tolerance
 
 
 def test_the_defaults_come_from_the_figures():

@@ -18,17 +18,13 @@ from pathlib import Path
 import pytest
 import synthetic
 
-from bce_audit.report import (
-    DetailsCsvFormat,
-    GithubFormat,
-    JsonFormat,
-    JUnitFormat,
-    MarkdownFormat,
-    SummaryCsvFormat,
-    VerdictTextFormat,
-)
+from bce_audit.report.csv_format import DetailsCsvFormat, SummaryCsvFormat
+from bce_audit.report.github import GithubFormat
+from bce_audit.report.json_format import JsonFormat
+from bce_audit.report.junit import JUnitFormat
+from bce_audit.report.markdown import MarkdownFormat
 from bce_audit.report.terminal import report
-from bce_audit.report.verdict_text import render_update
+from bce_audit.report.verdict_text import VerdictTextFormat, render_update
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("BCE_AUDIT_UPDATE_GOLDEN") == "1"

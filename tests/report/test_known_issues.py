@@ -11,10 +11,11 @@ import synthetic
 from synthetic import LOSS_0, case, key, record, result
 
 from bce_audit.gate.interface import BaselineUpdate, CaseComparison, Change, Direction, FigureDelta
-from bce_audit.report import GithubFormat, MarkdownFormat, VerdictTextFormat
+from bce_audit.report.github import GithubFormat
+from bce_audit.report.markdown import MarkdownFormat
 from bce_audit.report.numbers import short
 from bce_audit.report.terminal import report
-from bce_audit.report.verdict_text import delta_text, render_update
+from bce_audit.report.verdict_text import VerdictTextFormat, delta_text, render_update
 
 known = pytest.mark.xfail(strict=True)
 

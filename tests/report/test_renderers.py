@@ -14,13 +14,21 @@ import pytest
 import synthetic
 from synthetic import NAN, key
 
-from bce_audit.gate.interface import CaseComparison, Change, Direction, FigureDelta, Verdict
-from bce_audit.gate.tolerance import Tolerance
-from bce_audit.report import GithubFormat, JsonFormat, JUnitFormat, MarkdownFormat, SummaryCsvFormat, VerdictTextFormat
-from bce_audit.report.github import MAX_ERRORS, escape_data, escape_property, workflow_command
-from bce_audit.report.markdown import MAX_BYTES, MIN_STEP_SUMMARY_BYTES, STEP_SUMMARY_BYTES, cell, step_summary_text
+from bce_audit.gate.interface import CaseComparison, Change, Direction, FigureDelta, Tolerance, Verdict
+from bce_audit.report.csv_format import SummaryCsvFormat
+from bce_audit.report.github import MAX_ERRORS, GithubFormat, escape_data, escape_property, workflow_command
+from bce_audit.report.json_format import JsonFormat
+from bce_audit.report.junit import JUnitFormat
+from bce_audit.report.markdown import (
+    MAX_BYTES,
+    MIN_STEP_SUMMARY_BYTES,
+    STEP_SUMMARY_BYTES,
+    MarkdownFormat,
+    cell,
+    step_summary_text,
+)
 from bce_audit.report.terminal import report
-from bce_audit.report.verdict_text import render_update
+from bce_audit.report.verdict_text import VerdictTextFormat, render_update
 
 VERDICTS = [
     synthetic.failing_verdict,
