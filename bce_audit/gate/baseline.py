@@ -174,7 +174,10 @@ def _float(value: object, what: str) -> float:
         return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Invalid(f'{what}: expected a number (or "inf", "-inf", "nan"), got {value!r}')
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64: 10**400
+        raise _Invalid(f"{what}: {str(value)[:20]}... is beyond the range of a float") from None
 
 
 def _count(value: object, what: str) -> int:

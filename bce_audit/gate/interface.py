@@ -411,7 +411,7 @@ class Verdict:
         rules = f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
         if self.failed_rules:
             rules += f" ({len(self.failed_rules)} failed)"
-        parts = [rules, f"{self.cases_checked} cases checked", f"{len(self.failed_cases)} failed"]
+        parts = [rules, f"{numbers.count(self.cases_checked, 'case')} checked", f"{len(self.failed_cases)} failed"]
         if self.baseline is not None:
             parts += [f"{len(self.improved)} improved", f"{len(self.new)} new"]
             if self.missing:

@@ -114,7 +114,10 @@ def plan_check(
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
     path = _baseline_path(baseline_flag, config, config_source)
-    name = "--baseline" if baseline_flag is not None else f"baseline (from {config_source})"
+    if baseline_flag is not None:
+        name = "--baseline"
+    else:
+        name = f"baseline (from {config_source})" if config_source else "baseline"
     if path is not None:
         if str(path) == "-":
             raise UsageError(f"{name} -: the baseline is a file, not standard output")

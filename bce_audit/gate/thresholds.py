@@ -129,9 +129,11 @@ def check_selection(rules: tuple[ThresholdRule, ...], keys: list[CaseKey], where
                 hint = f": no {selector} matches {pattern!r}{suggestion}; this sweep has {', '.join(present)}"
                 break
         else:
-            if rule.label is not None:
-                labels = ", ".join(label_text(y) for y in dict.fromkeys(k.label for k in keys))
-                hint = f": no label {label_text(rule.label)}; this sweep has {labels}"
+            labels = list(dict.fromkeys(k.label for k in keys))
+            if rule.label is not None and rule.label not in labels:
+                hint = f": no label {label_text(rule.label)}; this sweep has {', '.join(map(label_text, labels))}"
+            else:  # each selector matches some case, but no case matches them all
+                hint = ": each of its selectors matches some case, but no case matches all of them"
         raise UsageError(f"{where}: {rule.id} ({rule.selector_text}) selects no case of this sweep{hint}")
 
 

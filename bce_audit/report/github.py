@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from bce_audit.gate.interface import Direction, Verdict
 from bce_audit.report.interface import VerdictFormat
+from bce_audit.report.layout import printable
+from bce_audit.report.numbers import count
 from bce_audit.report.verdict_text import comparison_text, lost_text, rule_failure_text
 
 # GitHub shows at most 10 error annotations per step and 50 per job: more only add noise.
@@ -24,9 +26,12 @@ def escape_property(text: str) -> str:
 
 
 def workflow_command(kind: str, message: str, **properties: str | None) -> str:
-    """One workflow command line: ``::kind prop=value,...::message``."""
-    props = ",".join(f"{k}={escape_property(v)}" for k, v in properties.items() if v is not None)
-    return f"::{kind}{' ' + props if props else ''}::{escape_data(message)}"
+    """One workflow command line: ``::kind prop=value,...::message``; control characters other
+    than line breaks (which are encoded) are written as visible escapes, never sent to the log."""
+    props = ",".join(
+        f"{k}={escape_property(printable(v, keep_breaks=True))}" for k, v in properties.items() if v is not None
+    )
+    return f"::{kind}{' ' + props if props else ''}::{escape_data(printable(message, keep_breaks=True))}"
 
 
 class GithubFormat(VerdictFormat):
@@ -65,9 +70,10 @@ class GithubFormat(VerdictFormat):
         lines += [workflow_command("warning", w, title="bce-audit") for w in verdict.warnings]
         gains = []
         if verdict.improved:
-            gains.append(f"{len(verdict.improved)} cases improved")
+            gains.append(f"{count(len(verdict.improved), 'case')} improved")
         if verdict.new:
-            gains.append(f"{len(verdict.new)} cases are new")
+            n = len(verdict.new)
+            gains.append(f"{count(n, 'case')} {'is' if n == 1 else 'are'} new")
         if gains:
             message = " and ".join(gains) + ": `bce-audit check --update-baseline` records them in the baseline"
             lines.append(workflow_command("notice", message, file=verdict.baseline, title="bce-audit baseline"))

@@ -16,6 +16,7 @@ Cells are rich ``Text`` (for colour on a terminal) and may hold several lines.
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
 from collections.abc import Set
 
@@ -24,6 +25,20 @@ from rich.text import Text
 
 GAP = 2  # spaces between columns
 RULE = "─"
+
+# Line breaks and tabs inside an item become spaces (an item is one line); any other control
+# character (a terminal escape sequence in an exception message, say) is written as a visible
+# escape, never sent raw to a terminal or a CI log.
+_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
+
+
+def printable(text: str, keep_breaks: bool = False) -> str:
+    """``text`` as one safe line: breaks become spaces (kept with ``keep_breaks``, for formats that
+    encode them), other control characters visible escapes such as ``\\x1b``."""
+    if not keep_breaks:
+        text = _BREAKS.sub(" ", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +163,9 @@ def records(keys: list[Column], values: list[Column], cells: list[list[list[Text
 
 
 def wrap(text: str, width: int | None, indent: str = "", rest: str | None = None) -> list[str]:
-    """A paragraph within ``width`` columns (unwrapped with no width); words are never split."""
+    """A paragraph within ``width`` columns (one line with no width); words are never split; the
+    text is made printable first (see ``printable``)."""
+    text = printable(text)
     if width is None:
         return [indent + text]
     return textwrap.wrap(

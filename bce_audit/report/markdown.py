@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from bce_audit.gate.interface import CaseComparison, Change, Direction, RuleCaseResult, Verdict
 from bce_audit.report import numbers
 from bce_audit.report.interface import VerdictFormat
+from bce_audit.report.layout import printable
 from bce_audit.report.verdict_text import (
     check_text,
     comparison_text,
@@ -28,8 +29,9 @@ MIN_STEP_SUMMARY_BYTES = 2_000  # less room than this: a one-line note instead o
 
 
 def cell(text: str) -> str:
-    """Text safe inside a table cell: no line breaks, no column separators, no HTML."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe inside a table cell: no line breaks, no column separators, no HTML, no control
+    characters (written as visible escapes)."""
+    text = printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
@@ -102,7 +104,7 @@ class MarkdownFormat(VerdictFormat):
 
     def render(self, verdict: Verdict) -> str:
         out = _Budget(self.max_bytes)
-        state = "passed" if verdict.passed else "failed"
+        state = "passed" if verdict.passed else "failed" if verdict.failed else "incomplete"
         out.add(f"## bce-audit check {state}", required=True)
         out.add("", required=True)
         out.add(f"**{cell(verdict.summary())}**", required=True)

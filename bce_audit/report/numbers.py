@@ -35,8 +35,9 @@ def compact(x: float, digits: int = 6) -> str:
 
 
 def short(x: float) -> str:
-    """For tables: three significant digits, two for tiny or huge values (4.9e-4, 3.4e38), and
-    values just below 1 as 1-d, so 0.9995 does not read as 1."""
+    """For tables: three significant digits (0.0528, 926, 1.02e3, 1.66e4), two for tiny or huge
+    values (0.00049, 9.1e-5, 3.4e38), and values just below 1 as 1-d, so 0.9995 does not read
+    as 1."""
     if math.isnan(x):
         return "nan"
     if math.isinf(x):
@@ -46,9 +47,7 @@ def short(x: float) -> str:
     if 0.99 < x < 1:
         return f"1-{short(1 - x)}"
     if 1e-3 <= abs(x) < 1e5:
-        text = f"{x:.3g}"
-        if "e" not in text:
-            return text
+        return compact(x, 3)
     return compact(x, 2)
 
 
@@ -100,6 +99,11 @@ def json_safe(x: Any) -> Any:
     if isinstance(x, dict):  # a user formulation's parameters may be inf
         return {k: json_safe(v) for k, v in x.items()}
     return x
+
+
+def count(n: int, noun: str) -> str:
+    """``1 case``, ``2 cases``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def label(y: float) -> str:

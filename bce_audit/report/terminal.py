@@ -154,7 +154,7 @@ def nonfinite_lines(result: AuditResult) -> list[str]:
 def error_lines(result: AuditResult) -> list[str]:
     """One line per formulation and message: the cases in which the formulation raised (or was lost)."""
     counts = collections.Counter((c.formulation, c.error) for c in result.cases if c.error is not None)
-    return [f"{name} ({n} cases): {error}" for (name, error), n in counts.items()]
+    return [f"{name} ({numbers.count(n, 'case')}): {error}" for (name, error), n in counts.items()]
 
 
 def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
@@ -186,7 +186,7 @@ def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
     lines = nonfinite_lines(result)
     if lines:
         out.append(Text(""))
-        para(f"{NONFINITE_HEADING} ({len(lines)} cases):")
+        para(f"{NONFINITE_HEADING} ({numbers.count(len(lines), 'case')}):")
         shown = lines if verbose else lines[:8]
         for line in shown:
             para(line, "  ", "    ")
@@ -196,7 +196,7 @@ def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
     points = sum(c.figures.points for c in result.cases if c.figures is not None)
     out.append(Text(""))
     para(
-        f"{len(result.cases)} cases, {points} points, seed {s.seed}, "
+        f"{numbers.count(len(result.cases), 'case')}, {numbers.count(points, 'point')}, seed {s.seed}, "
         f"ulp threshold {numbers.compact(s.ulp_threshold)}, {result.elapsed_s:.1f} s"
     )
     return out

@@ -21,11 +21,12 @@ from bce_audit.gate.interface import (
 )
 from bce_audit.report import numbers
 from bce_audit.report.interface import VerdictFormat
-from bce_audit.report.layout import wrap
+from bce_audit.report.layout import printable, wrap
 from bce_audit.sweep.result import CaseKey
 from bce_audit.vocabulary import DType
 
 TAG_WIDTH = 8
+_GLUE = "\ue000"
 
 
 # --------------------------------------------------------------------------- shared phrases
@@ -92,13 +93,28 @@ def delta_text(delta: FigureDelta, dtype: str, show_allowed: bool = True) -> str
         return f"points {delta.old} -> {delta.new} (another input grid: the figures are not comparable)"
     old = fmt_figure(delta.figure, delta.old, dtype)
     new = fmt_figure(delta.figure, delta.new, dtype)
-    if old == new:  # different values that round to the same text: show them exactly
+    if not _reads_as(old, new, delta.old, delta.new):
+        # rounded, the two would read equal or the wrong way round: show them exactly
         old = fmt_figure(delta.figure, delta.old, dtype, exact=True)
         new = fmt_figure(delta.figure, delta.new, dtype, exact=True)
     text = f"{delta.figure} {old} -> {new}"
     if show_allowed and delta.direction is Direction.WORSE and delta.allowed is not None:
         text += f" (allowed +{numbers.figure(delta.allowed)})"
     return text
+
+
+def _reads_as(old_text: str, new_text: str, old: object, new: object) -> bool:
+    """Whether the rounded texts keep the order of the values they stand for (a regression never
+    reads as an improvement, nor a change as none)."""
+    if old_text == new_text:
+        return False
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        try:
+            a, b = float(old_text), float(new_text)
+        except ValueError:
+            return True  # "undefined", an interval: not numbers to compare
+        return (a < b) == (old < new) and (a > b) == (old > new)
+    return True
 
 
 def comparison_text(comparison: CaseComparison, direction: Direction | None = None) -> str:
@@ -172,9 +188,10 @@ class _Lines:
         self._wrap(text, " " * (TAG_WIDTH + 4), " " * (TAG_WIDTH + 6))
 
     def _wrap(self, text: str, first: str, rest: str) -> None:
-        # an interval such as [-1e38, 1e38] stays on one line
-        glued = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\0"), text)
-        self.lines += [line.replace("\0", " ") for line in wrap(glued, self.width, first, rest)]
+        # an interval such as [-1e38, 1e38] stays on one line: its spaces are glued with a
+        # private-use character until the text is wrapped
+        glued = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", _GLUE), printable(text))
+        self.lines += [line.replace(_GLUE, " ") for line in wrap(glued, self.width, first, rest)]
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -222,9 +239,9 @@ def render_update(update: BaselineUpdate, width: int | None = None) -> str:
     out = _Lines(width)
     if update.previous is None:
         how = "replaced an unreadable file" if update.unreadable else "created"
-        out.add(f"baseline {update.path}: {how}, {update.cases} cases")
+        out.add(f"baseline {update.path}: {how}, {numbers.count(update.cases, 'case')}")
     else:
-        out.add(f"baseline {update.path}: updated, {update.cases} cases (it had {update.previous})")
+        out.add(f"baseline {update.path}: updated, {numbers.count(update.cases, 'case')} (it had {update.previous})")
     if update.unreadable:
         out.entry("note", f"the old file could not be read: {update.unreadable}")
     comparable = not update.settings_changes  # figures of other settings say nothing

@@ -381,7 +381,6 @@ def test_a_missing_file_a_directory_and_binary_data(tmp_path: Path):
     assert str(exc.value) == f"baseline {binary}: not UTF-8 text, not a bce-audit baseline"
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="finding: float() of a huge JSON integer escapes")
 @pytest.mark.parametrize("field", ["max_ulp", "label"])
 def test_an_integer_too_large_for_a_float_is_a_usage_error(path: Path, field: str):
     text = path.read_text(encoding="utf-8")

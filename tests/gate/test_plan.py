@@ -112,7 +112,6 @@ def test_the_baseline_is_a_file_not_standard_output():
     assert message == "baseline (from c.toml) -: the baseline is a file, not standard output"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a config with no file (the API's dict) is named 'None'")
 def test_a_baseline_from_a_config_that_is_no_file_is_named_without_none():
     message = _usage(config={"baseline": "-"}, source=None)  # bce_audit.check(config={"baseline": ...})
     assert "(from None)" not in message  # today: "baseline (from None) -: the baseline is a file, ..."

@@ -223,7 +223,6 @@ def test_a_rule_whose_selectors_each_match_but_not_together_is_refused():
     )
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the hint blames the label, which the sweep has")
 def test_the_hint_of_a_rule_that_selects_nothing_never_contradicts_itself():
     rule, planned = _combination_only({"formulation": "max-abs", "label": 1, "quantity": "loss", "nan": 0})
     with pytest.raises(UsageError) as exc:

@@ -1,6 +1,6 @@
-"""Renderer behaviour that looks wrong, found while writing the golden files: each test states what
-would be right and is expected to fail until the renderer is fixed (strict: a fix makes it pass, and
-then the marker must go). The golden files avoid these cases, so that none of them is enshrined."""
+"""Renderer behaviour that looked wrong when the golden files were written, each fixed since and
+kept here: escape sequences and line breaks from user text, rounding that reversed a move, "1
+cases", the heading of an incomplete check, and three significant digits below 1e5."""
 
 from __future__ import annotations
 
@@ -17,12 +17,9 @@ from bce_audit.report.numbers import short
 from bce_audit.report.terminal import report
 from bce_audit.report.verdict_text import VerdictTextFormat, delta_text, render_update
 
-known = pytest.mark.xfail(strict=True)
-
 ESCAPE = "ValueError: \x1b[2J\x1b]0;pwned\x07 cleared"  # what a user's exception message may hold
 
 
-@known(reason="a terminal escape sequence in a formulation's error message reaches the terminal raw")
 def test_an_escape_sequence_in_an_error_message_is_not_written_to_the_terminal():
     raised = result([case(error=ESCAPE)])
     lines = [line.plain for line in report(raised, None, True)]
@@ -31,14 +28,12 @@ def test_an_escape_sequence_in_an_error_message_is_not_written_to_the_terminal()
     assert "\x1b" not in VerdictTextFormat(None).render(verdict)
 
 
-@known(reason="without a width, a line break in a rule's name or a baseline's message splits an item")
 def test_without_a_width_every_item_of_the_verdict_is_one_line():
     lines = VerdictTextFormat(None).render(synthetic.multiline_verdict()).splitlines()
     assert all(line.startswith(("thresholds from ", "baseline ", "check ", "  ")) for line in lines), lines
     assert not any("\r" in line for line in lines)
 
 
-@known(reason="without a width, a line break in a baseline's message splits a line of the update report")
 def test_without_a_width_every_line_of_an_update_report_is_an_item():
     k = key(quantity="grad")
     comparison = CaseComparison(k, Change.STILL_RAISES, errors=(synthetic.NASTY_LINES, synthetic.NASTY))
@@ -46,7 +41,6 @@ def test_without_a_width_every_line_of_an_update_report_is_an_item():
     assert all(line.startswith(("baseline ", "  ", "0 worse")) for line in text.splitlines()), text
 
 
-@known(reason="both ends of a move are rounded apart: 8388606.5 -> 8388608 reads '8.389e6 -> 8388608', a decrease")
 def test_a_worse_figure_never_reads_as_a_better_one():
     delta = FigureDelta("max_ulp", 8388606.5, 8388608.0, 1.0, Direction.WORSE)
     text = delta_text(delta, "float32")
@@ -54,7 +48,6 @@ def test_a_worse_figure_never_reads_as_a_better_one():
     assert float(old) < float(new), text
 
 
-@known(reason="'1 cases' in the terminal report (raised list, last line), the update report and the GitHub notice")
 def test_one_case_is_one_case():
     k, n = key(), key("new")
     verdict = synthetic.verdict({k: record(max_ulp=0.5), n: record()}, (), {k: record()})
@@ -70,7 +63,6 @@ def test_one_case_is_one_case():
     assert "  max-abs (1 case): E: x" in texts["terminal"].splitlines()
 
 
-@known(reason="the Markdown heading of an incomplete check (exit 4) says 'failed'; the text says INCOMPLETE")
 def test_the_markdown_heading_of_an_incomplete_check():
     text = MarkdownFormat().render(synthetic.incomplete_verdict())
     assert (
@@ -80,7 +72,6 @@ def test_the_markdown_heading_of_an_incomplete_check():
     assert text.splitlines()[0] != "## bce-audit check failed"
 
 
-@known(reason="numbers.short promises three significant digits below 1e5, but 1000 to 99999 get two: 1024 is '1e3'")
 @pytest.mark.parametrize("x", [1024.0, 16611.1, 45678.0])
 def test_short_keeps_three_significant_digits_below_1e5(x: float):
     assert abs(float(short(x)) - x) <= 0.005 * x

@@ -84,7 +84,7 @@ def test_github_annotations_are_capped():
 
 
 def test_a_markdown_cell_holds_no_line_break_column_separator_or_html():
-    assert cell("a | b <i>&amp;</i>\r\nc") == "a \\| b &lt;i&gt;&amp;amp;&lt;/i&gt;  c"
+    assert cell("a | b <i>&amp;</i>\r\nc") == "a \\| b &lt;i&gt;&amp;amp;&lt;/i&gt; c"
 
 
 def test_markdown_stays_small_with_many_cases():
