@@ -294,7 +294,7 @@ def check(
             table,
             source,
             settings,
-            baseline_flag=None if baseline is None else Path(baseline),
+            baseline_flag=baseline,
             update=update_baseline,
             tolerance_flags=(),
             allow_missing_flag=None,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bce_audit.errors import UsageError, did_you_mean
+from bce_audit.files import read_input
 from bce_audit.formulations.interface import PARAMETER_TYPES
 
 # key -> the Python types it may hold
@@ -48,17 +49,15 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
 
 
 def _load(path: Path) -> dict[str, Any]:
+    data = read_input(path, "config")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"config {path}: file not found") from None
-    except OSError as exc:
-        raise UsageError(f"config {path}: {exc.strerror}") from None
+        return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"config {path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except RecursionError:
+        raise UsageError(f"config {path}: nested too deeply to be a bce-audit config") from None
 
 
 def _check_key(key: str, value: object, allowed: dict[str, type | tuple[type, ...]], where: str) -> None:
@@ -71,9 +70,20 @@ def _check_key(key: str, value: object, allowed: dict[str, type | tuple[type, ..
         raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
 
 
+# Keys that name a file or a directory: an empty string names none (and would quietly be `.`).
+PATH_KEYS = ("csv", "json", "details", "cache_dir", "baseline", "junit", "markdown")
+
+# Lists that choose what to sweep: empty, they would quietly mean the default (everything).
+CHOICE_KEYS = ("formulations", "dtypes", "labels")
+
+
 def validate(table: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in table.items():
         _check_key(key, value, KEYS, where)
+        if key in PATH_KEYS and not value.strip():
+            raise UsageError(f"{where}.{key}: empty path; name a file, or leave the key out")
+        if key in CHOICE_KEYS and not value:
+            raise UsageError(f"{where}.{key}: empty list; name at least one, or leave the key out for the default")
         if isinstance(value, list):
             want = (int, float) if key in ("labels", "range") else dict if key == "thresholds" else str
             for i, item in enumerate(value):

@@ -49,14 +49,30 @@ class Output:
 
     @classmethod
     def parse(cls, name: str, value: str | os.PathLike[str]) -> Output:
-        return cls(name, None if str(value) == STDOUT else Path(value))
+        """``-`` is standard output; anything else a file path, which a trailing slash (``out/``)
+        or an empty string cannot be (Path would quietly drop the one, read the other as ``.``)."""
+        text = os.fspath(value)
+        if text == STDOUT:
+            return cls(name, None)
+        if not text.strip():
+            raise UsageError(f"{name}: empty path; name a file")
+        if text.endswith((os.sep, "/")) or os.path.basename(text) in (".", ".."):
+            raise UsageError(f"{name} {shown(text)}: names a directory; name a file in it")
+        return cls(name, Path(text))
 
     @property
     def is_stdout(self) -> bool:
         return self.path is None
 
     def __str__(self) -> str:
-        return f"{self.name} {STDOUT if self.path is None else self.path}"
+        return f"{self.name} {STDOUT if self.path is None else shown(self.path)}"
+
+
+def shown(path: str | Path) -> str:
+    """A path for a message: as given, or quoted with escapes when it holds a character that does
+    not print (a newline would split a one-line error, an escape sequence drive the terminal)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def _is_special(path: Path) -> bool:
@@ -78,6 +94,13 @@ def check_writable(output: Output) -> None:
         if not os.access(path, os.W_OK):
             raise UsageError(f"{output}: permission denied")
         return
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+            raise UsageError(f"{output}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte
+        raise UsageError(f"{output}: not a valid path") from None
     if path.is_dir():
         raise UsageError(f"{output}: is a directory")
     target = Path(os.path.realpath(path))  # through symlinks: the file they point at is replaced
@@ -99,11 +122,13 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_distinct(named: Sequence[Output]) -> None:
-    """Fail before any work when two outputs (or an output and an input such as the config or the
-    baseline) are one file, or when two of them are standard output: one would overwrite, or
-    interleave with, the other. The error names both."""
-    for i, out in enumerate(named):
+def check_distinct(outputs: Sequence[Output], inputs: Sequence[Output] = ()) -> None:
+    """Fail before any work when two outputs, or an output and an input (the config, the baseline,
+    the source of a user's loss), are one file, or when two outputs are standard output: one would
+    overwrite, or interleave with, the other. The error names both. Inputs may share a file."""
+    named = [*inputs, *outputs]
+    for i in range(len(inputs), len(named)):
+        out = named[i]
         for earlier in named[:i]:
             if out.path is None and earlier.path is None:
                 clash = True
@@ -115,6 +140,35 @@ def check_distinct(named: Sequence[Output]) -> None:
                 raise UsageError(
                     f"{out} and {earlier} are the same file: one would overwrite the other; give each its own path"
                 )
+
+
+# --------------------------------------------------------------------------- inputs
+
+# No config or baseline is anywhere near this big; a file that is, is not one (and is not read).
+MAX_INPUT_BYTES = 256 << 20
+
+
+def read_input(path: Path, name: str) -> bytes:
+    """The bytes of a file the user names as an input (a config, a baseline). Only a regular file
+    is read: a FIFO would block forever, a device (/dev/zero) never end. Missing, a directory, not a
+    regular file, too big, unreadable: a one-line UsageError naming it."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{name} {path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{name} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{name} {path}: is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{name} {path}: not a regular file (a device, a pipe or a socket)")
+    if info.st_size > MAX_INPUT_BYTES:
+        raise UsageError(f"{name} {path}: {info.st_size} bytes, more than a {name} can be")
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"{name} {path}: {exc.strerror or exc}") from None
 
 
 # --------------------------------------------------------------------------- signals

@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.context import ForkServerContext, SpawnContext  # ForkServerContext: not on Windows
 
+# The time limit of each request to a user's code in the sandbox (an import, one grid's call):
+# the default, and the most one may set (a day: beyond it a limit means none, and the clocks it
+# feeds overflow).
+DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 86400.0
+
 # What the fork server imports once, before forking any child: a warm torch (its first autograd
 # call imports a few hundred modules), the engine, the sandbox and the oracle's table.
 FORKSERVER_PRELOAD = [
@@ -62,13 +68,88 @@ def no_main() -> Iterator[None]:
         spawn.get_preparation_data = original
 
 
-def die_with_parent() -> None:
+def die_with_parent(main_pid: int | None = None) -> None:
     """Linux: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG), so that no
-    child outlives bce-audit, not even one whose parent was killed with SIGKILL."""
+    child outlives bce-audit, not even one whose parent was killed with SIGKILL.
+
+    The parent may already have died before this call (a SIGKILL while workers start): then this
+    process ends at once. ``main_pid`` is bce-audit's own process, which a worker forked from the
+    fork server outlives by a moment otherwise (its parent is the fork server)."""
+    import os
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1 or (main_pid is not None and not _alive(main_pid)):
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def become_subreaper() -> None:
+    """Linux: this process adopts its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that a
+    process its code starts in a new session, or behind a parent that exits, stays below it and
+    is found by ``kill_tree``."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(Exception):
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux: from /proc; elsewhere none)."""
+    import os
+
+    parents: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        here = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == here]
+        found += children
+        frontier += children
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process, its process group and every descendant it has."""
+    import os
+
+    below = descendants(pid)
+    for target in (pid, *below):
+        with contextlib.suppress(OSError):
+            os.kill(target, signal.SIGSTOP)  # nobody forks again while the tree is being killed
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    for target in (*below, pid):
+        with contextlib.suppress(OSError):
+            os.kill(target, signal.SIGKILL)

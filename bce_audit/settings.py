@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError
+from bce_audit.processes import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from bce_audit.vocabulary import Domain, DType, Sampling
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,6 @@ DEFAULT_POINTS = 1000
 DEFAULT_LABELS = (0.0, 1.0)
 DEFAULT_ULP_THRESHOLD = 4.0
 DEFAULT_SEED = 0
-DEFAULT_TIMEOUT = 60.0  # seconds for each import and each call of a user's function
 # Bounds on the size of a sweep, so that a typo is a one-line error, not a MemoryError minutes
 # later: each (input, label) of a grid holds a truth row of 72 bytes, and every array of a case
 # is as long as its grid.
@@ -149,7 +149,8 @@ def _qualname(fn: object) -> str:
 class RunOptions:
     """How to run a sweep; none of it changes a figure.
 
-    jobs: processes for the exact truth. cache_dir: where the truth cache lives (None: no cache).
+    jobs: processes for the exact truth, at most the cores this process may use.
+    cache_dir: where the truth cache lives (None: no cache).
     timeout: seconds for each import and each call of a user's function (in the sandbox).
     """
 
@@ -213,8 +214,8 @@ def timeout_option(value: float | None, config: dict[str, Any]) -> float:
     given, where = (value, "--timeout") if value is not None else (config.get("timeout"), "config timeout")
     if given is None:
         return DEFAULT_TIMEOUT
-    if isinstance(given, bool) or not isinstance(given, int | float) or not (0 < given < math.inf):
-        raise UsageError(f"{where} must be a number of seconds > 0, got {given!r}")
+    if isinstance(given, bool) or not isinstance(given, int | float) or not (0 < given <= MAX_TIMEOUT):
+        raise UsageError(f"{where} must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, got {given!r}")
     return float(given)
 
 
@@ -253,7 +254,7 @@ def resolve(
         values = []
         for y in labels:
             try:
-                values.append(float(y))
+                values.append(float(y) + 0.0)  # + 0.0: the label -0.0 is the label 0
             except (TypeError, ValueError):
                 raise UsageError(f"label {y!r} is not a number") from None
         kw["labels"] = tuple(dict.fromkeys(values))
@@ -285,6 +286,7 @@ def run_options(request: Request, config: dict[str, Any]) -> RunOptions:
         jobs = cores()
     elif isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UsageError(f"{jobs_from} must be at least 1, got {jobs!r}")
+    jobs = min(jobs, cores())  # more processes than cores only cost memory (-j 10000 would exhaust it)
     use_cache = request.cache if request.cache is not None else config.get("cache", True)
     cache_dir = None
     if use_cache:

@@ -1,8 +1,6 @@
 """A hostile QA pass over the command line: every cheap attempt kept as a test.
 
-Each test states the behaviour the tool must have. Where the tool is wrong today the test is a
-strict xfail whose reason starts with "fault:"; the day the fault is mended, the xfail turns into
-an XPASS and fails, so the marker must then be removed.
+Each test states the behaviour the tool must have; each began as an attack that broke it.
 
 Classes: user code (the sandbox), timeouts, CLI values, configs, baselines, the filesystem, the
 terminal and standard streams, signals, installed entry points. Everything is written under
@@ -253,23 +251,18 @@ def hostile(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: a function raising KeyboardInterrupt is exit 3 (internal error), not an error row"
-)
 def test_function_raising_keyboard_interrupt_is_an_error_row(hostile):
     result = runner().invoke(main, ["sweep", "--impl", "hostile.py:raises_keyboard_interrupt", *SMALL])
     assert_exit(result, 0)
     assert "raises_keyboard_interrupt (2 cases): KeyboardInterrupt" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="fault: a function raising a BaseException subclass is exit 3, not an error row")
 def test_function_raising_a_base_exception_is_an_error_row(hostile):
     result = runner().invoke(main, ["sweep", "--impl", "hostile.py:raises_base_exception", *SMALL])
     assert_exit(result, 0)
     assert "Custom: not an Exception" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="fault: check exits 3 when the user's function raises KeyboardInterrupt")
 def test_check_fails_a_rule_on_a_function_raising_keyboard_interrupt(hostile):
     (hostile / "gate.toml").write_text("[[thresholds]]\nnan = 0\n")
     result = runner().invoke(
@@ -279,16 +272,12 @@ def test_check_fails_a_rule_on_a_function_raising_keyboard_interrupt(hostile):
     assert_exit(result, 1)  # a case whose formulation raised fails every rule that selects it
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: KeyboardInterrupt at import of an --impl module is exit 3, not a usage error"
-)
 def test_module_raising_keyboard_interrupt_at_import_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "imp_kb.py").write_text("raise KeyboardInterrupt\n")
     assert_usage_error(runner().invoke(main, ["sweep", "--impl", "imp_kb.py:f@logits", *SMALL]), "imp_kb.py")
 
 
-@pytest.mark.xfail(strict=True, reason="fault: a BaseException at import makes `bce-audit list --impl` exit 3")
 def test_list_with_a_module_raising_base_exception_at_import_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "imp_base.py").write_text("class B(BaseException):\n    pass\n\nraise B('at import')\n")
@@ -345,9 +334,6 @@ def test_a_function_that_changes_directory_does_not_move_the_outputs(hostile):
     assert header[0] == "formulation" and [r["points"] for r in rows] == ["40", "40"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: a user function that monkeypatches torch changes the figures of other user formulations"
-)
 def test_a_function_patching_torch_does_not_change_another_users_function(hostile):
     args = ["-d", "float32", "--domain", "logits", "-y", "0", "--points", "60", "--csv", "-"]
     alone = runner().invoke(main, ["sweep", "--impl", "hostile.py:fine", *args])
@@ -357,10 +343,6 @@ def test_a_function_patching_torch_does_not_change_another_users_function(hostil
     assert _rows(beside.stdout, "fine") == _rows(alone.stdout, "fine")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fault: a function that forks answers twice; a broken formulation gets its answer and check exits 0",
-)
 def test_a_forking_function_cannot_make_check_pass_a_broken_one(hostile):
     (hostile / "gate.toml").write_text('[[thresholds]]\nformulation = "slow_and_broken"\nnan = 0\n')
     result = runner().invoke(
@@ -421,7 +403,6 @@ def test_a_subprocess_in_the_sandbox_group_ends_with_the_run(hostile):
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, reason="fault: a process the user's function starts in a new session outlives the run")
 def test_a_detached_subprocess_does_not_outlive_the_run(hostile):
     result = runner().invoke(main, ["sweep", "--impl", "hostile.py:spawns_detached", *SMALL])
     assert_exit(result, 0)
@@ -440,7 +421,6 @@ def test_a_detached_subprocess_does_not_outlive_the_run(hostile):
 
 
 @pytest.mark.parametrize("value", ["1e10", "1e308"])
-@pytest.mark.xfail(strict=True, reason="fault: a --timeout above ~9.2e9 s overflows: exit 3 (OverflowError)")
 def test_a_huge_timeout_is_no_limit_or_a_usage_error(hostile, value):
     result = runner().invoke(main, ["sweep", "--impl", "hostile.py:fine", *SMALL, "--timeout", value])
     _no_internal_error(result)
@@ -452,12 +432,9 @@ def test_a_huge_timeout_is_no_limit_or_a_usage_error(hostile, value):
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
 def test_a_timeout_that_is_not_a_positive_finite_number_is_a_usage_error(value):
     line = assert_usage_error(runner().invoke(main, ["sweep", *TINY, "--timeout", value]), "--timeout")
-    assert "must be a number of seconds > 0" in line
+    assert "must be a number of seconds above 0 and at most 86400" in line
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: `timeout` in the config is an unknown key, though the code reads config timeout"
-)
 @pytest.mark.parametrize(("value", "code"), [("5", 0), ("0", 2), ("-1", 2), ("inf", 2), ("nan", 2)])
 def test_the_config_can_set_the_timeout(tmp_path, monkeypatch, value, code):
     monkeypatch.chdir(tmp_path)
@@ -467,7 +444,7 @@ def test_the_config_can_set_the_timeout(tmp_path, monkeypatch, value, code):
         assert_exit(result, 0)
     else:
         line = assert_usage_error(result, "timeout")
-        assert "must be a number of seconds > 0" in line
+        assert "must be a number of seconds above 0 and at most 86400" in line
 
 
 # =========================================================================== CLI values
@@ -533,9 +510,6 @@ def test_a_huge_seed_is_deterministic():
     assert first.stdout == second.stdout and len(read_csv(first.stdout)[1]) == 4
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: --jobs 10000 starts a worker per chunk (hundreds; OOM-killed the 24 GB test machine)"
-)
 def test_absurd_jobs_are_capped_or_refused(monkeypatch):
     import concurrent.futures
 
@@ -600,9 +574,6 @@ def test_bad_config_values_are_one_line_usage_errors(tmp_path, monkeypatch, text
     ],
     ids=["array", "inline-table", "parameter"],
 )
-@pytest.mark.xfail(
-    strict=True, reason="fault: a deeply nested TOML config is exit 3 (RecursionError), not a usage error"
-)
 def test_a_deeply_nested_config_is_a_usage_error(tmp_path, monkeypatch, text):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "deep.toml").write_text(text)
@@ -610,7 +581,6 @@ def test_a_deeply_nested_config_is_a_usage_error(tmp_path, monkeypatch, text):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-@pytest.mark.xfail(strict=True, reason="fault: a FIFO as --config blocks forever reading it")
 def test_a_fifo_as_config_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "c.toml")
     try:
@@ -621,9 +591,6 @@ def test_a_fifo_as_config_is_refused_not_waited_on(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
-@pytest.mark.xfail(
-    strict=True, reason="fault: --config /dev/zero is read without bound (OOM; exit 3 MemoryError under a limit)"
-)
 def test_a_device_as_config_is_refused(tmp_path):
     import resource
 
@@ -684,9 +651,6 @@ def test_a_duplicated_case_is_a_usage_error(baseline):
     assert_usage_error(runner().invoke(main, ["check", *TINY, "--baseline", "dup.json"]), "dup.json", "appears twice")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: a deeply nested baseline JSON is exit 3 (RecursionError), not a usage error"
-)
 def test_a_deeply_nested_baseline_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
@@ -706,7 +670,6 @@ def test_a_baseline_that_is_a_directory_or_a_link_loop_is_a_usage_error(tmp_path
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 @pytest.mark.parametrize("update", [False, True])
-@pytest.mark.xfail(strict=True, reason="fault: a FIFO as the baseline blocks forever reading it")
 def test_a_fifo_as_baseline_is_refused_not_waited_on(tmp_path, update):
     os.mkfifo(tmp_path / "b.json")
     args = ["check", *TINY, "--baseline", tmp_path / "b.json"] + (["--update-baseline"] if update else [])
@@ -717,10 +680,6 @@ def test_a_fifo_as_baseline_is_refused_not_waited_on(tmp_path, update):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "b.json" in proc.stderr, proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fault: a baseline's formulation name is not validated; a newline injects a GitHub workflow command",
-)
 def test_a_baseline_cannot_inject_workflow_commands(baseline):
     doc = json.loads(baseline.read_text())
     case = dict(doc["cases"][0], formulation="evil\n::notice title=INJECTED::owned")
@@ -762,7 +721,6 @@ def test_outputs_may_not_be_the_baseline_by_any_path(baseline):
 # =========================================================================== the filesystem
 
 
-@pytest.mark.xfail(strict=True, reason="fault: an output may overwrite the --impl source file it audits")
 def test_an_output_may_not_overwrite_the_users_loss_file(hostile):
     source = (hostile / "hostile.py").read_text()
     result = runner().invoke(main, ["sweep", "--impl", "hostile.py:fine", *SMALL, "--csv", "hostile.py"])
@@ -770,7 +728,6 @@ def test_an_output_may_not_overwrite_the_users_loss_file(hostile):
     assert_usage_error(result, "hostile.py")
 
 
-@pytest.mark.xfail(strict=True, reason="fault: --csv 'newdir/' writes a regular file named newdir")
 def test_an_output_path_ending_in_a_slash_is_not_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner().invoke(main, ["sweep", *TINY, "--csv", "newdir/"])
@@ -778,15 +735,11 @@ def test_an_output_path_ending_in_a_slash_is_not_a_file(tmp_path, monkeypatch):
     assert_usage_error(result, "newdir")
 
 
-@pytest.mark.xfail(strict=True, reason="fault: a newline in an output path splits the error over several lines")
 def test_an_error_naming_a_path_with_a_newline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_usage_error(runner().invoke(main, ["sweep", *TINY, "--csv", "no\nsuch/r.csv"]), "--csv")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: an output that is a symlink loop is found only after the sweep, not before"
-)
 def test_an_output_that_is_a_link_loop_is_refused_before_the_sweep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     os.symlink("loop2", tmp_path / "loop1")
@@ -878,15 +831,11 @@ def test_a_read_only_directory_is_refused_before_the_sweep(tmp_path, monkeypatch
 # =========================================================================== the terminal and the streams
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: COLUMNS=0 silences everything, the usage error included (exit 2, empty stderr)"
-)
 def test_columns_zero_still_prints_the_error():
     result = runner().invoke(main, ["sweep", *TINY, "--range", "5:1"], env={"COLUMNS": "0"})
     assert_usage_error(result, "5:1")
 
 
-@pytest.mark.xfail(strict=True, reason="fault: COLUMNS=0 prints no report at all, exit 0")
 def test_columns_zero_still_prints_the_report():
     result = runner().invoke(main, ["sweep", *TINY], env={"COLUMNS": "0"})
     assert_exit(result, 0)
@@ -903,19 +852,17 @@ def test_odd_widths_lose_no_column(columns):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.xfail(strict=True, reason="fault: a full standard output is exit 3 and the named files are never written")
 def test_a_full_standard_output_does_not_lose_the_files(tmp_path):
     with open("/dev/full", "w") as full:
         proc = _cli(
             "sweep", *TINY, "--csv", tmp_path / "r.csv", stdout=full, capture_output=False, stderr=subprocess.PIPE
         )
     assert "internal error" not in (proc.stderr or "")
-    assert proc.returncode in (0, 2), proc.stderr
+    assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r.csv").read_text().startswith("formulation,")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.xfail(strict=True, reason="fault: check with a full standard output exits 3 instead of its verdict")
 def test_check_with_a_full_standard_output_keeps_its_verdict(tmp_path):
     base = tmp_path / "b.json"
     assert _cli("check", *TINY, "--baseline", base, "--update-baseline").returncode == 0
@@ -931,13 +878,12 @@ def test_check_with_a_full_standard_output_keeps_its_verdict(tmp_path):
             capture_output=False,
             stderr=subprocess.PIPE,
         )
-    assert proc.returncode in (0, 2), proc.stderr
+    assert proc.returncode == 0, proc.stderr
     assert "internal error" not in proc.stderr
     assert (tmp_path / "j.xml").exists()
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.xfail(strict=True, reason="fault: a usage error with a full stderr exits 1 (the code for a regression)")
 def test_a_usage_error_with_a_full_stderr_still_exits_2(tmp_path):
     with open("/dev/full", "w") as full:
         proc = _cli(
@@ -1031,10 +977,6 @@ def test_ctrl_c_to_the_process_group_during_parallel_truth(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
-@pytest.mark.xfail(
-    strict=True,
-    reason="fault: repeated Ctrl-C ends with tracebacks (or nothing) and a death by SIGINT, not one line and 130",
-)
 def test_repeated_ctrl_c_is_still_one_line_and_130(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "bce_audit", "sweep", "-d", "float32", "--points", "40000", "--no-cache", "-j", "2"],
@@ -1102,9 +1044,6 @@ def test_a_broken_entry_point_is_listed_with_its_error(tmp_path):
     assert "ignored: the built-in 'naive' has this name" in proc.stdout
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fault: one entry point raising KeyboardInterrupt at import makes `bce-audit list` exit 3"
-)
 def test_an_entry_point_raising_keyboard_interrupt_is_listed_with_its_error(tmp_path):
     site = _entry_point_dir(tmp_path, "raise KeyboardInterrupt\n")
     proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="200"), cwd=tmp_path)

@@ -1,8 +1,8 @@
 """The `bce-audit` command group: one line and an exit code for every error, never a traceback.
 
 SIGTERM becomes an exception in the main thread, like Ctrl-C, so child processes are ended and
-temporary files removed on the way out (exit 143). torch and mpmath are imported only inside
-commands, so `bce-audit --help` stays fast.
+temporary files removed on the way out (exit 143); a second signal does not interrupt that.
+torch and mpmath are imported only inside commands, so `bce-audit --help` stays fast.
 """
 
 from __future__ import annotations
@@ -20,15 +20,24 @@ from bce_audit.version import __version__
 
 
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
-    """One line on stderr, then exit with ``code``."""
+    """One line on stderr, then exit with ``code`` (even when stderr cannot be written)."""
     from bce_audit.cli.console import stderr
+    from bce_audit.report.layout import printable
 
-    stderr().print(f"bce-audit: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    stderr().print(f"bce-audit: error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(int(code))
 
 
-def _on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise Terminated()
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_stop_signal(signum: int, frame: object) -> NoReturn:
+    """The first Ctrl-C or SIGTERM ends the run as an exception (children ended, temporary files
+    removed, one line, 130 or 143); those that follow are ignored, so that an impatient user
+    cannot cut that cleanup short into tracebacks and leftovers (SIGKILL still can)."""
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
 class Group(click.Group):
@@ -40,9 +49,11 @@ class Group(click.Group):
 
         ensure_standard_descriptors()
         kwargs.setdefault("standalone_mode", True)
-        previous = None
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            for s in _STOP_SIGNALS:
+                if signal.getsignal(s) is not signal.SIG_IGN:  # `nohup`, a background job: stays ignored
+                    previous[s] = signal.signal(s, _on_stop_signal)
         try:
             return super().main(*args, **kwargs)
         except BceAuditError as exc:
@@ -50,8 +61,9 @@ class Group(click.Group):
         except Terminated:
             fail("terminated", ExitCode.TERMINATED)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                if signal.getsignal(s) is _on_stop_signal:  # after a stop signal, stay deaf to the next
+                    signal.signal(s, handler)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -115,8 +115,15 @@ def _prepare(flags: dict[str, Any], sandbox: Sandbox) -> _Invocation:
         sandbox.prestart()
         import bce_audit.engines._torch_warmup  # noqa: F401
     settings, options = resolve(_request(flags), config, source, sandbox)
+    asked = flags["jobs"] if flags["jobs"] is not None else config.get("jobs")
+    if isinstance(asked, int) and asked > options.jobs:
+        from bce_audit.cli.console import stderr
+
+        stderr().print(
+            f"note: -j {asked} is more than the {options.jobs} cores here; using {options.jobs}", markup=False
+        )
     outputs = _outputs(flags, config, source, SWEEP_OUTPUTS)
-    check_distinct(_inputs(flags, source) + list(outputs.values()))  # no output overwrites the config or another
+    check_distinct(list(outputs.values()), _inputs(flags, source, settings))  # no output overwrites an input
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     return _Invocation(config, source, settings, options, outputs, verbose, sandbox)
 
@@ -129,11 +136,19 @@ def _may_run_user_code(flags: dict[str, Any], config: dict[str, Any]) -> bool:
     return bool(flags["impl"]) or any(not isinstance(i, str) or i not in BUILTINS for i in items)
 
 
-def _inputs(flags: dict[str, Any], source: str | None) -> list[Output]:
-    """The config file, named as the user gave it (no output may overwrite it)."""
-    if source is None:
-        return []
-    return [Output("--config" if flags["config_path"] is not None else "config", Path(source))]
+def _inputs(flags: dict[str, Any], source: str | None, settings: Settings) -> list[Output]:
+    """The files the run reads, named as the user gave them: the config and the source file of
+    each user's target (no output may overwrite one)."""
+    from bce_audit.formulations.user import source_file
+
+    inputs = []
+    if source is not None:
+        inputs.append(Output("--config" if flags["config_path"] is not None else "config", Path(source)))
+    for spec in settings.user_formulations:
+        file = source_file(spec)
+        if file is not None:
+            inputs.append(Output(spec.where or spec.target, file))
+    return inputs
 
 
 def _outputs(
@@ -203,7 +218,8 @@ def check_command(**flags: Any) -> None:
             update=flags["update_baseline"],
             tolerance_flags=flags["tolerance"],
             allow_missing_flag=flags["allow_missing"],
-            paths=_inputs(flags, inv.config_source) + list(inv.outputs.values()) + list(reports.values()),
+            paths=list(inv.outputs.values()) + list(reports.values()),
+            inputs=_inputs(flags, inv.config_source, inv.settings),
         )
         result = _run_with_progress(inv, keep_details="details" in inv.outputs)
     console = _report_console({**inv.outputs, **reports})

@@ -9,7 +9,6 @@ never the run: its exit code and the files it writes do not depend on who reads 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
@@ -18,8 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class _ClosedPipeSafe:
-    """A stream whose reader may go away (`bce-audit check | head -1`): the output then ends
-    quietly instead of the command."""
+    """A stream whose reader may go away (`bce-audit check | head -1`) or that cannot take more
+    (`> /dev/full`, a disk that filled up): the output then ends quietly instead of the command."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -27,14 +26,14 @@ class _ClosedPipeSafe:
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+        except (OSError, ValueError):  # BrokenPipeError, ENOSPC, EIO; ValueError: the stream was closed
             self._silence()
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except (BrokenPipeError, ValueError):
+        except (OSError, ValueError):
             self._silence()
 
     def _silence(self) -> None:
@@ -66,28 +65,49 @@ def _stream(stream: TextIO | None) -> IO[str]:
 def stdout() -> Console:
     from rich.console import Console
 
-    return Console(file=_stream(sys.stdout), highlight=False, soft_wrap=True)
+    return Console(file=_stream(sys.stdout), highlight=False, soft_wrap=True, width=_console_width())
 
 
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(file=_stream(sys.stderr), highlight=False, soft_wrap=True)
+    return Console(file=_stream(sys.stderr), highlight=False, soft_wrap=True, width=_console_width())
+
+
+def _columns() -> int | None:
+    """$COLUMNS when it is a usable width, else None (unset, empty, 0, not a number, absurd)."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdecimal() and 0 < int(columns) <= _MAX_COLUMNS:
+        return int(columns)
+    return None
+
+
+# Wider than any screen: a bigger COLUMNS is a mistake, and would only make rich pad lines to it.
+_MAX_COLUMNS = 10_000
+
+
+def _console_width() -> int | None:
+    """The width rich should use: None (rich's own choice) unless COLUMNS is set to something rich
+    would take literally and that hides everything (COLUMNS=0), which is then ignored."""
+    if "COLUMNS" not in os.environ or _columns() is not None:
+        return None
+    return _terminal_columns(sys.__stdout__) or 80
+
+
+def _terminal_columns(stream: IO[str] | TextIO | None) -> int | None:
+    """The width of the terminal ``stream`` writes to; None when it is not a terminal."""
+    try:
+        if stream is not None and stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns or None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
 
 
 def report_width(stream: IO[str] | None = None) -> int | None:
     """The width reports are laid out for: $COLUMNS when set, else the terminal's, else None
     (output to a file, a pipe or a CI log: tables at their natural width, lines unwrapped)."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.strip().isdigit() and int(columns) > 0:
-        return int(columns)
-    stream = sys.stdout if stream is None else stream
-    try:
-        if stream is not None and stream.isatty():
-            return shutil.get_terminal_size((80, 24)).columns
-    except (ValueError, AttributeError, OSError):
-        pass
-    return None
+    return _columns() or _terminal_columns(sys.stdout if stream is None else stream)
 
 
 def ensure_standard_descriptors() -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from bce_audit.errors import exit_codes_text
+from bce_audit.processes import DEFAULT_TIMEOUT, MAX_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +55,8 @@ _TIMEOUT_OPTION = click.option(
     default=None,
     metavar="SECONDS",
     help="Time limit for each import and each call of your own functions, which run in a child process "
-    "(default 60). One that hangs is killed and its cases are reported as not evaluated.",
+    f"(default {DEFAULT_TIMEOUT:g}, at most {MAX_TIMEOUT:g}). One that hangs is killed and its cases are "
+    "reported as not evaluated.",
 )
 
 
@@ -153,21 +155,21 @@ SWEEP_OPTIONS = [
     click.option(
         "--csv",
         "csv_path",
-        type=click.Path(path_type=Path),
+        type=click.Path(),
         default=None,
         help="Write the summary CSV (one row per case) here; - for standard output.",
     ),
     click.option(
         "--details",
         "details_path",
-        type=click.Path(path_type=Path),
+        type=click.Path(),
         default=None,
         help="Write the per-point CSV here; - for standard output.",
     ),
     click.option(
         "--json",
         "json_path",
-        type=click.Path(path_type=Path),
+        type=click.Path(),
         default=None,
         help="Write the JSON report (summary, settings, provenance) here; - for standard output.",
     ),
@@ -214,7 +216,7 @@ CHECK_OPTIONS = [
     click.option(
         "--baseline",
         "baseline_path",
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=click.Path(),
         default=None,
         help="Baseline file to compare with (default: `baseline` in the config, relative to the config file).",
     ),
@@ -248,14 +250,14 @@ CHECK_OPTIONS = [
     click.option(
         "--junit",
         "junit_path",
-        type=click.Path(path_type=Path),
+        type=click.Path(),
         default=None,
         help="Write a JUnit XML report here; - for standard output.",
     ),
     click.option(
         "--markdown",
         "markdown_path",
-        type=click.Path(path_type=Path),
+        type=click.Path(),
         default=None,
         help="Write the Markdown summary here (for a pull-request comment); - for standard output.",
     ),

@@ -1,26 +1,31 @@
-"""User code runs in a child process, where it cannot take the audit down with it.
+"""User code runs in child processes, where it cannot take the audit down with it.
 
 A user's formulation (``--impl``, a config table, an entry point) is imported and called only in
-a sandbox process, never in bce-audit's own: whatever it does at import or in a call (flip
-torch's global switches, call ``os._exit(0)``, close ``sys.stdout``, hang, exhaust memory,
-crash in native code) stays there. The parent sends requests over a pipe (a JSON header and raw
-float64 arrays: data, never pickle) and waits for each answer at most ``timeout`` seconds.
+a sandbox process of its own, never in bce-audit's process nor beside another user formulation:
+whatever it does at import or in a call (flip torch's global switches, monkeypatch torch, call
+``os._exit(0)``, fork, close ``sys.stdout``, hang, exhaust memory, crash in native code, raise
+KeyboardInterrupt) stays there. The parent sends requests over a pipe (a JSON header and raw float64
+arrays: data, never pickle; each request carries an id its answer must echo) and waits for each
+answer at most ``timeout`` seconds.
 
-* An answer that never comes: the child is killed (its whole process group) and the evaluation
-  is *lost*, with the reason; the formulation's later evaluations are not attempted (each would
-  cost the whole time limit again) and are lost too.
+* An answer that never comes: the child is killed (with every process it started) and the
+  evaluation is *lost*, with the reason; the formulation's later evaluations are not attempted
+  (each would cost the whole time limit again) and are lost too.
 * A child that dies (exits, is killed, crashes): the evaluation is lost with the reason, and the
   next request starts a fresh child.
-* Memory: the child's address space is limited (RLIMIT_AS, ``MEMORY_BUDGET`` above what it holds
-  after start-up); running out is a lost evaluation, not a finding about the loss.
+* Memory: the child's address space is limited (RLIMIT_AS, ``memory_budget()`` above what it
+  holds after start-up); running out is a lost evaluation, not a finding about the loss.
+* A copy of the child that the user's code forks never answers: it ends the moment it gets back
+  to bce-audit's code.
 
 A lost evaluation is neither a pass nor a regression: ``bce-audit check`` exits 4 (incomplete)
 when any planned case was lost, and every report names them with the reason.
 
 Children are forked from multiprocessing's fork server, which imports torch once per run, so a
-fresh child starts in milliseconds. Each child makes itself a process-group leader (a terminal's
-Ctrl-C reaches only bce-audit, which then ends it) and asks the kernel to kill it when its parent
-dies, so none outlives the run, not even one whose parent was killed with SIGKILL.
+fresh child starts in milliseconds. Each child leads its own process group (a terminal's Ctrl-C
+reaches only bce-audit, which then ends it), adopts every process its code starts, even in a new
+session (a child subreaper), and asks the kernel to kill it when its parent dies; closing the
+sandbox kills them all, so none outlives the run.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ import numpy as np
 
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.errors import EvaluationLost, UsageError, describe
-from bce_audit.processes import die_with_parent, forkserver_context, no_main
+from bce_audit.processes import (
+    DEFAULT_TIMEOUT,
+    become_subreaper,
+    die_with_parent,
+    forkserver_context,
+    kill_tree,
+    no_main,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import threading
@@ -45,8 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bce_audit.formulations.interface import Formulation, UserFormulationSpec
     from bce_audit.vocabulary import Domain, DType
-
-DEFAULT_TIMEOUT = 60.0  # seconds per request: an import, or one formulation on one grid at one label
 
 
 def memory_budget() -> int:
@@ -85,9 +95,66 @@ def _unpack(message: bytes) -> tuple[dict[str, Any], bytes]:
 # --------------------------------------------------------------------------- the parent's side
 
 
+# The answer to a child's setup (environment, directory, standard error) may take a moment on a
+# loaded machine, whatever --timeout says.
+_START_TIMEOUT = 60.0
+
+
+def child_key(spec: UserFormulationSpec) -> str:
+    """Which child runs a spec: one per function and parameters (its name comes later)."""
+    return json.dumps({"target": spec.target, "base_dir": spec.base_dir, "parameters": list(spec.parameters)})
+
+
+class _Child:
+    """One sandbox process and its pipe."""
+
+    def __init__(self, memory: int):
+        ctx = forkserver_context()
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_child_main, args=(child, memory, os.getpid()), name="bce-audit sandbox", daemon=True)
+        with no_main():
+            proc.start()
+        child.close()
+        self.proc: BaseProcess = proc
+        self.conn: Connection = parent
+        self.next_id = 0
+        # A child forked from the fork server starts in the server's environment, directory and
+        # sys.path, as they were when the server started: give it this process's, as they are now.
+        umask = os.umask(0)
+        os.umask(umask)
+        here = {"op": "setup", "cwd": os.getcwd(), "env": dict(os.environ), "path": list(sys.path), "umask": umask}
+        parent.send_bytes(_pack({**here, "id": 0}))
+        # and this process's standard error, as it is now, for everything the user's code prints
+        from multiprocessing.reduction import send_handle
+
+        send_handle(parent, _stderr_fd(), proc.pid)
+        if not parent.poll(_START_TIMEOUT):
+            raise EOFError("the sandbox process did not start")
+        answer, _ = _unpack(parent.recv_bytes())
+        if "internal" in answer:
+            raise RuntimeError(f"sandbox: {answer['internal']}")
+
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def kill(self) -> None:
+        """End the child and every process it started (its descendants, whatever their session).
+        The pipe is closed only after: a child that saw it close would exit on its own first, and
+        what it started would be orphaned out of reach (its subreaper gone)."""
+        pid = self.proc.pid
+        if pid is not None:
+            kill_tree(pid)
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.join(5)
+
+
 class Sandbox:
-    """A child process for user code, started on first use; use it as a context manager (or call
-    ``close``), which ends the child.
+    """Child processes for user code, one per function (and parameters), each started on first
+    use; use it as a context manager (or call ``close``), which ends them all.
 
     timeout: seconds one request may take (an import, or one evaluation) before the child is
         killed and the request is lost.
@@ -96,24 +163,24 @@ class Sandbox:
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory: int | None = None):
         self.timeout = float(timeout)
         self.memory = memory_budget() if memory is None else memory
-        self._proc: BaseProcess | None = None
-        self._conn: Connection | None = None  # raw bytes only: send_bytes, recv_bytes
-        self._starting: threading.Thread | None = None  # a thread starting the child ahead of the first request
+        self._children: dict[str, _Child] = {}
+        self._spare: _Child | None = None  # started ahead of the first request (prestart)
+        self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
         self.given_up: dict[str, str] = {}  # formulation name -> why its evaluations stopped
 
     def prestart(self) -> None:
-        """Start the child in the background (the first start waits for the fork server to import
+        """Start a child in the background (the first start waits for the fork server to import
         torch, about a second and a half), so that the caller's own work overlaps with it."""
         import threading
 
-        if self._proc is not None or self._starting is not None:
+        if self._spare is not None or self._starting is not None or self._children:
             return
 
         def start() -> None:
             try:
-                self._start()
-            except BaseException as exc:  # noqa: BLE001 - reported by the first request
+                self._spare = _Child(self.memory)
+            except BaseException as exc:  # noqa: BLE001 - the first request starts its own
                 self._start_error = exc
 
         thread = threading.Thread(target=start, name="bce-audit sandbox start", daemon=True)
@@ -126,9 +193,7 @@ class Sandbox:
         thread, self._starting = self._starting, None
         if thread is not None:
             thread.join()
-        error, self._start_error = self._start_error, None
-        if error is not None:
-            self.close()
+        self._start_error = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -136,51 +201,37 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start(self) -> None:
-        ctx = forkserver_context()
-        parent, child = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_child_main, args=(child, self.memory), name="bce-audit sandbox", daemon=True)
-        with no_main():
-            proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
-        # A child forked from the fork server starts in the server's environment, directory and
-        # sys.path, as they were when the server started: give it this process's, as they are now.
-        umask = os.umask(0)
-        os.umask(umask)
-        here = {"op": "setup", "cwd": os.getcwd(), "env": dict(os.environ), "path": list(sys.path), "umask": umask}
-        parent.send_bytes(_pack(here))
-        # and this process's standard error, as it is now, for everything the user's code prints
-        from multiprocessing.reduction import send_handle
-
-        send_handle(parent, _stderr_fd(), proc.pid)
-        if not parent.poll(self.timeout):
-            raise EOFError("the sandbox process did not start")
-        answer, _ = _unpack(parent.recv_bytes())
-        if "internal" in answer:
-            raise RuntimeError(f"sandbox: {answer['internal']}")
-
     def close(self) -> None:
-        """End the child (and anything it started) now."""
-        if self._starting is not None:
-            self._wait_for_start()
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.close()
-        if proc is not None:
-            _kill_group(proc)
-            with contextlib.suppress(Exception):
-                proc.join(5)
+        """End every child (and anything they started) now."""
+        self._wait_for_start()
+        children = list(self._children.values()) + ([self._spare] if self._spare is not None else [])
+        self._children.clear()
+        self._spare = None
+        for child in children:
+            child.kill()
 
-    def _death(self) -> str:
-        proc = self._proc
+    def _child(self, key: str) -> _Child:
+        self._wait_for_start()
+        child = self._children.get(key)
+        if child is not None and child.alive():
+            return child
+        if child is not None:
+            child.kill()
+        if self._spare is not None and self._spare.alive():
+            child, self._spare = self._spare, None
+        else:
+            child = _Child(self.memory)  # the first start waits for the fork server to import torch
+        self._children[key] = child
+        return child
+
+    def _death(self, key: str) -> str:
+        child = self._children.pop(key, None)
         code = None
-        if proc is not None:
-            proc.join(2)
-            code = proc.exitcode
-        self.close()
+        if child is not None:
+            with contextlib.suppress(Exception):
+                child.proc.join(2)
+            code = child.proc.exitcode
+            child.kill()
         if code is None:
             return "the process running it stopped answering"
         if code >= 0:
@@ -192,37 +243,45 @@ class Sandbox:
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"the process running it was killed by {name}{hint}"
 
-    def request(self, header: dict[str, Any], payload: bytes = b"", what: str = "it") -> tuple[dict[str, Any], bytes]:
-        """Send one request and wait for its answer; Lost (with the reason) when none comes."""
-        self._wait_for_start()
+    def request(
+        self, key: str, header: dict[str, Any], payload: bytes = b"", what: str = "it"
+    ) -> tuple[dict[str, Any], bytes]:
+        """Send one request to the child of ``key`` and wait for its answer; EvaluationLost (with
+        the reason) when none comes."""
+        import time
+
         try:
-            if self._proc is None or not self._proc.is_alive():
-                self.close()
-                self._start()  # the first start waits for the fork server to import torch, untimed
-            conn = self._conn
-            assert conn is not None  # set with _proc
-            conn.send_bytes(_pack(header, payload))
-            if not conn.poll(self.timeout):
-                self.close()
-                raise EvaluationLost(
-                    f"{what} did not finish within {self.timeout:g} s (--timeout); its process was killed"
-                )
-            answer = conn.recv_bytes()
+            child = self._child(key)
+            child.next_id += 1
+            rid = child.next_id
+            child.conn.send_bytes(_pack({**header, "id": rid}, payload))
+            deadline = time.monotonic() + self.timeout
+            while True:  # an answer with another id is not this request's: never taken for it
+                left = deadline - time.monotonic()
+                if left <= 0 or not child.conn.poll(left):
+                    self._children.pop(key, None)
+                    child.kill()
+                    raise EvaluationLost(
+                        f"{what} did not finish within {self.timeout:g} s (--timeout); its process was killed"
+                    )
+                answer, data = _unpack(child.conn.recv_bytes())
+                if answer.get("id") == rid:
+                    return answer, data
         except (EOFError, OSError):
-            raise EvaluationLost(self._death()) from None
-        try:
-            return _unpack(answer)
+            raise EvaluationLost(self._death(key)) from None
         except ValueError:
-            self.close()
+            self._children.pop(key, None)
             raise EvaluationLost("the process running it sent a malformed answer") from None
 
     # ----------------------------------------------------------------------- requests
 
     def describe(self, spec: UserFormulationSpec) -> dict[str, Any]:
-        """Load the function in the child: its name, domain and formula text (the completed
+        """Load the function in its child: its name, domain and formula text (the completed
         spec's fields); a UsageError naming the target when it cannot be loaded or called."""
         try:
-            header, _ = self.request({"op": "describe", "spec": spec.to_wire()}, what=f"importing {spec.target}")
+            header, _ = self.request(
+                child_key(spec), {"op": "describe", "spec": spec.to_wire()}, what=f"importing {spec.target}"
+            )
         except EvaluationLost as exc:
             raise UsageError(f"{spec.where}: {exc}") from None
         if "usage_error" in header:
@@ -240,7 +299,7 @@ class Sandbox:
         nonfinite: np.ndarray,
         label: float,
     ) -> GridEvaluation:
-        """``evaluate_grid`` in the child; a lost GridEvaluation when no answer comes."""
+        """``evaluate_grid`` in the spec's child; a lost GridEvaluation when no answer comes."""
         assert spec.name is not None  # a completed spec (formulations.user.load)
         n, m = len(finite), len(nonfinite)
         given_up = self.given_up.get(spec.name)
@@ -258,7 +317,7 @@ class Sandbox:
         payload = np.concatenate([finite, nonfinite]).astype("<f8").tobytes()
         where = f"{spec.name} at {dtype} {domain} y={label:g}"
         try:
-            answer, data = self.request(header, payload, what=f"evaluating {spec.name}")
+            answer, data = self.request(child_key(spec), header, payload, what=f"evaluating {spec.name}")
         except EvaluationLost as exc:
             reason = str(exc)
             if "did not finish within" in reason:  # every later call would hang as long
@@ -290,17 +349,6 @@ def _stderr_fd() -> int:
         return 2
 
 
-def _kill_group(proc: BaseProcess) -> None:
-    """SIGKILL the child and every process it started (it leads its own process group)."""
-    pid = proc.pid
-    if pid is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        proc.kill()
-
-
 # --------------------------------------------------------------------------- the child's side
 
 
@@ -317,10 +365,11 @@ def _limit_memory(budget: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _become_sandbox(memory: int) -> None:
+def _become_sandbox(memory: int, main_pid: int) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own process group: killed as one, deaf to the terminal's Ctrl-C
-    die_with_parent()
+    die_with_parent(main_pid)
+    become_subreaper()  # what the user's code starts, even in a new session, stays below it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # whatever the user's code prints, at any level, goes to stderr, never into a report on stdout
@@ -330,8 +379,9 @@ def _become_sandbox(memory: int) -> None:
     _limit_memory(memory)
 
 
-def _child_main(conn: Connection, memory: int) -> None:
-    _become_sandbox(memory)
+def _child_main(conn: Connection, memory: int, main_pid: int) -> None:
+    _become_sandbox(memory, main_pid)
+    me = os.getpid()
     # torch (and numpy) before any user code: a module of the user's named like one of them can
     # then never replace it
     import torch  # noqa: F401
@@ -345,13 +395,17 @@ def _child_main(conn: Connection, memory: int) -> None:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        rid = None
         try:
             header, payload = _unpack(message)
+            rid = header.get("id")
             reply = _serve(header, payload, loaded, conn)
         except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets an answer
             reply = ({"internal": describe(exc)}, b"")
+        if os.getpid() != me:  # a copy the user's code forked, back in our code: it never answers
+            os._exit(0)
         try:
-            conn.send_bytes(_pack(*reply))
+            conn.send_bytes(_pack({**reply[0], "id": rid}, reply[1]))
         except (OSError, ValueError):
             return
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import importlib
 import platform
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,15 @@ def loss_function(formulation: Formulation) -> Loss:
     if formulation.function is not None:
         return _contained(formulation.function, parameters)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
+
+
+def _its_own_failure(exc: BaseException) -> bool:
+    """Whether an exception out of a formulation's forward or backward pass is its failure (error
+    rows) rather than the end of the run: anything but a Ctrl-C the user typed. Where SIGINT is
+    ignored (the sandbox), no Ctrl-C can arrive, so a KeyboardInterrupt was raised by the code."""
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    return True
 
 
 def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
@@ -118,7 +128,9 @@ class TorchEngine:
             y = torch.full_like(x, label, requires_grad=False)
             try:
                 return _run(fn, x, y, tdtype)
-            except Exception as exc:  # the formulation's own failure is a finding, not a crash
+            except BaseException as exc:  # noqa: BLE001 - the formulation's own failure is a finding, not a crash
+                if not _its_own_failure(exc):
+                    raise
                 nan = np.full(len(inputs), np.nan)
                 return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports, cells
 

@@ -141,6 +141,17 @@ def _is_file(location: str) -> bool:
     return location.endswith(".py") or "/" in location or "\\" in location
 
 
+def source_file(spec: UserFormulationSpec) -> Path | None:
+    """The .py file a target names (``path/loss.py:fn``), relative to where it was named; None for
+    a module name, an entry point or a built-in. No output may overwrite it."""
+    if spec.is_builtin:
+        return None
+    location = spec.target.rpartition(":")[0]
+    if not _is_file(location):
+        return None
+    return (Path(spec.base_dir) if spec.base_dir else Path.cwd()) / location
+
+
 def spec_from_impl(text: str) -> UserFormulationSpec:
     """One ``--impl`` value; a relative file path is relative to the current directory."""
     where = f"--impl {text!r}"
@@ -301,7 +312,7 @@ def _import_file(path: Path, where: str, pin: Pin) -> ModuleType:
     except UsageError:
         del sys.modules[name]
         raise
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # noqa: BLE001 - even a KeyboardInterrupt it raises is its fault (the sandbox ignores Ctrl-C)
         del sys.modules[name]
         raise UsageError(f"{where}: cannot import {path.name}: {describe(exc)}") from None
     return module
@@ -320,7 +331,7 @@ def _import_module(name: str, base_dir: str | None, where: str, pin: Pin) -> Mod
             return importlib.import_module(name)
     except UsageError:
         raise
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # noqa: BLE001 - as in _import_file
         raise UsageError(f"{where}: cannot import {name}: {describe(exc)}") from None
 
 
@@ -328,16 +339,16 @@ def load_function(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
     """The callable a (non built-in) target names; UsageError naming the target otherwise.
     ``pin``: see ``_user_code``."""
     location, _, attr = spec.target.rpartition(":")
-    if _is_file(location):
-        base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
-        module = _import_file(base / location, spec.where, pin)
+    file = source_file(spec)
+    if file is not None:
+        module = _import_file(file, spec.where, pin)
     else:
         module = _import_module(location, spec.base_dir, spec.where, pin)
     obj: object = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
-        except Exception:
+        except BaseException:  # noqa: BLE001 - a module __getattr__ is the user's code too
             public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))]
             raise UsageError(f"{spec.where}: {location} has no function {attr!r}{did_you_mean(attr, public)}") from None
     if not callable(obj):

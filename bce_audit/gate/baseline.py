@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 from bce_audit.errors import UsageError
 from bce_audit.figures import COUNTED_STATUSES, FIGURES, CaseFigures, Kind
+from bce_audit.files import read_input
 from bce_audit.gate.interface import CaseRecord
 from bce_audit.report.numbers import json_number, json_safe
 from bce_audit.sweep.result import CaseKey
@@ -280,18 +281,17 @@ def _parse(doc: object) -> tuple[dict[str, Any], dict[str, Any], str, dict[CaseK
 
 def read_baseline(path: Path) -> Baseline:
     """Read and validate a baseline; any problem is a one-line UsageError naming the file."""
+    if not path.exists() and not path.is_symlink():
+        raise UsageError(f"baseline {path}: file not found (create it with --update-baseline)")
+    data = read_input(path, "baseline")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"baseline {path}: file not found (create it with --update-baseline)") from None
-    except IsADirectoryError:
-        raise UsageError(f"baseline {path}: is a directory") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"baseline {path}: not UTF-8 text, not a bce-audit baseline") from None
-    except OSError as exc:
-        raise UsageError(f"baseline {path}: {exc.strerror or exc}") from None
     try:
         doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise UsageError(f"baseline {path}: nested too deeply to be a bce-audit baseline") from None
     except ValueError as exc:  # json.JSONDecodeError included
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"baseline {path}: not valid JSON (truncated or corrupt?): {detail}") from None

@@ -8,6 +8,7 @@ update_baseline writes the result as the new baseline (atomically) and says what
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -81,14 +82,22 @@ class _PlanFields(TypedDict):
     baseline_name: str
 
 
-def _baseline_path(flag: Path | None, config: dict[str, Any], config_source: str | None) -> Path | None:
+def _baseline_output(
+    flag: str | os.PathLike[str] | None, config: dict[str, Any], config_source: str | None
+) -> Output | None:
+    """The baseline as the flag or the config names it (a config's path is relative to the
+    config file), checked as any output is: a file, never standard output or a directory."""
     if flag is not None:
-        return flag
-    value: str | None = config.get("baseline")  # a string: config.validate checked it
-    if value is None:
-        return None
-    base = Path(config_source).parent if config_source else Path(".")
-    return base / value
+        name, text = "--baseline", os.fspath(flag)
+    else:
+        value: str | None = config.get("baseline")  # a string: config.validate checked it
+        if value is None:
+            return None
+        name = f"baseline (from {config_source})" if config_source else "baseline"
+        text = os.path.join(os.path.dirname(config_source), value) if config_source and value.strip() else value
+    if text == "-":
+        raise UsageError(f"{name} -: the baseline is a file, not standard output")
+    return Output.parse(name, text)
 
 
 def plan_check(
@@ -96,16 +105,18 @@ def plan_check(
     config_source: str | None,
     settings: Settings,
     *,
-    baseline_flag: Path | None,
+    baseline_flag: str | os.PathLike[str] | None,
     update: bool,
     tolerance_flags: tuple[str, ...],
     allow_missing_flag: bool | None,
     paths: Sequence[Output] = (),
+    inputs: Sequence[Output] = (),
 ) -> CheckPlan:
     """Validate everything a check needs; any problem is a UsageError (exit 2).
 
-    paths: the config file and the outputs, each with the flag or key that named it; none may be
-    the baseline file (nor one another).
+    paths / inputs: the outputs, and the files the run reads (the config, a user's source file),
+    each with the flag or key that named it; no output may be the baseline file, an input or
+    another output.
     """
     where = config_source or "config"
     rules = parse_rules(config.get("thresholds"), where)
@@ -113,16 +124,12 @@ def plan_check(
     check_selection(rules, keys, where)
     tolerance = parse_tolerance(config.get("tolerance"), tolerance_flags, where)
     allow_missing = allow_missing_flag if allow_missing_flag is not None else bool(config.get("allow_missing", False))
-    path = _baseline_path(baseline_flag, config, config_source)
-    if baseline_flag is not None:
-        name = "--baseline"
-    else:
-        name = f"baseline (from {config_source})" if config_source else "baseline"
-    if path is not None:
-        if str(path) == "-":
-            raise UsageError(f"{name} -: the baseline is a file, not standard output")
-        paths = [Output(name, path), *paths]
-    check_distinct(list(paths))  # before reading the baseline: an output must not overwrite it
+    output = _baseline_output(baseline_flag, config, config_source)
+    path = output.path if output is not None else None
+    name = output.name if output is not None else "baseline"
+    if output is not None:
+        paths = [output, *paths]
+    check_distinct(list(paths), inputs)  # before reading the baseline: an output must not overwrite it
     common = _PlanFields(
         rules=rules,
         baseline_path=path,
@@ -132,11 +139,13 @@ def plan_check(
         baseline_name=name,
     )
     if update:
-        if path is None:
+        if output is None or path is None:
             raise UsageError(
                 '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
             )
-        check_writable(Output(name, path))
+        check_writable(output)
+        if path.exists() and not path.is_file():  # a baseline is a file: never a device or a pipe
+            raise UsageError(f"{name} {path}: not a regular file (a device, a pipe or a socket)")
         baseline, unreadable = None, None
         if path.exists():
             try:

@@ -16,6 +16,7 @@ in ``oracle.reference``, which rounds the high-precision value into each format 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -168,7 +169,7 @@ def _chunk_rows(domain: str, inputs: bytes, labels: bytes) -> bytes:
     return evaluate_points(Domain(domain), xs, ys).tobytes()
 
 
-def _worker_init() -> None:
+def _worker_init(main_pid: int) -> None:
     import signal
 
     from bce_audit.processes import die_with_parent
@@ -176,7 +177,7 @@ def _worker_init() -> None:
     # Ctrl-C reaches the whole process group; the parent alone handles it (one line, exit 130)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent()  # even a parent killed with SIGKILL leaves no worker behind
+    die_with_parent(main_pid)  # even a parent killed with SIGKILL leaves no worker behind
 
 
 def _pool_context() -> BaseContext:
@@ -209,7 +210,7 @@ def _compute(
     from bce_audit.processes import no_main
 
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=_pool_context(), initializer=_worker_init
+        max_workers=jobs, mp_context=_pool_context(), initializer=_worker_init, initargs=(os.getpid(),)
     )
     finished = False
     try:
