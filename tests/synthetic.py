@@ -103,6 +103,12 @@ def key(
     return CaseKey(formulation, domain, dtype, label, quantity)
 
 
+def named(k: CaseKey) -> tuple[str, str, str, float, str]:
+    """The positional arguments of ``case`` that name ``k``: its five fields (the variant
+    dimensions go by keyword)."""
+    return (k.formulation, k.domain, k.dtype, k.label, k.quantity)
+
+
 def point(input: float, output: float, truth: float, status: str, error: str | None = None) -> NonFinitePoint:
     """A ±inf or NaN input with its result."""
     return NonFinitePoint(input, output, truth, Status(status), error)
@@ -130,6 +136,9 @@ def case(
     lost: str | None = None,
     nonfinite: Iterable[NonFinitePoint] = (),
     details: PointDetails | None = None,
+    parameters: str = "",
+    mode: str = "eager",
+    device: str = "cpu",
 ) -> CaseResult:
     """A case with ``figs`` (a clean case by default), or none when it raised (``error``) or was
     lost (``lost``; the error then holds the same text, as a sweep records it)."""
@@ -150,6 +159,9 @@ def case(
         error=error,
         details=details,
         lost=lost,
+        parameters=parameters,
+        mode=mode,
+        device=device,
     )
 
 
@@ -324,7 +336,7 @@ def awkward_result() -> AuditResult:
     return result(
         [
             case(
-                *dataclasses.astuple(LOSS_0),
+                *named(LOSS_0),
                 nonfinite=[point(INF, INF, INF, "ok"), point(-INF, 0.0, 0.0, "ok"), point(NAN, NAN, NAN, "ok")],
                 details=details(
                     (-F32_MAX, 0.0, 0.0, 0.0, "ok"),
@@ -335,10 +347,10 @@ def awkward_result() -> AuditResult:
                     (NAN, NAN, NAN, NAN, "ok"),
                 ),
             ),
-            case(*dataclasses.astuple(GRAD_0), figures(**GRAD_0_FIGURES)),
-            case(*dataclasses.astuple(LOSS_LABEL), figures(**LOSS_LABEL_FIGURES)),
+            case(*named(GRAD_0), figures(**GRAD_0_FIGURES)),
+            case(*named(LOSS_LABEL), figures(**LOSS_LABEL_FIGURES)),
             case(
-                *dataclasses.astuple(F16_GRAD_1),
+                *named(F16_GRAD_1),
                 figures(**F16_GRAD_1_FIGURES),
                 nonfinite=[point(INF, NAN, 0.0, "nan"), point(-INF, -1.0, -1.0, "ok"), point(NAN, NAN, NAN, "ok")],
                 details=details(
@@ -349,15 +361,15 @@ def awkward_result() -> AuditResult:
                 ),
             ),
             case(
-                *dataclasses.astuple(NAIVE_LOSS),
+                *named(NAIVE_LOSS),
                 figures(**NAIVE_LOSS_FIGURES),
                 nonfinite=[point(NAN, 0.0, NAN, "inaccurate")],
             ),
-            case(*dataclasses.astuple(NAIVE_GRAD), figures(**NAIVE_GRAD_FIGURES)),
-            case(*dataclasses.astuple(ODD_LOSS), error=NASTY),
-            case(*dataclasses.astuple(ODD_GRAD), error=NASTY),
-            case(*dataclasses.astuple(ODD_LOST), lost=LOST),
-            case(*dataclasses.astuple(ODD_LOST_GRAD), lost=LOST),
+            case(*named(NAIVE_GRAD), figures(**NAIVE_GRAD_FIGURES)),
+            case(*named(ODD_LOSS), error=NASTY),
+            case(*named(ODD_GRAD), error=NASTY),
+            case(*named(ODD_LOST), lost=LOST),
+            case(*named(ODD_LOST_GRAD), lost=LOST),
         ],
         seed=12345,
         ulp_threshold=0.5,
@@ -391,6 +403,20 @@ def nonfinite_result() -> AuditResult:
                 nonfinite=[point(NAN, NAN, NAN, "error", error="RuntimeError: NaN | <nan> 100%")],
             )
         )
+    return result(cases)
+
+
+def variants_result() -> AuditResult:
+    """Cases in the variant dimensions: a user's focal loss at two parameter values, one of them
+    also compiled, beside max-abs in none (eager, on the CPU, no parameter swept). Each report shows
+    the parameters and mode columns, and max-abs's cells in them hold the defaults."""
+    cases = []
+    for parameters, mode in (("gamma=0", "eager"), ("gamma=2", "eager"), ("gamma=2", "compile")):
+        for quantity in ("loss", "grad"):
+            bad = parameters == "gamma=2" and mode == "compile" and quantity == "grad"
+            figs = figures(nan=3, ok=1007, max_ulp=12.0, stable_lo=-88.5, stable_hi=88.5) if bad else figures()
+            cases.append(case("focal", quantity=quantity, figs=figs, parameters=parameters, mode=mode))
+    cases += [case("max-abs", quantity=q) for q in ("loss", "grad")]
     return result(cases)
 
 

@@ -34,7 +34,7 @@ from bce_audit.figures import COUNTED_STATUSES, FIGURES, CaseFigures, Kind
 from bce_audit.files import read_input
 from bce_audit.gate.interface import CaseRecord
 from bce_audit.report.numbers import json_number, json_safe
-from bce_audit.sweep.result import CaseKey
+from bce_audit.sweep.result import VARIANT_DEFAULTS, CaseKey
 from bce_audit.vocabulary import Domain, DType, ParsableEnum, Quantity
 
 SCHEMA_VERSION = 1
@@ -110,7 +110,7 @@ def provenance_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str
 
 
 def _case_json(key: CaseKey, record: CaseRecord) -> dict[str, Any]:
-    row: dict[str, Any] = {f: getattr(key, f) for f in _KEY_FIELDS}
+    row: dict[str, Any] = key.fields()  # a variant dimension only where it is not the default
     row["error"] = record.error
     fig = record.figures
     for figure in FIGURES:
@@ -199,7 +199,7 @@ def _parse_case(row: object, what: str) -> tuple[CaseKey, CaseRecord]:
     missing = [f for f in _CASE_FIELDS if f not in row]
     if missing:
         raise _Invalid(f"{what}: missing {', '.join(map(repr, missing))}")
-    extra = [f for f in row if f not in _CASE_FIELDS]
+    extra = [f for f in row if f not in _CASE_FIELDS and f not in VARIANT_DEFAULTS]
     if extra:
         raise _Invalid(f"{what}: unknown field {extra[0]!r}")
     label = _float(row["label"], f"{what}.label")
@@ -208,6 +208,9 @@ def _parse_case(row: object, what: str) -> tuple[CaseKey, CaseRecord]:
     names = {"formulation": _string(row["formulation"], f"{what}.formulation")}
     for field, enum in (("domain", Domain), ("dtype", DType), ("quantity", Quantity)):
         names[field] = _choice(row[field], enum, f"{what}.{field}")
+    for field in VARIANT_DEFAULTS:  # absent: the default (a file written before they existed too)
+        if field in row:
+            names[field] = _string(row[field], f"{what}.{field}")
     key = CaseKey(label=label, **names)
     error = row["error"]
     if error is not None:

@@ -82,8 +82,9 @@ class CaseRecord:
 # --------------------------------------------------------------------------- thresholds
 
 
-# the selectors of a threshold rule, in the order reports name them
-SELECTOR_NAMES = ("formulation", "dtype", "domain", "label", "quantity")
+# the selectors of a threshold rule, in the order reports name them; all but label are globs
+SELECTOR_NAMES = ("formulation", "dtype", "domain", "label", "quantity", "parameters", "mode", "device")
+GLOB_SELECTORS = tuple(name for name in SELECTOR_NAMES if name != "label")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,8 @@ class ThresholdRule:
     name: an optional name the reports show.
     formulation, dtype, domain, quantity: fnmatch patterns, or None for any.
     label: the label it selects, or None for any.
+    parameters, mode, device: fnmatch patterns over a case's variant dimensions (see
+        ``sweep.result.VARIANT_DEFAULTS``), or None for any.
     bounds: (figure, bound) pairs in GATED_NAMES order: max_ulp, p99_ulp, mean_bits are upper
         bounds on the figure, the counts upper bounds on the number of points, and stable_range
         (lo, hi) an interval the case's stable range must contain.
@@ -107,6 +110,9 @@ class ThresholdRule:
     label: float | None
     quantity: str | None
     bounds: tuple[tuple[str, float | tuple[float, float]], ...]
+    parameters: str | None = None
+    mode: str | None = None
+    device: str | None = None
 
     @property
     def id(self) -> str:
@@ -134,7 +140,7 @@ class ThresholdRule:
         return f"{self.id_and_name}: {self.bounds_text}"
 
     def selects(self, key: CaseKey) -> bool:
-        for selector in ("formulation", "dtype", "domain", "quantity"):
+        for selector in GLOB_SELECTORS:
             pattern = getattr(self, selector)
             if pattern is not None and not fnmatch.fnmatchcase(getattr(key, selector), pattern):
                 return False

@@ -14,6 +14,7 @@ from typing import Any
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.figures import GATED_COUNTS, GATED_NAMES
 from bce_audit.gate.interface import (
+    GLOB_SELECTORS,
     SELECTOR_NAMES,
     BoundCheck,
     CaseRecord,
@@ -32,6 +33,9 @@ SELECTORS: dict[str, type[ParsableEnum] | None] = {
     "domain": Domain,
     "label": None,
     "quantity": Quantity,
+    "parameters": None,
+    "mode": None,
+    "device": None,
 }
 assert tuple(SELECTORS) == SELECTOR_NAMES
 RULE_KEYS = ("name", *SELECTORS, *GATED_NAMES)
@@ -121,12 +125,13 @@ def check_selection(rules: tuple[ThresholdRule, ...], keys: list[CaseKey], where
         if any(rule.selects(k) for k in keys):
             continue
         hint = ""
-        for selector in ("formulation", "dtype", "domain", "quantity"):
+        for selector in GLOB_SELECTORS:
             pattern = getattr(rule, selector)
             present = list(dict.fromkeys(getattr(k, selector) for k in keys))
             if pattern is not None and not any(fnmatch.fnmatchcase(v, pattern) for v in present):
                 suggestion = did_you_mean(pattern, present)
-                hint = f": no {selector} matches {pattern!r}{suggestion}; this sweep has {', '.join(present)}"
+                has = ", ".join(v or "none" for v in present)  # parameters: "" when none was asked for
+                hint = f": no {selector} matches {pattern!r}{suggestion}; this sweep has {has}"
                 break
         else:
             labels = list(dict.fromkeys(k.label for k in keys))

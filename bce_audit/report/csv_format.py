@@ -1,7 +1,9 @@
 """The summary CSV (one row per case) and the per-point CSV.
 
-The summary's columns are the five that name a case, then every figure's columns in the order
-``figures.FIGURES`` declares them. Numbers are written so that they parse back to the exact float.
+The summary's columns are those that name a case (the five every case has, with the variant
+dimensions of the run after the formulation: see ``sweep.result.key_fields``), then every figure's
+columns in the order ``figures.FIGURES`` declares them. Numbers are written so that they parse back
+to the exact float.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from typing import Any
 from bce_audit.figures import FIGURES
 from bce_audit.report.interface import Format
 from bce_audit.report.numbers import csv_cell, exact
-from bce_audit.sweep.result import AuditResult, CaseResult
+from bce_audit.sweep.result import AuditResult, CaseResult, key_fields
 
-KEY_COLUMNS = ("formulation", "domain", "dtype", "label", "quantity")
-SUMMARY_COLUMNS = (*KEY_COLUMNS, *(column for figure in FIGURES for column in figure.csv))
-DETAILS_COLUMNS = (*KEY_COLUMNS, "input", "output", "truth", "ulp_error", "status")
+FIGURE_COLUMNS = tuple(column for figure in FIGURES for column in figure.csv)
+POINT_COLUMNS = ("input", "output", "truth", "ulp_error", "status")
 
 
-def _key(case: CaseResult) -> list[Any]:
-    return [case.formulation, case.domain, case.dtype, exact(case.label), case.quantity]
+def _key(case: CaseResult, variants: tuple[str, ...]) -> list[Any]:
+    fields = case.key.fields(variants)
+    fields["label"] = exact(case.label)
+    return list(fields.values())
 
 
 class SummaryCsvFormat(Format):
@@ -30,14 +33,14 @@ class SummaryCsvFormat(Format):
     def render(self, result: AuditResult) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(SUMMARY_COLUMNS)
-        figure_columns = len(SUMMARY_COLUMNS) - len(KEY_COLUMNS)
+        variants = result.variants
+        w.writerow([*key_fields(c.key for c in result.cases), *FIGURE_COLUMNS])
         for case in result.cases:
             if case.figures is None:  # no figures
-                w.writerow([*_key(case), 0] + [""] * (figure_columns - 1))
+                w.writerow([*_key(case, variants), 0] + [""] * (len(FIGURE_COLUMNS) - 1))
                 continue
             values = case.figures.csv_values()
-            w.writerow([*_key(case), *(v if isinstance(v, int) else csv_cell(v) for v in values)])
+            w.writerow([*_key(case, variants), *(v if isinstance(v, int) else csv_cell(v) for v in values)])
         return buf.getvalue()
 
 
@@ -47,12 +50,13 @@ class DetailsCsvFormat(Format):
     def render(self, result: AuditResult) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(DETAILS_COLUMNS)
+        variants = result.variants
+        w.writerow([*key_fields(c.key for c in result.cases), *POINT_COLUMNS])
         for case in result.cases:
             d = case.details
             if d is None:
                 continue
-            key = _key(case)
+            key = _key(case, variants)
             for x, o, t, e, st in zip(
                 d.inputs.tolist(),
                 d.outputs.tolist(),

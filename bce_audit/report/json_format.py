@@ -31,13 +31,10 @@ def _figures(case: Any) -> dict[str, Any]:
 class JsonFormat(Format):
     def render(self, result: AuditResult) -> str:
         cases = []
+        variants = result.variants
         for case in result.cases:
             row: dict[str, Any] = {
-                "formulation": case.formulation,
-                "domain": str(case.domain),
-                "dtype": str(case.dtype),
-                "label": case.label,
-                "quantity": str(case.quantity),
+                **case.key.fields(variants),
                 "worst_status": str(case.worst_status),
                 "error": case.error,
             }

@@ -69,17 +69,22 @@ def scoreboard(result: AuditResult, quantity: Quantity, width: int | None) -> li
     """Rows: formulation × domain; columns: dtypes; cell: worst status over the labels, and the
     stable range on which every label is ok (for one quantity: loss or grad)."""
     s = result.settings
-    groups: dict[tuple[str, Domain, DType], list[CaseResult]] = {}
+    variants = result.variants
+    groups: dict[tuple[tuple[str, ...], Domain, DType], list[CaseResult]] = {}
     for case in result.cases:
         if case.quantity is quantity:
-            groups.setdefault((case.formulation, case.domain, case.dtype), []).append(case)
+            groups.setdefault((_subject(case, variants), case.domain, case.dtype), []).append(case)
+    # each formulation's rows: one per variant it ran in (in run order), each with every domain
+    subjects: dict[str, list[tuple[str, ...]]] = {name: [] for name in s.formulations}
+    for subject in dict.fromkeys(g[0] for g in groups):
+        subjects[subject[0]].append(subject)
     rows: list[list[Text | str]] = []
     breaks: set[int] = set()
-    for name in s.formulations:
+    for subject in (v for name in s.formulations for v in subjects[name] or [(name, *("-" for _ in variants))]):
         for domain in s.domains:
-            cells: list[Text | str] = [name, domain.short]
+            cells: list[Text | str] = [*subject, domain.short]
             for dtype in s.dtypes:
-                cases = groups.get((name, domain, dtype), [])
+                cases = groups.get((subject, domain, dtype), [])
                 if not cases:
                     cells.append("-")
                     continue
@@ -91,8 +96,13 @@ def scoreboard(result: AuditResult, quantity: Quantity, width: int | None) -> li
                 cells.append(cell)
             rows.append(cells)
         breaks.add(len(rows) - 1)
-    keys = [Column("formulation"), Column("domain")]
+    keys = [Column("formulation"), *(Column(v) for v in variants), Column("domain")]
     return table(keys, [Column(str(d)) for d in s.dtypes], rows, width, breaks)
+
+
+def _subject(case: CaseResult, variants: tuple[str, ...]) -> tuple[str, ...]:
+    """The formulation and the value of each variant dimension the run shows."""
+    return (case.formulation, *(getattr(case, v) for v in variants))
 
 
 TABLE_FIGURES: tuple[Figure, ...] = tuple(f for f in FIGURES if f.header is not None)
@@ -114,11 +124,25 @@ def _cell(figure: Figure, case: CaseResult) -> Text:
 
 def case_table(result: AuditResult, width: int | None) -> list[Text]:
     """Every case with its figures (the --verbose report)."""
-    keys = [Column("formulation"), Column("domain"), Column("dtype"), Column("y", right=True, tag="y="), Column("qty")]
+    variants = result.variants
+    keys = [
+        Column("formulation"),
+        *(Column(v) for v in variants),
+        Column("domain"),
+        Column("dtype"),
+        Column("y", right=True, tag="y="),
+        Column("qty"),
+    ]
     values = [Column(f.header or f.name, right=True) for f in TABLE_FIGURES]
     rows = []
     for c in result.cases:
-        head: list[Text | str] = [c.formulation, c.domain.short, str(c.dtype), numbers.label(c.label), str(c.quantity)]
+        head: list[Text | str] = [
+            *_subject(c, variants),
+            c.domain.short,
+            str(c.dtype),
+            numbers.label(c.label),
+            str(c.quantity),
+        ]
         if c.figures is None:
             # the message goes in the lines under the tables (error_lines): in a cell, a long one
             # would squeeze every column of the table
@@ -145,15 +169,13 @@ def nonfinite_lines(result: AuditResult) -> list[str]:
             + (f" ({p.error})" if p.error else f" (got {numbers.short(p.output)}, want {numbers.short(p.truth)})")
             for p in bad
         ]
-        lines.append(
-            f"{c.formulation} {c.domain} {c.dtype} y={numbers.label(c.label)} {c.quantity}: " + "; ".join(parts)
-        )
+        lines.append(f"{c.key}: " + "; ".join(parts))
     return lines
 
 
 def error_lines(result: AuditResult) -> list[str]:
     """One line per formulation and message: the cases in which the formulation raised (or was lost)."""
-    counts = collections.Counter((c.formulation, c.error) for c in result.cases if c.error is not None)
+    counts = collections.Counter((c.key.subject, c.error) for c in result.cases if c.error is not None)
     return [f"{name} ({numbers.count(n, 'case')}): {error}" for (name, error), n in counts.items()]
 
 

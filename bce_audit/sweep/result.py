@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.figures import FIGURES, CaseFigures, Kind
@@ -19,18 +20,68 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.settings import Settings
 
 
+# The dimensions of a case beyond the five that every case has, each with the value that means
+# "not in play": the parameter values a sweep was asked for (text such as ``alpha=0.25,gamma=2``),
+# the way the engine ran the formulation, and the device. Declared once, here: a key field, a
+# CSV column, a JSON field, a baseline field and a scoreboard column each exists only in a run
+# where some case differs from the default, so a run that uses none reads byte for byte as before.
+VARIANT_DEFAULTS: dict[str, str] = {"parameters": "", "mode": "eager", "device": "cpu"}
+
+
 @dataclasses.dataclass(frozen=True)
 class CaseKey:
-    """What names a case: (formulation, domain, dtype, label, quantity), as plain strings and a float."""
+    """What names a case: (formulation, domain, dtype, label, quantity), as plain strings and a
+    float, and the variant dimensions of ``VARIANT_DEFAULTS`` (parameters, mode, device)."""
 
     formulation: str
     domain: str
     dtype: str
     label: float
     quantity: str
+    parameters: str = VARIANT_DEFAULTS["parameters"]
+    mode: str = VARIANT_DEFAULTS["mode"]
+    device: str = VARIANT_DEFAULTS["device"]
+
+    @property
+    def variant(self) -> dict[str, str]:
+        """The variant dimensions that differ from their default, in declaration order."""
+        return {k: v for k in VARIANT_DEFAULTS if (v := getattr(self, k)) != VARIANT_DEFAULTS[k]}
+
+    @property
+    def subject(self) -> str:
+        """What ran: the formulation and any variant, e.g. ``torchvision-focal gamma=2 compile``."""
+        return " ".join([self.formulation, *self.variant.values()])
 
     def __str__(self) -> str:
-        return f"{self.formulation} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
+        return f"{self.subject} {self.domain} {self.dtype} y={label_text(self.label)} {self.quantity}"
+
+    def fields(self, variants: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The key as named fields, in report order: formulation, the variant dimensions
+        (``variants``: those to show; default the ones that differ from their default), domain,
+        dtype, label, quantity."""
+        shown = tuple(self.variant) if variants is None else variants
+        return {
+            "formulation": self.formulation,
+            **{k: getattr(self, k) for k in shown},
+            "domain": self.domain,
+            "dtype": self.dtype,
+            "label": self.label,
+            "quantity": self.quantity,
+        }
+
+
+def variants_in(keys: Iterable[CaseKey]) -> tuple[str, ...]:
+    """The variant dimensions some key differs from the default in, in declaration order: the
+    ones a report of these cases shows."""
+    found: set[str] = set()
+    for key in keys:
+        found.update(key.variant)
+    return tuple(k for k in VARIANT_DEFAULTS if k in found)
+
+
+def key_fields(keys: Iterable[CaseKey]) -> tuple[str, ...]:
+    """The names of the key fields a report of these cases shows, in order."""
+    return ("formulation", *variants_in(keys), "domain", "dtype", "label", "quantity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +133,22 @@ class CaseResult:
     error: str | None = None
     details: PointDetails | None = None
     lost: str | None = None
+    parameters: str = VARIANT_DEFAULTS["parameters"]
+    mode: str = VARIANT_DEFAULTS["mode"]
+    device: str = VARIANT_DEFAULTS["device"]
 
     @property
     def key(self) -> CaseKey:
-        return CaseKey(self.formulation, str(self.domain), str(self.dtype), float(self.label), str(self.quantity))
+        return CaseKey(
+            self.formulation,
+            str(self.domain),
+            str(self.dtype),
+            float(self.label),
+            str(self.quantity),
+            self.parameters,
+            self.mode,
+            self.device,
+        )
 
     @property
     def worst_status(self) -> Status:
@@ -93,10 +156,11 @@ class CaseResult:
             return Status.ERROR
         return self.figures.worst_status
 
-    def record(self) -> dict[str, Any]:
-        """The case as one flat record: its key, every figure by name (None when undefined),
-        the worst status, and the error or why it was not evaluated."""
-        row: dict[str, Any] = dataclasses.asdict(self.key)
+    def record(self, variants: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The case as one flat record: its key (``variants``: the variant dimensions to include,
+        see ``CaseKey.fields``), every figure by name (None when undefined), the worst status, and
+        the error or why it was not evaluated."""
+        row: dict[str, Any] = self.key.fields(variants)
         figures = self.figures
         for figure in FIGURES:
             names = ("stable_lo", "stable_hi") if figure.kind is Kind.RANGE else (figure.name,)
@@ -108,13 +172,13 @@ class CaseResult:
         row["lost"] = self.lost
         return row
 
-    def point_records(self) -> list[dict[str, Any]]:
-        """One record per point (when details were kept): key, input, output, truth (rounded to
-        float64), ulp_error (None when not defined) and status."""
+    def point_records(self, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """One record per point (when details were kept): key (see ``record``), input, output,
+        truth (rounded to float64), ulp_error (None when not defined) and status."""
         d = self.details
         if d is None:
             return []
-        key = dataclasses.asdict(self.key)
+        key = self.key.fields(variants)
         return [
             {**key, "input": x, "output": o, "truth": t, "ulp_error": None if math.isnan(e) else e, "status": s}
             for x, o, t, e, s in zip(
@@ -132,7 +196,7 @@ class CaseResult:
 class AuditResult:
     """Every case of an audit, the settings that produced them, and where they were computed.
 
-    cases: in report order (formulation, domain, dtype, label, quantity).
+    cases: in report order (formulation, parameters, mode, device, domain, dtype, label, quantity).
     provenance: versions and machine (bce-audit, torch, numpy, mpmath, CPU capability, ...).
     elapsed_s: wall time of the audit.
     truth_points: distinct (domain, label, input) points the exact truth was needed at.
@@ -146,13 +210,20 @@ class AuditResult:
     truth_points: int
     truth_computed: int
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variant dimensions (parameters, mode, device) some case of this run is in."""
+        return variants_in(c.key for c in self.cases)
+
     def to_records(self) -> list[dict[str, Any]]:
-        """One flat record per case (see ``CaseResult.record``): ready for csv, json or pandas."""
-        return [case.record() for case in self.cases]
+        """One flat record per case (see ``CaseResult.record``), all with the same fields: ready
+        for csv, json or pandas."""
+        return [case.record(self.variants) for case in self.cases]
 
     def point_records(self) -> list[dict[str, Any]]:
         """One record per point of every case (audit with ``details=True`` to keep them)."""
-        return [row for case in self.cases for row in case.point_records()]
+        variants = self.variants
+        return [row for case in self.cases for row in case.point_records(variants)]
 
     def to_pandas(self, points: bool = False) -> Any:
         """The records as a pandas DataFrame (per point with ``points=True``); needs pandas."""

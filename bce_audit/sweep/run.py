@@ -218,7 +218,8 @@ def run_sweep(
                             statuses=np.concatenate([status, nf_status]),
                         )
                     cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
-    cases.sort(key=lambda c: _order(settings, c))
+    variants = _first_seen_variants(cases)
+    cases.sort(key=lambda c: _order(settings, variants, c))
     return AuditResult(
         settings=settings,
         cases=tuple(cases),
@@ -229,9 +230,19 @@ def run_sweep(
     )
 
 
-def _order(settings: Settings, case: CaseResult) -> tuple[int, ...]:
+def _first_seen_variants(cases: list[CaseResult]) -> dict[tuple[str, ...], int]:
+    """Each formulation's variants (parameters, mode, device) numbered in the order they ran."""
+    found: dict[tuple[str, ...], int] = {}
+    for case in cases:
+        found.setdefault((case.formulation, case.parameters, case.mode, case.device), len(found))
+    return found
+
+
+def _order(settings: Settings, variants: dict[tuple[str, ...], int], case: CaseResult) -> tuple[int, ...]:
+    """Report order: formulation, its variants, domain, dtype, label, quantity."""
     return (
         settings.formulations.index(case.formulation),
+        variants[(case.formulation, case.parameters, case.mode, case.device)],
         settings.domains.index(case.domain),
         settings.dtypes.index(case.dtype),
         settings.labels.index(case.label),

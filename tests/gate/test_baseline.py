@@ -32,8 +32,10 @@ from synthetic import (
     PROVENANCE,
     case,
     key,
+    named,
     record,
     settings,
+    variants_result,
 )
 
 from bce_audit.errors import UsageError
@@ -61,9 +63,7 @@ FIGURES = {
     ODD_LOSS: record(error=NASTY),
     ODD_GRAD: record(error=NASTY_LINES),
 }
-SETTINGS = settings(
-    [case(*dataclasses.astuple(k)) for k in FIGURES], logit_range=(-INF, 20.0), ulp_threshold=0.5, seed=7
-).to_dict()
+SETTINGS = settings([case(*named(k)) for k in FIGURES], logit_range=(-INF, 20.0), ulp_threshold=0.5, seed=7).to_dict()
 
 
 def _same(a: CaseRecord, b: CaseRecord) -> bool:
@@ -284,6 +284,8 @@ FIRST = "cases[0]"
         (_case0(max_ulp=...), "cases[0]: missing 'max_ulp'"),
         (_case0(error=..., label=...), "cases[0]: missing 'label', 'error'"),
         (_case0(colour="red"), "cases[0]: unknown field 'colour'"),
+        (_case0(mode=3), "cases[0].mode: expected a non-empty string, got 3"),
+        (_case0(parameters=""), "cases[0].parameters: expected a non-empty string, got ''"),
         (_case0(max_ulp="big"), 'cases[0].max_ulp: expected a number (or "inf", "-inf", "nan"), got \'big\''),
         (_case0(max_ulp=True), 'cases[0].max_ulp: expected a number (or "inf", "-inf", "nan"), got True'),
         (_case0(max_ulp=None), 'cases[0].max_ulp: expected a number (or "inf", "-inf", "nan"), got None'),
@@ -387,3 +389,25 @@ def test_an_integer_too_large_for_a_float_is_a_usage_error(path: Path, field: st
     path.write_text(_case0(**{field: 10**400})(text), encoding="utf-8")
     with pytest.raises(UsageError, match=rf"^baseline .*: cases\[0\]\.{field}"):
         read_baseline(path)
+
+
+# --------------------------------------------------------------------------- variant dimensions
+
+
+def test_variant_dimensions_are_keys_written_only_where_not_the_default(tmp_path: Path):
+    run = variants_result()
+    figures = {c.key: CaseRecord.of(c) for c in run.cases}
+    text = render_baseline(figures, run.settings.to_dict(), PROVENANCE)
+    lines = [json.loads(line.rstrip(",")) for line in text.splitlines() if line.lstrip().startswith('{"formulation"')]
+    assert [(r.get("parameters"), r.get("mode")) for r in lines[::2]] == [
+        ("gamma=0", None),  # eager is the default: not written
+        ("gamma=2", None),
+        ("gamma=2", "compile"),
+        (None, None),  # max-abs: in no variant
+    ]
+    assert all("device" not in r for r in lines)
+    path = tmp_path / "b.json"
+    path.write_text(text, encoding="utf-8")
+    read = read_baseline(path).figures
+    assert list(read) == list(figures)  # the same keys: parameters and mode read back, defaults filled in
+    assert sum(k.mode == "compile" for k in read) == 2 and sum(k.parameters == "gamma=2" for k in read) == 4

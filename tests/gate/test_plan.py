@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from synthetic import LOST, NASTY, PROVENANCE, case, figures, key, record, result, rules
+from synthetic import LOST, NASTY, PROVENANCE, case, figures, key, named, record, result, rules
 
 from bce_audit.errors import ExitCode, IncompleteRun, UsageError
 from bce_audit.files import Output
@@ -38,7 +38,7 @@ KEYS = [
 
 def _run(**changes) -> AuditResult:
     """A clean case for each of KEYS; changes: {name: CaseResult} by index name k0..k7."""
-    cases = [changes.get(f"k{i}") or case(*dataclasses.astuple(k)) for i, k in enumerate(KEYS)]
+    cases = [changes.get(f"k{i}") or case(*named(k)) for i, k in enumerate(KEYS)]
     return result(cases, points=50)
 
 
@@ -270,14 +270,14 @@ def test_without_a_baseline_there_is_nothing_to_compare(tmp_path: Path):
 
 
 def test_a_regression_fails_with_exit_1(tmp_path: Path):
-    worse = _run(k1=case(*dataclasses.astuple(KEYS[1]), figures(max_ulp=2.5)))
+    worse = _run(k1=case(*named(KEYS[1]), figures(max_ulp=2.5)))
     v = _judge(worse, RUN, tmp_path)
     assert v.exit_code is ExitCode.REGRESSION and [c.key for c in v.regressed] == [KEYS[1]]
     assert _judge(worse, RUN, tmp_path, tolerance_flags=("max_ulp:+1.5",)).exit_code is ExitCode.OK
 
 
 def test_a_lost_case_makes_the_check_incomplete_exit_4(tmp_path: Path):
-    lost = _run(k2=case(*dataclasses.astuple(KEYS[2]), lost=LOST))
+    lost = _run(k2=case(*named(KEYS[2]), lost=LOST))
     v = _judge(lost, RUN, tmp_path, config={"thresholds": [{"max_ulp": 1}]})
     assert v.lost == ((KEYS[2], LOST),)
     assert (v.exit_code, v.passed, v.failed) == (ExitCode.INCOMPLETE, False, False)
@@ -294,7 +294,7 @@ def test_a_lost_case_makes_the_check_incomplete_exit_4(tmp_path: Path):
 
 
 def test_a_case_that_still_raises_passes_with_a_warning(tmp_path: Path):
-    raised = {f"k{i}": case(*dataclasses.astuple(KEYS[i]), error=NASTY) for i in (4, 5)}
+    raised = {f"k{i}": case(*named(KEYS[i]), error=NASTY) for i in (4, 5)}
     run = _run(**raised)
     v = _judge(run, run, tmp_path)
     assert v.exit_code is ExitCode.OK
@@ -322,7 +322,7 @@ def test_a_baseline_from_another_environment_only_warns(tmp_path: Path):
 
 
 def test_improved_new_and_missing_cases(tmp_path: Path):
-    better = _run(k0=case(*dataclasses.astuple(KEYS[0]), figures(max_ulp=0.5)))
+    better = _run(k0=case(*named(KEYS[0]), figures(max_ulp=0.5)))
     baseline = dataclasses.replace(RUN, cases=RUN.cases[:6])
     v = _judge(better, baseline, tmp_path)
     assert ([c.key for c in v.improved], [c.key for c in v.new]) == ([KEYS[0]], KEYS[6:])
@@ -413,7 +413,7 @@ def test_long_case_lists_name_five_then_count_the_rest():
 
 def test_a_run_with_a_lost_case_cannot_become_a_baseline(tmp_path: Path):
     plan = _plan(baseline_flag=tmp_path / "b.json", update=True)
-    lost = _run(k3=case(*dataclasses.astuple(KEYS[3]), lost=LOST), k7=case(*dataclasses.astuple(KEYS[7]), lost="hung"))
+    lost = _run(k3=case(*named(KEYS[3]), lost=LOST), k7=case(*named(KEYS[7]), lost="hung"))
     with pytest.raises(IncompleteRun) as exc:
         render_update_file(plan, lost)
     assert exc.value.exit_code is ExitCode.INCOMPLETE
@@ -431,7 +431,7 @@ def test_a_new_baseline_holds_the_run_and_says_what_it_holds(tmp_path: Path):
         baseline_flag=path,
         update=True,
     )
-    run = _run(k6=case(*dataclasses.astuple(KEYS[6]), error=NASTY))
+    run = _run(k6=case(*named(KEYS[6]), error=NASTY))
     text, update = render_update_file(plan, run)
     assert (update.path, update.cases, update.previous, update.unreadable) == (str(path), 8, None, None)
     assert (update.settings_changes, update.comparisons, update.errors) == ((), (), (KEYS[6],))
@@ -444,7 +444,7 @@ def test_a_new_baseline_holds_the_run_and_says_what_it_holds(tmp_path: Path):
 def test_an_update_compares_with_zero_tolerance_against_the_old_file(tmp_path: Path):
     path = _write(tmp_path / "b.json", RUN)
     plan = _plan(baseline_flag=path, update=True)
-    run = _run(k0=case(*dataclasses.astuple(KEYS[0]), figures(max_ulp=1.5)))
+    run = _run(k0=case(*named(KEYS[0]), figures(max_ulp=1.5)))
     narrower = dataclasses.replace(run, cases=run.cases[:7])
     _, update = render_update_file(plan, narrower)
     assert (update.previous, update.cases, update.settings_changes) == (8, 7, ())
@@ -466,7 +466,7 @@ def test_an_update_of_an_unreadable_file_says_so(tmp_path: Path):
 
 
 def test_records_of_a_result_keep_errors_and_lost_cases():
-    run = _run(k0=case(*dataclasses.astuple(KEYS[0]), error=NASTY), k1=case(*dataclasses.astuple(KEYS[1]), lost=LOST))
+    run = _run(k0=case(*named(KEYS[0]), error=NASTY), k1=case(*named(KEYS[1]), lost=LOST))
     records = case_records(run)
     assert list(records) == KEYS
     assert (records[KEYS[0]].error, records[KEYS[0]].lost, records[KEYS[0]].points) == (NASTY, None, 0)

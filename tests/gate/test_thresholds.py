@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from synthetic import F16_MAX, F64_MAX, GRAD_0, GRAD_0_FIGURES, LABEL, LOSS_0, NAN, key, record, rules
+from synthetic import F16_MAX, F64_MAX, GRAD_0, GRAD_0_FIGURES, LABEL, LOSS_0, NAN, key, record, rules, variants_result
 
 from bce_audit.errors import UsageError
 from bce_audit.gate.interface import BoundCheck, ThresholdRule
@@ -384,3 +384,38 @@ def test_the_worst_input_of_a_failure_is_the_cases():
 def test_a_failed_bound_in_words(check, text):
     dtype = "float16" if check.figure == "stable_range" else "float32"
     assert check_text(check, dtype) == text
+
+
+# --------------------------------------------------------------------------- variant dimensions
+
+
+def test_rules_select_by_the_variant_dimensions():
+    keys = [c.key for c in variants_result().cases]  # focal gamma=0, gamma=2, gamma=2 compile; max-abs
+    chosen = {
+        "parameters=gamma=2": [2, 3, 4, 5],
+        "parameters=gamma=*": [0, 1, 2, 3, 4, 5],
+        "mode=compile": [4, 5],
+        "mode=eager formulation=focal": [0, 1, 2, 3],
+        "device=cpu quantity=grad": [1, 3, 5, 7],
+        "device=cuda*": [],
+    }
+    for text, expected in chosen.items():
+        table: dict = {"nan": 0}
+        for part in text.split():
+            name, _, value = part.partition("=")
+            table[name] = value
+        (rule,) = rules(table)
+        assert [i for i, k in enumerate(keys) if rule.selects(k)] == expected, text
+    (rule,) = rules({"mode": "compile", "parameters": "gamma=2", "nan": 0})
+    assert rule.selector_text == "parameters=gamma=2 mode=compile"
+
+
+def test_a_variant_selector_that_matches_nothing_names_what_the_sweep_has():
+    keys = [c.key for c in variants_result().cases]
+    with pytest.raises(UsageError) as info:
+        check_selection(rules({"mode": "vmap", "nan": 0}), keys, "gate.toml")
+    assert str(info.value).endswith("no mode matches 'vmap'; this sweep has eager, compile")
+    plain = [key()]
+    with pytest.raises(UsageError) as info:
+        check_selection(rules({"parameters": "gamma=*", "nan": 0}), plain, "gate.toml")
+    assert str(info.value).endswith("no parameters matches 'gamma=*'; this sweep has none")

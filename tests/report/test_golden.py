@@ -29,7 +29,11 @@ from bce_audit.report.verdict_text import VerdictTextFormat, render_update
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("BCE_AUDIT_UPDATE_GOLDEN") == "1"
 
-RESULTS = {"awkward": synthetic.awkward_result, "nonfinite": synthetic.nonfinite_result}
+RESULTS = {
+    "awkward": synthetic.awkward_result,
+    "nonfinite": synthetic.nonfinite_result,
+    "variants": synthetic.variants_result,
+}
 VERDICTS = {
     "failing": synthetic.failing_verdict,
     "multiline": synthetic.multiline_verdict,
@@ -53,10 +57,12 @@ def _renders() -> dict[str, Callable[[], str]]:
     out["terminal-awkward-wNone"] = _terminal("awkward", None, False)
     out["terminal-nonfinite-wNone"] = _terminal("nonfinite", None, False)
     out["terminal-nonfinite-verbose-w80"] = _terminal("nonfinite", 80, True)
+    out["terminal-variants-verbose-wNone"] = _terminal("variants", None, True)
     for name, make in RESULTS.items():
         out[f"summary-csv-{name}"] = lambda make=make: SummaryCsvFormat().render(make())
         out[f"json-{name}"] = lambda make=make: JsonFormat().render(make())
     out["details-csv-awkward"] = lambda: DetailsCsvFormat().render(synthetic.awkward_result())
+    out["details-csv-variants"] = lambda: DetailsCsvFormat().render(synthetic.variants_result())
     for name, make in VERDICTS.items():
         # the multiline verdict at no width is left out: see test_known_issues
         for width in (None, 80) if name != "multiline" else (80,):
