@@ -944,7 +944,7 @@ def test_ctrl_c_to_the_process_group_during_parallel_truth(tmp_path):
             "-d",
             "float32",
             "--points",
-            "40000",
+            "400000",
             "--no-cache",
             "-j",
             "2",
@@ -962,6 +962,7 @@ def test_ctrl_c_to_the_process_group_during_parallel_truth(tmp_path):
         while time.monotonic() < end and len(seen) < 2:
             seen |= _descendants(proc.pid)
             time.sleep(0.05)
+        assert len(seen) >= 2, "the truth's worker processes never showed up"
         time.sleep(0.5)
         seen |= _descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
@@ -979,7 +980,7 @@ def test_ctrl_c_to_the_process_group_during_parallel_truth(tmp_path):
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_repeated_ctrl_c_is_still_one_line_and_130(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bce_audit", "sweep", "-d", "float32", "--points", "40000", "--no-cache", "-j", "2"],
+        [sys.executable, "-m", "bce_audit", "sweep", "-d", "float32", "--points", "400000", "--no-cache", "-j", "2"],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -989,6 +990,7 @@ def test_repeated_ctrl_c_is_still_one_line_and_130(tmp_path):
         end = time.monotonic() + 60
         while time.monotonic() < end and len(_descendants(proc.pid)) < 2:
             time.sleep(0.05)
+        assert len(_descendants(proc.pid)) >= 2, "the truth's worker processes never showed up"
         time.sleep(0.5)
         for _ in range(40):  # an impatient user
             try:
