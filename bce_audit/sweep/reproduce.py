@@ -81,13 +81,13 @@ class FailingCase:
 def chosen_indices(case: CaseResult) -> dict[int, list[str]]:
     """The points of a case to reproduce, by index into its details, each with why: the worst
     input when it is not ok, and the first point of each status that is not ok (in order of
-    severity). Empty for a case that is ok, has no figures (it raised) or kept no details."""
+    severity; a ±inf or NaN input comes after the finite ones). Empty for a case whose worst
+    status is ok (the scoreboard's verdict: a case that misses only the limits at ±inf or NaN
+    inputs is not one), that has no figures (it raised) or kept no details."""
     d, figures = case.details, case.figures
-    if d is None or figures is None:
+    if d is None or figures is None or case.worst_status is Status.OK:
         return {}
     statuses = d.statuses
-    if np.all(statuses == Status.OK.value):
-        return {}
     chosen: dict[int, list[str]] = {}
     if not math.isnan(figures.worst_input):
         # the worst input is one of the finite inputs (the first of them with its bit pattern)
@@ -105,8 +105,7 @@ def chosen_indices(case: CaseResult) -> dict[int, list[str]]:
 
 
 def failing_cases(result: AuditResult, sandbox: Sandbox | None = None) -> list[FailingCase]:
-    """Every case whose worst status is not ok (or whose ±inf or NaN inputs miss their limit),
-    with its points to reproduce, each checked alone in its engine (user code in ``sandbox``; one
+    """Every case whose worst status is not ok (see ``chosen_indices``), with its points to reproduce, each checked alone in its engine (user code in ``sandbox``; one
     is opened when a user's target needs it and none is given). Needs the details of the run
     (``keep_details``); cases that raised or were lost have no point to reproduce."""
     if sandbox is None and any(not s.is_builtin for s in result.settings.user_formulations):
