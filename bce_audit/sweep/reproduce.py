@@ -105,9 +105,10 @@ def chosen_indices(case: CaseResult) -> dict[int, list[str]]:
 
 
 def failing_cases(result: AuditResult, sandbox: Sandbox | None = None) -> list[FailingCase]:
-    """Every case whose worst status is not ok (see ``chosen_indices``), with its points to reproduce, each checked alone in its engine (user code in ``sandbox``; one
-    is opened when a user's target needs it and none is given). Needs the details of the run
-    (``keep_details``); cases that raised or were lost have no point to reproduce."""
+    """Every case whose worst status is not ok (see ``chosen_indices``), with its points to
+    reproduce, each checked alone in its engine (user code in ``sandbox``; one is opened when a
+    user's target needs it and none is given). Needs the details of the run (``keep_details``);
+    cases that raised or were lost have no point to reproduce."""
     if sandbox is None and any(not s.is_builtin for s in result.settings.user_formulations):
         from bce_audit.engines.sandbox import Sandbox
 
