@@ -50,6 +50,7 @@ STATUS_COLOURS = {
 }
 _NONFINITE_ROWS = {Status.INF: 0.95, Status.NAN: 0.985}  # axes fraction of the rows of inf and NaN outputs
 _DPI = 110
+_OUTSIDE = "#ececec"  # the band rows beyond a dtype's values
 _CREATOR = f"bce-audit {__version__}"
 
 
@@ -121,7 +122,12 @@ def _figure(plt: Any, subject: str, quantity: str, cases: list[CaseResult], thre
     handles = [
         plt.Line2D([], [], color=DTYPE_COLOURS[d], marker=DTYPE_MARKERS[d], linestyle="", label=str(d)) for d in dtypes
     ]
+    handles += [
+        plt.Line2D([], [], color="black", marker="v", markerfacecolor="none", linestyle="", label="output 0 (zero)"),
+        plt.Line2D([], [], color="black", marker="x", linestyle="", label="NaN or ±inf output (top rows)"),
+    ]
     handles += [plt.Rectangle((0, 0), 1, 1, color=STATUS_COLOURS[s], label=str(s)) for s in STATUS_COLOURS]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color=_OUTSIDE, label="outside the dtype"))
     handles.append(plt.Line2D([], [], color="black", linewidth=2.5, label="stable range"))
     handles.append(
         plt.Line2D([], [], color="#888888", linestyle="--", label=f"threshold {numbers.figure(threshold)} ULP")
@@ -285,6 +291,10 @@ def _bands(ax: Axes, cases: list[CaseResult], dtypes: list[DType], limits: tuple
     ax.invert_yaxis()
     for case in cases:
         row = dtypes.index(case.dtype)
+        own = _x_limits(case.domain, [case.dtype])
+        for lo, hi in ((limits[0], own[0]), (own[1], limits[1])):
+            if lo < hi:
+                ax.fill_between([lo, hi], row - 0.45, row + 0.45, color=_OUTSIDE, linewidth=0)
         for band in bands(case):
             lo, hi = (min(max(v, limits[0]), limits[1]) for v in (band.lo, band.hi))
             if lo == hi:  # one sampled input: a thin mark that still shows
