@@ -295,7 +295,7 @@ def render(case: FailingCase, provenance: dict[str, str], file_name: str) -> str
     parts = [
         f'"""{header}\n\n{about}\n\nRun: pytest {file_name}\nWritten by {written}.\n"""\n',
         "\nfrom __future__ import annotations\n\nimport math\nimport sys\n\nimport torch\nfrom torch import Tensor\n",
-        f"\n# The formulation: {what}.\n\n{code}\n",
+        f"\n# The formulation: {what}.\n\n{code.rstrip()}\n",
         f"\n\ndef loss(x: Tensor, y: Tensor) -> Tensor:\n"
         f'    """The elementwise loss of x, {variable} in the {key.domain} domain."""\n'
         f"    {body}\n",

@@ -16,7 +16,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-from helpers import assert_exit, assert_usage_error, runner
+from helpers import assert_exit, assert_usage_error, read_csv, runner
 
 import bce_audit
 from bce_audit.cli import main
@@ -188,3 +188,27 @@ def test_cli_repro_creates_the_directory_and_refuses_a_file(tmp_path, monkeypatc
     ok = runner().invoke(main, [*ok_args, "--repro", "ok"])
     assert_exit(ok, 0)
     assert not Path("ok").exists() and "no failing case" in ok.stderr
+
+
+def test_a_users_function_is_imported_from_its_file_target(tmp_path, monkeypatch):
+    """The file imports the user's function from the target the audit loaded (not a copy), so the
+    repro follows the user's code; it fails with every status the case has (one test per status)."""
+    monkeypatch.chdir(tmp_path)
+    Path("losses.py").write_text(
+        "import torch\n\n\ndef bce(p, y):\n    return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))\n",
+        encoding="utf-8",
+    )
+    args = ["sweep", "--impl", "losses.py:bce@probabilities", "-d", "float32", "--domain", "probabilities"]
+    result = runner().invoke(main, [*args, "-y", "1", "--points", "100", "--repro", "out", "--details", "d.csv"])
+    assert_exit(result, 0)
+    path = tmp_path / "out" / "test_bce_probabilities_float32_y1_loss.py"
+    text = path.read_text(encoding="utf-8")
+    assert f"_SOURCE = {str(tmp_path / 'losses.py')!r}" in text
+    assert "def bce" not in text  # imported, not inlined
+    _, rows = read_csv(Path("d.csv").read_text(encoding="utf-8"))
+    statuses = {r["status"] for r in rows if r["quantity"] == "loss"} - {"ok"}
+    run = _pytest(path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    failed = re.findall(r"^FAILED \S+::\w+ - (\w+): (\w+):", run.stdout, re.M)
+    assert all(exc == "AssertionError" for exc, _ in failed), run.stdout
+    assert {status for _, status in failed} == statuses, run.stdout
