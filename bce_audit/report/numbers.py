@@ -115,4 +115,4 @@ def label(y: float) -> str:
 def hex_literal(x: float) -> str:
     """Python source that is exactly this float, whatever it is (±0, subnormals, ±inf, NaN):
     ``float.fromhex('0x1.8p-3')``, for files that must hold a value without any rounding."""
-    return f"float.fromhex({float(x).hex()!r})"
+    return f'float.fromhex("{float(x).hex()}")'

@@ -285,7 +285,8 @@ def _panel(
 
 
 def _bands(ax: Axes, cases: list[CaseResult], dtypes: list[DType], limits: tuple[float, float]) -> None:
-    """One row per dtype: its status bands, and its stable range as a black bar."""
+    """One row per dtype: its status bands, and its stable range as a black bar, each within the
+    dtype's own values (p = 0 and 1 at their ends); beyond them the row is shaded."""
     ax.set_ylim(-0.5, len(dtypes) - 0.5)
     ax.set_yticks(range(len(dtypes)), [str(d) for d in dtypes], fontsize=7)
     ax.invert_yaxis()
@@ -296,7 +297,7 @@ def _bands(ax: Axes, cases: list[CaseResult], dtypes: list[DType], limits: tuple
             if lo < hi:
                 ax.fill_between([lo, hi], row - 0.45, row + 0.45, color=_OUTSIDE, linewidth=0)
         for band in bands(case):
-            lo, hi = (min(max(v, limits[0]), limits[1]) for v in (band.lo, band.hi))
+            lo, hi = (min(max(v, own[0]), own[1]) for v in (band.lo, band.hi))
             if lo == hi:  # one sampled input: a thin mark that still shows
                 ax.plot(
                     [lo, hi],
@@ -311,5 +312,5 @@ def _bands(ax: Axes, cases: list[CaseResult], dtypes: list[DType], limits: tuple
                 ax.fill_between([lo, hi], row - 0.35, row + 0.35, color=STATUS_COLOURS[band.status], linewidth=0)
         figures = case.figures
         if figures is not None and not math.isnan(figures.stable_lo):
-            lo, hi = (min(max(v, limits[0]), limits[1]) for v in (figures.stable_lo, figures.stable_hi))
+            lo, hi = (min(max(v, own[0]), own[1]) for v in (figures.stable_lo, figures.stable_hi))
             ax.plot([lo, hi], [row + 0.38, row + 0.38], color="black", linewidth=2.5)

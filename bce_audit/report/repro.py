@@ -14,6 +14,7 @@ import ast
 import hashlib
 import importlib.util
 import inspect
+import math
 import re
 import textwrap
 from collections.abc import Callable
@@ -240,14 +241,13 @@ def _evaluate_code(quantity: Quantity) -> str:
 
 def _point_comment(case: FailingCase, point: FailingPoint) -> str:
     dtype = str(case.case.dtype)
-    lines = [
-        f"Chosen as: {', '.join(point.reasons)}. The audit saw {point.status}: "
-        f"{numbers.exact(point.output)} where the exact value is {numbers.exact(point.expected)}"
-        + ("" if point.ulp_error != point.ulp_error else f" ({numbers.figure(point.ulp_error)} ULP off)")
-        + "."
-    ]
     if point.error is not None:
-        lines.append(f"The formulation raised: {point.error}")
+        saw = f"error: the formulation raised {point.error.rstrip('.')}."
+    else:
+        off = "" if math.isnan(point.ulp_error) else f" ({numbers.figure(point.ulp_error)} ULP off)"
+        exact = numbers.exact(point.expected)
+        saw = f"{point.status}: {numbers.exact(point.output)} where the exact value is {exact}{off}."
+    lines = [f"Chosen as: {', '.join(point.reasons)}. The audit saw {saw}"]
     if point.in_batch:
         lines.append(
             f"This point fails only inside the batch the audit evaluated ({len(point.batch)} {dtype} inputs, "
@@ -295,7 +295,7 @@ def render(case: FailingCase, provenance: dict[str, str], file_name: str) -> str
     parts = [
         f'"""{header}\n\n{about}\n\nRun: pytest {file_name}\nWritten by {written}.\n"""\n',
         "\nfrom __future__ import annotations\n\nimport math\nimport sys\n\nimport torch\nfrom torch import Tensor\n",
-        f"\n# The formulation: {what}.\n\n{code.rstrip()}\n",
+        f"\n\n# The formulation: {what}.\n{code.rstrip()}\n",
         f"\n\ndef loss(x: Tensor, y: Tensor) -> Tensor:\n"
         f'    """The elementwise loss of x, {variable} in the {key.domain} domain."""\n'
         f"    {body}\n",
@@ -318,7 +318,7 @@ def render(case: FailingCase, provenance: dict[str, str], file_name: str) -> str
             f"    got = evaluate({inputs}, {point.index})\n"
             f"    expected = {numbers.hex_literal(point.expected)}\n"
             "    message = failure(got, expected)\n"
-            f"    assert message is None, message + ' at {variable} = {point.input.hex()}'\n"
+            f'    assert message is None, message + " at {variable} = {point.input.hex()}"\n'
         )
     if batch is not None:
         rows = [
