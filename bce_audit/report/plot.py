@@ -90,6 +90,13 @@ def figures(result: AuditResult) -> list[tuple[str, bytes]]:
     """(file name, bytes) of every figure, PNG then SVG, in report order."""
     plt = _pyplot()
     files: list[tuple[str, bytes]] = []
+    with np.errstate(all="ignore"):  # the axis transforms overflow float64 at the ends of the range, harmlessly
+        files += _draw(plt, result)
+    return files
+
+
+def _draw(plt: Any, result: AuditResult) -> list[tuple[str, bytes]]:
+    files: list[tuple[str, bytes]] = []
     for subject, quantity, cases in _groups(result):
         fig = _figure(plt, subject, quantity, cases, result.settings.ulp_threshold)
         stem = _stem(subject, quantity)
@@ -267,10 +274,12 @@ def _panel(
                     linewidths=0.9,
                     rasterized=True,
                 )
-    top.set_ylim(FLOOR / 2, highest * 1e3)
+    # room above the largest error for the rows of NaN and ±inf outputs; an error figure can be
+    # the largest float64 (ERROR_CAP), and the axis must stay finite
+    top.set_ylim(FLOOR / 2, highest * 1e3 if highest < 1e300 else np.finfo(np.float64).max)
     for st, y in _NONFINITE_ROWS.items():
         top.text(1.005, y, st.value, transform=top.transAxes, fontsize=7, va="center", color=STATUS_COLOURS[st])
-    ticks = [t for t in (FLOOR, 1.0, 1e3, 1e6, 1e12, 1e24, 1e48, 1e96, 1e192, 1e300) if t <= highest * 1e3]
+    ticks = [t for t in (FLOOR, 1.0, 1e3, 1e6, 1e12, 1e24, 1e48, 1e96, 1e192, 1e300) if t <= top.get_ylim()[1]]
     top.set_yticks(ticks, ["0", *(numbers.short(t) for t in ticks[1:])])
     top.set_ylabel("ULP error", fontsize=9)
     top.tick_params(labelbottom=False, labelsize=8)

@@ -99,3 +99,18 @@ def test_without_matplotlib_plot_is_one_line_naming_the_extra(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("bce-audit: error:"), run.stderr
     assert "pip install 'bce-audit[plot]'" in lines[0]
     assert not (tmp_path / "plots").exists()
+
+
+def test_an_error_figure_at_the_largest_float64_is_drawn(tmp_path):
+    """clipped on float64: 1e-7 where the exact loss is 0 or subnormal is ERROR_CAP ULPs off; the
+    error axis must stay finite (a limit of inf was an internal error)."""
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (pip install 'bce-audit[plot]')")
+    result = bce_audit.audit("clipped", dtypes="float64", points=100, details=True)
+    assert max(c.figures.max_ulp for c in result.cases) == np.finfo(np.float64).max
+    written = bce_audit.write_plots(result, tmp_path)
+    assert sorted(p.name for p in written) == [
+        "clipped_grad.png",
+        "clipped_grad.svg",
+        "clipped_loss.png",
+        "clipped_loss.svg",
+    ]
