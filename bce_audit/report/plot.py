@@ -279,7 +279,7 @@ def _panel(
     top.set_ylim(FLOOR / 2, highest * 1e3 if highest < 1e300 else np.finfo(np.float64).max)
     for st, y in _NONFINITE_ROWS.items():
         top.text(1.005, y, st.value, transform=top.transAxes, fontsize=7, va="center", color=STATUS_COLOURS[st])
-    ticks = [t for t in (FLOOR, 1.0, 1e3, 1e6, 1e12, 1e24, 1e48, 1e96, 1e192, 1e300) if t <= top.get_ylim()[1]]
+    ticks = _error_ticks(top.get_ylim()[1])
     top.set_yticks(ticks, ["0", *(numbers.short(t) for t in ticks[1:])])
     top.set_ylabel("ULP error", fontsize=9)
     top.tick_params(labelbottom=False, labelsize=8)
@@ -291,6 +291,17 @@ def _panel(
         fontsize=8,
     )
     bottom.tick_params(axis="x", labelsize=7, labelrotation=45)
+
+
+def _error_ticks(top: float) -> list[float]:
+    """The floor (``0``) and powers of ten up to ``top``, no two closer than a twelfth of the axis
+    (in decades), so that their labels never overlap, however large the errors."""
+    span = math.log10(top) - math.log10(FLOOR)
+    ticks = [FLOOR]
+    for t in (1.0, 1e3, 1e6, 1e12, 1e24, 1e48, 1e96, 1e192, 1e300):
+        if t <= top and math.log10(t) - math.log10(ticks[-1]) >= span / 12:
+            ticks.append(t)
+    return ticks
 
 
 def _bands(ax: Axes, cases: list[CaseResult], dtypes: list[DType], limits: tuple[float, float]) -> None:
