@@ -248,7 +248,14 @@ def _point_comment(case: FailingCase, point: FailingPoint) -> str:
         exact = numbers.exact(point.expected)
         saw = f"{point.status}: {numbers.exact(point.output)} where the exact value is {exact}{off}."
     lines = [f"Chosen as: {', '.join(point.reasons)}. The audit saw {saw}"]
-    if point.in_batch:
+    if point.in_batch and _copies(point):
+        lines.append(
+            f"This point fails only inside a batch: alone it gives {numbers.exact(point.alone_output)}, "
+            "which is within the threshold. torch's vectorized loop body and its scalar tail round "
+            f"differently; in a batch of {len(point.batch)} copies of it (the vectorized body, as in "
+            "the audit's batch) it fails, so this test evaluates those copies."
+        )
+    elif point.in_batch:
         lines.append(
             f"This point fails only inside the batch the audit evaluated ({len(point.batch)} {dtype} inputs, "
             f"this one at index {point.index}): alone it gives {numbers.exact(point.alone_output)}, which is "
@@ -263,6 +270,11 @@ def _point_comment(case: FailingCase, point: FailingPoint) -> str:
     else:
         lines.append("It fails evaluated alone, so this test evaluates that one input.")
     return "\n".join(textwrap.wrap(" ".join(lines), 96))
+
+
+def _copies(point: FailingPoint) -> bool:
+    """Whether the point's batch is copies of the point itself (not the audit's batch)."""
+    return point.in_batch and all(x == point.input for x in point.batch)
 
 
 def _test_name(point: FailingPoint) -> str:
@@ -306,10 +318,14 @@ def render(case: FailingCase, provenance: dict[str, str], file_name: str) -> str
         _CHECK,
         "\n\n" + _evaluate_code(case.case.quantity),
     ]
-    batch = next((p.batch for p in case.points if p.in_batch), None)
+    batch = next((p.batch for p in case.points if p.in_batch and not _copies(p)), None)
     for point in case.points:
         doc = _point_comment(case, point)
-        inputs = "BATCH" if point.in_batch else f"[{numbers.hex_literal(point.input)}]"
+        inputs = f"[{numbers.hex_literal(point.input)}]"
+        if _copies(point):
+            inputs += f" * {len(point.batch)}"
+        elif point.in_batch:
+            inputs = "BATCH"
         parts.append(
             f"\n\ndef {_test_name(point)}() -> None:\n"
             f'    """{variable} = {numbers.exact(point.input)} ({point.input.hex()}).\n\n'

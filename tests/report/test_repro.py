@@ -102,10 +102,13 @@ def test_the_expected_value_is_the_exact_truth_rounded_once_into_the_dtype(torch
         assert f'evaluate([float.fromhex("{point.input.hex()}")], 0)' in text
 
 
-def test_a_point_that_fails_only_inside_the_batch_is_reproduced_in_its_batch(tmp_path):
+def test_a_point_that_fails_only_inside_a_batch_is_reproduced_in_one(tmp_path, monkeypatch):
     """torch's sigmoid rounds some float32 inputs differently in its vectorized body and its scalar
     tail; at a 1 ULP threshold a few points of `naive` fed logits fail in the batch only. Found by
-    a dense scan: every failing point evaluated alone in the engine."""
+    a dense scan: every failing point evaluated alone in the engine. The repro evaluates 64 copies
+    of the point (the vectorized body); where copies would not do, the audit's whole batch."""
+    from bce_audit.sweep import reproduce
+
     result = bce_audit.audit(
         "naive", dtypes="float32", domain="logits", labels=[0], points=2000, ulp_threshold=1, details=True
     )
@@ -123,17 +126,28 @@ def test_a_point_that_fails_only_inside_the_batch_is_reproduced_in_its_batch(tmp
     if len(ok_alone) == 0:
         pytest.skip("this torch build rounds every failing point the same alone and in the batch")
     index = int(ok_alone[0])
+    x = float(d.inputs[index])
+    expected_message = f"AssertionError: {d.statuses[index]}: ULP error {d.ulp_errors[index]:.4g}"
+
     point = failing_point(case, BUILTINS["naive"], index, ["scanned"], 1.0, None)
-    assert point.in_batch and point.index == index and len(point.batch) == n
-    assert point.batch[index] == d.inputs[index] and point.output == d.outputs[index]
-    fc = FailingCase(case, BUILTINS["naive"], (point,), 1.0)
-    path = tmp_path / "test_batch_only.py"
-    path.write_text(render(fc, result.provenance, path.name), encoding="utf-8")
+    assert point.in_batch and point.batch == (x,) * 64 and point.index == 0
+    assert point.output == d.outputs[index] and point.alone_output == alone[list(failing).index(index)]
+    path = tmp_path / "test_copies.py"
+    path.write_text(render(FailingCase(case, BUILTINS["naive"], (point,), 1.0), result.provenance, path.name))
     text = path.read_text(encoding="utf-8")
-    assert "fails only inside the batch" in text and f"evaluate(BATCH, {index})" in text
+    assert "fails only inside a batch" in text and f'evaluate([float.fromhex("{x.hex()}")] * 64, 0)' in text
     run = _pytest(path)
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert f"AssertionError: {d.statuses[index]}: ULP error {d.ulp_errors[index]:.4g}" in run.stdout
+    assert run.returncode == 1 and expected_message in run.stdout, run.stdout + run.stderr
+
+    monkeypatch.setattr(reproduce, "VECTOR_COPIES", 1)  # one copy is the point alone: it passes
+    point = failing_point(case, BUILTINS["naive"], index, ["scanned"], 1.0, None)
+    assert point.in_batch and point.index == index and len(point.batch) == n and point.batch[index] == x
+    path = tmp_path / "test_whole_batch.py"
+    path.write_text(render(FailingCase(case, BUILTINS["naive"], (point,), 1.0), result.provenance, path.name))
+    text = path.read_text(encoding="utf-8")
+    assert "fails only inside the batch the audit evaluated" in text and f"evaluate(BATCH, {index})" in text
+    run = _pytest(path)
+    assert run.returncode == 1 and expected_message in run.stdout, run.stdout + run.stderr
 
 
 def test_file_names_are_safe_distinct_module_names():
