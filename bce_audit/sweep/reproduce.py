@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
 
 
-# A batch of this many copies of one input runs through torch's vectorized loop body whatever the
-# dtype and the CPU (2 x 32 lanes: two AVX-512 vectors of 16-bit values), without a scalar tail.
+# A batch of this many copies of one input is a whole number of torch's CPU loop steps (its widest:
+# two AVX-512 vectors of 32 16-bit values), so it runs through the vectorized body, with no scalar tail.
 VECTOR_COPIES = 64
 
 
