@@ -2,10 +2,11 @@
 
 The public API is exactly what this module exports (docs/api.md): ``audit`` and ``check`` run in
 this process on built-in names, targets or plain Python callables; ``formulation`` marks a loss
-function for an audit. Importing it loads neither torch nor mpmath.
+function for an audit; ``write_repro`` and ``write_plots`` write a result's bug-report files and
+figures. Importing it loads neither torch nor mpmath.
 """
 
-from bce_audit.api import CheckResult, audit, check
+from bce_audit.api import CheckResult, audit, check, write_plots, write_repro
 from bce_audit.errors import BceAuditError, ExitCode, IncompleteRun, UsageError
 from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
@@ -34,4 +35,6 @@ __all__ = [
     "audit",
     "check",
     "formulation",
+    "write_plots",
+    "write_repro",
 ]

@@ -30,6 +30,7 @@ from bce_audit.settings import Request, RunOptions, Settings, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.files import Output, OutputDir
     from bce_audit.gate.interface import Verdict
     from bce_audit.sweep.result import AuditResult, CaseKey
     from bce_audit.sweep.run import Progress
@@ -305,3 +306,64 @@ def check(
         write_outputs([(plan.baseline_output, text)])
         return CheckResult(None, result, plan.baseline_path)
     return CheckResult(judge(plan, result), result)
+
+
+def _needs_details(result: AuditResult, what: str) -> None:
+    if any(c.details is None and c.figures is not None for c in result.cases):
+        raise UsageError(f"{what} needs every point: audit with details=True")
+
+
+def repro_outputs(
+    result: AuditResult, directory: OutputDir, sandbox: Sandbox | None = None
+) -> list[tuple[Output, str]]:
+    """(output, text) of the pytest file of each failing case, in ``directory`` (see
+    ``write_repro``); the user's targets are evaluated in ``sandbox`` (one is opened if needed)."""
+    from bce_audit.report.repro import repro_files
+    from bce_audit.sweep.reproduce import failing_cases
+
+    _needs_details(result, "a repro")
+    files = repro_files(failing_cases(result, sandbox), result.provenance)
+    return [(directory.file(name), text) for name, text in files]
+
+
+def plot_outputs(result: AuditResult, directory: OutputDir) -> list[tuple[Output, bytes]]:
+    """(output, bytes) of each figure, PNG and SVG, in ``directory`` (see ``write_plots``)."""
+    from bce_audit.report.plot import figures
+
+    _needs_details(result, "a plot")
+    return [(directory.file(name), data) for name, data in figures(result)]
+
+
+def _write_directory(items: Sequence[tuple[Output, str | bytes]]) -> list[Path]:
+    from bce_audit.files import write_outputs
+
+    write_outputs(items)
+    return [out.path for out, _ in items if out.path is not None]
+
+
+def write_repro(result: AuditResult, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write a standalone pytest file for each failing case of ``result`` (an audit with
+    ``details=True``) into ``directory`` (created if missing), as `bce-audit sweep --repro DIR`
+    does, and return their paths. Each test fails, naming the status and the ULP error, while
+    the formulation misses the exact value at that input (docs/repro-and-plots.md)."""
+    from bce_audit.files import OutputDir, check_writable_dir
+
+    out = OutputDir.parse("write_repro", directory)
+    _needs_details(result, "a repro")
+    check_writable_dir(out)
+    return _write_directory(repro_outputs(result, out))
+
+
+def write_plots(result: AuditResult, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write one figure per (formulation, quantity) of ``result`` (an audit with
+    ``details=True``), as PNG and SVG, into ``directory`` (created if missing), as
+    `bce-audit sweep --plot DIR` does, and return their paths. Needs matplotlib
+    (``pip install 'bce-audit[plot]'``)."""
+    from bce_audit.files import OutputDir, check_writable_dir
+    from bce_audit.report.plot import require_matplotlib
+
+    require_matplotlib()
+    out = OutputDir.parse("write_plots", directory)
+    _needs_details(result, "a plot")
+    check_writable_dir(out)
+    return _write_directory(plot_outputs(result, out))

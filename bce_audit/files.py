@@ -42,10 +42,14 @@ class Output:
 
     name: how the user named it, for messages: ``--csv`` or ``csv (from ci.toml)``.
     path: where it goes; None for standard output (``-``).
+    member: a file bce-audit names itself inside a directory the user named (``OutputDir``):
+        the directory is created if missing, and a link or anything else found at the file's
+        own name is not the tool's: the rename replaces it, never following it.
     """
 
     name: str
     path: Path | None
+    member: bool = False
 
     @classmethod
     def parse(cls, name: str, value: str | os.PathLike[str]) -> Output:
@@ -66,6 +70,66 @@ class Output:
 
     def __str__(self) -> str:
         return f"{self.name} {STDOUT if self.path is None else shown(self.path)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputDir:
+    """A directory the user names for files that bce-audit names (``--repro``, ``--plot``).
+
+    name: how the user named it, for messages: ``--repro``.
+    path: the directory: created if missing (its parent must exist); a link to a directory is
+        the user's choice and is followed, but nothing inside it is (see ``Output.member``).
+    """
+
+    name: str
+    path: Path
+
+    @classmethod
+    def parse(cls, name: str, value: str | os.PathLike[str]) -> OutputDir:
+        text = os.fspath(value)
+        if not text.strip():
+            raise UsageError(f"{name}: empty path; name a directory")
+        if text == STDOUT:
+            raise UsageError(f"{name} -: several files cannot go to standard output; name a directory")
+        return cls(name, Path(text))
+
+    def file(self, filename: str) -> Output:
+        """The output of one file in this directory."""
+        return Output(self.name, self.path / filename, member=True)
+
+    def as_output(self) -> Output:
+        """The directory as an output path, for ``check_distinct``."""
+        return Output(self.name, self.path)
+
+    def __str__(self) -> str:
+        return f"{self.name} {shown(self.path)}"
+
+
+def check_writable_dir(output: OutputDir) -> None:
+    """Fail before any work when a directory output cannot be written: it exists and is not a
+    directory (a file is never replaced by one), or it is missing and its parent is, or either
+    is not writable."""
+    path = output.path
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise UsageError(f"{output}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte
+        raise UsageError(f"{output}: not a valid path") from None
+    if info is not None:
+        if not stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"{output}: exists and is not a directory; name a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{output}: permission denied")
+        return
+    parent = Path(os.path.realpath(path)).parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"{output}: {parent} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{output}: permission denied")
 
 
 def shown(path: str | Path) -> str:
@@ -226,21 +290,45 @@ class _Staged:
         self.data = data
         self.tmp: str | None = None
         self.target: Path | None = None
+        self.created: Path | None = None  # the directory this made for it (a member's)
 
     @property
     def direct(self) -> bool:
         """Written into (standard output, a device, a pipe), not renamed over."""
+        if self.output.member:
+            return False
         return self.output.path is None or _is_special(self.output.path)
+
+    def _member_target(self) -> tuple[Path, int]:
+        """A member's target, its directory created if missing, and the mode to give it. The
+        name itself is never resolved: whatever is there is replaced by the rename."""
+        assert self.output.path is not None
+        directory = self.output.path.parent
+        try:
+            os.mkdir(directory)
+            self.created = directory
+        except FileExistsError:
+            pass
+        target = Path(os.path.realpath(directory)) / self.output.path.name
+        try:
+            info = os.lstat(target)
+            mode = stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else _new_file_mode()
+        except FileNotFoundError:
+            mode = _new_file_mode()
+        return target, mode
 
     def stage(self) -> None:
         if self.direct:
             return
         assert self.output.path is not None  # not direct: a file path
-        target = Path(os.path.realpath(self.output.path))  # the user's symlink is followed on purpose
-        try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except FileNotFoundError:
-            mode = _new_file_mode()
+        if self.output.member:
+            target, mode = self._member_target()
+        else:
+            target = Path(os.path.realpath(self.output.path))  # the user's symlink is followed on purpose
+            try:
+                mode = stat.S_IMODE(os.stat(target).st_mode)
+            except FileNotFoundError:
+                mode = _new_file_mode()
         # mkstemp: O_CREAT | O_EXCL, so nothing that already exists (a planted link) is opened
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         self.tmp, self.target = tmp, target
@@ -329,6 +417,11 @@ def write_outputs(
     finally:
         for s in staged:
             s.discard()
+        if not done:  # a directory made for members that never came: leave none behind
+            for s in staged:
+                if s.created is not None:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(s.created)
         if announce is not None:
             for output in done:
                 announce(output)

@@ -88,3 +88,24 @@ def test_two_outputs_may_both_go_to_one_device_or_pipe(tmp_path):
     check_distinct([Output("--csv", fifo), Output("--json", fifo)])
     with pytest.raises(UsageError, match="same file"):
         check_distinct([Output("--csv", tmp_path / "a"), Output("--json", tmp_path / "a")])
+
+
+def test_a_directory_output_is_created_and_its_files_written_together(tmp_path):
+    from bce_audit.errors import OutputsNotWritten
+    from bce_audit.files import OutputDir, check_writable_dir, write_outputs
+
+    out = OutputDir.parse("--repro", tmp_path / "new")
+    check_writable_dir(out)  # missing, with a parent: fine
+    write_outputs([(out.file("a.py"), "a"), (out.file("b.py"), b"b")])
+    assert sorted(os.listdir(tmp_path / "new")) == ["a.py", "b.py"]
+    assert (tmp_path / "new" / "b.py").read_bytes() == b"b"
+    # a second directory that cannot be made: nothing is written, and the first is not left behind
+    first, second = OutputDir("--repro", tmp_path / "first"), OutputDir("--plot", tmp_path / "no" / "such")
+    with pytest.raises(OutputsNotWritten, match="nothing was written"):
+        write_outputs([(first.file("a.py"), "a"), (second.file("b.png"), b"b")])
+    assert not (tmp_path / "first").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a directory"):
+        check_writable_dir(OutputDir("--plot", tmp_path / "file"))
+    with pytest.raises(UsageError, match="standard output"):
+        OutputDir.parse("--plot", "-")

@@ -113,3 +113,12 @@ def test_the_public_api_is_exactly_what_the_package_exports_and_is_light():
     heavy, exported = out.splitlines()
     assert heavy == "[]"
     assert exported == "True"
+
+
+def test_matplotlib_only_in_the_plots():
+    """matplotlib is an optional extra (`bce-audit[plot]`): one module draws, and imports it lazily."""
+    assert _importers("matplotlib") == {"bce_audit.report.plot"}
+    tree = ast.parse(MODULES["bce_audit.report.plot"].read_text(encoding="utf-8"))
+    top_level = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    top_level |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(m.startswith("matplotlib") for m in top_level)

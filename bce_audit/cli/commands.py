@@ -19,11 +19,12 @@ from bce_audit.cli.options import (
     LIST_EXAMPLES,
     SWEEP_EXAMPLES,
     check_options,
+    directory_options,
     list_options,
     sweep_options,
 )
 from bce_audit.errors import ExitCode
-from bce_audit.files import Output
+from bce_audit.files import Output, OutputDir
 from bce_audit.settings import Request, RunOptions, Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,6 +180,7 @@ def _report_console(outputs: dict[str, Output]) -> Console:
 
 @main.command("sweep", epilog=SWEEP_EXAMPLES)
 @sweep_options
+@directory_options
 def sweep_command(**flags: Any) -> None:
     """Audit the formulations and print the scoreboard (and per-case figures with -v).
 
@@ -189,9 +191,61 @@ def sweep_command(**flags: Any) -> None:
 
     with Sandbox() as sandbox:
         inv = _prepare(flags, sandbox)
-        result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+        directories = _directories(flags, inv)
+        result = _run_with_progress(inv, keep_details="details" in inv.outputs or bool(directories))
+        files = _directory_files(result, directories, sandbox)
     _report(result, _report_console(inv.outputs), inv.verbose)
-    _write_outputs(_exports(result, inv.outputs))
+    exports = _exports(result, inv.outputs)
+    _check_members(files, [o for o, _ in exports], _inputs(flags, inv.config_source, inv.settings))
+    _write_outputs(exports + files)
+    if "repro" in directories and not any(o.path and o.path.suffix == ".py" for o, _ in files):
+        from bce_audit.cli.console import stderr
+
+        stderr().print(f"{directories['repro']}: no failing case, so no file", markup=False)
+
+
+def _directories(flags: dict[str, Any], inv: _Invocation) -> dict[str, OutputDir]:
+    """ "repro" | "plot" -> the directory --repro or --plot names, each checked before the sweep: a
+    directory or creatable, neither an input nor another output (the two may share one), and
+    matplotlib installed for --plot."""
+    from bce_audit.files import check_distinct, check_writable_dir
+
+    found = {}
+    for key in ("repro", "plot"):
+        value = flags.get(f"{key}_dir")
+        if value is not None:
+            directory = OutputDir.parse(f"--{key}", value)
+            check_writable_dir(directory)
+            check_distinct(
+                [*inv.outputs.values(), directory.as_output()], _inputs(flags, inv.config_source, inv.settings)
+            )
+            found[key] = directory
+    if "plot" in found:
+        from bce_audit.report.plot import require_matplotlib
+
+        require_matplotlib()
+    return found
+
+
+def _directory_files(
+    result: AuditResult, directories: dict[str, OutputDir], sandbox: Sandbox
+) -> list[tuple[Output, str | bytes]]:
+    """(output, contents) of every file --repro and --plot write (user code runs in ``sandbox``)."""
+    from bce_audit.api import plot_outputs, repro_outputs
+
+    files: list[tuple[Output, str | bytes]] = []
+    if "repro" in directories:
+        files += repro_outputs(result, directories["repro"], sandbox)
+    if "plot" in directories:
+        files += plot_outputs(result, directories["plot"])
+    return files
+
+
+def _check_members(files: list[tuple[Output, str | bytes]], outputs: list[Output], inputs: list[Output]) -> None:
+    """No file named in a directory may be another output or an input (a user's loss file kept there)."""
+    from bce_audit.files import check_distinct
+
+    check_distinct([*outputs, *(o for o, _ in files)], inputs)
 
 
 @main.command("check", epilog=CHECK_EXAMPLES)
@@ -335,18 +389,25 @@ def _exports(result: AuditResult, outputs: dict[str, Output]) -> list[tuple[Outp
     return [(out, writers[key].render(result)) for key, out in outputs.items()]
 
 
-def _write_outputs(files: list[tuple[Output, str]]) -> None:
-    """Write every output of the run together (all replaced, or an error saying which were)."""
+def _write_outputs(files: list[tuple[Output, str]] | list[tuple[Output, str | bytes]]) -> None:
+    """Write every output of the run together (all replaced, or an error saying which were); a
+    directory's files are announced as one line per directory."""
     from bce_audit.cli.console import stderr
     from bce_audit.files import write_outputs
+    from bce_audit.report.numbers import count
 
     err = stderr()
+    in_directories: dict[Path, int] = {}
 
     def announce(out: Output) -> None:
-        if out.path is not None:
+        if out.member and out.path is not None:
+            in_directories[out.path.parent] = in_directories.get(out.path.parent, 0) + 1
+        elif out.path is not None:
             err.print(f"wrote {out.path}", markup=False)
 
     write_outputs(files, announce=announce)
+    for directory, n in in_directories.items():
+        err.print(f"wrote {count(n, 'file')} in {directory}", markup=False)
 
 
 __all__ = ["click", "main"]

@@ -26,6 +26,7 @@ Examples:
   bce-audit sweep --config sample_configs/quick.toml --details points.csv --json report.json
   bce-audit sweep --impl my_losses.py:bce@logits -f torch-bce-with-logits -d float32
   bce-audit sweep --config sample_configs/custom-formulation.toml   # your functions, parameters
+  bce-audit sweep -f torch-bce -d float32 --repro repro/ --plot plots/   # bug-report files, figures
 """
 
 
@@ -198,6 +199,35 @@ SWEEP_OPTIONS = [
 ]
 
 sweep_options = _apply(SWEEP_OPTIONS)
+
+
+# The options of `sweep` alone: directories of files about the failing cases, for people to read
+# and to attach to bug reports (docs/repro-and-plots.md).
+DIRECTORY_OPTIONS = [
+    click.option(
+        "--repro",
+        "repro_dir",
+        type=click.Path(),
+        default=None,
+        metavar="DIR",
+        help="Write a standalone pytest file per failing case into DIR (created if missing): its worst "
+        "input and the first input of each failing status, as exact hex floats, with the expected value "
+        "and the formulation's code; each test fails while the bug is there. E.g. --repro repro/, then "
+        "pytest repro/.",
+    ),
+    click.option(
+        "--plot",
+        "plot_dir",
+        type=click.Path(),
+        default=None,
+        metavar="DIR",
+        help="Write one figure per formulation and quantity into DIR (created if missing), as PNG and SVG: "
+        "the ULP error against the input in every dtype, the status bands, the stable range. Needs "
+        "matplotlib: pip install 'bce-audit[plot]'. E.g. --plot plots/.",
+    ),
+]
+
+directory_options = _apply(DIRECTORY_OPTIONS)
 
 
 CHECK_EXAMPLES = f"""

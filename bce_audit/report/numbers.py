@@ -110,3 +110,9 @@ def label(y: float) -> str:
     """A label as short as it reads, but never two labels as one text (0.1, 1, 0.30000000000000004)."""
     text = f"{y:g}"
     return text if float(text) == y else repr(y)
+
+
+def hex_literal(x: float) -> str:
+    """Python source that is exactly this float, whatever it is (±0, subnormals, ±inf, NaN):
+    ``float.fromhex('0x1.8p-3')``, for files that must hold a value without any rounding."""
+    return f'float.fromhex("{float(x).hex()}")'

@@ -102,6 +102,8 @@ class PointDetails:
     inputs: every input (finite ones, then ±inf and NaN). outputs: what the formulation returned
     (NaN when it raised). truth_f64: the exact value rounded to float64. ulp_errors: NaN where
     not defined. statuses: Status values as strings.
+    truth: the exact value correctly rounded into the case's dtype (held in float64), what the
+    ULP errors are measured against; None where it was not kept (a case that raised).
     """
 
     inputs: np.ndarray
@@ -109,6 +111,7 @@ class PointDetails:
     truth_f64: np.ndarray
     ulp_errors: np.ndarray
     statuses: np.ndarray
+    truth: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)

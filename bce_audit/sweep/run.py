@@ -216,6 +216,7 @@ def run_sweep(
                             truth_f64=t64,
                             ulp_errors=np.concatenate([errs, nf_err]),
                             statuses=np.concatenate([status, nf_status]),
+                            truth=t,
                         )
                     cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
     variants = _first_seen_variants(cases)
