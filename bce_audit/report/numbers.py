@@ -9,7 +9,10 @@ back and re-rounded.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.vocabulary import FloatFormat
 
 
 def exact(x: float) -> str:
@@ -110,3 +113,34 @@ def label(y: float) -> str:
     """A label as short as it reads, but never two labels as one text (0.1, 1, 0.30000000000000004)."""
     text = f"{y:g}"
     return text if float(text) == y else repr(y)
+
+
+def in_format(x: float, fmt: FloatFormat) -> str:
+    """A value of a dtype in the fewest digits that round back to it in that dtype (0.99999994 in
+    float32, 0.5 in float16); NaN, inf and -inf by name."""
+    from bce_audit.floats import round_float
+
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    for digits in range(1, 18):
+        text = f"{x:.{digits}g}"
+        if round_float(float(text), fmt) == x:
+            if "e" in text and 1e-4 <= abs(x) < 1e7:  # 100, not 1e2
+                text = f"{x:.{max(0, digits - 1 - math.floor(math.log10(abs(x))))}f}"
+            return _compact_exponent(text)
+    return exact(x)
+
+
+def beside(x: float, other: float, fmt: FloatFormat) -> str:
+    """An exact value shown beside a rounded one: the dtype's own decimal digits, and more until
+    the text differs from the rounded value (0.99999994 beside 1 in float32)."""
+    if math.isnan(x) or math.isinf(x):
+        return in_format(x, fmt)
+    digits = max(2, math.ceil(fmt.precision * math.log10(2)))
+    text = compact(x, digits)
+    while digits < 17 and float(text) == other and x != other:
+        digits += 1
+        text = compact(x, digits)
+    return text

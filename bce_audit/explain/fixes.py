@@ -1,0 +1,325 @@
+"""The fix catalogue: known patterns that lose a BCE loss's value, each found in a trace (never
+from a formulation's name), with the rewrite that removes it.
+
+Adding a pattern is one entry in ``CATALOGUE``: an id, and a function that looks at the trace
+(its ops and their values at the point) and returns each match as a ``Fix``. ``find_fixes``
+keeps the matches that touch the chain being explained; a pattern listed in another's
+``supersedes`` gives way to it on the same ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+from bce_audit.explain.graph import forward_ops, producer, scalar, tensor_inputs
+from bce_audit.explain.interface import Fix, OperandKind, Phase, Trace, TracedOp
+from bce_audit.floats import round_float
+from bce_audit.vocabulary import DType, Quantity
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """One entry of the catalogue.
+
+    id: how reports and tests name it.
+    find: the matches in a trace at the quantity explained, each a Fix.
+    supersedes: ids of more general patterns that give way to this one on the same ops.
+    """
+
+    id: str
+    find: Callable[[Trace, Quantity, DType], list[Fix]]
+    supersedes: tuple[str, ...] = ()
+
+
+def _is(op: TracedOp | None, *names: str) -> bool:
+    return op is not None and op.op in names
+
+
+def _one_minus(trace: Trace, op: TracedOp | None) -> TracedOp | None:
+    """The op whose output ``1 - x`` is (``rsub(x, 1)`` or ``sub(1, x)``), else None."""
+    if op is None:
+        return None
+    if op.op == "rsub" and len(op.inputs) >= 2 and scalar(op.inputs[1]) == 1.0:
+        return producer(trace, op.inputs[0]) or op
+    if op.op == "sub" and op.inputs and op.inputs[0].kind is not OperandKind.TENSOR and scalar(op.inputs[0]) == 1.0:
+        return producer(trace, op.inputs[1]) or op
+    return None
+
+
+def _log_of_sigmoid(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op != "log" or not op.inputs:
+            continue
+        arg = producer(trace, op.inputs[0])
+        if _is(arg, "clamp") and arg is not None:  # a clip between them changes nothing of the fix
+            arg = producer(trace, arg.inputs[0]) or arg
+        if _is(arg, "sigmoid") and arg is not None:
+            found.append(
+                Fix(
+                    "log-of-sigmoid",
+                    "log(sigmoid(z)) loses everything once sigmoid(z) underflows or rounds",
+                    "F.logsigmoid(z) instead of torch.log(torch.sigmoid(z)), on logits",
+                    (arg.index, op.index),
+                    op.index,
+                )
+            )
+            continue
+        inner = _one_minus(trace, arg)
+        if inner is not None and arg is not None:
+            sig = inner if _is(inner, "sigmoid") else None
+            if sig is None and _is(inner, "clamp"):
+                deeper = producer(trace, inner.inputs[0])
+                sig = deeper if _is(deeper, "sigmoid") else None
+            if sig is not None:
+                found.append(
+                    Fix(
+                        "log-of-sigmoid",
+                        "log(1 - sigmoid(z)) is log(0) once sigmoid(z) rounds to 1",
+                        "F.logsigmoid(-z) instead of torch.log(1 - torch.sigmoid(z)), on logits",
+                        (sig.index, arg.index, op.index),
+                        op.index,
+                    )
+                )
+    return found
+
+
+def _log_of_one_plus(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op != "log" or not op.inputs:
+            continue
+        arg = producer(trace, op.inputs[0])
+        if arg is None:
+            continue
+        if arg.op == "add" and any(scalar(o) == 1.0 for o in arg.inputs[:2]):
+            found.append(
+                Fix(
+                    "log1p",
+                    "log(1 + x) rounds 1 + x before the log",
+                    "torch.log1p(x)",
+                    (arg.index, op.index),
+                    op.index,
+                )
+            )
+        elif _one_minus(trace, arg) is not None:
+            found.append(
+                Fix(
+                    "log1p",
+                    "log(1 - x) rounds 1 - x before the log (it is 0 once x rounds to 1)",
+                    "torch.log1p(-x) for log(1 - x)",
+                    (arg.index, op.index),
+                    op.index,
+                )
+            )
+    return found
+
+
+def _where_discards_overflow(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op != "where" or len(op.inputs) < 3 or not isinstance(op.inputs[0].value, bool):
+            continue
+        untaken = op.inputs[2] if op.inputs[0].value else op.inputs[1]
+        value = untaken.value
+        if not isinstance(value, float) or math.isfinite(value):
+            continue
+        branch = producer(trace, untaken)
+        # the op that first went non-finite in the discarded branch
+        first = branch
+        while first is not None:
+            inputs = [producer(trace, o) for o in tensor_inputs(first)]
+            upstream = [p for p in inputs if p is not None and any(not _finite(v.value) for v in p.outputs[:1])]
+            if not upstream:
+                break
+            first = upstream[0]
+        ops = tuple(sorted({op.index} | ({first.index} if first is not None else set())))
+        what = f"{first.op}() " if first is not None else ""
+        found.append(
+            Fix(
+                "where-discards-overflow",
+                f"where() discards a branch in which {what}gives {_text(value)}; autograd still "
+                "differentiates that branch (0 · inf = NaN)",
+                "clamp inside the branch: torch.where(z > t, z, torch.log1p(torch.exp(torch.clamp_max(z, t)))), or "
+                "the double-where idiom: torch.where(c, a, f(torch.where(c, safe, x)))",
+                ops,
+                first.index if first is not None else op.index,
+            )
+        )
+    return found
+
+
+def _finite(value: float | bool | None) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _text(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+# Where each op's derivative has a kink: autograd takes one side (or 0) exactly there.
+_KINKS = {"abs": 0, "sgn": 0, "sign": 0, "relu": 0}
+_CLAMPS = {"clamp_min": (1,), "clamp_max": (1,), "clamp": (1, 2)}
+
+
+def _subgradient(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    if quantity is not Quantity.GRAD:
+        return []
+    found = []
+    for op in forward_ops(trace):
+        if not op.inputs or not isinstance(op.inputs[0].value, float):
+            continue
+        x = op.inputs[0].value
+        at_kink = (op.op in _KINKS and x == 0) or any(
+            len(op.inputs) > k and scalar(op.inputs[k]) == x for k in _CLAMPS.get(op.op, ())
+        )
+        if op.op in ("maximum", "minimum") and len(op.inputs) >= 2:
+            at_kink = op.inputs[1].value == x
+        if at_kink:
+            found.append(
+                Fix(
+                    "subgradient-at-kink",
+                    f"{op.op}() at its kink ({_short(x)}): autograd takes one side's derivative there, "
+                    "not the derivative of the smooth loss",
+                    "a formula smooth at that point: -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z)), or "
+                    "F.binary_cross_entropy_with_logits(z, y)",
+                    (op.index,),
+                    op.index,
+                )
+            )
+    return found
+
+
+def _short(x: float) -> str:
+    from bce_audit.report.numbers import compact
+
+    return compact(x, 6)
+
+
+def _pow_zero_negative(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in trace.ops:
+        if op.op != "pow" or len(op.inputs) < 2:
+            continue
+        base, exponent = op.inputs[0].value, op.inputs[1].value
+        if isinstance(base, float) and isinstance(exponent, float) and base == 0 and exponent < 0:
+            where = "its backward" if op.phase is Phase.BACKWARD else "the forward pass"
+            found.append(
+                Fix(
+                    "pow-zero-negative",
+                    f"pow(0, {_short(exponent)}) = inf in {where} (a focal-style (1 - p)^gamma at p = 1: its "
+                    "derivative is gamma * (1 - p)^(gamma - 1))",
+                    "clamp the base away from 0: (1 - p).clamp_min(torch.finfo(p.dtype).tiny) ** gamma, or on "
+                    "logits the factor torch.exp(gamma * F.logsigmoid(-z))",
+                    (op.index,),
+                    op.index,
+                )
+            )
+    return found
+
+
+def _clip_epsilon_rounds(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    fmt = dtype.format
+    for op in forward_ops(trace):
+        if op.op not in ("clamp", "clamp_max", "clamp_min"):
+            continue
+        bounds = [scalar(o) for o in op.inputs[1:3]]
+        for bound in bounds:
+            if bound is None:
+                continue
+            rounded = round_float(bound, fmt)
+            if (0 < bound < 1 and rounded >= 1) or (0 < bound < 1 and rounded <= 0):
+                found.append(
+                    Fix(
+                        "clip-epsilon-rounds",
+                        f"the clip bound {bound!r} rounds to {_short(rounded)} in {dtype}: the clip does nothing",
+                        "eps = torch.finfo(p.dtype).eps; torch.clamp(p, eps, 1 - eps), or compute from logits",
+                        (op.index,),
+                        op.index,
+                    )
+                )
+    return found
+
+
+def _zero_times_infinite_log(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op != "mul" or len(op.inputs) < 2:
+            continue
+        a, b = op.inputs[0].value, op.inputs[1].value
+        if not (isinstance(a, float) and isinstance(b, float)):
+            continue
+        for zero, other, k in ((a, b, 1), (b, a, 0)):
+            log = producer(trace, op.inputs[k])
+            if zero == 0 and math.isinf(other) and _is(log, "log", "log1p") and log is not None:
+                found.append(
+                    Fix(
+                        "zero-times-infinite-log",
+                        "a label of 0 times log(0) = -inf is NaN, not 0",
+                        "torch.xlogy(y, p) for y * log(p), and torch.special.xlog1py(1 - y, -p) for "
+                        "(1 - y) * log(1 - p)",
+                        (log.index, op.index),
+                        op.index,
+                    )
+                )
+                break
+    return found
+
+
+def _bce_log_clamp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in trace.ops:
+        if op.op == "binary_cross_entropy" and len(op.inputs) >= 2:
+            p, y = op.inputs[0].value, op.inputs[1].value
+            if isinstance(p, float) and isinstance(y, float) and 0 <= p <= 1:
+                clamped = (y != 0 and p < math.exp(-100)) or (y != 1 and 1 - p < math.exp(-100))
+                if clamped:
+                    found.append(_bce_fix("binary_cross_entropy clamps each log at -100", op))
+        if op.op == "binary_cross_entropy_backward" and len(op.inputs) >= 3:
+            p = op.inputs[1].value
+            if isinstance(p, float) and 0 <= p <= 1 and (1 - p) * p < 1e-12:
+                found.append(_bce_fix("binary_cross_entropy's backward divides by max(p(1 - p), 1e-12)", op))
+    return found
+
+
+def _bce_fix(title: str, op: TracedOp) -> Fix:
+    return Fix(
+        "bce-log-clamp",
+        title,
+        "F.binary_cross_entropy_with_logits(z, y) on logits; on probabilities "
+        "-(torch.xlogy(y, p) + torch.special.xlog1py(1 - y, -p)), without the clamp",
+        (op.index,),
+        op.index,
+    )
+
+
+CATALOGUE: tuple[Pattern, ...] = (
+    Pattern("log-of-sigmoid", _log_of_sigmoid, supersedes=("log1p",)),
+    Pattern("log1p", _log_of_one_plus),
+    Pattern("where-discards-overflow", _where_discards_overflow),
+    Pattern("subgradient-at-kink", _subgradient),
+    Pattern("pow-zero-negative", _pow_zero_negative),
+    Pattern("clip-epsilon-rounds", _clip_epsilon_rounds),
+    Pattern("zero-times-infinite-log", _zero_times_infinite_log),
+    Pattern("bce-log-clamp", _bce_log_clamp),
+)
+
+
+def find_fixes(trace: Trace, quantity: Quantity, dtype: DType, within: set[int] | None = None) -> tuple[Fix, ...]:
+    """The catalogue's matches in ``trace``; with ``within`` (the explained chain's op indices),
+    only those whose culprit is one of them."""
+    matches = [fix for pattern in CATALOGUE for fix in pattern.find(trace, quantity, dtype)]
+    if within is not None:
+        matches = [m for m in matches if m.culprit in within]
+    by_id = {p.id: p for p in CATALOGUE}
+    kept = []
+    for m in matches:
+        beaten = any(
+            m.pattern in by_id[o.pattern].supersedes and set(m.ops) & set(o.ops) for o in matches if o is not m
+        )
+        if not beaten and m not in kept:
+            kept.append(m)
+    return tuple(kept)
