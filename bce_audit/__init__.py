@@ -1,12 +1,14 @@
 """bce-audit: measure where binary-cross-entropy implementations lose accuracy.
 
 The public API is exactly what this module exports (docs/api.md): ``audit`` and ``check`` run in
-this process on built-in names, targets or plain Python callables; ``formulation`` marks a loss
+this process on built-in names, targets or plain Python callables; ``explain`` says why a
+formulation fails, down to the op; ``formulation`` marks a loss
 function for an audit. Importing it loads neither torch nor mpmath.
 """
 
-from bce_audit.api import CheckResult, audit, check
+from bce_audit.api import CheckResult, audit, check, explain
 from bce_audit.errors import BceAuditError, ExitCode, IncompleteRun, UsageError
+from bce_audit.explanation.interface import Explanation
 from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
 from bce_audit.gate.interface import Verdict
@@ -25,6 +27,7 @@ __all__ = [
     "DType",
     "Domain",
     "ExitCode",
+    "Explanation",
     "IncompleteRun",
     "Quantity",
     "Status",
@@ -33,5 +36,6 @@ __all__ = [
     "__version__",
     "audit",
     "check",
+    "explain",
     "formulation",
 ]

@@ -497,7 +497,7 @@ def _serve(
         return {"errors": errors}, np.concatenate([loss, grad]).astype("<f8").tobytes()
     if header["op"] == "trace":
         from bce_audit.engines.torch_trace import trace_points
-        from bce_audit.explain.interface import Layout
+        from bce_audit.explanation.interface import Layout
         from bce_audit.vocabulary import Domain, DType
 
         formulation = loaded.get(key)

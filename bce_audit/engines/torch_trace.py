@@ -7,7 +7,7 @@ tensors. Each tensor an op gives is remembered (and kept alive, so that no later
 its memory), so an argument is traced back to the op that produced it; a saved tensor that
 autograd hands back as another tensor object over the same memory is found by its storage.
 
-Layout (``explain.interface.Layout``): in ``batch`` every point is repeated over a block of
+Layout (``explanation.interface.Layout``): in ``batch`` every point is repeated over a block of
 ``BATCH_BLOCK`` elements and read at the block's first element, which torch computes in its
 vectorized loop; in ``alone`` each point runs as a one-element tensor (the scalar path).
 
@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bce_audit.engines.torch_engine import _its_own_failure, adapt, loss_function, torch_dtype
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
 from bce_audit.errors import describe
-from bce_audit.explain.interface import BATCH_BLOCK, Layout, Operand, OperandKind, Phase, Trace, TracedOp
+from bce_audit.explanation.interface import BATCH_BLOCK, Layout, Operand, OperandKind, Phase, Trace, TracedOp
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 

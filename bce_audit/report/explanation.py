@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from bce_audit.explain.graph import COPY_OPS, dependencies, forward_ops, producer
-from bce_audit.explain.interface import Explanation, OpAnalysis, Operand, OperandKind, Phase, Verdict
+from bce_audit.explanation.graph import COPY_OPS, dependencies, forward_ops, producer
+from bce_audit.explanation.interface import Explanation, OpAnalysis, Operand, OperandKind, Phase, Verdict
 from bce_audit.report import numbers
 from bce_audit.vocabulary import FLOAT64, Domain, DType, FloatFormat, Quantity, Status
 
@@ -81,7 +81,7 @@ def _verdict(a: OpAnalysis) -> str:
 
 def _discarded(explanation: Explanation) -> set[int]:
     """The forward ops that only the branch a where() does not take depends on."""
-    from bce_audit.explain.interface import Trace
+    from bce_audit.explanation.interface import Trace
 
     trace = Trace(0.0, 0.0, explanation.layout, tuple(a.op for a in explanation.ops), None, None)
     found: set[int] = set()

@@ -140,7 +140,8 @@ def beside(x: float, other: float, fmt: FloatFormat) -> str:
         return in_format(x, fmt)
     digits = max(2, math.ceil(fmt.precision * math.log10(2)))
     text = compact(x, digits)
-    while digits < 17 and float(text) == other and x != other:
+    shown = in_format(other, fmt)
+    while digits < 17 and text == shown and x != other:
         digits += 1
         text = compact(x, digits)
     return text

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from bce_audit.explain.fixes import find_fixes
-from bce_audit.explain.graph import COPY_OPS, dependencies
-from bce_audit.explain.interface import (
+from bce_audit.explanation.fixes import find_fixes
+from bce_audit.explanation.graph import COPY_OPS, dependencies
+from bce_audit.explanation.interface import (
     ExplainPoint,
     Explanation,
     Fix,

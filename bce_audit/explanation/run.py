@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bce_audit.errors import EvaluationLost, UsageError
-from bce_audit.explain.analysis import explain_trace
-from bce_audit.explain.interface import ExplainPoint, Explanation, Layout, Trace
+from bce_audit.explanation.analysis import explain_trace
+from bce_audit.explanation.interface import ExplainPoint, Explanation, Layout, Trace
 from bce_audit.floats import round_float
 from bce_audit.report import numbers
 from bce_audit.vocabulary import Domain, DType, Quantity, Status

@@ -13,8 +13,8 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from bce_audit.explain.graph import forward_ops, producer, scalar, tensor_inputs
-from bce_audit.explain.interface import Fix, OperandKind, Phase, Trace, TracedOp
+from bce_audit.explanation.graph import forward_ops, producer, scalar, tensor_inputs
+from bce_audit.explanation.interface import Fix, OperandKind, Phase, Trace, TracedOp
 from bce_audit.floats import round_float
 from bce_audit.vocabulary import DType, Quantity
 
@@ -86,13 +86,26 @@ def _log_of_sigmoid(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]
     return found
 
 
+def _rounded_away(op: TracedOp) -> bool:
+    """Whether ``1 + x`` or ``1 - x`` (an add, sub or rsub with unit alpha) lost digits of x."""
+    from fractions import Fraction
+
+    values = [o.value for o in op.inputs[:2]]
+    out = op.outputs[0].value if op.outputs else None
+    if not all(isinstance(v, float) and math.isfinite(v) for v in [*values, out]):
+        return False
+    a, b = (Fraction(v) for v in values)  # type: ignore[arg-type]  # floats, checked above
+    exact = {"add": a + b, "sub": a - b, "rsub": b - a}.get(op.op)
+    return exact is not None and exact != Fraction(out)  # type: ignore[arg-type]
+
+
 def _log_of_one_plus(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in forward_ops(trace):
         if op.op != "log" or not op.inputs:
             continue
         arg = producer(trace, op.inputs[0])
-        if arg is None:
+        if arg is None or not _rounded_away(arg):
             continue
         if arg.op == "add" and any(scalar(o) == 1.0 for o in arg.inputs[:2]):
             found.append(

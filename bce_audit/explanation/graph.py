@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bce_audit.explain.interface import Operand, OperandKind, Phase, Trace, TracedOp
+from bce_audit.explanation.interface import Operand, OperandKind, Phase, Trace, TracedOp
 
 # Ops that only copy or re-view their input (autograd's saved tensors come back through detach):
 # the chain and the patterns look through them, and the chain does not show them.
