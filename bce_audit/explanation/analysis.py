@@ -37,7 +37,7 @@ from bce_audit.explanation.interface import (
     TracedOp,
     Verdict,
 )
-from bce_audit.oracle.ops import MODELS, exact_op, ideal_op, ideal_rounded, ideal_value
+from bce_audit.oracle.ops import MODELS, exact_op, ideal_is, ideal_op, ideal_rounded, ideal_value
 from bce_audit.sweep.metrics import point_status, ulp_error
 from bce_audit.vocabulary import FLOAT64, Domain, DType, FloatFormat, Quantity, Status
 
@@ -97,10 +97,13 @@ def analyse_op(op: TracedOp, ideals: dict[int, Any], threshold: float) -> OpAnal
         needed = ideal_args[: model.arity] if model is not None else []
         if all(a is not None or o.kind is OperandKind.NONE for a, o in zip(needed, op.inputs, strict=False)):
             ideal = ideal_op(op.op, ideal_args)
-    if ideal is not None:
-        ideals[op.index] = ideal
     if not analysable or out is None or not isinstance(out.value, float | bool):
+        # no model: its output is taken as it is (never guessed), so the ops after it are
+        # still judged against an exact program from there on
+        if out is not None and isinstance(out.value, float | bool):
+            ideals[op.index] = ideal_value(out.value)
         return OpAnalysis(op, Verdict.NOT_ANALYSED)
+    ideals[op.index] = ideal if ideal is not None else ideal_value(out.value)
     value = float(out.value)
     out_fmt = fmt or FLOAT64
     exact = exact_op(op.op, args, out_fmt)
@@ -117,8 +120,9 @@ def analyse_op(op: TracedOp, ideals: dict[int, Any], threshold: float) -> OpAnal
             )
             if math.isinf(value) and math.isfinite(ideal_shown):
                 damaged = True
+    departs = ideal is not None and not ideal_is(ideal, out.value)
     if exact is None:
-        return OpAnalysis(op, Verdict.NOT_ANALYSED, ideal=ideal_shown, damaged=damaged)
+        return OpAnalysis(op, Verdict.NOT_ANALYSED, ideal=ideal_shown, damaged=damaged, departs=departs)
     if _same(value, exact.rounded):
         verdict = Verdict.EXACT if _same(exact.shown, exact.rounded) and exact.exact else Verdict.ROUNDED
     else:
@@ -131,6 +135,7 @@ def analyse_op(op: TracedOp, ideals: dict[int, Any], threshold: float) -> OpAnal
         ulp=_ulps(value, exact.rounded, out_fmt),
         ideal=ideal_shown,
         damaged=damaged,
+        departs=departs,
     )
 
 
@@ -140,11 +145,9 @@ def analyse_trace(trace: Trace, threshold: float) -> tuple[OpAnalysis, ...]:
 
 
 def _differs(a: OpAnalysis) -> bool:
-    """The op's output is not its ideal value (by any amount), or its ideal value is unknown."""
-    if a.ideal is None:
-        return a.verdict is Verdict.NOT_ANALYSED
-    out = a.op.outputs[0].value if a.op.outputs else None
-    return not isinstance(out, float | bool) or not _same(float(out), a.ideal)
+    """The op's output is not its ideal value (by any amount); an op not analysed does not (its
+    output is taken as it is)."""
+    return a.departs
 
 
 def _reaching(trace: Trace, ops: tuple[OpAnalysis, ...], output: int) -> set[int]:
@@ -168,10 +171,9 @@ def find_chain(trace: Trace, ops: tuple[OpAnalysis, ...], output: int) -> tuple[
     by_index = {a.op.index: a for a in ops}
     reaching = _reaching(trace, ops, output)
     damaged = sorted(i for i in reaching if by_index[i].damaged)
-    unknown = sorted(i for i in reaching if by_index[i].verdict is Verdict.NOT_ANALYSED)
-    if not damaged and not unknown:
+    if not damaged:
         return (), None
-    first = damaged[0] if damaged else unknown[0]
+    first = damaged[0]
     # before it: the departed ops that feed it; after it: those it reaches that reach the output
     upstream = dependencies(trace, first) & reaching
     downstream = {i for i in reaching if first in dependencies(trace, i)}
@@ -260,6 +262,8 @@ def explain_trace(
         else:
             fixes = find_fixes(trace, quantity, dtype, dependencies(trace, output_op))
             chain = exact_program_chain(trace, fixes, output_op)
+    path = dependencies(trace, operand.source[0])
+    unmodelled = tuple(dict.fromkeys(a.op.op for a in ops if a.op.index in path and a.verdict is Verdict.NOT_ANALYSED))
     alone_output = None
     if alone is not None:
         other = alone.output(quantity)
@@ -274,4 +278,5 @@ def explain_trace(
         first=first,
         fixes=fixes,
         alone_output=alone_output,
+        not_analysed=unmodelled,
     )

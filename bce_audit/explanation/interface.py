@@ -235,6 +235,7 @@ class OpAnalysis:
         well), rounded to float64; NaN when some op it depends on is not analysed.
     damaged: its output differs from the ideal value by more than the ULP threshold, or is
         ±inf, NaN or 0 where the ideal value is not.
+    departs: its output is not exactly its ideal value (by any amount).
     """
 
     op: TracedOp
@@ -244,6 +245,7 @@ class OpAnalysis:
     ulp: float = math.nan
     ideal: float | None = None
     damaged: bool = False
+    departs: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +293,8 @@ class Explanation:
     alone_output: what the point gives evaluated alone (a one-element tensor) when that differs
         from ``output``; None when it is the same.
     error: why there is no trace (the formulation raised, or its process died); None otherwise.
+    not_analysed: the ops the output depends on that have no exact model, by name: their outputs
+        are taken as they are, never guessed.
     """
 
     formulation: str
@@ -311,13 +315,7 @@ class Explanation:
     cause: str
     alone_output: float | None = None
     error: str | None = None
-
-    @property
-    def not_analysed(self) -> tuple[str, ...]:
-        """The ops of the chain that have no exact model, by name."""
-        return tuple(
-            dict.fromkeys(a.op.op for a in self.ops if a.op.index in self.chain and a.verdict is Verdict.NOT_ANALYSED)
-        )
+    not_analysed: tuple[str, ...] = ()
 
     def chain_ops(self) -> tuple[OpAnalysis, ...]:
         by_index = {a.op.index: a for a in self.ops}

@@ -7,9 +7,10 @@ evaluated at a high fixed precision on the *exact* values of their inputs (``ide
 value each intermediate would have had in a program where no op rounded at all: where the two
 part, the value was lost.
 
-An op is modelled as torch defines it (``binary_cross_entropy`` clamps its logs at -100,
-``softplus`` returns its input above the threshold, ``binary_cross_entropy_backward`` divides by
-at least 1e-12), never as what it approximates. Limits follow IEEE 754: log(0) = -inf,
+An op is modelled as the function torch documents (``binary_cross_entropy`` clamps its logs at
+-100 and its backward divides by at least 1e-12: both are part of its definition), never as a
+shortcut of its implementation (``softplus`` is log1p(exp(x)) at every x, although torch returns x
+itself above its threshold). Limits follow IEEE 754: log(0) = -inf,
 exp(+inf) = inf, 0·inf = NaN, x/0 = ±inf. An op with no model, or with an argument the model
 does not cover (a weight tensor, a reduction), is *not analysed*: ``exact_op`` returns None.
 This is the only module besides ``reference`` that computes in mpmath.
@@ -247,17 +248,13 @@ def _logit_backward(g: Any, p: Any, eps: Any = None) -> Any:
 
 
 def _softplus_op(x: Any, beta: Any = 1, threshold: Any = 20) -> Any:
-    bx = _exact_mul(x, beta)
-    if bx > threshold:
-        return x
-    return _softplus(bx) / beta
+    """log1p(exp(beta·x)) / beta: the threshold above which torch returns x itself is a shortcut
+    of the implementation (its documentation says so), not part of the function."""
+    return _softplus(_exact_mul(x, beta)) / beta
 
 
 def _softplus_backward(g: Any, x: Any, beta: Any = 1, threshold: Any = 20) -> Any:
-    bx = _exact_mul(x, beta)
-    if bx > threshold:
-        return g
-    return g * _sigmoid(bx)
+    return g * _sigmoid(_exact_mul(x, beta))
 
 
 def _threshold_backward(g: Any, x: Any, threshold: Any) -> Any:
@@ -491,3 +488,12 @@ def ideal_value(value: float | bool) -> Any:
 def ideal_rounded(ideal: Any, fmt: FloatFormat) -> float:
     """An ideal value rounded once into ``fmt`` (a mask: 1.0 or 0.0)."""
     return _to_float(ideal, fmt)
+
+
+def ideal_is(ideal: Any, value: float | bool) -> bool:
+    """Whether an actual value is exactly the ideal value (NaN is NaN)."""
+    if isinstance(ideal, bool) or isinstance(value, bool):
+        return bool(ideal) == bool(value) and isinstance(ideal, bool) == isinstance(value, bool)
+    if _isnan(ideal):
+        return math.isnan(value)
+    return not math.isnan(value) and bool(ideal == _num(float(value)))

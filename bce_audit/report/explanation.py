@@ -192,7 +192,7 @@ def render_explanation(e: Explanation) -> list[str]:
         for a in chain:
             lines.append(f"    [{a.op.index}] {a.op.phase!s:8} {link(a, discarded, e.first)}")
     if e.not_analysed:
-        lines.append(f"  not analysed (no exact model): {', '.join(e.not_analysed)}")
+        lines.append(f"  not analysed (no exact model; outputs taken as computed): {', '.join(e.not_analysed)}")
     for fix in e.fixes:
         lines.append(f"  fix ({fix.pattern}): {fix.title}")
         lines.append(f"    rewrite: {fix.rewrite}")
