@@ -173,12 +173,43 @@ def find_chain(trace: Trace, ops: tuple[OpAnalysis, ...], output: int) -> tuple[
     damaged = sorted(i for i in reaching if by_index[i].damaged)
     if not damaged:
         return (), None
+    # An output that is NaN, ±inf or 0 was lost where an op first gave such a value where the
+    # exact program has none: the first damaged op is looked for among the ops it depends on
+    # (another departure, on a branch that does not lead there, is not what failed).
+    out_value = _value(trace.ops[output])
+    kind = _kind(out_value)
+    if kind is not None:
+        turned = [
+            i
+            for i in sorted(reaching)
+            if _kind(_value(trace.ops[i])) == kind
+            and _kind(by_index[i].ideal) != kind
+            and by_index[i].ideal is not None
+        ]
+        if turned:
+            damaged = [i for i in damaged if i in dependencies(trace, turned[0])] or damaged
     first = damaged[0]
     # before it: the departed ops that feed it; after it: those it reaches that reach the output
     upstream = dependencies(trace, first) & reaching
     downstream = {i for i in reaching if first in dependencies(trace, i)}
     chain = sorted((upstream | downstream) - {i for i in reaching if trace.ops[i].op in COPY_OPS})
     return tuple(chain), first
+
+
+def _value(op: TracedOp) -> float | None:
+    value = op.outputs[0].value if op.outputs else None
+    return float(value) if isinstance(value, float) else None
+
+
+def _kind(value: float | None) -> str | None:
+    """NaN, inf (either sign) or zero: the failures that a status names; None for the rest."""
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return "zero" if value == 0 else None
 
 
 def exact_program_chain(trace: Trace, fixes: tuple[Fix, ...], output: int) -> tuple[int, ...]:

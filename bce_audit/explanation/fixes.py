@@ -3,8 +3,8 @@ from a formulation's name), with the rewrite that removes it.
 
 Adding a pattern is one entry in ``CATALOGUE``: an id, and a function that looks at the trace
 (its ops and their values at the point) and returns each match as a ``Fix``. ``find_fixes``
-keeps the matches that touch the chain being explained; a pattern listed in another's
-``supersedes`` gives way to it on the same ops.
+keeps the matches whose culprit is in the chain being explained; a pattern listed in another's
+``supersedes`` gives way to it in the same explanation (the more specific diagnosis wins).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from bce_audit.explanation.graph import forward_ops, producer, scalar, tensor_inputs
 from bce_audit.explanation.interface import Fix, OperandKind, Phase, Trace, TracedOp
 from bce_audit.floats import round_float
+from bce_audit.report.numbers import in_format
 from bce_audit.vocabulary import DType, Quantity
 
 
@@ -239,12 +240,18 @@ def _clip_epsilon_rounds(trace: Trace, quantity: Quantity, dtype: DType) -> list
     for op in forward_ops(trace):
         if op.op not in ("clamp", "clamp_max", "clamp_min"):
             continue
+        before = op.inputs[0].value if op.inputs else None
+        if not isinstance(before, float):
+            continue
         bounds = [scalar(o) for o in op.inputs[1:3]]
         for bound in bounds:
             if bound is None:
                 continue
             rounded = round_float(bound, fmt)
-            if (0 < bound < 1 and rounded >= 1) or (0 < bound < 1 and rounded <= 0):
+            # a bound that rounds to 1 (or 0) where the input lies beyond it: the clip did nothing
+            if (0 < bound < 1 and rounded >= 1 and before > bound) or (
+                0 < bound < 1 and rounded <= 0 and before < bound
+            ):
                 found.append(
                     Fix(
                         "clip-epsilon-rounds",
@@ -282,6 +289,93 @@ def _zero_times_infinite_log(trace: Trace, quantity: Quantity, dtype: DType) -> 
     return found
 
 
+def _log1p_of_exp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op not in ("log1p", "log") or not op.inputs:
+            continue
+        arg = producer(trace, op.inputs[0])
+        if op.op == "log" and arg is not None and arg.op == "add" and any(scalar(o) == 1.0 for o in arg.inputs[:2]):
+            arg = producer(trace, arg.inputs[0])
+        if _is(arg, "exp") and arg is not None:
+            found.append(
+                Fix(
+                    "log1p-of-exp",
+                    "log1p(exp(x)) overflows once exp(x) does, and its value and derivative cancel against a "
+                    "linear term (softplus(z) - y*z)",
+                    "-F.logsigmoid(-x) for log1p(exp(x)) (softplus with neither overflow nor threshold); for the "
+                    "whole loss -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                    (arg.index, op.index),
+                    arg.index,
+                )
+            )
+    return found
+
+
+def _bce_with_logits_cancels(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in trace.ops:
+        if op.op != "binary_cross_entropy_with_logits" or len(op.inputs) < 2:
+            continue
+        z, y = op.inputs[0].value, op.inputs[1].value
+        if isinstance(z, float) and isinstance(y, float) and z < 0 and y < 1:
+            found.append(
+                Fix(
+                    "bce-with-logits-cancels",
+                    "binary_cross_entropy_with_logits computes (1 - y)*z - logsigmoid(z), whose terms cancel for z < 0",
+                    "-(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                    (op.index,),
+                    op.index,
+                )
+            )
+    return found
+
+
+def _sigmoid_minus_label(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in trace.ops:
+        if op.op not in ("sub", "rsub") or len(op.inputs) < 2:
+            continue
+        sig = producer(trace, op.inputs[0])
+        if _is(sig, "sigmoid") and sig is not None:
+            found.append(
+                Fix(
+                    "sigmoid-minus-label",
+                    "sigmoid(z) - y cancels where sigmoid(z) rounds next to y (its gradient vanishes)",
+                    "a loss whose gradient is (1 - y) * sigmoid(z) - y * sigmoid(-z): "
+                    "-(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                    (sig.index, op.index),
+                    op.index,
+                )
+            )
+    return found
+
+
+def _clip_changes_value(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op not in ("clamp", "clamp_max", "clamp_min") or not op.inputs or not op.outputs:
+            continue
+        before, after = op.inputs[0].value, op.outputs[0].value
+        if not (isinstance(before, float) and isinstance(after, float)) or before == after:
+            continue
+        if producer(trace, op.inputs[0]) is not None and not _is(producer(trace, op.inputs[0]), "sigmoid"):
+            continue  # a clip of an intermediate, not of the probability
+        found.append(
+            Fix(
+                "clip-changes-value",
+                f"the clip replaces {in_format(before, dtype.format)} by {in_format(after, dtype.format)}: the loss "
+                "there is the bound's, and its "
+                "gradient is 0",
+                "no clip: -(torch.xlogy(y, p) + torch.special.xlog1py(1 - y, -p)), or work on logits with "
+                "-(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                (op.index,),
+                op.index,
+            )
+        )
+    return found
+
+
 def _bce_log_clamp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in trace.ops:
@@ -294,7 +388,10 @@ def _bce_log_clamp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
         if op.op == "binary_cross_entropy_backward" and len(op.inputs) >= 3:
             p = op.inputs[1].value
             if isinstance(p, float) and 0 <= p <= 1 and (1 - p) * p < 1e-12:
-                found.append(_bce_fix("binary_cross_entropy's backward divides by max(p(1 - p), 1e-12)", op))
+                title = "binary_cross_entropy's backward divides by max(p(1 - p), 1e-12)"
+                if round_float(1e-12, dtype.format) == 0:
+                    title += f", and 1e-12 is 0 in {dtype}: 0/0"
+                found.append(_bce_fix(title, op))
     return found
 
 
@@ -312,12 +409,16 @@ def _bce_fix(title: str, op: TracedOp) -> Fix:
 CATALOGUE: tuple[Pattern, ...] = (
     Pattern("log-of-sigmoid", _log_of_sigmoid, supersedes=("log1p",)),
     Pattern("log1p", _log_of_one_plus),
-    Pattern("where-discards-overflow", _where_discards_overflow),
+    Pattern("where-discards-overflow", _where_discards_overflow, supersedes=("log1p-of-exp",)),
+    Pattern("log1p-of-exp", _log1p_of_exp),
     Pattern("subgradient-at-kink", _subgradient),
     Pattern("pow-zero-negative", _pow_zero_negative),
-    Pattern("clip-epsilon-rounds", _clip_epsilon_rounds),
+    Pattern("clip-changes-value", _clip_changes_value, supersedes=("log1p",)),
+    Pattern("clip-epsilon-rounds", _clip_epsilon_rounds, supersedes=("log1p",)),
     Pattern("zero-times-infinite-log", _zero_times_infinite_log),
     Pattern("bce-log-clamp", _bce_log_clamp),
+    Pattern("bce-with-logits-cancels", _bce_with_logits_cancels),
+    Pattern("sigmoid-minus-label", _sigmoid_minus_label),
 )
 
 
@@ -330,9 +431,7 @@ def find_fixes(trace: Trace, quantity: Quantity, dtype: DType, within: set[int] 
     by_id = {p.id: p for p in CATALOGUE}
     kept = []
     for m in matches:
-        beaten = any(
-            m.pattern in by_id[o.pattern].supersedes and set(m.ops) & set(o.ops) for o in matches if o is not m
-        )
+        beaten = any(m.pattern in by_id[o.pattern].supersedes for o in matches if o is not m)
         if not beaten and m not in kept:
             kept.append(m)
     return tuple(kept)
