@@ -274,7 +274,7 @@ def _zero_times_infinite_log(trace: Trace, quantity: Quantity, dtype: DType) -> 
             continue
         for zero, other, k in ((a, b, 1), (b, a, 0)):
             log = producer(trace, op.inputs[k])
-            if zero == 0 and math.isinf(other) and _is(log, "log", "log1p") and log is not None:
+            if zero == 0 and math.isinf(other) and _is(log, "log", "log1p", "log_sigmoid_forward") and log is not None:
                 found.append(
                     Fix(
                         "zero-times-infinite-log",
@@ -376,6 +376,24 @@ def _clip_changes_value(trace: Trace, quantity: Quantity, dtype: DType) -> list[
     return found
 
 
+def _logit_of_probability(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op == "logit" and op.inputs and op.inputs[0].name == "p":
+            found.append(
+                Fix(
+                    "logit-of-probability",
+                    "a logits formulation fed probabilities: logit(p) is ±inf at 0 and 1 and amplifies the "
+                    "rounding of p near them",
+                    "give it the logits themselves, or compute from the probability: "
+                    "-(torch.xlogy(y, p) + torch.special.xlog1py(1 - y, -p))",
+                    (op.index,),
+                    op.index,
+                )
+            )
+    return found
+
+
 def _bce_log_clamp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in trace.ops:
@@ -419,6 +437,7 @@ CATALOGUE: tuple[Pattern, ...] = (
     Pattern("bce-log-clamp", _bce_log_clamp),
     Pattern("bce-with-logits-cancels", _bce_with_logits_cancels),
     Pattern("sigmoid-minus-label", _sigmoid_minus_label),
+    Pattern("logit-of-probability", _logit_of_probability, supersedes=("zero-times-infinite-log",)),
 )
 
 
