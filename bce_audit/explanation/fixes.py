@@ -93,7 +93,7 @@ def _rounded_away(op: TracedOp) -> bool:
 
     values = [o.value for o in op.inputs[:2]]
     out = op.outputs[0].value if op.outputs else None
-    if not all(isinstance(v, float) and math.isfinite(v) for v in [*values, out]):
+    if len(values) != 2 or not all(isinstance(v, float) and math.isfinite(v) for v in [*values, out]):
         return False
     a, b = (Fraction(v) for v in values)  # type: ignore[arg-type]  # floats, checked above
     exact = {"add": a + b, "sub": a - b, "rsub": b - a}.get(op.op)
@@ -297,7 +297,9 @@ def _log1p_of_exp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
         arg = producer(trace, op.inputs[0])
         if op.op == "log" and arg is not None and arg.op == "add" and any(scalar(o) == 1.0 for o in arg.inputs[:2]):
             arg = producer(trace, arg.inputs[0])
-        if _is(arg, "exp") and arg is not None:
+        x = arg.inputs[0].value if arg is not None and arg.inputs else None
+        # exp(x) <= 1 (x <= 0, as in log1p(exp(-|z|))) neither overflows nor cancels
+        if _is(arg, "exp") and arg is not None and isinstance(x, float) and x > 0:
             found.append(
                 Fix(
                     "log1p-of-exp",
@@ -334,7 +336,8 @@ def _bce_with_logits_cancels(trace: Trace, quantity: Quantity, dtype: DType) -> 
 def _sigmoid_minus_label(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in trace.ops:
-        if op.op not in ("sub", "rsub") or len(op.inputs) < 2:
+        # sigmoid(z) - y with y a tensor (1 - sigmoid(z) is the log-of-sigmoid pattern's)
+        if op.op != "sub" or len(op.inputs) < 2 or op.inputs[1].kind is not OperandKind.TENSOR:
             continue
         sig = producer(trace, op.inputs[0])
         if _is(sig, "sigmoid") and sig is not None:
