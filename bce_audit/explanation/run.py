@@ -156,9 +156,11 @@ def explain_settings(
     found: list[Explanation] = []
     result = None
     if at is None:
-        from bce_audit.api import run
+        from bce_audit.oracle.cache import TruthCache
+        from bce_audit.sweep.run import run_sweep
 
-        result = run(settings, options, sandbox, keep_details=True)
+        cache = None if options.cache_dir is None else TruthCache(options.cache_dir)
+        result = run_sweep(settings, keep_details=True, jobs=options.jobs, cache=cache, sandbox=sandbox)
     for domain in settings.domains:
         for dtype in settings.dtypes:
             for label in settings.labels:
