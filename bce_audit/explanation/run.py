@@ -20,7 +20,7 @@ from bce_audit.explanation.analysis import explain_trace
 from bce_audit.explanation.interface import ExplainPoint, Explanation, Layout, Trace
 from bce_audit.floats import round_float
 from bce_audit.report import numbers
-from bce_audit.vocabulary import Domain, DType, Quantity, Status
+from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
@@ -45,9 +45,9 @@ def at_point(value: float, domain: Domain, dtype: DType) -> ExplainPoint:
     if math.isnan(value):
         raise UsageError("--at NaN is not an input to explain: give a number")
     if domain is Domain.PROBABILITIES and not 0 <= value <= 1:
-        raise UsageError(f"--at {numbers.compact(value, 17)} is outside the probabilities domain [0, 1]")
+        raise UsageError(f"--at {numbers.in_format(value, FLOAT64)} is outside the probabilities domain [0, 1]")
     rounded = round_float(value, dtype.format) + 0.0 if value == 0 else round_float(value, dtype.format)
-    why = "--at" if rounded == value else f"--at {numbers.compact(value, 17)}, rounded to {dtype}"
+    why = "--at" if rounded == value else f"--at {numbers.in_format(value, FLOAT64)}, rounded to {dtype}"
     return ExplainPoint(rounded, why)
 
 

@@ -76,7 +76,8 @@ def _verdict(a: OpAnalysis) -> str:
         return f"correctly rounded from {shown}"
     if math.isnan(a.ulp):
         return f"its exact result is {numbers.in_format(a.exact, fmt)}"
-    return f"{numbers.short(a.ulp)} ULPs from its exact result {shown}"
+    unit = "ULP" if a.ulp == 1 else "ULPs"
+    return f"{numbers.short(a.ulp)} {unit} from its exact result {shown}"
 
 
 def _discarded(explanation: Explanation) -> set[int]:
