@@ -17,7 +17,6 @@ Everything runs in the audit's pinned torch state; the result is JSON-able data
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,6 +172,4 @@ def trace_points(
             traces = _run(formulation, domain, dtype, points, label, BATCH_BLOCK)
         else:
             traces = [t for p in points for t in _run(formulation, domain, dtype, [p], label, 1)]
-    with contextlib.suppress(Exception):
-        torch.set_grad_enabled(True)
     return [t.to_wire() for t in traces]

@@ -194,9 +194,12 @@ def render_explanation(e: Explanation) -> list[str]:
             lines.append(f"    [{a.op.index}] {a.op.phase!s:8} {link(a, discarded, e.first)}")
     if e.not_analysed:
         lines.append(f"  not analysed (no exact model; outputs taken as computed): {', '.join(e.not_analysed)}")
+    previous = None
     for fix in e.fixes:
         lines.append(f"  fix ({fix.pattern}): {fix.title}")
-        lines.append(f"    rewrite: {fix.rewrite}")
+        if fix.rewrite != previous:  # two matches of one pattern share their rewrite
+            lines.append(f"    rewrite: {fix.rewrite}")
+        previous = fix.rewrite
     if e.status is not Status.OK and not e.fixes:
         lines.append("  fix: no pattern of the catalogue matches this chain")
     return lines
