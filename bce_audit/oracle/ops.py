@@ -79,16 +79,22 @@ def _inf(sign: int = 1) -> Any:
     return _mp().mpf("inf") if sign > 0 else _mp().mpf("-inf")
 
 
+# Exact sums and products of the arguments: on floats (an op's actual inputs) they cost at most
+# a few thousand bits. The ideal program's values are not floats (1 - 2^-(10^38) is one of them),
+# so there the same operations round at IDEAL_PRECISION instead.
+_ARITHMETIC = {"exact": True}
+
+
 def _exact_add(a: Any, b: Any) -> Any:
-    return _mp().fadd(a, b, exact=True)
+    return _mp().fadd(a, b, exact=_ARITHMETIC["exact"])
 
 
 def _exact_mul(a: Any, b: Any) -> Any:
-    return _mp().fmul(a, b, exact=True)
+    return _mp().fmul(a, b, exact=_ARITHMETIC["exact"])
 
 
 def _exact_sub(a: Any, b: Any) -> Any:
-    return _mp().fsub(a, b, exact=True)
+    return _mp().fsub(a, b, exact=_ARITHMETIC["exact"])
 
 
 def _div(a: Any, b: Any) -> Any:
@@ -459,7 +465,7 @@ def exact_op(op: str, args: Sequence[Value], fmt: FloatFormat) -> ExactResult | 
                         if settled is not None:
                             return ExactResult(settled[0], settled[1], False)
                 prec *= 2
-        except NotModelled:
+        except (NotModelled, OverflowError, MemoryError):  # beyond the models: not analysed, never guessed
             return None
     return None  # not settled: never guessed
 
@@ -474,10 +480,13 @@ def ideal_op(op: str, args: Sequence[Any]) -> Any | None:
     mpmath = _mp()
     with preserve_precision():
         mpmath.mp.prec = IDEAL_PRECISION
+        _ARITHMETIC["exact"] = False
         try:
             return _call(model, args)
-        except NotModelled:
+        except (NotModelled, OverflowError, MemoryError):
             return None
+        finally:
+            _ARITHMETIC["exact"] = True
 
 
 def ideal_value(value: float | bool) -> Any:

@@ -135,3 +135,34 @@ def test_the_cause_is_one_line_for_every_explanation():
         assert e.cause and "\n" not in e.cause
         assert e.status is not Status.OK
         assert e.quantity in (Quantity.LOSS, Quantity.GRAD)
+
+
+def test_sweep_points_are_failing_inputs_at_the_stable_range_edges_and_match_the_sweep():
+    from bce_audit.explanation.run import Case, explain_points, sweep_points
+    from bce_audit.formulations.builtins import BUILTINS
+    from bce_audit.vocabulary import Domain
+
+    result = bce_audit.audit(["naive"], dtypes="float32", domain="logits", labels=[0.0], points=300, details=True)
+    (case,) = [c for c in result.cases if c.quantity is Quantity.LOSS]
+    points = sweep_points(case)
+    n = case.figures.points
+    inputs, outputs, statuses = case.details.inputs[:n], case.details.outputs[:n], case.details.statuses[:n]
+    by_input = dict(zip(inputs.tolist(), zip(outputs.tolist(), statuses.tolist(), strict=True), strict=True))
+    assert points and all(by_input[p.value][1] != "ok" for p in points)
+    above = next(p for p in points if "above" in p.why)
+    # the first failure above the stable range: every sampled input between them is ok
+    between = (inputs > case.figures.stable_hi) & (inputs < above.value)
+    assert not between.any()
+    assert above.value > case.figures.stable_hi
+    explained = explain_points(
+        Case(BUILTINS["naive"], Domain.LOGITS, DType.FLOAT32, 0.0, Quantity.LOSS), points, threshold=4.0
+    )
+    for p, e in zip(points, explained, strict=True):
+        swept = by_input[p.value][0]
+        # the sweep computed the point inside its batch: the batch layout, or the scalar tail
+        assert _same(e.output, swept) or (e.alone_output is not None and _same(e.alone_output, swept))
+        assert e.status is Status(by_input[p.value][1])
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
