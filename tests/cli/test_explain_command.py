@@ -64,6 +64,11 @@ def test_a_user_target_through_impl(tmp_path, monkeypatch):
 
             def dies(z, y):
                 os._exit(3)
+
+            def hangs(z, y):
+                import time
+                time.sleep(60)
+                return z
             """
         )
     )
@@ -78,6 +83,11 @@ def test_a_user_target_through_impl(tmp_path, monkeypatch):
     result = runner().invoke(main, args)
     assert_exit(result, 0)
     assert "not traced: the process running it exited with code 3" in result.stdout
+    # one that hangs is killed at the time limit
+    args = ["explain", "--impl", "losses.py:hangs@logits", "-y", "0", "--quantity", "loss", "--at", "1"]
+    result = runner().invoke(main, [*args, "--timeout", "2"])
+    assert_exit(result, 0)
+    assert "not traced: tracing hangs did not finish within 2 s" in result.stdout
 
 
 @pytest.mark.parametrize(
