@@ -397,6 +397,24 @@ def _logit_of_probability(trace: Trace, quantity: Quantity, dtype: DType) -> lis
     return found
 
 
+def _sigmoid_of_logits(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op == "sigmoid" and op.inputs and op.inputs[0].name == "z":
+            found.append(
+                Fix(
+                    "sigmoid-of-logits",
+                    "a probabilities formulation fed logits: sigmoid(z) rounds to 0 or 1 (and its gradient "
+                    "vanishes) long before the loss does",
+                    "a logits formulation: -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z)), or "
+                    "F.binary_cross_entropy_with_logits(z, y)",
+                    (op.index,),
+                    op.index,
+                )
+            )
+    return found
+
+
 def _bce_log_clamp(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in trace.ops:
@@ -428,7 +446,7 @@ def _bce_fix(title: str, op: TracedOp) -> Fix:
 
 
 CATALOGUE: tuple[Pattern, ...] = (
-    Pattern("log-of-sigmoid", _log_of_sigmoid, supersedes=("log1p",)),
+    Pattern("log-of-sigmoid", _log_of_sigmoid, supersedes=("log1p", "sigmoid-of-logits")),
     Pattern("log1p", _log_of_one_plus),
     Pattern("where-discards-overflow", _where_discards_overflow, supersedes=("log1p-of-exp",)),
     Pattern("log1p-of-exp", _log1p_of_exp),
@@ -441,6 +459,7 @@ CATALOGUE: tuple[Pattern, ...] = (
     Pattern("bce-with-logits-cancels", _bce_with_logits_cancels),
     Pattern("sigmoid-minus-label", _sigmoid_minus_label),
     Pattern("logit-of-probability", _logit_of_probability, supersedes=("zero-times-infinite-log",)),
+    Pattern("sigmoid-of-logits", _sigmoid_of_logits),
 )
 
 
@@ -449,7 +468,10 @@ def find_fixes(trace: Trace, quantity: Quantity, dtype: DType, within: set[int] 
     only those whose culprit is one of them."""
     matches = [fix for pattern in CATALOGUE for fix in pattern.find(trace, quantity, dtype)]
     if within is not None:
-        matches = [m for m in matches if m.culprit in within]
+        # the chain's ops, and the ops that feed them (a logit(0) = -inf that the chain's first
+        # op took as its input is where the value went, though it is exact itself)
+        fed = {o.source[0] for i in within for o in trace.ops[i].inputs if o.source is not None}
+        matches = [m for m in matches if m.culprit in within | fed]
     by_id = {p.id: p for p in CATALOGUE}
     kept = []
     for m in matches:
