@@ -147,3 +147,15 @@ def test_torch_logsigmoid_fed_probabilities():
     case = {"dtypes": "float32", "domain": "probabilities", "labels": 0, "quantity": "loss", "at": 0.0}
     before, after = _fails_then_fixed("torch-logsigmoid", xlogy_bce, "logit-of-probability", **case)
     assert before.status is Status.NAN and after.status is Status.OK
+
+
+def test_every_failure_of_the_built_ins_names_a_fix():
+    from bce_audit.formulations.builtins import BUILTINS
+
+    seen = 0
+    for name in BUILTINS:
+        for e in bce_audit.explain(name, dtypes="float32", domain="both", points=200):
+            assert e.status is not Status.OK
+            assert e.fixes, f"{name} {e.domain} y={e.label} {e.quantity} at {e.point.value}: {e.cause}"
+            seen += 1
+    assert seen > 50
