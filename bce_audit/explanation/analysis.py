@@ -41,12 +41,6 @@ from bce_audit.oracle.ops import MODELS, exact_op, ideal_is, ideal_op, ideal_rou
 from bce_audit.sweep.metrics import point_status, ulp_error
 from bce_audit.vocabulary import FLOAT64, Domain, DType, FloatFormat, Quantity, Status
 
-_FORMATS = {d.value: d.format for d in DType}
-
-
-def _fmt(dtype: str | None) -> FloatFormat | None:
-    return None if dtype is None else _FORMATS.get(dtype)
-
 
 def _ulps(output: float, exact: float, fmt: FloatFormat) -> float:
     if (math.isnan(output) and math.isnan(exact)) or output == exact:
@@ -74,7 +68,7 @@ def _departs(output: float, ideal: float, fmt: FloatFormat, threshold: float) ->
 def analyse_op(op: TracedOp, ideals: dict[int, Any], threshold: float) -> OpAnalysis:
     """One op judged; stores its ideal value (for the ops downstream) in ``ideals``."""
     out = op.outputs[0] if op.outputs else None
-    fmt = _fmt(out.dtype) if out is not None else None
+    fmt = out.format if out is not None else None
     model = MODELS.get(op.op)
     args = [o.value for o in op.inputs]
     analysable = (

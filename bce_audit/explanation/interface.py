@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Any
 
-from bce_audit.vocabulary import Domain, DType, ParsableEnum, Quantity, Status
+from bce_audit.vocabulary import Domain, DType, FloatFormat, ParsableEnum, Quantity, Status
 
 
 class Layout(ParsableEnum):
@@ -85,6 +85,15 @@ class Operand:
     @property
     def is_float(self) -> bool:
         return self.kind in (OperandKind.TENSOR, OperandKind.SCALAR) and not isinstance(self.value, bool)
+
+    @property
+    def format(self) -> FloatFormat | None:
+        """The float format of a tensor of one of the four dtypes; None for anything else (a mask,
+        an integer tensor, a Python value)."""
+        try:
+            return DType(self.dtype).format if self.dtype is not None else None
+        except ValueError:
+            return None
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -12,9 +12,8 @@ import math
 from bce_audit.explanation.graph import COPY_OPS, dependencies, forward_ops, producer
 from bce_audit.explanation.interface import Explanation, OpAnalysis, Operand, OperandKind, Phase, Verdict
 from bce_audit.report import numbers
-from bce_audit.vocabulary import FLOAT64, Domain, DType, FloatFormat, Quantity, Status
+from bce_audit.vocabulary import FLOAT64, Domain, FloatFormat, Quantity, Status
 
-_FORMATS = {d.value: d.format for d in DType}
 # the ops written as arithmetic: name -> (operator, operand order)
 _INFIX = {"add": ("+", (0, 1)), "sub": ("-", (0, 1)), "rsub": ("-", (1, 0)), "mul": ("*", (0, 1)), "div": ("/", (0, 1))}
 # Links the one-line cause shows before it elides the middle of a long chain.
@@ -22,7 +21,7 @@ CAUSE_LINKS = 5
 
 
 def _fmt(operand: Operand) -> FloatFormat:
-    return _FORMATS.get(operand.dtype or "", FLOAT64)
+    return operand.format or FLOAT64
 
 
 def _value(operand: Operand) -> str:
