@@ -46,7 +46,7 @@ def at_point(value: float, domain: Domain, dtype: DType) -> ExplainPoint:
         raise UsageError("--at NaN is not an input to explain: give a number")
     if domain is Domain.PROBABILITIES and not 0 <= value <= 1:
         raise UsageError(f"--at {numbers.in_format(value, FLOAT64)} is outside the probabilities domain [0, 1]")
-    rounded = round_float(value, dtype.format) + 0.0 if value == 0 else round_float(value, dtype.format)
+    rounded = round_float(value, dtype.format)  # -0 stays -0: the sweep tells the two zeros apart
     why = "--at" if rounded == value else f"--at {numbers.in_format(value, FLOAT64)}, rounded to {dtype}"
     return ExplainPoint(rounded, why)
 
