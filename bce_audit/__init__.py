@@ -1,13 +1,15 @@
 """bce-audit: measure where binary-cross-entropy implementations lose accuracy.
 
 The public API is exactly what this module exports (docs/api.md): ``audit`` and ``check`` run in
-this process on built-in names, targets or plain Python callables; ``formulation`` marks a loss
-function for an audit; ``write_repro`` and ``write_plots`` write a result's bug-report files and
-figures. Importing it loads neither torch nor mpmath.
+this process on built-in names, targets or plain Python callables; ``explain`` says why a
+formulation fails, down to the op; ``formulation`` marks a loss function for an audit;
+``write_repro`` and ``write_plots`` write a result's bug-report files and figures. Importing it
+loads neither torch nor mpmath.
 """
 
-from bce_audit.api import CheckResult, audit, check, write_plots, write_repro
+from bce_audit.api import CheckResult, audit, check, explain, write_plots, write_repro
 from bce_audit.errors import BceAuditError, ExitCode, IncompleteRun, UsageError
+from bce_audit.explanation.interface import Explanation
 from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
 from bce_audit.gate.interface import Verdict
@@ -26,6 +28,7 @@ __all__ = [
     "DType",
     "Domain",
     "ExitCode",
+    "Explanation",
     "IncompleteRun",
     "Quantity",
     "Status",
@@ -34,6 +37,7 @@ __all__ = [
     "__version__",
     "audit",
     "check",
+    "explain",
     "formulation",
     "write_plots",
     "write_repro",

@@ -30,6 +30,7 @@ from bce_audit.settings import Request, RunOptions, Settings, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.explanation.interface import Explanation
     from bce_audit.files import Output, OutputDir
     from bce_audit.gate.interface import Verdict
     from bce_audit.sweep.result import AuditResult, CaseKey
@@ -367,3 +368,72 @@ def write_plots(result: AuditResult, directory: str | os.PathLike[str]) -> list[
     _needs_details(result, "a plot")
     check_writable_dir(out)
     return _write_directory(plot_outputs(result, out))
+
+
+def explain(
+    formulation: str | Callable[..., Any],
+    *,
+    dtypes: str | Sequence[str] | None = None,
+    labels: float | Sequence[float] | None = None,
+    domain: str | None = None,
+    quantity: str | None = None,
+    at: float | None = None,
+    layout: str = "batch",
+    points: int | None = None,
+    seed: int | None = None,
+    ulp_threshold: float | None = None,
+    jobs: int | None = 1,
+    cache: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+) -> tuple[Explanation, ...]:
+    """Why a formulation fails, down to the op (see docs/explain.md): one ``Explanation`` per
+    (case, input), each with the chain of ops that lost the value, a one-line ``cause`` and the
+    catalogue's fixes.
+
+    formulation: one built-in or installed name, target (run in a sandbox process) or callable.
+    dtypes: default float32. labels: default 0 and 1. domain: default the formulation's own.
+    quantity: "loss" or "grad"; default both.
+    at: explain this input (rounded to each dtype); without it, every failing case of a sweep is
+        explained at its worst input and at the failing inputs nearest its stable range.
+    layout: "batch" (the point repeated, in torch's vectorized loop) or "alone" (a one-element
+        tensor). The other arguments are those of ``audit``.
+    """
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.explanation.interface import Layout
+    from bce_audit.explanation.run import explain_settings
+    from bce_audit.formulations.selection import resolve as formulations_of
+    from bce_audit.vocabulary import Domain, Quantity
+
+    if isinstance(formulation, str | bytes) or callable(formulation):
+        given: Formulations = formulation
+    else:
+        raise UsageError(f"explain() takes one formulation (a name, a target or a callable), not {formulation!r}")
+    if at is not None and not isinstance(at, int | float):
+        raise UsageError(f"at must be a number, got {at!r}")
+    shape = Layout.parse(layout, "layout")
+    quantities = tuple(Quantity) if quantity is None else (Quantity.parse(quantity, "quantity"),)
+    request = _request(
+        given,
+        dtypes=dtypes if dtypes is not None else "float32",
+        domain=domain if domain != "both" else None,
+        labels=labels,
+        range=None,
+        points=points,
+        sampling=None,
+        seed=seed,
+        ulp_threshold=ulp_threshold,
+        jobs=jobs,
+        cache=cache,
+        cache_dir=cache_dir,
+        timeout=timeout,
+    )
+    with Sandbox() as sandbox:
+        settings, options = resolve(request, {}, None, sandbox)
+        sandbox.timeout = options.timeout
+        (resolved,) = formulations_of(settings.selection, settings.functions)
+        if domain is None:
+            settings = dataclasses.replace(settings, domains=(resolved.native_domain,))
+        elif domain == "both":
+            settings = dataclasses.replace(settings, domains=tuple(Domain))
+        return explain_settings(settings, options, sandbox, quantities, None if at is None else float(at), shape)

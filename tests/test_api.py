@@ -95,5 +95,15 @@ def test_check_writes_and_reads_a_baseline(tmp_path):
 
 
 def test_the_package_exports_its_api():
-    for name in ("audit", "check", "formulation", "AuditResult", "CheckResult", "UsageError", "ExitCode"):
+    for name in (
+        "audit",
+        "check",
+        "explain",
+        "formulation",
+        "AuditResult",
+        "CheckResult",
+        "Explanation",
+        "UsageError",
+        "ExitCode",
+    ):
         assert name in bce_audit.__all__ and hasattr(bce_audit, name)

@@ -92,6 +92,7 @@ Examples:
   bce-audit sweep                            # every built-in, dtype and domain: the scoreboard
   bce-audit sweep -f max-abs -d float16 -v   # one formulation, one dtype, with per-case figures
   bce-audit sweep --impl my_losses.py:bce@logits -f torch-bce-with-logits   # yours beside a built-in
+  bce-audit explain naive --domain logits --at 16.64   # why it fails there, op by op, and the fix
   bce-audit list                             # the formulations: built-in, installed, your own
   bce-audit check --config ci.toml           # gate CI on thresholds and a baseline
   bce-audit COMMAND --help                   # a command's options, with examples

@@ -16,10 +16,12 @@ import click
 from bce_audit.cli.app import main
 from bce_audit.cli.options import (
     CHECK_EXAMPLES,
+    EXPLAIN_EXAMPLES,
     LIST_EXAMPLES,
     SWEEP_EXAMPLES,
     check_options,
     directory_options,
+    explain_options,
     list_options,
     sweep_options,
 )
@@ -283,6 +285,52 @@ def check_command(**flags: Any) -> None:
     code = _gate(plan, result, inv.outputs, reports, fmt, console)
     if code:
         sys.exit(int(code))
+
+
+@main.command("explain", epilog=EXPLAIN_EXAMPLES)
+@explain_options
+def explain_command(**flags: Any) -> None:
+    """Explain why a formulation fails, down to the aten op, and print the fix.
+
+    Its forward and backward passes run under a dispatch-level trace; every op is compared with
+    its exact result on its actual inputs (mpmath, rounded once), and the chain from the first
+    op that lost the value to the output is printed, with the catalogue's rewrites.
+    """
+    from bce_audit.api import explain
+    from bce_audit.cli.console import stdout
+    from bce_audit.errors import UsageError
+    from bce_audit.report.explanation import render_explanation, render_ops
+
+    name, impl = flags["formulation"], flags["impl"]
+    if (name is None) == (impl is None):
+        raise UsageError("give one formulation to explain: a name (bce-audit list) or --impl TARGET")
+    explanations = explain(
+        name if impl is None else impl,
+        dtypes=flags["dtype"] or None,
+        labels=flags["label"] or None,
+        domain=flags["domain"],
+        quantity=flags["quantity"],
+        at=flags["at"],
+        layout=flags["layout"],
+        points=flags["points"],
+        seed=flags["seed"],
+        ulp_threshold=flags["ulp_threshold"],
+        timeout=flags["timeout"],
+        jobs=None,
+    )
+    out = stdout()
+    if not explanations:
+        out.print(f"{name or impl}: no failing input in the sweep of these cases: nothing to explain", markup=False)
+        return
+    for i, e in enumerate(explanations):
+        if i:
+            out.print()
+        for line in render_explanation(e):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        if flags["all_ops"]:
+            out.print("  every op (* the chain):", markup=False)
+            for line in render_ops(e):
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _gate(

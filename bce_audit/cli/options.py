@@ -294,3 +294,76 @@ CHECK_OPTIONS = [
 ]
 
 check_options = _apply(CHECK_OPTIONS)
+
+
+EXPLAIN_EXAMPLES = """
+\b
+Examples:
+  bce-audit explain naive -y 0 --quantity loss              # float32 on its own domain: why it fails
+  bce-audit explain softplus-threshold --quantity grad --at 89
+  bce-audit explain clipped -d float16 --domain probabilities -y 0
+  bce-audit explain max-abs --quantity grad --at 0 --all-ops
+  bce-audit explain --impl my_losses.py:bce@logits -d bfloat16
+"""
+
+EXPLAIN_OPTIONS = [
+    click.argument("formulation", required=False),
+    click.option(
+        "--impl",
+        "impl",
+        default=None,
+        metavar="TARGET",
+        help="Explain your own loss instead of a named one: MODULE:FUNCTION or path/to/file.py:FUNCTION, "
+        "suffixed @logits or @probabilities unless decorated with bce_audit.formulation. It runs in a "
+        "child process, e.g. --impl my_losses.py:bce@logits.",
+    ),
+    click.option(
+        "-d", "--dtype", multiple=True, help="float16, bfloat16, float32 or float64 (repeatable; default float32)."
+    ),
+    click.option("-y", "--label", multiple=True, help="Target label in [0, 1] (repeatable; default 0 and 1)."),
+    click.option(
+        "--domain",
+        type=click.Choice(["logits", "probabilities", "both"]),
+        default=None,
+        help="Input domain (default: the formulation's own), e.g. --domain logits.",
+    ),
+    click.option(
+        "--quantity",
+        type=click.Choice(["loss", "grad"]),
+        default=None,
+        help="Explain the loss or its gradient (default both), e.g. --quantity grad.",
+    ),
+    click.option(
+        "--at",
+        "at",
+        type=float,
+        default=None,
+        metavar="X",
+        help="Explain this input (rounded to the dtype), e.g. --at 16.64. Default: sweep the case and explain "
+        "its worst input and the failing inputs nearest its stable range.",
+    ),
+    click.option(
+        "--layout",
+        type=click.Choice(["batch", "alone"]),
+        default="batch",
+        help="batch: the point repeated in a tensor, in torch's vectorized loop as in a sweep (default); "
+        "alone: a one-element tensor (the scalar path).",
+    ),
+    click.option("--all-ops", is_flag=True, default=False, help="Also print every traced op, judged."),
+    click.option(
+        "--points",
+        type=int,
+        default=None,
+        help="Sampled inputs of the sweep that finds the failing inputs (default 1000), e.g. --points 5000.",
+    ),
+    click.option("--seed", type=int, default=None, help="Random seed of that sweep (default 0)."),
+    click.option(
+        "--ulp-threshold",
+        type=float,
+        default=None,
+        help="ULP error above which a point or an op's departure counts (default 4), e.g. --ulp-threshold 8.",
+    ),
+    _TIMEOUT_OPTION,
+]
+
+explain_options = _apply(EXPLAIN_OPTIONS)

@@ -340,6 +340,36 @@ class Sandbox:
             return GridEvaluation.lost_as(f"ran out of memory (limit {limit} above start-up): {out_of_mem}", n, m)
         return GridEvaluation(finite_ev, singles)
 
+    def trace(
+        self,
+        spec: UserFormulationSpec,
+        domain: Domain,
+        dtype: DType,
+        points: list[float],
+        label: float,
+        layout: str,
+    ) -> list[dict[str, Any]]:
+        """The traces of ``engines.torch_trace.trace_points`` run in the spec's child, as wire
+        data; EvaluationLost (with the reason) when no answer comes."""
+        header = {
+            "op": "trace",
+            "spec": spec.to_wire(),
+            "domain": str(domain),
+            "dtype": str(dtype),
+            "label": float(label).hex(),
+            "points": [float(p).hex() for p in points],
+            "layout": layout,
+        }
+        answer, _ = self.request(child_key(spec), header, what=f"tracing {spec.name}")
+        if "usage_error" in answer:
+            raise UsageError(answer["usage_error"])
+        if "internal" in answer:
+            raise RuntimeError(f"sandbox: {answer['internal']}")
+        traces = answer.get("traces")
+        if not isinstance(traces, list) or len(traces) != len(points):
+            raise EvaluationLost("the process running it sent a malformed answer")
+        return traces
+
 
 def _stderr_fd() -> int:
     """The descriptor of this process's standard error (2 unless sys.stderr was moved)."""
@@ -465,4 +495,24 @@ def _serve(
         grad = np.concatenate([ev.finite.grad, *(e.grad for e in ev.nonfinite)])
         errors = [ev.finite.error, *(e.error for e in ev.nonfinite)]
         return {"errors": errors}, np.concatenate([loss, grad]).astype("<f8").tobytes()
+    if header["op"] == "trace":
+        from bce_audit.engines.torch_trace import trace_points
+        from bce_audit.explanation.interface import Layout
+        from bce_audit.vocabulary import Domain, DType
+
+        formulation = loaded.get(key)
+        if formulation is None:
+            try:
+                formulation = loaded[key] = load_here(spec, pin=pinned)
+            except UsageError as exc:
+                return {"usage_error": str(exc)}, b""
+        traces = trace_points(
+            formulation,
+            Domain(header["domain"]),
+            DType(header["dtype"]),
+            [float.fromhex(p) for p in header["points"]],
+            float.fromhex(header["label"]),
+            Layout(header["layout"]),
+        )
+        return {"traces": traces}, b""
     raise ValueError(f"unknown request {header.get('op')!r}")

@@ -9,7 +9,10 @@ back and re-rounded.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.vocabulary import FloatFormat
 
 
 def exact(x: float) -> str:
@@ -116,3 +119,35 @@ def hex_literal(x: float) -> str:
     """Python source that is exactly this float, whatever it is (±0, subnormals, ±inf, NaN):
     ``float.fromhex('0x1.8p-3')``, for files that must hold a value without any rounding."""
     return f'float.fromhex("{float(x).hex()}")'
+
+
+def in_format(x: float, fmt: FloatFormat) -> str:
+    """A value of a dtype in the fewest digits that round back to it in that dtype (0.99999994 in
+    float32, 0.5 in float16); NaN, inf and -inf by name."""
+    from bce_audit.floats import round_float
+
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    for digits in range(1, 18):
+        text = f"{x:.{digits}g}"
+        if round_float(float(text), fmt) == x:
+            if "e" in text and 1e-4 <= abs(x) < 1e7:  # 100, not 1e2
+                text = f"{x:.{max(0, digits - 1 - math.floor(math.log10(abs(x))))}f}"
+            return _compact_exponent(text)
+    return exact(x)
+
+
+def beside(x: float, other: float, fmt: FloatFormat) -> str:
+    """An exact value shown beside a rounded one: the dtype's own decimal digits, and more until
+    the text differs from the rounded value (0.99999994 beside 1 in float32)."""
+    if math.isnan(x) or math.isinf(x):
+        return in_format(x, fmt)
+    digits = max(2, math.ceil(fmt.precision * math.log10(2)))
+    text = compact(x, digits)
+    shown = in_format(other, fmt)
+    while digits < 17 and text == shown and x != other:
+        digits += 1
+        text = compact(x, digits)
+    return text
