@@ -9,7 +9,6 @@ import re
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -315,11 +314,10 @@ def test_same_seed_same_csv_other_seed_other_csv(tmp_path):
         (["--no-such-flag"], ["--no-such-flag"]),
     ],
 )
-def test_bad_flags(args, culprits):
-    start = time.perf_counter()
+def test_bad_flags(args, culprits, sweep_calls):
     result = runner().invoke(main, ["sweep", *TINY, *args])
     assert_usage_error(result, *culprits)
-    assert time.perf_counter() - start < 10
+    assert sweep_calls == []  # refused before any work
 
 
 def test_unknown_command():
@@ -421,12 +419,9 @@ def test_output_in_missing_directory_fails_before_the_sweep(tmp_path, bad_flag, 
     args = ["sweep"]  # the full default audit: minutes of work if the check came after it
     for flag, path in others.items():
         args += [flag, str(bad if flag == bad_flag else path)]
-    start = time.perf_counter()
     result = runner().invoke(main, args)
-    elapsed = time.perf_counter() - start
     assert_usage_error(result, bad_flag, str(bad), "does not exist")
-    assert elapsed < 10, f"the check took {elapsed:.1f} s: was the sweep run first?"
-    assert sweep_calls == []
+    assert sweep_calls == []  # refused before the sweep, not after minutes of work
     assert not bad.parent.exists()
     assert list(tmp_path.iterdir()) == []
     for flag, path in others.items():
@@ -437,11 +432,9 @@ def test_output_path_that_is_a_directory(tmp_path, sweep_calls):
     target = tmp_path / "a-directory"
     target.mkdir()
     other = tmp_path / "summary.csv"
-    start = time.perf_counter()
     result = runner().invoke(main, ["sweep", "--csv", str(other), "--json", str(target)])
     assert_usage_error(result, "--json", str(target), "directory")
     assert sweep_calls == []
-    assert time.perf_counter() - start < 10
     assert not other.exists()
     assert list(target.iterdir()) == []
 
