@@ -96,7 +96,7 @@ def textbook(ref: Reference, domain: Domain, x: float, y: float, prec: int):
             return loss, dloss_dp * dp
         g = mpf(ref.gamma)
         if ref.form is FocalForm.TORCHVISION:
-            at = 1 if ref.alpha is None else ref.alpha * yy + (1 - ref.alpha) * (1 - yy)
+            at = 1 if ref.alpha is None else mpf(ref.alpha) * yy + (1 - mpf(ref.alpha)) * (1 - yy)
             ce = -(yy * log_p + (1 - yy) * log_q)
             m = yy * q + (1 - yy) * p  # 1 - p_t
             loss = at * ce * m**g
@@ -178,7 +178,7 @@ MEMBERS = [
     Reference(pos_weight=1.0, weight=-0.5),
     Reference(member=Member.FOCAL, gamma=2.0, alpha=0.25),
     Reference(member=Member.FOCAL, gamma=0.5),
-    Reference(member=Member.FOCAL, gamma=1.5, alpha=0.75),
+    Reference(member=Member.FOCAL, gamma=1.5, alpha=0.1),
     Reference(member=Member.FOCAL, gamma=0.5, alpha=0.25, form=FocalForm.PER_TERM),
     Reference(member=Member.FOCAL, gamma=3.0, form=FocalForm.PER_TERM),
     Reference(member=Member.LABEL_SMOOTHED, smoothing=0.1),
@@ -381,7 +381,7 @@ def _textbook_at_mpf_probability(ref, p, q, yy):
         return -w * (wp * yy * log_p + (1 - yy) * log_q), -w * (wp * yy / p - (1 - yy) / q)
     g = mpf(ref.gamma)
     if ref.form is FocalForm.TORCHVISION:
-        at = 1 if ref.alpha is None else ref.alpha * yy + (1 - ref.alpha) * (1 - yy)
+        at = 1 if ref.alpha is None else mpf(ref.alpha) * yy + (1 - mpf(ref.alpha)) * (1 - yy)
         ce = -(yy * log_p + (1 - yy) * log_q)
         m = yy * q + (1 - yy) * p
         d = at * (-(yy / p - (1 - yy) / q) * m**g + ce * g * m ** (g - 1) * (1 - 2 * yy))
@@ -459,7 +459,7 @@ def textbook_at_mpf(ref, domain, x, y):
         return -mpf(ref.weight) * (mpf(ref.pos_weight) * yy * log_p + (1 - yy) * log_q)
     g = mpf(ref.gamma)
     if ref.form is FocalForm.TORCHVISION:
-        at = 1 if ref.alpha is None else ref.alpha * yy + (1 - ref.alpha) * (1 - yy)
+        at = 1 if ref.alpha is None else mpf(ref.alpha) * yy + (1 - mpf(ref.alpha)) * (1 - yy)
         return at * -(yy * log_p + (1 - yy) * log_q) * (yy * q + (1 - yy) * p) ** g
     a = 1 if ref.alpha is None else mpf(ref.alpha)
     b = 1 if ref.alpha is None else 1 - mpf(ref.alpha)
