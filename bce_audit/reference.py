@@ -148,6 +148,21 @@ class Reference:
     def __str__(self) -> str:
         return self.key
 
+    def to_dict(self) -> dict[str, float | str | None]:
+        """The member and its parameters as JSON data (``from_dict`` reads it back)."""
+        return {"member": str(self.member), **{k: (str(v) if isinstance(v, str) else v) for k, v in self.parameters}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float | str | None]) -> Reference:
+        return cls(**data)  # type: ignore[arg-type]  # validated by __post_init__
+
+    @classmethod
+    def for_member(cls, member: Member, parameters: dict[str, object]) -> Reference:
+        """The reference of ``member`` with those of ``parameters`` that are its own (a
+        formulation's other parameters, e.g. a clamp epsilon, are not the reference's)."""
+        own = {k: v for k, v in parameters.items() if k in MEMBER_PARAMETERS[member]}
+        return cls(member, **own)  # type: ignore[arg-type]  # validated by __post_init__
+
     # --- exact coefficients (dyadic rationals) ---------------------------------------------------
 
     def smoothed_label(self, y: float) -> Fraction:

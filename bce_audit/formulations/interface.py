@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from bce_audit.errors import UsageError
+from bce_audit.reference import Member, Reference
 from bce_audit.vocabulary import Domain
 
 # The values a parameter may take: TOML / JSON scalars, so that settings stay data.
@@ -29,6 +30,9 @@ class Formulation:
     spec: a user's target (--impl, a config table, an entry point), run only in the sandbox.
     parameters: the keyword arguments of every call, as (name, value) pairs: a built-in's
         declared parameters with their values (defaults, or a config table's), a user's own.
+    reference_member: the member of the BCE family it implements (``bce_audit.reference``); its
+        parameters are those of ``parameters`` named as the member's (``reference``), so a
+        formulation is measured against the loss it claims to compute. Plain BCE by default.
 
     Exactly one of implementation, function and spec is set.
     """
@@ -41,11 +45,17 @@ class Formulation:
     function: Callable[..., Any] | None = None
     spec: UserFormulationSpec | None = None
     parameters: tuple[tuple[str, Scalar], ...] = ()
+    reference_member: Member = Member.BCE
 
     def __post_init__(self) -> None:
         given = [x for x in (self.implementation, self.function, self.spec) if x is not None]
         if len(given) != 1:
             raise ValueError(f"formulation {self.name!r}: give exactly one of implementation, function, spec")
+
+    @property
+    def reference(self) -> Reference:
+        """The exact function its figures are measured against: its member with its parameters."""
+        return Reference.for_member(self.reference_member, dict(self.parameters))
 
     @property
     def sandboxed(self) -> bool:

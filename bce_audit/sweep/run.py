@@ -149,17 +149,22 @@ def run_sweep(
         )
         for grid in all_grids
     ]
-    # Every (domain, label, input) the truth is needed at, evaluated once for all dtypes.
-    requests = [(grid.domain, y, inputs) for grid, inputs, labels in plan for _, y in labels]
+    # Every (domain, label, input) the truth is needed at, evaluated once for all dtypes, for
+    # each reference a formulation implements (plain BCE unless it declares another).
+    references = list(dict.fromkeys(f.reference for f in formulations))
+    requests = [(grid.domain, y, inputs, ref) for grid, inputs, labels in plan for _, y in labels for ref in references]
     table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
-    evaluations = len(requests) * len(formulations)
+    evaluations = len(plan) * len(settings.labels) * len(formulations)
     for grid, inputs, labels in plan:
         fmt = grid.dtype.format
         n = len(grid.finite)
         for label, y in labels:
-            rows = table.rows(grid.domain, y, inputs)
-            truth = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
+            truths = {}
+            for ref in references:
+                rows = table.rows(grid.domain, y, inputs, ref)
+                truths[ref] = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
             for formulation in formulations:
+                truth = truths[formulation.reference]
                 evaluation = _evaluate(formulation, sandbox, grid.domain, grid.dtype, grid.finite, grid.nonfinite, y)
                 ev, singles = evaluation.finite, evaluation.nonfinite
                 nf_errors = [e.error for e in singles]
