@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from fractions import Fraction
 
 from bce_audit.errors import UsageError
@@ -157,7 +158,7 @@ class Reference:
         return cls(**data)  # type: ignore[arg-type]  # validated by __post_init__
 
     @classmethod
-    def for_member(cls, member: Member, parameters: dict[str, object]) -> Reference:
+    def for_member(cls, member: Member, parameters: Mapping[str, object]) -> Reference:
         """The reference of ``member`` with those of ``parameters`` that are its own (a
         formulation's other parameters, e.g. a clamp epsilon, are not the reference's)."""
         own = {k: v for k, v in parameters.items() if k in MEMBER_PARAMETERS[member]}

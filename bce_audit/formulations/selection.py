@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
-from bce_audit.formulations.builtins import BUILTINS, get_formulation
+from bce_audit.formulations.builtins import BUILTINS, DEFAULT_SET, get_formulation
 from bce_audit.formulations.interface import Formulation, Origin, UserFormulationSpec
 from bce_audit.formulations.user import (
     NAME_PATTERN,
@@ -55,8 +55,9 @@ class Selection:
 
     @classmethod
     def default(cls) -> Selection:
-        """Every built-in, nothing else: what a sweep audits when nothing is selected."""
-        return cls(tuple(BUILTINS))
+        """The default built-ins (``DEFAULT_SET``), nothing else: what a sweep audits when nothing
+        is selected."""
+        return cls(DEFAULT_SET)
 
 
 def select_formulations(
@@ -153,6 +154,7 @@ class CatalogueEntry:
     domain: str
     source: str
     definition: str
+    reference: str = "bce"  # the key of the reference it is measured against (bce_audit.reference)
 
 
 def catalogue(
@@ -164,23 +166,26 @@ def catalogue(
     ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
     or config target is a usage error, as it is for a sweep.
     """
-    rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
+    rows = [
+        CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula, f.reference.key)
+        for f in BUILTINS.values()
+    ]
     for ep, ignored in installed_entry_points():
         name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
         if ignored is not None:
-            rows.append(CatalogueEntry(name, "-", source, ignored))
+            rows.append(CatalogueEntry(name, "-", source, ignored, "-"))
             continue
         try:
             f = load(complete(entry_point_spec(ep), sandbox))
         except UsageError as exc:
-            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
+            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}", "?"))
             continue
-        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
+        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula, f.reference.key))
     selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
     for spec in selected.user:
         assert spec.name is not None  # completed
         f = load(spec)
-        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
+        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula, f.reference.key))
     return rows
 
 

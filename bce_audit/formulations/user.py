@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 from bce_audit.errors import UsageError, describe, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.interface import Formulation, Loader, Origin, Scalar, UserFormulationSpec
+from bce_audit.reference import Reference
 from bce_audit.vocabulary import Domain
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -393,9 +394,17 @@ def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Scalar], 
         if key not in declared:
             accepted = f"its parameters are {', '.join(declared)}" if declared else "it takes no parameter"
             raise UsageError(f"{spec.where}: {spec.target} has no parameter {key!r}; {accepted}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(declared[key], str):  # a choice, e.g. a label smoothing convention
+            if not isinstance(value, str):
+                raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a string, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
-    return tuple({**declared, **dict(spec.parameters)}.items())
+    merged = {**declared, **dict(spec.parameters)}
+    try:  # the reference it is measured against takes its parameters from these
+        Reference.for_member(builtin.reference_member, merged)
+    except UsageError as exc:
+        raise UsageError(f"{spec.where}: {exc}") from None
+    return tuple(merged.items())
 
 
 def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> UserFormulationSpec:

@@ -1,0 +1,122 @@
+"""The BCE family's built-ins, each measured against its own reference (issue 11)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from helpers import FAMILY_BUILTINS, NATIVE_DOMAIN, assert_exit, assert_usage_error, read_csv, runner
+
+from bce_audit.cli import main
+from bce_audit.engines import torch_builtins
+from bce_audit.formulations.builtins import BUILTINS, DEFAULT_SET
+from bce_audit.formulations.selection import Selection
+from bce_audit.oracle.family import family_truth
+from bce_audit.reference import Member, Reference
+from bce_audit.vocabulary import Domain, DType
+
+F64 = DType.FLOAT64.format
+
+CONFIG = """
+[[formulations]]
+name = "bce-pw2"
+target = "torch-bce-with-logits"
+parameters = { pos_weight = 2.0 }
+
+[[formulations]]
+name = "focal-half"
+target = "torchvision-focal"
+parameters = { gamma = 0.5, alpha = -1.0 }
+
+[[formulations]]
+name = "logspace-half"
+target = "logspace-focal"
+parameters = { gamma = 0.5, alpha = -1.0 }
+
+[[formulations]]
+name = "unsmoothed"
+target = "label-smoothed-bce"
+parameters = { smoothing = 0.0, convention = "smp" }
+"""
+
+
+def _summary(tmp_path, *args):
+    config = tmp_path / "family.toml"
+    config.write_text(CONFIG)
+    csv = tmp_path / "summary.csv"
+    result = runner().invoke(main, ["sweep", "--config", str(config), *args, "--csv", str(csv)])
+    assert_exit(result, 0)
+    _, rows = read_csv(csv.read_text())
+    return {(r["formulation"], r["dtype"], float(r["label"]), r["quantity"]): r for r in rows}, result.stdout
+
+
+def test_the_family_is_not_in_the_default_set():
+    assert Selection.default().names == DEFAULT_SET == tuple(NATIVE_DOMAIN)
+    assert set(BUILTINS) == set(DEFAULT_SET) | set(FAMILY_BUILTINS)
+    for name in DEFAULT_SET:
+        assert BUILTINS[name].reference.is_plain, name
+    for name, key in FAMILY_BUILTINS.items():
+        assert BUILTINS[name].reference.key == key
+
+
+def test_each_formulation_is_measured_against_its_own_reference(tmp_path):
+    rows, stdout = _summary(tmp_path, "-f", "torch-bce-with-logits", "--domain", "logits", "-d", "float64")
+    # pos_weight 2 at y = 1 is 2·softplus(-z), which torch computes within an ulp everywhere:
+    # against plain BCE most of these points were "inaccurate" (a factor of 2 off)
+    weighted = rows[("bce-pw2", "float64", 1.0, "loss")]
+    assert int(weighted["ok"]) == int(weighted["points"]) and float(weighted["max_ulp"]) <= 2
+    # at y = 0 pos_weight does not enter: the same figures as the plain built-in
+    plain = rows[("torch-bce-with-logits", "float64", 0.0, "loss")]
+    assert rows[("bce-pw2", "float64", 0.0, "loss")] == {**plain, "formulation": "bce-pw2"}
+    # label smoothing by 0 is plain BCE: the same figures too
+    for y in (0.0, 1.0):
+        for q in ("loss", "grad"):
+            same = rows[("unsmoothed", "float64", y, q)]
+            assert same == {**rows[("torch-bce-with-logits", "float64", y, q)], "formulation": "unsmoothed"}
+    # the legend names each formulation's reference
+    text = " ".join(stdout.split())
+    assert "bce-pw2: bce(pos_weight=2.0, weight=1.0)" in text
+    assert "focal-half: focal(gamma=0.5, alpha=none, form=torchvision)" in text
+
+
+def test_torchvision_focal_gradient_is_nan_exactly_where_torch_rounds_p_t_to_one(tmp_path):
+    """γ = 0.5: autograd of (1 - p_t)^γ is γ·0^(γ-1)·0 = NaN wherever 1 - p_t is 0 in the dtype;
+    the exact gradient there is finite (the oracle's limit), and the log-space form keeps it."""
+    for dtype in (torch.float32, torch.float64):
+        z = torch.linspace(-120, 120, 4801, dtype=dtype)
+        for label in (0.0, 1.0):
+            x = z.clone().requires_grad_(True)
+            y = torch.full_like(x, label)
+            torch_builtins.torchvision_focal(x, y, gamma=0.5, alpha=-1.0).sum().backward()
+            with torch.no_grad():
+                p = torch.sigmoid(z)
+                p_t = p * y + (1 - p) * (1 - y)
+                vanished = (1 - p_t) == 0
+            assert vanished.any()
+            np.testing.assert_array_equal(torch.isnan(x.grad).numpy(), vanished.numpy())
+            x2 = z.clone().requires_grad_(True)
+            torch_builtins.logspace_focal(x2, y, gamma=0.5, alpha=-1.0).sum().backward()
+            assert torch.isfinite(x2.grad).all()
+            # and the truth at those points is finite: the limit of a vanishing gradient
+            ref = Reference(member=Member.FOCAL, gamma=0.5)
+            for v in z[vanished][:: max(1, int(vanished.sum()) // 5)].tolist():
+                t = family_truth(ref, Domain.LOGITS, v, label, (F64,))
+                assert math.isfinite(t.grad[0]) and abs(t.grad[0]) < 1e-10
+    rows, _ = _summary(tmp_path, "--domain", "logits", "-d", "float32")
+    assert int(rows[("focal-half", "float32", 1.0, "grad")]["nan"]) > 0
+    for y in (0.0, 1.0):
+        half = rows[("logspace-half", "float32", y, "grad")]
+        assert int(half["nan"]) == 0 and float(half["max_ulp"]) <= 8, half
+
+
+def test_bad_family_parameters_are_usage_errors(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[[formulations]]\nname = "neg"\ntarget = "torchvision-focal"\nparameters = { gamma = -1.0 }\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "gamma")
+    config.write_text(
+        '[[formulations]]\nname = "s"\ntarget = "label-smoothed-bce"\nparameters = { convention = "tf" }\n'
+    )
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "smoothing convention", "'tf'")
+    config.write_text('[[formulations]]\nname = "s"\ntarget = "label-smoothed-bce"\nparameters = { smoothing = "x" }\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "smoothing", "number")
