@@ -35,9 +35,9 @@ MAX_LABELS = 1_000
 
 
 def _all_formulations() -> tuple[str, ...]:
-    from bce_audit.formulations.builtins import BUILTINS
+    from bce_audit.formulations.builtins import DEFAULT_SET
 
-    return tuple(BUILTINS)
+    return DEFAULT_SET  # the BCE family's other built-ins are there to be selected
 
 
 @dataclasses.dataclass(frozen=True)
