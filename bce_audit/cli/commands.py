@@ -54,6 +54,7 @@ def _request(flags: dict[str, Any]) -> Request:
         cache=False if flags["no_cache"] else None,
         cache_dir=flags["cache_dir"],
         timeout=flags["timeout"],
+        parameters=flags["param"],
     )
 
 

@@ -118,6 +118,15 @@ SWEEP_OPTIONS = [
         help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed).",
     ),
     click.option(
+        "--param",
+        "param",
+        multiple=True,
+        metavar="NAME=V1,V2,...",
+        help="Sweep a parameter as a case dimension: every selected formulation that takes it runs once per "
+        "value, measured against its reference at that value (repeatable; e.g. -f torchvision-focal "
+        "--param gamma=0,0.5,2).",
+    ),
+    click.option(
         "--range",
         "range_",
         metavar="LO:HI",
