@@ -201,7 +201,7 @@ class AuditResult:
     elapsed_s: wall time of the audit.
     truth_points: distinct (domain, label, input) points the exact truth was needed at.
     truth_computed: how many of them the oracle evaluated (the rest came from the cache).
-    references: (formulation, reference key) for each formulation measured against a member of
+    references: (formulation and its swept parameters, reference key) for each one measured against a member of
         the BCE family other than plain BCE (``bce_audit.reference``); empty when all are plain.
     """
 

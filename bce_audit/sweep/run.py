@@ -236,7 +236,9 @@ def run_sweep(
         truth_points=work.points,
         truth_computed=work.computed,
         elapsed_s=time.perf_counter() - start,
-        references=tuple((f.name, f.reference.key) for f in formulations if not f.reference.is_plain),
+        references=tuple(
+            (f"{f.name} {parameters}".strip(), f.reference.key) for f, parameters in runs if not f.reference.is_plain
+        ),
     )
 
 

@@ -120,3 +120,49 @@ def test_bad_family_parameters_are_usage_errors(tmp_path):
     assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "smoothing convention", "'tf'")
     config.write_text('[[formulations]]\nname = "s"\ntarget = "label-smoothed-bce"\nparameters = { smoothing = "x" }\n')
     assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "smoothing", "number")
+
+
+# --- --param: a parameter as a case dimension ------------------------------------------------------
+
+
+def test_param_sweeps_a_parameter_as_a_case_dimension(tmp_path):
+    csv = tmp_path / "p.csv"
+    args = ["sweep", "-f", "torchvision-focal", "-f", "torch-bce-with-logits", "-f", "max-abs"]
+    args += ["--param", "gamma=0,0.5", "--param", "alpha=-1", "-d", "float32", "--domain", "logits"]
+    result = runner().invoke(main, [*args, "--points", "200", "--csv", str(csv)])
+    assert_exit(result, 0)
+    header, rows = read_csv(csv.read_text())
+    assert header[:3] == ["formulation", "parameters", "domain"]  # shown: this run varies it
+    runs = list(dict.fromkeys((r["formulation"], r["parameters"]) for r in rows))
+    assert runs == [
+        ("torchvision-focal", "gamma=0 alpha=-1"),
+        ("torchvision-focal", "gamma=0.5 alpha=-1"),
+        ("torch-bce-with-logits", ""),  # takes neither: once, as it is
+        ("max-abs", ""),
+    ]
+    by = {(r["formulation"], r["parameters"], r["label"], r["quantity"]): r for r in rows}
+    # γ = 0 without α is BCE-with-logits times 1**0 = 1 exactly, and its reference is plain BCE:
+    # the same figures as torch-bce-with-logits, point for point
+    for y in ("0.0", "1.0"):
+        for q in ("loss", "grad"):
+            focal = by[("torchvision-focal", "gamma=0 alpha=-1", y, q)]
+            plain = by[("torch-bce-with-logits", "", y, q)]
+            assert {**focal, "formulation": "", "parameters": ""} == {**plain, "formulation": "", "parameters": ""}
+    # γ = 0.5: NaN gradients where 1 - p_t rounds to 0 (see above), against a finite truth
+    assert int(by[("torchvision-focal", "gamma=0.5 alpha=-1", "1.0", "grad")]["nan"]) > 0
+    assert "torchvision-focal gamma=0.5 alpha=-1: focal(gamma=0.5, alpha=none, form=torchvision)" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_param_mistakes_are_usage_errors():
+    def sweep(*args):
+        return runner().invoke(main, ["sweep", *args, "-d", "float32", "--points", "20"])
+
+    assert_usage_error(sweep("-f", "max-abs", "--param", "gamma=1"), "--param gamma", "no selected formulation")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma"), "--param 'gamma'", "NAME=V1,V2")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=1,"), "NAME=V1,V2")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=x"), "gamma=x", "a number")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=-2"), "gamma must be >= 0")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=1", "--param", "gamma=2"), "twice")
+    assert_usage_error(sweep("-f", "label-smoothed-bce", "--param", "convention=tf"), "smoothing convention 'tf'")
