@@ -26,6 +26,7 @@ Examples:
   bce-audit sweep --config sample_configs/quick.toml --details points.csv --json report.json
   bce-audit sweep --impl my_losses.py:bce@logits -f torch-bce-with-logits -d float32
   bce-audit sweep --config sample_configs/custom-formulation.toml   # your functions, parameters
+  bce-audit sweep -f torchvision-focal -f logspace-focal --param gamma=0,0.5,2 --domain logits
 """
 
 
