@@ -24,7 +24,7 @@ _CODE = "bce_audit.engines.torch_builtins"
 
 
 def _builtin(
-    name: str, domain: Domain, formula: str, function: str, reference: Member = Member.BCE, **parameters: Scalar
+    name: str, domain: Domain, formula: str, function: str, reference: Member | None = None, **parameters: Scalar
 ) -> Formulation:
     return Formulation(
         name,
@@ -66,6 +66,7 @@ BUILTINS: dict[str, Formulation] = {
             Domain.LOGITS,
             'F.binary_cross_entropy_with_logits(z, y, reduction="none")',
             "torch_bce_with_logits",
+            Member.BCE,
             pos_weight=1.0,
             weight=1.0,
         ),

@@ -166,3 +166,44 @@ def test_param_mistakes_are_usage_errors():
     assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=-2"), "gamma must be >= 0")
     assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=1", "--param", "gamma=2"), "twice")
     assert_usage_error(sweep("-f", "label-smoothed-bce", "--param", "convention=tf"), "smoothing convention 'tf'")
+
+
+# --- a user's function declares its reference (a config table's reference key) ------------------
+
+
+def test_a_config_table_declares_the_reference_of_a_users_function(tmp_path):
+    from helpers import ROOT
+
+    target = f"{ROOT / 'sample_configs' / 'my_losses.py'}:stable_bce"
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        f'[[formulations]]\nname = "declared"\ntarget = "{target}"\nparameters = {{ pos_weight = 2.0 }}\n'
+        'reference = "bce"\n\n'
+        f'[[formulations]]\nname = "undeclared"\ntarget = "{target}"\nparameters = {{ pos_weight = 2.0 }}\n'
+    )
+    csv, report = tmp_path / "s.csv", tmp_path / "r.json"
+    args = ["--config", str(config), "-d", "float64", "--domain", "logits", "--points", "300"]
+    result = runner().invoke(main, ["sweep", *args, "--csv", str(csv), "--json", str(report)])
+    assert_exit(result, 0)
+    _, rows = read_csv(csv.read_text())
+    by = {(r["formulation"], r["label"], r["quantity"]): r for r in rows}
+    # -(2·y·logsigmoid(z) + ...) is right: against bce(pos_weight=2) every point is ok; against
+    # plain BCE (undeclared) a factor of 2 off at y = 1 wherever the loss is not tiny
+    for q in ("loss", "grad"):
+        assert by[("declared", "1.0", q)]["ok"] == by[("declared", "1.0", q)]["points"]
+        assert int(by[("undeclared", "1.0", q)]["inaccurate"]) > int(by[("undeclared", "1.0", q)]["points"]) // 2
+    import json
+
+    users = json.loads(report.read_text())["settings"]["user_formulations"]
+    assert [u.get("reference") for u in users] == ["bce", None]
+    listed = runner().invoke(main, ["list", "--config", str(config)], env={"COLUMNS": "400"})
+    assert "bce(pos_weight=2.0, weight=1.0)" in listed.stdout
+    # a reference that is not a member, or parameters it refuses, are usage errors naming the table
+    config.write_text(f'[[formulations]]\ntarget = "{target}"\nreference = "hinge"\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "'hinge'")
+    config.write_text(
+        f'[[formulations]]\ntarget = "{target}"\nreference = "bce"\nparameters = {{ pos_weight = -1.0 }}\n'
+    )
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "pos_weight")
+    config.write_text('[[formulations]]\nname = "x"\ntarget = "max-abs"\nreference = "focal"\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "declares its own reference")
