@@ -207,3 +207,19 @@ def test_a_config_table_declares_the_reference_of_a_users_function(tmp_path):
     assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "pos_weight")
     config.write_text('[[formulations]]\nname = "x"\ntarget = "max-abs"\nreference = "focal"\n')
     assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "declares its own reference")
+
+
+def test_json_names_the_references_only_in_a_run_that_has_others():
+    import json
+
+    args = ["sweep", "-d", "float32", "--domain", "logits", "--points", "30", "--json", "-"]
+    family = runner().invoke(main, [*args, "-f", "torchvision-focal", "-f", "max-abs", "--param", "gamma=0.5,2"])
+    assert_exit(family, 0)
+    doc = json.loads(family.stdout)
+    assert doc["references"] == {
+        "torchvision-focal gamma=0.5": "focal(gamma=0.5, alpha=0.25, form=torchvision)",
+        "torchvision-focal gamma=2": "focal(gamma=2.0, alpha=0.25, form=torchvision)",
+    }
+    assert doc["settings"]["parameter_sweep"] == {"gamma": ["0.5", "2"]}
+    plain = json.loads(runner().invoke(main, [*args, "-f", "max-abs"]).stdout)
+    assert "references" not in plain and "parameter_sweep" not in plain["settings"]
