@@ -223,3 +223,14 @@ def test_json_names_the_references_only_in_a_run_that_has_others():
     assert doc["settings"]["parameter_sweep"] == {"gamma": ["0.5", "2"]}
     plain = json.loads(runner().invoke(main, [*args, "-f", "max-abs"]).stdout)
     assert "references" not in plain and "parameter_sweep" not in plain["settings"]
+
+
+def test_the_api_sweeps_parameters_like_the_command_line():
+    import bce_audit
+
+    result = bce_audit.audit(
+        ["torchvision-focal", "max-abs"], dtypes="float32", domain="logits", points=40, parameters={"gamma": [0.5, 2]}
+    )
+    runs = list(dict.fromkeys((c.formulation, c.parameters) for c in result.cases))
+    assert runs == [("torchvision-focal", "gamma=0.5"), ("torchvision-focal", "gamma=2"), ("max-abs", "")]
+    assert dict(result.references)["torchvision-focal gamma=2"] == "focal(gamma=2.0, alpha=0.25, form=torchvision)"
