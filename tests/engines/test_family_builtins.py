@@ -234,3 +234,14 @@ def test_the_api_sweeps_parameters_like_the_command_line():
     runs = list(dict.fromkeys((c.formulation, c.parameters) for c in result.cases))
     assert runs == [("torchvision-focal", "gamma=0.5"), ("torchvision-focal", "gamma=2"), ("max-abs", "")]
     assert dict(result.references)["torchvision-focal gamma=2"] == "focal(gamma=2.0, alpha=0.25, form=torchvision)"
+
+
+def test_check_keeps_parameter_variants_in_its_baseline(tmp_path):
+    baseline = tmp_path / "b.json"
+    args = ["check", "-f", "torchvision-focal", "--param", "gamma=0.5,2", "-d", "float32", "--domain", "logits"]
+    args += ["--points", "40", "--baseline", str(baseline)]
+    assert_exit(runner().invoke(main, [*args, "--update-baseline"]), 0)
+    assert baseline.read_text().count('"parameters": "gamma=0.5"') == 4
+    again = runner().invoke(main, args)
+    assert_exit(again, 0)
+    assert "8 cases checked, 0 failed" in " ".join(again.stdout.split())
