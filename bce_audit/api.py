@@ -104,7 +104,19 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         cache=kw["cache"],
         cache_dir=kw["cache_dir"],
         timeout=kw["timeout"],
+        parameters=_parameter_texts(kw.get("parameters")),
     )
+
+
+def _parameter_texts(parameters: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """{"gamma": [0, 0.5, 2]} as the texts of --param (``gamma=0,0.5,2``)."""
+    if not parameters:
+        return ()
+    texts = []
+    for name, values in parameters.items():
+        items = [values] if isinstance(values, str | int | float) else list(values)
+        texts.append(f"{name}=" + ",".join(repr(v) if isinstance(v, float) else str(v) for v in items))
+    return tuple(texts)
 
 
 def _in_given_order(settings: Settings, formulations: Formulations) -> Settings:
@@ -155,6 +167,7 @@ def audit(
     cache: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> AuditResult:
     """Audit formulations in this process and return the result (see docs/api.md).
 
@@ -168,6 +181,7 @@ def audit(
     details: keep every point (``result.point_records()``).
     jobs: processes for the exact truth (None: the cores). cache: False to neither read nor write
         the truth cache; cache_dir: where it lives. timeout: seconds per call of a target.
+    parameters: parameters swept as a case dimension, as --param: ``{"gamma": [0, 0.5, 2]}``.
 
     Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.
     """
@@ -187,6 +201,7 @@ def audit(
         cache=cache,
         cache_dir=cache_dir,
         timeout=timeout,
+        parameters=parameters,
     )
     table, source = _config(config)
     with Sandbox() as sandbox:

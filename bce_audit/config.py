@@ -45,6 +45,7 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "target": str,
     "domain": str,
     "parameters": dict,
+    "reference": str,  # the member of the BCE family it implements (bce_audit.reference)
 }
 
 

@@ -35,9 +35,9 @@ MAX_LABELS = 1_000
 
 
 def _all_formulations() -> tuple[str, ...]:
-    from bce_audit.formulations.builtins import BUILTINS
+    from bce_audit.formulations.builtins import DEFAULT_SET
 
-    return tuple(BUILTINS)
+    return DEFAULT_SET  # the BCE family's other built-ins are there to be selected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,8 @@ class Settings:
         --impl target, a config table, an installed entry point), completed.
     functions: formulations given as Python callables (the API); not data, so they are named in
         ``to_dict`` but not part of equality.
+    parameter_sweep: (name, values as typed) of each parameter swept as a case dimension
+        (``--param gamma=0,0.5,2``): every formulation that takes it runs once per value.
     """
 
     formulations: tuple[str, ...] = dataclasses.field(default_factory=_all_formulations)
@@ -70,6 +72,7 @@ class Settings:
     ulp_threshold: float = DEFAULT_ULP_THRESHOLD
     user_formulations: tuple[UserFormulationSpec, ...] = ()
     functions: tuple[Formulation, ...] = dataclasses.field(default=(), compare=False)
+    parameter_sweep: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         from bce_audit.formulations.builtins import BUILTINS, get_formulation
@@ -138,6 +141,8 @@ class Settings:
             "sampling": str(self.sampling),
             "seed": self.seed,
             "ulp_threshold": self.ulp_threshold,
+            # only in a run that sweeps parameters, so any other reads as before
+            **({"parameter_sweep": {k: list(v) for k, v in self.parameter_sweep}} if self.parameter_sweep else {}),
         }
 
 
@@ -167,7 +172,8 @@ class Request:
     formulations: built-in or installed names (-f). impl: targets (--impl). functions: Python
     callables (the API), each decorated with ``@bce_audit.formulation(domain=...)``.
     domain: "logits", "probabilities" or "both". range: "LO:HI" or (lo, hi).
-    cache: False for no cache at all. The rest as in Settings and RunOptions.
+    cache: False for no cache at all. parameters: ``NAME=V1,V2,...`` texts (--param). The rest as
+    in Settings and RunOptions.
     """
 
     formulations: tuple[str, ...] = ()
@@ -185,6 +191,7 @@ class Request:
     cache: bool | None = None
     cache_dir: str | os.PathLike[str] | None = None
     timeout: float | None = None
+    parameters: tuple[str, ...] = ()
 
 
 def parse_range(text: str) -> tuple[float, float]:
@@ -274,6 +281,10 @@ def resolve(
     sampling = pick(request.sampling, "sampling")
     if sampling:
         kw["sampling"] = Sampling.parse(sampling, "sampling")
+    if request.parameters:
+        from bce_audit.formulations.selection import parse_parameter_sweep
+
+        kw["parameter_sweep"] = parse_parameter_sweep(request.parameters)
     return Settings(**kw), run_options(request, config)
 
 

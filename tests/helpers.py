@@ -26,6 +26,12 @@ NATIVE_DOMAIN = {
     "torch-bce-with-logits": "logits",
     "torch-logsigmoid": "logits",
 }
+# the BCE family's other members among the built-ins (not in the default set): their references
+FAMILY_BUILTINS = {
+    "torchvision-focal": "focal(gamma=2.0, alpha=0.25, form=torchvision)",
+    "logspace-focal": "focal(gamma=2.0, alpha=0.25, form=torchvision)",
+    "label-smoothed-bce": "label-smoothed-bce(smoothing=0.1, convention=keras)",
+}
 # the status count columns of the summary CSV (every status but error)
 STATUSES = ("ok", "inaccurate", "inf", "nan", "zero")
 

@@ -1036,7 +1036,7 @@ def _entry_point_dir(tmp_path: Path, body: str) -> Path:
 
 def test_a_broken_entry_point_is_listed_with_its_error(tmp_path):
     site = _entry_point_dir(tmp_path, "raise ImportError('acme is broken')\n")
-    proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="200"), cwd=tmp_path)
+    proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="400"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     ok = next(line for line in lines if line.startswith("acme-ok "))
@@ -1048,7 +1048,7 @@ def test_a_broken_entry_point_is_listed_with_its_error(tmp_path):
 
 def test_an_entry_point_raising_keyboard_interrupt_is_listed_with_its_error(tmp_path):
     site = _entry_point_dir(tmp_path, "raise KeyboardInterrupt\n")
-    proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="200"), cwd=tmp_path)
+    proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="400"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     broken = next(line for line in proc.stdout.splitlines() if line.startswith("acme-broken "))
     assert "KeyboardInterrupt" in broken

@@ -57,6 +57,7 @@ def _request(flags: dict[str, Any]) -> Request:
         cache=False if flags["no_cache"] else None,
         cache_dir=flags["cache_dir"],
         timeout=flags["timeout"],
+        parameters=flags["param"],
     )
 
 
@@ -65,30 +66,31 @@ def _request(flags: dict[str, Any]) -> Request:
 def list_command(impl: tuple[str, ...], config_path: Path | None, timeout: float | None) -> None:
     """Show the formulations: built-in, installed (entry points), and your own (--impl, config).
 
-    Each is audited against the same reference: the exact value of plain, unweighted BCE at the
-    label given, and its derivative by the input.
+    Each is audited against its reference: the exact value of plain, unweighted BCE at the
+    label given (bce), or of the member of the BCE family it declares, and its derivative by the
+    input.
     """
     from bce_audit.cli.console import report_width, stdout
     from bce_audit.config import load_config
     from bce_audit.engines.sandbox import Sandbox
     from bce_audit.formulations.selection import catalogue
     from bce_audit.report.layout import Column, table, wrap
-    from bce_audit.report.terminal import REFERENCE
+    from bce_audit.report.terminal import REFERENCE_COLUMN
     from bce_audit.settings import timeout_option
 
     config, source = load_config(config_path)
     with Sandbox(timeout_option(timeout, config)) as box:
         rows: list[list[Any]] = [
-            [row.name, row.domain, row.source, row.definition]
+            [row.name, row.domain, row.source, row.reference, row.definition]
             for row in catalogue(impl, config.get("formulations"), source, box)
         ]
     out = stdout()
     width = report_width()
-    keys = [Column("name"), Column("native domain"), Column("source")]
+    keys = [Column("name"), Column("native domain"), Column("source"), Column("reference")]
     for line in table(keys, [Column("definition")], rows, width):
         out.print(line)
     out.print()
-    for text in wrap(REFERENCE, width):
+    for text in wrap(REFERENCE_COLUMN, width):
         out.print(text, markup=False)
 
 

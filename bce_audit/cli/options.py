@@ -27,6 +27,7 @@ Examples:
   bce-audit sweep --impl my_losses.py:bce@logits -f torch-bce-with-logits -d float32
   bce-audit sweep --config sample_configs/custom-formulation.toml   # your functions, parameters
   bce-audit sweep -f torch-bce -d float32 --repro repro/ --plot plots/   # bug-report files, figures
+  bce-audit sweep -f torchvision-focal -f logspace-focal --param gamma=0,0.5,2 --domain logits
 """
 
 
@@ -117,6 +118,15 @@ SWEEP_OPTIONS = [
         "--label",
         multiple=True,
         help="Target label in [0, 1] (repeatable; default 0 and 1; soft labels allowed).",
+    ),
+    click.option(
+        "--param",
+        "param",
+        multiple=True,
+        metavar="NAME=V1,V2,...",
+        help="Sweep a parameter as a case dimension: every selected formulation that takes it runs once per "
+        "value, measured against its reference at that value (repeatable; e.g. -f torchvision-focal "
+        "--param gamma=0,0.5,2).",
     ),
     click.option(
         "--range",

@@ -2,13 +2,17 @@
 
 Adding one is one entry in ``BUILTINS`` and its function in ``engines/torch_builtins.py``. Each
 takes ``(x, y)`` tensors of the dtype under test in its native domain, and its parameters as
-keywords (the defaults below are the only ones), and returns the elementwise loss.
+keywords (the defaults below are the only ones), and returns the elementwise loss. Each declares
+the member of the BCE family it implements (``bce_audit.reference``): its figures are measured
+against that member at its parameters. ``DEFAULT_SET`` is what a sweep audits when nothing is
+selected; the family's other members are there to be selected.
 """
 
 from __future__ import annotations
 
 from bce_audit.errors import UsageError, did_you_mean
-from bce_audit.formulations.interface import Formulation
+from bce_audit.formulations.interface import Formulation, Scalar
+from bce_audit.reference import Member
 from bce_audit.vocabulary import Domain
 
 # Keras' default epsilon; 1 - eps rounds to 1 in float16 and bfloat16, as it does for users.
@@ -19,9 +23,16 @@ SOFTPLUS_THRESHOLD = 20.0
 _CODE = "bce_audit.engines.torch_builtins"
 
 
-def _builtin(name: str, domain: Domain, formula: str, function: str, **parameters: float) -> Formulation:
+def _builtin(
+    name: str, domain: Domain, formula: str, function: str, reference: Member | None = None, **parameters: Scalar
+) -> Formulation:
     return Formulation(
-        name, domain, formula, implementation=f"{_CODE}:{function}", parameters=tuple(parameters.items())
+        name,
+        domain,
+        formula,
+        implementation=f"{_CODE}:{function}",
+        parameters=tuple(parameters.items()),
+        reference_member=reference,
     )
 
 
@@ -55,6 +66,9 @@ BUILTINS: dict[str, Formulation] = {
             Domain.LOGITS,
             'F.binary_cross_entropy_with_logits(z, y, reduction="none")',
             "torch_bce_with_logits",
+            Member.BCE,
+            pos_weight=1.0,
+            weight=1.0,
         ),
         _builtin(
             "torch-logsigmoid",
@@ -62,8 +76,48 @@ BUILTINS: dict[str, Formulation] = {
             "-(y*logsigmoid(z) + (1-y)*logsigmoid(-z))  (optax/JAX form)",
             "torch_logsigmoid",
         ),
+        # the BCE family beyond plain BCE: each measured against its own reference
+        _builtin(
+            "torchvision-focal",
+            Domain.LOGITS,
+            "alpha_t * F.binary_cross_entropy_with_logits(z, y) * (1 - p_t)**gamma  (torchvision)",
+            "torchvision_focal",
+            Member.FOCAL,
+            gamma=2.0,
+            alpha=0.25,
+        ),
+        _builtin(
+            "logspace-focal",
+            Domain.LOGITS,
+            "alpha_t * ce * exp(gamma * logaddexp(log(y) + logsigmoid(-z), log1p(-y) + logsigmoid(z)))",
+            "logspace_focal",
+            Member.FOCAL,
+            gamma=2.0,
+            alpha=0.25,
+        ),
+        _builtin(
+            "label-smoothed-bce",
+            Domain.LOGITS,
+            "F.binary_cross_entropy_with_logits(z, y'), y' = y*(1-eps) + eps/2 (keras) or (1-y)*eps + y*(1-eps) (smp)",
+            "label_smoothed_bce",
+            Member.LABEL_SMOOTHED,
+            smoothing=0.1,
+            convention="keras",
+        ),
     )
 }
+
+# What a sweep audits when nothing is selected: plain BCE's formulations (their figures are the
+# ones every earlier version reported).
+DEFAULT_SET: tuple[str, ...] = (
+    "naive",
+    "clipped",
+    "softplus-threshold",
+    "max-abs",
+    "torch-bce",
+    "torch-bce-with-logits",
+    "torch-logsigmoid",
+)
 
 
 def get_formulation(name: str) -> Formulation:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from bce_audit.errors import UsageError
+from bce_audit.reference import PLAIN_BCE, Member, Reference
 from bce_audit.vocabulary import Domain
 
 # The values a parameter may take: TOML / JSON scalars, so that settings stay data.
@@ -29,6 +30,10 @@ class Formulation:
     spec: a user's target (--impl, a config table, an entry point), run only in the sandbox.
     parameters: the keyword arguments of every call, as (name, value) pairs: a built-in's
         declared parameters with their values (defaults, or a config table's), a user's own.
+    reference_member: the member of the BCE family it implements (``bce_audit.reference``); its
+        parameters are those of ``parameters`` named as the member's (``reference``), so a
+        formulation is measured against the loss it claims to compute. None (the default): plain
+        BCE, whatever its parameters are called.
 
     Exactly one of implementation, function and spec is set.
     """
@@ -41,11 +46,19 @@ class Formulation:
     function: Callable[..., Any] | None = None
     spec: UserFormulationSpec | None = None
     parameters: tuple[tuple[str, Scalar], ...] = ()
+    reference_member: Member | None = None
 
     def __post_init__(self) -> None:
         given = [x for x in (self.implementation, self.function, self.spec) if x is not None]
         if len(given) != 1:
             raise ValueError(f"formulation {self.name!r}: give exactly one of implementation, function, spec")
+
+    @property
+    def reference(self) -> Reference:
+        """The exact function its figures are measured against: its member with its parameters."""
+        if self.reference_member is None:
+            return PLAIN_BCE
+        return Reference.for_member(self.reference_member, dict(self.parameters))
 
     @property
     def sandboxed(self) -> bool:
@@ -81,8 +94,11 @@ class UserFormulationSpec:
     formula: the one-line definition `bce-audit list` and the reports show (None until
         ``complete`` reads it from the decorator, the docstring or the target).
     builtin: the target is a built-in's name (a config table that runs it with other parameters).
+    reference: the member of the BCE family the function implements (a config table's
+        ``reference`` key), its parameters taken from ``parameters``; None: plain BCE.
 
-    Only name, target, domain and parameters identify a spec (and go into the settings' dict).
+    Only name, target, domain, parameters and reference identify a spec (and go into the
+    settings' dict, the reference only when given).
     """
 
     name: str | None
@@ -94,8 +110,11 @@ class UserFormulationSpec:
     base_dir: str | None = dataclasses.field(default=None, compare=False)
     formula: str | None = dataclasses.field(default=None, compare=False)
     builtin: bool = dataclasses.field(default=False, compare=False)
+    reference: Member | None = None
 
     def __post_init__(self) -> None:
+        if self.reference is not None:  # the member and its parameters, checked once here
+            Reference.for_member(self.reference, dict(self.parameters))
         for key, value in self.parameters:
             if not isinstance(key, str) or not isinstance(value, PARAMETER_TYPES):
                 raise UsageError(f"{self.where or self.target}: parameter {key!r} must be a number, bool or string")
@@ -110,6 +129,7 @@ class UserFormulationSpec:
             "target": self.target,
             "domain": None if self.domain is None else str(self.domain),
             "parameters": dict(self.parameters),
+            **({} if self.reference is None else {"reference": str(self.reference)}),
         }
 
     def to_wire(self) -> dict[str, Any]:
@@ -137,6 +157,7 @@ class UserFormulationSpec:
             base_dir=data["base_dir"],
             formula=data["formula"],
             builtin=bool(data["builtin"]),
+            reference=None if data.get("reference") is None else Member(data["reference"]),
         )
 
 

@@ -7,13 +7,14 @@ process (see ``formulations.user``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
-from bce_audit.formulations.builtins import BUILTINS, get_formulation
-from bce_audit.formulations.interface import Formulation, Origin, UserFormulationSpec
+from bce_audit.formulations.builtins import BUILTINS, DEFAULT_SET, get_formulation
+from bce_audit.formulations.interface import Formulation, Origin, Scalar, UserFormulationSpec
 from bce_audit.formulations.user import (
     NAME_PATTERN,
     complete,
@@ -55,8 +56,9 @@ class Selection:
 
     @classmethod
     def default(cls) -> Selection:
-        """Every built-in, nothing else: what a sweep audits when nothing is selected."""
-        return cls(tuple(BUILTINS))
+        """The default built-ins (``DEFAULT_SET``), nothing else: what a sweep audits when nothing
+        is selected."""
+        return cls(DEFAULT_SET)
 
 
 def select_formulations(
@@ -153,6 +155,7 @@ class CatalogueEntry:
     domain: str
     source: str
     definition: str
+    reference: str = "bce"  # the key of the reference it is measured against (bce_audit.reference)
 
 
 def catalogue(
@@ -164,24 +167,97 @@ def catalogue(
     ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
     or config target is a usage error, as it is for a sweep.
     """
-    rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
+    rows = [
+        CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula, f.reference.key)
+        for f in BUILTINS.values()
+    ]
     for ep, ignored in installed_entry_points():
         name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
         if ignored is not None:
-            rows.append(CatalogueEntry(name, "-", source, ignored))
+            rows.append(CatalogueEntry(name, "-", source, ignored, "-"))
             continue
         try:
             f = load(complete(entry_point_spec(ep), sandbox))
         except UsageError as exc:
-            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
+            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}", "?"))
             continue
-        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
+        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula, f.reference.key))
     selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
     for spec in selected.user:
         assert spec.name is not None  # completed
         f = load(spec)
-        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
+        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula, f.reference.key))
     return rows
+
+
+# One swept parameter: its name and the values asked for, as typed (``--param gamma=0,0.5,2``).
+ParameterSweep = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _parameter_value(formulation: Formulation, name: str, text: str) -> Scalar:
+    """A swept value as the type of the formulation's own value of that parameter."""
+    current = dict(formulation.parameters)[name]
+    if isinstance(current, str):
+        return text
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise UsageError(f"--param {name}={text}: {formulation.name} takes true or false")
+        return text.lower() == "true"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--param {name}={text}: {formulation.name} takes a number") from None
+    return int(value) if isinstance(current, int) and value.is_integer() else value
+
+
+def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -> list[tuple[Formulation, str]]:
+    """Each formulation once per combination of the swept values of the parameters it takes,
+    with the text of that combination (``gamma=0.5``; "" for a formulation that takes none of
+    them, which runs once as it is). Its reference follows its parameters. A swept parameter
+    that no formulation takes, or a value a formulation or its reference refuses, is a
+    UsageError."""
+    if not sweep:
+        return [(f, "") for f in formulations]
+    out: list[tuple[Formulation, str]] = []
+    taken: set[str] = set()
+    for f in formulations:
+        declared = dict(f.parameters)
+        mine = [(name, texts) for name, texts in sweep if name in declared]
+        if not mine:
+            out.append((f, ""))
+            continue
+        taken.update(name for name, _ in mine)
+        for combination in itertools.product(*[[(name, t) for t in texts] for name, texts in mine]):
+            values = {name: _parameter_value(f, name, t) for name, t in combination}
+            merged = tuple({**declared, **values}.items())
+            spec = None if f.spec is None else dataclasses.replace(f.spec, parameters=merged)
+            variant = dataclasses.replace(f, parameters=merged, spec=spec)
+            try:
+                variant.reference  # noqa: B018  # validates the values against the reference
+            except UsageError as exc:
+                raise UsageError(f"--param for {f.name}: {exc}") from None
+            out.append((variant, " ".join(f"{name}={t}" for name, t in combination)))
+    for name, _ in sweep:
+        if name not in taken:
+            takers = sorted({k for f in formulations for k, _ in f.parameters})
+            known = f"; the selected formulations take {', '.join(takers)}" if takers else ""
+            raise UsageError(f"--param {name}: no selected formulation takes it{known}")
+    return out
+
+
+def parse_parameter_sweep(texts: Iterable[str]) -> ParameterSweep:
+    """``NAME=V1,V2,...`` texts as (name, values), values deduplicated in the order given."""
+    out: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        name, sep, values = text.partition("=")
+        name = name.strip()
+        parts = [v.strip() for v in values.split(",")]
+        if not sep or not NAME_PATTERN.match(name) or not all(parts):
+            raise UsageError(f"--param {text!r} is not of the form NAME=V1,V2,... (for example gamma=0,0.5,2)")
+        if name in out:
+            raise UsageError(f"--param {name} is given twice; list its values once: {name}=V1,V2,...")
+        out[name] = tuple(dict.fromkeys(parts))
+    return tuple(out.items())
 
 
 def resolve(selection: Selection, functions: tuple[Formulation, ...] = ()) -> list[Formulation]:

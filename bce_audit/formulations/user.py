@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 from bce_audit.errors import UsageError, describe, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.interface import Formulation, Loader, Origin, Scalar, UserFormulationSpec
+from bce_audit.reference import Member, Reference
 from bce_audit.vocabulary import Domain
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -189,7 +190,15 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
     if name is not None and not NAME_PATTERN.match(name):
         raise UsageError(f"{where}: name {name!r} must be {_NAME_RULE}")
     builtin = target in BUILTINS
-    return UserFormulationSpec(name, target, domain, parameters, Origin.CONFIG, where, base_dir, builtin=builtin)
+    if "reference" in table and builtin:
+        raise UsageError(f"{where}: a built-in declares its own reference; drop the reference key")
+    try:  # the member of the BCE family it implements, checked with its parameters
+        reference = Member.parse(table["reference"], "reference") if "reference" in table else None
+        return UserFormulationSpec(
+            name, target, domain, parameters, Origin.CONFIG, where, base_dir, builtin=builtin, reference=reference
+        )
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def installed_entry_points() -> list[tuple[EntryPoint, str | None]]:
@@ -393,9 +402,18 @@ def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Scalar], 
         if key not in declared:
             accepted = f"its parameters are {', '.join(declared)}" if declared else "it takes no parameter"
             raise UsageError(f"{spec.where}: {spec.target} has no parameter {key!r}; {accepted}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(declared[key], str):  # a choice, e.g. a label smoothing convention
+            if not isinstance(value, str):
+                raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a string, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"{spec.where}: parameter {key!r} of {spec.target} must be a number, got {value!r}")
-    return tuple({**declared, **dict(spec.parameters)}.items())
+    merged = {**declared, **dict(spec.parameters)}
+    try:  # the reference it is measured against takes its parameters from these
+        if builtin.reference_member is not None:
+            Reference.for_member(builtin.reference_member, merged)
+    except UsageError as exc:
+        raise UsageError(f"{spec.where}: {exc}") from None
+    return tuple(merged.items())
 
 
 def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> UserFormulationSpec:
@@ -444,7 +462,9 @@ def load(spec: UserFormulationSpec) -> Formulation:
     if spec.is_builtin:
         builtin = BUILTINS[spec.target]
         return dataclasses.replace(builtin, name=spec.name, formula=spec.formula, parameters=_builtin_parameters(spec))
-    return Formulation(spec.name, spec.domain, spec.formula, spec=spec, parameters=spec.parameters)
+    return Formulation(
+        spec.name, spec.domain, spec.formula, spec=spec, parameters=spec.parameters, reference_member=spec.reference
+    )
 
 
 def load_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> Formulation:

@@ -36,10 +36,17 @@ def first_few(keys: list[CaseKey] | tuple[CaseKey, ...], shown: int = 5) -> str:
 
 
 def planned_keys(settings: Settings) -> list[CaseKey]:
-    """The cases a sweep with these settings produces, known before it runs."""
+    """The cases a sweep with these settings produces, known before it runs (a parameter sweep:
+    each formulation once per combination of the values of the parameters it takes)."""
+    runs: list[tuple[str, str]] = [(f, "") for f in settings.formulations]
+    if settings.parameter_sweep:
+        from bce_audit.formulations.selection import parameter_variants, resolve
+
+        variants = parameter_variants(resolve(settings.selection, settings.functions), settings.parameter_sweep)
+        runs = [(f.name, parameters) for f, parameters in variants]
     return [
-        CaseKey(f, str(domain), str(dtype), float(y), str(q))
-        for f in settings.formulations
+        CaseKey(f, str(domain), str(dtype), float(y), str(q), parameters=parameters)
+        for f, parameters in runs
         for domain in settings.domains
         for dtype in settings.dtypes
         for y in settings.labels

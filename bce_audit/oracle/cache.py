@@ -7,6 +7,11 @@ and their truth rows (see ``table.FORMATS``). The format is data only, never pic
     line 2   a JSON header: format, oracle version, domain, label, points, sha256 of the payload
     payload  points int64 keys, then points x 8 float64 values, little-endian
 
+A family member other than plain BCE (``bce_audit.reference``) has files of its own: the name
+carries a digest of the reference's key (``logits-r<16 hex>-y<label bits>.truth``) and the
+header a ``reference`` field with the key itself, checked on reading. Plain BCE's files, names
+and headers are those of every earlier version, so its cached truth stays valid.
+
 Files live under a directory named after ``ORACLE_VERSION``, so a change to the oracle's
 algorithm starts a fresh cache. A file is written to a temporary name and renamed over the old
 one (atomic), after merging what is on disk at that moment, so two runs that share a cache
@@ -32,6 +37,7 @@ import numpy as np
 
 from bce_audit.errors import CorruptCacheFile, LinkRefused
 from bce_audit.files import PrivateDir
+from bce_audit.reference import PLAIN_BCE, Reference
 from bce_audit.vocabulary import Domain
 
 # Bump when anything changes what the oracle returns or how rows are laid out: the cache of an
@@ -56,9 +62,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "bce-audit"
 
 
-def _encode(domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> bytes:
+def _encode(
+    domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray, reference: Reference = PLAIN_BCE
+) -> bytes:
     payload = keys.astype("<i8").tobytes() + rows.astype("<f8").tobytes()
-    header = {
+    header: dict[str, object] = {
         "format": FILE_FORMAT,
         "oracle": ORACLE_VERSION,
         "domain": str(domain),
@@ -66,10 +74,14 @@ def _encode(domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) ->
         "points": len(keys),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
+    if not reference.is_plain:
+        header["reference"] = reference.key
     return _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
 
 
-def _decode(data: bytes, domain: Domain, label: float) -> tuple[np.ndarray, np.ndarray]:
+def _decode(
+    data: bytes, domain: Domain, label: float, reference: Reference = PLAIN_BCE
+) -> tuple[np.ndarray, np.ndarray]:
     if not data.startswith(_MAGIC):
         raise CorruptCacheFile("not a bce-audit truth cache file")
     end = data.find(b"\n", len(_MAGIC))
@@ -78,11 +90,12 @@ def _decode(data: bytes, domain: Domain, label: float) -> tuple[np.ndarray, np.n
     try:
         header = json.loads(data[len(_MAGIC) : end])
         n = int(header["points"])
-        expected = (header["format"], header["oracle"], header["domain"], header["label"])
+        expected = (header["format"], header["oracle"], header["domain"], header["label"], header.get("reference"))
         digest = header["sha256"]
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         raise CorruptCacheFile("unreadable header") from None
-    if expected != (FILE_FORMAT, ORACLE_VERSION, str(domain), float(label).hex()):
+    wanted = None if reference.is_plain else reference.key
+    if expected != (FILE_FORMAT, ORACLE_VERSION, str(domain), float(label).hex(), wanted):
         raise CorruptCacheFile(f"header {expected} does not match this file's place")
     payload = data[end + 1 :]
     if n < 0 or len(payload) != n * 8 * (1 + _COLUMNS):
@@ -112,17 +125,20 @@ class TruthCache:
         self._refused: set[str] = set()  # links already reported
 
     @staticmethod
-    def filename(domain: Domain, label: float) -> str:
+    def filename(domain: Domain, label: float, reference: Reference = PLAIN_BCE) -> str:
         bits = int(np.float64(label).view(np.int64))
-        return f"{domain}-y{bits:016x}.truth"
+        if reference.is_plain:
+            return f"{domain}-y{bits:016x}.truth"
+        tag = hashlib.sha256(reference.key.encode()).hexdigest()[:16]
+        return f"{domain}-r{tag}-y{bits:016x}.truth"
 
-    def path(self, domain: Domain, label: float) -> Path:
-        return self.dir / self.filename(domain, label)
+    def path(self, domain: Domain, label: float, reference: Reference = PLAIN_BCE) -> Path:
+        return self.dir / self.filename(domain, label, reference)
 
-    def _read(self, domain: Domain, label: float) -> bytes | None:
+    def _read(self, domain: Domain, label: float, reference: Reference = PLAIN_BCE) -> bytes | None:
         """The file's bytes; None when absent. A link (or any non-regular file) is reported once
         and treated as absent: it is not the tool's, and is never read through."""
-        name = self.filename(domain, label)
+        name = self.filename(domain, label, reference)
         try:
             return self._private.read(name)
         except LinkRefused as exc:
@@ -131,30 +147,34 @@ class TruthCache:
                 self._warn(f"truth cache: {exc.strerror}; not used (bce-audit never follows a link in its cache)")
             return None
 
-    def load(self, domain: Domain, label: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """(sorted keys, rows) on disk for this domain and label, or None."""
-        path = self.path(domain, label)
+    def load(
+        self, domain: Domain, label: float, reference: Reference = PLAIN_BCE
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted keys, rows) on disk for this domain, label and reference, or None."""
+        path = self.path(domain, label, reference)
         try:
-            data = self._read(domain, label)
+            data = self._read(domain, label, reference)
         except OSError as exc:
             self._warn(f"cannot read cache file {path} ({exc.strerror or exc}); recomputing")
             return None
         if data is None:
             return None
         try:
-            return _decode(data, domain, label)
+            return _decode(data, domain, label, reference)
         except CorruptCacheFile as exc:
             self._warn(f"ignoring corrupt cache file {path} ({exc}); recomputing")
             return None
 
-    def store(self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> None:
+    def store(
+        self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray, reference: Reference = PLAIN_BCE
+    ) -> None:
         """Add rows to the file (merged with what is there now), atomically."""
         if self._write_failed or len(keys) == 0:
             return
         on_disk = None
         try:
-            data = self._read(domain, label)
-            on_disk = None if data is None else _decode(data, domain, label)
+            data = self._read(domain, label, reference)
+            on_disk = None if data is None else _decode(data, domain, label, reference)
         except (OSError, CorruptCacheFile):
             pass  # absent, unreadable or corrupt: replaced by what we know
         if on_disk is not None:
@@ -163,7 +183,7 @@ class TruthCache:
         keys, first = np.unique(keys, return_index=True)
         rows = rows[first]
         try:
-            self._private.write(self.filename(domain, label), _encode(domain, label, keys, rows))
+            self._private.write(self.filename(domain, label, reference), _encode(domain, label, keys, rows, reference))
         except OSError as exc:
             self._write_failed = True
             self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bce_audit.floats import round_array_flagging_midpoints
+from bce_audit.reference import PLAIN_BCE, Reference
 from bce_audit.vocabulary import Domain, DType, FloatFormat, Quantity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,11 +51,33 @@ def _reference_row(domain: Domain, x: float, y: float) -> list[float]:
     return [*t.loss, *t.grad]
 
 
+def _family_rows(
+    reference: Reference,
+    domain: Domain,
+    inputs: np.ndarray,
+    labels: list[float],
+    progress: Callable[[int], None] | None,
+) -> np.ndarray:
+    """Rows of a family member other than plain BCE, point by point (``oracle.family``)."""
+    from bce_audit.oracle.family import family_truth
+
+    rows = np.empty((len(inputs), COLUMNS), dtype=np.float64)
+    for i, (x, y) in enumerate(zip(inputs.tolist(), labels, strict=True)):
+        t = family_truth(reference, domain, x, y, FORMATS)
+        rows[i] = [*t.loss, *t.grad]
+        if progress is not None and i % 1024 == 1023:
+            progress(1024)
+    if progress is not None:
+        progress(len(inputs) % 1024)
+    return rows
+
+
 def evaluate_points(
     domain: Domain,
     inputs: np.ndarray,
     labels: float | np.ndarray,
     progress: Callable[[int], None] | None = None,
+    reference: Reference = PLAIN_BCE,
 ) -> np.ndarray:
     """Truth rows (shape (n, 8), see FORMATS) at each (inputs[i], labels[i]).
 
@@ -62,6 +85,8 @@ def evaluate_points(
     that do not depend on the label (exp(-|z|) and its log1p; log p and log(1-p)), so sort by
     input when several labels are wanted. Each row depends only on its own (input, label):
     the result is the same however the points are batched, which lets ``--jobs`` split freely.
+    reference: the family member whose truth is wanted; plain BCE (the default) takes the fast
+    path and the reference oracle, every other member ``oracle.family``.
     """
     from mpmath.libmp import fone, from_float, mpf_sub
 
@@ -70,6 +95,8 @@ def evaluate_points(
 
     n = len(inputs)
     ys = np.broadcast_to(np.asarray(labels, dtype=np.float64), (n,)).tolist()
+    if not reference.is_plain:
+        return _family_rows(reference, domain, inputs, ys, progress)
     rows = np.empty((n, COLUMNS), dtype=np.float64)
     logits = domain is Domain.LOGITS
     fast = logit_float64 if logits else probability_float64
@@ -129,18 +156,25 @@ def _label_key(label: float) -> float:
     return float(label) + 0.0  # -0.0 and 0.0 are the same label: one group, one cache file
 
 
+# One request for the truth: (domain, label, inputs), or (domain, label, inputs, reference) for a
+# family member other than plain BCE.
+TruthRequest = tuple[Domain, float, np.ndarray] | tuple[Domain, float, np.ndarray, Reference]
+
+
 class TruthTable:
-    """Truth rows by (domain, label, input), as computed or loaded for one sweep."""
+    """Truth rows by (reference, domain, label, input), as computed or loaded for one sweep."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[Domain, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._groups: dict[tuple[Reference, Domain, float], tuple[np.ndarray, np.ndarray]] = {}
 
-    def _add(self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray) -> None:
-        self._groups[(domain, _label_key(label))] = (keys, rows)
+    def _add(
+        self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray, reference: Reference = PLAIN_BCE
+    ) -> None:
+        self._groups[(reference, domain, _label_key(label))] = (keys, rows)
 
-    def rows(self, domain: Domain, label: float, inputs: np.ndarray) -> np.ndarray:
+    def rows(self, domain: Domain, label: float, inputs: np.ndarray, reference: Reference = PLAIN_BCE) -> np.ndarray:
         """Rows (n, 8) for these inputs; every one must have been requested."""
-        keys, rows = self._groups[(domain, _label_key(label))]
+        keys, rows = self._groups[(reference, domain, _label_key(label))]
         wanted = _keys(inputs)
         at = np.searchsorted(keys, wanted)
         if len(wanted) and (at.max() >= len(keys) or (keys[at] != wanted).any()):
@@ -162,11 +196,15 @@ class TruthWork:
     jobs: int
 
 
-def _chunk_rows(domain: str, inputs: bytes, labels: bytes) -> bytes:
-    # runs in a worker process: only plain data crosses the process boundary
+def _chunk_rows(domain: str, inputs: bytes, labels: bytes, reference: str = "") -> bytes:
+    # runs in a worker process: only plain data crosses the process boundary (the reference as
+    # JSON, "" for plain BCE)
+    import json
+
     xs = np.frombuffer(inputs, dtype=np.float64)
     ys = np.frombuffer(labels, dtype=np.float64)
-    return evaluate_points(Domain(domain), xs, ys).tobytes()
+    member = Reference.from_dict(json.loads(reference)) if reference else PLAIN_BCE
+    return evaluate_points(Domain(domain), xs, ys, reference=member).tobytes()
 
 
 def _worker_init(main_pid: int) -> None:
@@ -194,14 +232,19 @@ def _pool_context() -> BaseContext:
     return forkserver_context()
 
 
+# Work is grouped by (reference, domain): each group's points share a formula.
+_Group = tuple[Reference, Domain]
+
+
 def _compute(
-    work: dict[Domain, tuple[np.ndarray, np.ndarray]], jobs: int, progress: Callable[[int], None] | None
-) -> tuple[dict[Domain, np.ndarray], int]:
-    """Rows for each domain's (inputs, labels), sorted by input, in this process or a pool."""
+    work: dict[_Group, tuple[np.ndarray, np.ndarray]], jobs: int, progress: Callable[[int], None] | None
+) -> tuple[dict[_Group, np.ndarray], int]:
+    """Rows for each group's (inputs, labels), sorted by input, in this process or a pool."""
     total = sum(len(xs) for xs, _ in work.values())
     if jobs <= 1 or total < PARALLEL_MIN_POINTS:
-        return {d: evaluate_points(d, xs, ys, progress) for d, (xs, ys) in work.items()}, 1
+        return {g: evaluate_points(g[1], xs, ys, progress, g[0]) for g, (xs, ys) in work.items()}, 1
     import concurrent.futures
+    import json
 
     # Chunks small enough to balance the load and move the progress bar, large enough that
     # the per-chunk overhead stays negligible.
@@ -214,15 +257,16 @@ def _compute(
     )
     finished = False
     try:
-        futures: dict[concurrent.futures.Future[bytes], tuple[Domain, int, int]] = {}
+        futures: dict[concurrent.futures.Future[bytes], tuple[_Group, int, int]] = {}
         with no_main():  # the workers start as chunks are submitted
-            for domain, (xs, ys) in work.items():
+            for group, (xs, ys) in work.items():
+                reference = "" if group[0].is_plain else json.dumps(group[0].to_dict())
                 for s in range(0, len(xs), size):
-                    args = (str(domain), xs[s : s + size].tobytes(), ys[s : s + size].tobytes())
-                    futures[pool.submit(_chunk_rows, *args)] = (domain, s, len(xs[s : s + size]))
+                    args = (str(group[1]), xs[s : s + size].tobytes(), ys[s : s + size].tobytes(), reference)
+                    futures[pool.submit(_chunk_rows, *args)] = (group, s, len(xs[s : s + size]))
         for future in concurrent.futures.as_completed(futures):
-            domain, s, n = futures[future]
-            out[domain][s : s + n] = np.frombuffer(future.result(), dtype=np.float64).reshape(n, COLUMNS)
+            group, s, n = futures[future]
+            out[group][s : s + n] = np.frombuffer(future.result(), dtype=np.float64).reshape(n, COLUMNS)
             if progress is not None:
                 progress(n)
         finished = True
@@ -235,57 +279,60 @@ def _compute(
 
 
 def build_truth_table(
-    requests: list[tuple[Domain, float, np.ndarray]],
+    requests: Sequence[TruthRequest],
     jobs: int = 1,
     cache: TruthCache | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TruthTable, TruthWork]:
-    """The truth at every requested (domain, label, inputs), each distinct point evaluated once.
+    """The truth at every requested (domain, label, inputs[, reference]), each distinct point
+    evaluated once.
 
     cache: an ``oracle.cache.TruthCache`` or None. progress(n, total) is called as points are
     computed (total: the points the cache did not have).
     """
-    groups: dict[tuple[Domain, float], tuple[Domain, float, list[np.ndarray]]] = {}
-    for domain, label, inputs in requests:
+    groups: dict[tuple[_Group, float], tuple[_Group, float, list[np.ndarray]]] = {}
+    for request in requests:
+        domain, label, inputs = request[:3]
+        group = (request[3] if len(request) > 3 else PLAIN_BCE, domain)
         label = _label_key(label)
-        groups.setdefault((domain, label), (domain, label, []))[2].append(_keys(inputs))
-    # (domain, label, all keys, known keys, known rows, missing keys)
-    plan: list[tuple[Domain, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    for domain, label, parts in groups.values():
+        groups.setdefault((group, label), (group, label, []))[2].append(_keys(inputs))
+    # (group, label, all keys, known keys, known rows, missing keys)
+    plan: list[tuple[_Group, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for (reference, domain), label, parts in groups.values():
         keys = np.unique(np.concatenate(parts))
         known_keys = np.empty(0, dtype=np.int64)
         known_rows = np.empty((0, COLUMNS))
         if cache is not None:
-            loaded = cache.load(domain, label)
+            loaded = cache.load(domain, label, reference)
             if loaded is not None:
                 at = np.searchsorted(loaded[0], keys).clip(0, max(len(loaded[0]) - 1, 0))
                 hit = (loaded[0][at] == keys) if len(loaded[0]) else np.zeros(len(keys), dtype=bool)
                 known_keys, known_rows = keys[hit], loaded[1][at[hit]]
         missing = keys[~np.isin(keys, known_keys)]
-        plan.append((domain, label, keys, known_keys, known_rows, missing))
+        plan.append(((reference, domain), label, keys, known_keys, known_rows, missing))
     total = sum(len(p[5]) for p in plan)
     advance: Callable[[int], None] | None = None if progress is None else (lambda n: progress(n, total))
-    # per domain, every missing (input, label), sorted by input: the label-free terms of an
-    # input are then computed once for all its labels
-    work: dict[Domain, tuple[np.ndarray, np.ndarray]] = {}
-    for domain in dict.fromkeys(p[0] for p in plan):
-        mine = [p for p in plan if p[0] is domain]
+    # per (reference, domain), every missing (input, label), sorted by input: the label-free
+    # terms of an input are then computed once for all its labels
+    work: dict[_Group, tuple[np.ndarray, np.ndarray]] = {}
+    for group in dict.fromkeys(p[0] for p in plan):
+        mine = [p for p in plan if p[0] == group]
         keys = np.concatenate([p[5] for p in mine])
         labels = np.concatenate([np.full(len(p[5]), p[1]) for p in mine])
         order = np.lexsort((labels, keys))
-        work[domain] = (keys[order].view(np.float64), labels[order])
+        work[group] = (keys[order].view(np.float64), labels[order])
     computed, used_jobs = _compute(work, jobs, advance)
     table = TruthTable()
-    for domain, (xs, ys) in work.items():
-        rows = computed[domain]
-        for _, label, _, known_keys, known_rows, _ in (p for p in plan if p[0] is domain):
+    for (reference, domain), (xs, ys) in work.items():
+        rows = computed[(reference, domain)]
+        for _, label, _, known_keys, known_rows, _ in (p for p in plan if p[0] == (reference, domain)):
             mine = ys == label  # a label's points, still sorted by input (np.unique order)
             new_keys, new_rows = _keys(xs[mine]), rows[mine]
             all_keys = np.concatenate([known_keys, new_keys])
             all_rows = np.concatenate([known_rows, new_rows])
             order = np.argsort(all_keys, kind="stable")
-            table._add(domain, label, all_keys[order], all_rows[order])
+            table._add(domain, label, all_keys[order], all_rows[order], reference)
             if cache is not None and len(new_keys):
-                cache.store(domain, label, new_keys, new_rows)
+                cache.store(domain, label, new_keys, new_rows, reference)
     points = sum(len(p[2]) for p in plan)
     return table, TruthWork(points=points, computed=total, jobs=used_jobs)

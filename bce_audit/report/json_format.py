@@ -57,6 +57,8 @@ class JsonFormat(Format):
             "schema_version": SCHEMA_VERSION,
             "provenance": result.provenance,
             "settings": json_safe(result.settings.to_dict()),
+            # only in a run with a reference other than plain BCE, so any other reads as before
+            **({"references": dict(result.references)} if result.references else {}),
             "elapsed_s": round(result.elapsed_s, 3),
             "cases": cases,
         }

@@ -34,6 +34,26 @@ REFERENCE = (
     "-(y·log p + (1-y)·log(1-p)) with p = σ(z) on logits, and its derivative by the input; "
     "a pos_weight, a weight, label smoothing or a focal term is not part of it"
 )
+# The same for a list of formulations that each name their reference (`bce-audit list`).
+REFERENCE_COLUMN = (
+    "reference: the exact function each formulation is measured against, and its derivative by the "
+    "input: bce is plain, unweighted BCE at the label given, -(y·log p + (1-y)·log(1-p)) with "
+    "p = σ(z) on logits; bce(pos_weight, weight), focal(gamma, alpha, form) and "
+    "label-smoothed-bce(smoothing, convention) are the BCE family's other members (docs/oracle.md)"
+)
+
+
+def reference_legend(references: tuple[tuple[str, str], ...]) -> str:
+    """What the exact values are: ``REFERENCE`` when every formulation is plain BCE's, else
+    each formulation's own reference named."""
+    if not references:
+        return REFERENCE
+    named = "; ".join(f"{name}: {key}" for name, key in references)
+    return (
+        "reference: the exact value at the label given, and its derivative by the input, of each "
+        "formulation's own reference: plain, unweighted BCE, -(y·log p + (1-y)·log(1-p)) with "
+        f"p = σ(z) on logits, except {named} (the BCE family, docs/oracle.md)"
+    )
 
 
 def status_legend(threshold: float) -> str:
@@ -193,7 +213,7 @@ def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
         out.append(Text(""))
     para(status_legend(result.settings.ulp_threshold))
     para(RANGE_LEGEND)
-    para(REFERENCE)
+    para(reference_legend(result.references))
     if verbose:
         out.append(Text(""))
         para(CASE_TABLE_HEADING)

@@ -204,6 +204,8 @@ class AuditResult:
     elapsed_s: wall time of the audit.
     truth_points: distinct (domain, label, input) points the exact truth was needed at.
     truth_computed: how many of them the oracle evaluated (the rest came from the cache).
+    references: (formulation and its swept parameters, reference key) for each one measured against a member of
+        the BCE family other than plain BCE (``bce_audit.reference``); empty when all are plain.
     """
 
     settings: Settings
@@ -212,6 +214,7 @@ class AuditResult:
     elapsed_s: float
     truth_points: int
     truth_computed: int
+    references: tuple[tuple[str, str], ...] = ()
 
     @property
     def variants(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
 from bce_audit.formulations.interface import Formulation
-from bce_audit.formulations.selection import resolve
+from bce_audit.formulations.selection import parameter_variants, resolve
 from bce_audit.oracle import build_truth_table, column, oracle_provenance
 from bce_audit.report import numbers
 from bce_audit.settings import Settings
@@ -42,6 +42,7 @@ class _CaseName(TypedDict):
     dtype: DType
     label: float
     quantity: Quantity
+    parameters: str
 
 
 def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
@@ -137,7 +138,9 @@ def run_sweep(
     for grid in all_grids:
         if len(grid.finite) == 0:
             raise UsageError(empty_grid_message(settings, grid))
-    formulations = resolve(settings.selection, settings.functions)
+    # each formulation, once per value of a swept parameter it takes (--param)
+    runs = parameter_variants(resolve(settings.selection, settings.functions), settings.parameter_sweep)
+    formulations = [f for f, _ in runs]
     cases: list[CaseResult] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
     # uses the label users actually get.
@@ -149,17 +152,22 @@ def run_sweep(
         )
         for grid in all_grids
     ]
-    # Every (domain, label, input) the truth is needed at, evaluated once for all dtypes.
-    requests = [(grid.domain, y, inputs) for grid, inputs, labels in plan for _, y in labels]
+    # Every (domain, label, input) the truth is needed at, evaluated once for all dtypes, for
+    # each reference a formulation implements (plain BCE unless it declares another).
+    references = list(dict.fromkeys(f.reference for f in formulations))
+    requests = [(grid.domain, y, inputs, ref) for grid, inputs, labels in plan for _, y in labels for ref in references]
     table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
-    evaluations = len(requests) * len(formulations)
+    evaluations = len(plan) * len(settings.labels) * len(runs)
     for grid, inputs, labels in plan:
         fmt = grid.dtype.format
         n = len(grid.finite)
         for label, y in labels:
-            rows = table.rows(grid.domain, y, inputs)
-            truth = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
-            for formulation in formulations:
+            truths = {}
+            for ref in references:
+                rows = table.rows(grid.domain, y, inputs, ref)
+                truths[ref] = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
+            for formulation, parameters in runs:
+                truth = truths[formulation.reference]
                 evaluation = _evaluate(formulation, sandbox, grid.domain, grid.dtype, grid.finite, grid.nonfinite, y)
                 ev, singles = evaluation.finite, evaluation.nonfinite
                 nf_errors = [e.error for e in singles]
@@ -172,6 +180,7 @@ def run_sweep(
                         dtype=grid.dtype,
                         label=float(label),
                         quantity=quantity,
+                        parameters=parameters,
                     )
                     t, t64 = truth[quantity]
                     if ev.error is not None:
@@ -228,6 +237,9 @@ def run_sweep(
         truth_points=work.points,
         truth_computed=work.computed,
         elapsed_s=time.perf_counter() - start,
+        references=tuple(
+            (f"{f.name} {parameters}".strip(), f.reference.key) for f, parameters in runs if not f.reference.is_plain
+        ),
     )
 
 

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import NATIVE_DOMAIN, STATUSES, TINY, assert_exit, assert_usage_error, read_csv, runner, table_rows
+from helpers import (
+    FAMILY_BUILTINS,
+    NATIVE_DOMAIN,
+    STATUSES,
+    TINY,
+    assert_exit,
+    assert_usage_error,
+    read_csv,
+    runner,
+    table_rows,
+)
 
 from bce_audit import files as _io
 from bce_audit.cli import main
@@ -89,16 +99,20 @@ def test_python_m_version():
 
 
 def test_list_shows_every_formulation_and_its_domain():
-    result = runner().invoke(main, ["list"])
+    result = runner().invoke(main, ["list"], env={"COLUMNS": "400"})  # wide enough for one table
     assert_exit(result, 0)
     assert len(NATIVE_DOMAIN) == 7
-    rows = {}
-    for name, domain, source, _definition in table_rows(result.stdout, "name"):
+    rows, references = {}, {}
+    for name, domain, source, reference, _definition in table_rows(result.stdout, "name"):
         assert source == "built-in", name
         rows[name] = domain
-    assert rows == NATIVE_DOMAIN, result.stdout
+        references[name] = reference
+    assert rows == {**NATIVE_DOMAIN, **dict.fromkeys(FAMILY_BUILTINS, "logits")}, result.stdout
+    # the default set is measured against plain BCE, the family's members against their own
+    assert references == {**dict.fromkeys(NATIVE_DOMAIN, "bce"), **FAMILY_BUILTINS}
     # what every figure is measured against is said where the formulations are listed
-    assert "reference: the exact value of plain, unweighted BCE" in " ".join(result.stdout.split())
+    assert "reference: the exact function each formulation is measured against" in " ".join(result.stdout.split())
+    assert "bce is plain, unweighted BCE at the label given" in " ".join(result.stdout.split())
 
 
 # --------------------------------------------------------------------------- a small sweep

@@ -295,12 +295,14 @@ def test_no_domain_is_a_usage_error(in_tmp, sweep_calls):
 
 def test_decorator_name_and_list(in_tmp):
     _losses_file(in_tmp)
-    result = runner().invoke(main, ["list", "--impl", "losses.py:decorated", "--impl", "losses.py:plain@logits"])
+    result = runner().invoke(
+        main, ["list", "--impl", "losses.py:decorated", "--impl", "losses.py:plain@logits"], env={"COLUMNS": "400"}
+    )
     assert_exit(result, 0)
     rows = {cells[0]: cells[1:] for cells in table_rows(result.stdout, "name")}
     assert list(rows)[:7] == BUILTINS
-    assert rows["decorated-bce"] == ["logits", "--impl", "softplus(z) - y*z"]  # the decorator's formula
-    assert rows["plain"] == ["logits", "--impl", "binary_cross_entropy_with_logits, undecorated."]  # docstring
+    assert rows["decorated-bce"] == ["logits", "--impl", "bce", "softplus(z) - y*z"]  # the decorator's formula
+    assert rows["plain"] == ["logits", "--impl", "bce", "binary_cross_entropy_with_logits, undecorated."]  # docstring
 
 
 # --------------------------------------------------------------------------- parameters
@@ -762,7 +764,7 @@ def test_entry_points_are_not_in_the_default_set(installed):
 
 
 def _list_rows(*args: str) -> list[list[str]]:
-    """The rows of `bce-audit list`, each [name, domain, source, definition]."""
+    """The rows of `bce-audit list`, each [name, domain, source, reference, definition]."""
     result = runner().invoke(main, ["list", *args], env={"COLUMNS": "400"})
     assert_exit(result, 0)
     return table_rows(result.stdout, "name")
@@ -773,17 +775,17 @@ def test_list_shows_entry_points_and_their_source(installed):
     for name, *cells in _list_rows():
         rows.setdefault(name, []).append(cells)
     source = "entry point (fake-bce-losses 1.2)"
-    assert rows["fake-bce"] == [["logits", source, "softplus(z) - y*z"]]
+    assert rows["fake-bce"] == [["logits", source, "bce", "softplus(z) - y*z"]]
     assert rows["fake-probs"][0][:2] == ["probabilities", source]
-    assert rows["fake-broken"][0][0] == "?" and rows["fake-broken"][0][2].startswith("error:")
+    assert rows["fake-broken"][0][0] == "?" and rows["fake-broken"][0][3].startswith("error:")
     # shadowing a built-in: listed, after the built-in, as ignored
     assert rows["naive"][0][1] == "built-in"
-    assert rows["naive"][1] == ["-", source, "ignored: the built-in 'naive' has this name; rename the entry point"]
+    assert rows["naive"][1] == ["-", source, "-", "ignored: the built-in 'naive' has this name; rename the entry point"]
     # a name that is not one: listed with the error it gives when selected
-    ((domain, _, error),) = rows["bad name!"]
+    ((domain, _, _, error),) = rows["bad name!"]
     assert domain == "?" and "'bad name!' is not a formulation name" in error
     # no domain: only the decorator can give it (no config, no --impl suffix for an entry point)
-    ((domain, _, error),) = rows["fake-plain"]
+    ((domain, _, _, error),) = rows["fake-plain"]
     assert domain == "?" and '@formulation(domain="logits")' in error
     assert "config" not in error and "suffix" not in error
 
@@ -795,9 +797,9 @@ def test_entry_point_with_a_taken_name_is_listed_as_ignored(installed, tmp_path)
     (info / "entry_points.txt").write_text(f"[bce_audit.formulations]\nfake-bce = {installed}:probs\n")
     rows = [cells for cells in _list_rows() if cells[0] == "fake-bce"]
     assert len(rows) == 2
-    used, ignored = sorted(rows, key=lambda r: r[3].startswith("ignored"))
-    assert ignored[1] == "-" and ignored[3].startswith("ignored: the entry point of ")
-    assert used[2].removeprefix("entry point (").removesuffix(")") in ignored[3]
+    used, ignored = sorted(rows, key=lambda r: r[4].startswith("ignored"))
+    assert ignored[1] == "-" and ignored[4].startswith("ignored: the entry point of ")
+    assert used[2].removeprefix("entry point (").removesuffix(")") in ignored[4]
 
 
 def test_entry_point_with_a_bad_name_or_no_domain_fails_when_selected(installed):

@@ -1,0 +1,247 @@
+"""The BCE family's built-ins, each measured against its own reference (issue 11)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from helpers import FAMILY_BUILTINS, NATIVE_DOMAIN, assert_exit, assert_usage_error, read_csv, runner
+
+from bce_audit.cli import main
+from bce_audit.engines import torch_builtins
+from bce_audit.formulations.builtins import BUILTINS, DEFAULT_SET
+from bce_audit.formulations.selection import Selection
+from bce_audit.oracle.family import family_truth
+from bce_audit.reference import Member, Reference
+from bce_audit.vocabulary import Domain, DType
+
+F64 = DType.FLOAT64.format
+
+CONFIG = """
+[[formulations]]
+name = "bce-pw2"
+target = "torch-bce-with-logits"
+parameters = { pos_weight = 2.0 }
+
+[[formulations]]
+name = "focal-half"
+target = "torchvision-focal"
+parameters = { gamma = 0.5, alpha = -1.0 }
+
+[[formulations]]
+name = "logspace-half"
+target = "logspace-focal"
+parameters = { gamma = 0.5, alpha = -1.0 }
+
+[[formulations]]
+name = "unsmoothed"
+target = "label-smoothed-bce"
+parameters = { smoothing = 0.0, convention = "smp" }
+"""
+
+
+def _summary(tmp_path, *args):
+    config = tmp_path / "family.toml"
+    config.write_text(CONFIG)
+    csv = tmp_path / "summary.csv"
+    result = runner().invoke(main, ["sweep", "--config", str(config), *args, "--csv", str(csv)])
+    assert_exit(result, 0)
+    _, rows = read_csv(csv.read_text())
+    return {(r["formulation"], r["dtype"], float(r["label"]), r["quantity"]): r for r in rows}, result.stdout
+
+
+def test_the_family_is_not_in_the_default_set():
+    assert Selection.default().names == DEFAULT_SET == tuple(NATIVE_DOMAIN)
+    assert set(BUILTINS) == set(DEFAULT_SET) | set(FAMILY_BUILTINS)
+    for name in DEFAULT_SET:
+        assert BUILTINS[name].reference.is_plain, name
+    for name, key in FAMILY_BUILTINS.items():
+        assert BUILTINS[name].reference.key == key
+
+
+def test_each_formulation_is_measured_against_its_own_reference(tmp_path):
+    rows, stdout = _summary(tmp_path, "-f", "torch-bce-with-logits", "--domain", "logits", "-d", "float64")
+    # pos_weight 2 at y = 1 is 2·softplus(-z), which torch computes within an ulp everywhere:
+    # against plain BCE most of these points were "inaccurate" (a factor of 2 off)
+    weighted = rows[("bce-pw2", "float64", 1.0, "loss")]
+    assert int(weighted["ok"]) == int(weighted["points"]) and float(weighted["max_ulp"]) <= 2
+    # at y = 0 pos_weight does not enter: the same figures as the plain built-in
+    plain = rows[("torch-bce-with-logits", "float64", 0.0, "loss")]
+    assert rows[("bce-pw2", "float64", 0.0, "loss")] == {**plain, "formulation": "bce-pw2"}
+    # label smoothing by 0 is plain BCE: the same figures too
+    for y in (0.0, 1.0):
+        for q in ("loss", "grad"):
+            same = rows[("unsmoothed", "float64", y, q)]
+            assert same == {**rows[("torch-bce-with-logits", "float64", y, q)], "formulation": "unsmoothed"}
+    # the legend names each formulation's reference
+    text = " ".join(stdout.split())
+    assert "bce-pw2: bce(pos_weight=2.0, weight=1.0)" in text
+    assert "focal-half: focal(gamma=0.5, alpha=none, form=torchvision)" in text
+
+
+def test_torchvision_focal_gradient_is_nan_exactly_where_torch_rounds_p_t_to_one(tmp_path):
+    """γ = 0.5: autograd of (1 - p_t)^γ is γ·0^(γ-1)·0 = NaN wherever 1 - p_t is 0 in the dtype;
+    the exact gradient there is finite (the oracle's limit), and the log-space form keeps it."""
+    for dtype in (torch.float32, torch.float64):
+        z = torch.linspace(-120, 120, 4801, dtype=dtype)
+        for label in (0.0, 1.0):
+            x = z.clone().requires_grad_(True)
+            y = torch.full_like(x, label)
+            torch_builtins.torchvision_focal(x, y, gamma=0.5, alpha=-1.0).sum().backward()
+            with torch.no_grad():
+                p = torch.sigmoid(z)
+                p_t = p * y + (1 - p) * (1 - y)
+                vanished = (1 - p_t) == 0
+            assert vanished.any()
+            np.testing.assert_array_equal(torch.isnan(x.grad).numpy(), vanished.numpy())
+            x2 = z.clone().requires_grad_(True)
+            torch_builtins.logspace_focal(x2, y, gamma=0.5, alpha=-1.0).sum().backward()
+            assert torch.isfinite(x2.grad).all()
+            # and the truth at those points is finite: the limit of a vanishing gradient
+            ref = Reference(member=Member.FOCAL, gamma=0.5)
+            for v in z[vanished][:: max(1, int(vanished.sum()) // 5)].tolist():
+                t = family_truth(ref, Domain.LOGITS, v, label, (F64,))
+                assert math.isfinite(t.grad[0]) and abs(t.grad[0]) < 1e-10
+    rows, _ = _summary(tmp_path, "--domain", "logits", "-d", "float32")
+    assert int(rows[("focal-half", "float32", 1.0, "grad")]["nan"]) > 0
+    for y in (0.0, 1.0):
+        half = rows[("logspace-half", "float32", y, "grad")]
+        assert int(half["nan"]) == 0 and float(half["max_ulp"]) <= 8, half
+
+
+def test_bad_family_parameters_are_usage_errors(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[[formulations]]\nname = "neg"\ntarget = "torchvision-focal"\nparameters = { gamma = -1.0 }\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "gamma")
+    config.write_text(
+        '[[formulations]]\nname = "s"\ntarget = "label-smoothed-bce"\nparameters = { convention = "tf" }\n'
+    )
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "smoothing convention", "'tf'")
+    config.write_text('[[formulations]]\nname = "s"\ntarget = "label-smoothed-bce"\nparameters = { smoothing = "x" }\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "smoothing", "number")
+
+
+# --- --param: a parameter as a case dimension ------------------------------------------------------
+
+
+def test_param_sweeps_a_parameter_as_a_case_dimension(tmp_path):
+    csv = tmp_path / "p.csv"
+    args = ["sweep", "-f", "torchvision-focal", "-f", "torch-bce-with-logits", "-f", "max-abs"]
+    args += ["--param", "gamma=0,0.5", "--param", "alpha=-1", "-d", "float32", "--domain", "logits"]
+    result = runner().invoke(main, [*args, "--points", "200", "--csv", str(csv)])
+    assert_exit(result, 0)
+    header, rows = read_csv(csv.read_text())
+    assert header[:3] == ["formulation", "parameters", "domain"]  # shown: this run varies it
+    runs = list(dict.fromkeys((r["formulation"], r["parameters"]) for r in rows))
+    assert runs == [
+        ("torchvision-focal", "gamma=0 alpha=-1"),
+        ("torchvision-focal", "gamma=0.5 alpha=-1"),
+        ("torch-bce-with-logits", ""),  # takes neither: once, as it is
+        ("max-abs", ""),
+    ]
+    by = {(r["formulation"], r["parameters"], r["label"], r["quantity"]): r for r in rows}
+    # γ = 0 without α is BCE-with-logits times 1**0 = 1 exactly, and its reference is plain BCE:
+    # the same figures as torch-bce-with-logits, point for point
+    for y in ("0.0", "1.0"):
+        for q in ("loss", "grad"):
+            focal = by[("torchvision-focal", "gamma=0 alpha=-1", y, q)]
+            plain = by[("torch-bce-with-logits", "", y, q)]
+            assert {**focal, "formulation": "", "parameters": ""} == {**plain, "formulation": "", "parameters": ""}
+    # γ = 0.5: NaN gradients where 1 - p_t rounds to 0 (see above), against a finite truth
+    assert int(by[("torchvision-focal", "gamma=0.5 alpha=-1", "1.0", "grad")]["nan"]) > 0
+    assert "torchvision-focal gamma=0.5 alpha=-1: focal(gamma=0.5, alpha=none, form=torchvision)" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_param_mistakes_are_usage_errors():
+    def sweep(*args):
+        return runner().invoke(main, ["sweep", *args, "-d", "float32", "--points", "20"])
+
+    assert_usage_error(sweep("-f", "max-abs", "--param", "gamma=1"), "--param gamma", "no selected formulation")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma"), "--param 'gamma'", "NAME=V1,V2")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=1,"), "NAME=V1,V2")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=x"), "gamma=x", "a number")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=-2"), "gamma must be >= 0")
+    assert_usage_error(sweep("-f", "torchvision-focal", "--param", "gamma=1", "--param", "gamma=2"), "twice")
+    assert_usage_error(sweep("-f", "label-smoothed-bce", "--param", "convention=tf"), "smoothing convention 'tf'")
+
+
+# --- a user's function declares its reference (a config table's reference key) ------------------
+
+
+def test_a_config_table_declares_the_reference_of_a_users_function(tmp_path):
+    from helpers import ROOT
+
+    target = f"{ROOT / 'sample_configs' / 'my_losses.py'}:stable_bce"
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        f'[[formulations]]\nname = "declared"\ntarget = "{target}"\nparameters = {{ pos_weight = 2.0 }}\n'
+        'reference = "bce"\n\n'
+        f'[[formulations]]\nname = "undeclared"\ntarget = "{target}"\nparameters = {{ pos_weight = 2.0 }}\n'
+    )
+    csv, report = tmp_path / "s.csv", tmp_path / "r.json"
+    args = ["--config", str(config), "-d", "float64", "--domain", "logits", "--points", "300"]
+    result = runner().invoke(main, ["sweep", *args, "--csv", str(csv), "--json", str(report)])
+    assert_exit(result, 0)
+    _, rows = read_csv(csv.read_text())
+    by = {(r["formulation"], r["label"], r["quantity"]): r for r in rows}
+    # -(2·y·logsigmoid(z) + ...) is right: against bce(pos_weight=2) every point is ok; against
+    # plain BCE (undeclared) a factor of 2 off at y = 1 wherever the loss is not tiny
+    for q in ("loss", "grad"):
+        assert by[("declared", "1.0", q)]["ok"] == by[("declared", "1.0", q)]["points"]
+        assert int(by[("undeclared", "1.0", q)]["inaccurate"]) > int(by[("undeclared", "1.0", q)]["points"]) // 2
+    import json
+
+    users = json.loads(report.read_text())["settings"]["user_formulations"]
+    assert [u.get("reference") for u in users] == ["bce", None]
+    listed = runner().invoke(main, ["list", "--config", str(config)], env={"COLUMNS": "400"})
+    assert "bce(pos_weight=2.0, weight=1.0)" in listed.stdout
+    # a reference that is not a member, or parameters it refuses, are usage errors naming the table
+    config.write_text(f'[[formulations]]\ntarget = "{target}"\nreference = "hinge"\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "'hinge'")
+    config.write_text(
+        f'[[formulations]]\ntarget = "{target}"\nreference = "bce"\nparameters = {{ pos_weight = -1.0 }}\n'
+    )
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "formulations[0]", "pos_weight")
+    config.write_text('[[formulations]]\nname = "x"\ntarget = "max-abs"\nreference = "focal"\n')
+    assert_usage_error(runner().invoke(main, ["sweep", "--config", str(config)]), "declares its own reference")
+
+
+def test_json_names_the_references_only_in_a_run_that_has_others():
+    import json
+
+    args = ["sweep", "-d", "float32", "--domain", "logits", "--points", "30", "--json", "-"]
+    family = runner().invoke(main, [*args, "-f", "torchvision-focal", "-f", "max-abs", "--param", "gamma=0.5,2"])
+    assert_exit(family, 0)
+    doc = json.loads(family.stdout)
+    assert doc["references"] == {
+        "torchvision-focal gamma=0.5": "focal(gamma=0.5, alpha=0.25, form=torchvision)",
+        "torchvision-focal gamma=2": "focal(gamma=2.0, alpha=0.25, form=torchvision)",
+    }
+    assert doc["settings"]["parameter_sweep"] == {"gamma": ["0.5", "2"]}
+    plain = json.loads(runner().invoke(main, [*args, "-f", "max-abs"]).stdout)
+    assert "references" not in plain and "parameter_sweep" not in plain["settings"]
+
+
+def test_the_api_sweeps_parameters_like_the_command_line():
+    import bce_audit
+
+    result = bce_audit.audit(
+        ["torchvision-focal", "max-abs"], dtypes="float32", domain="logits", points=40, parameters={"gamma": [0.5, 2]}
+    )
+    runs = list(dict.fromkeys((c.formulation, c.parameters) for c in result.cases))
+    assert runs == [("torchvision-focal", "gamma=0.5"), ("torchvision-focal", "gamma=2"), ("max-abs", "")]
+    assert dict(result.references)["torchvision-focal gamma=2"] == "focal(gamma=2.0, alpha=0.25, form=torchvision)"
+
+
+def test_check_keeps_parameter_variants_in_its_baseline(tmp_path):
+    baseline = tmp_path / "b.json"
+    args = ["check", "-f", "torchvision-focal", "--param", "gamma=0.5,2", "-d", "float32", "--domain", "logits"]
+    args += ["--points", "40", "--baseline", str(baseline)]
+    assert_exit(runner().invoke(main, [*args, "--update-baseline"]), 0)
+    assert baseline.read_text().count('"parameters": "gamma=0.5"') == 4
+    again = runner().invoke(main, args)
+    assert_exit(again, 0)
+    assert "8 cases checked, 0 failed" in " ".join(again.stdout.split())
