@@ -34,10 +34,10 @@ MAX_POINTS = 10_000_000
 MAX_LABELS = 1_000
 
 
-def _all_formulations() -> tuple[str, ...]:
-    from bce_audit.formulations.builtins import BUILTINS
+def _default_formulations() -> tuple[str, ...]:
+    from bce_audit.formulations.builtins import DEFAULT
 
-    return tuple(BUILTINS)
+    return DEFAULT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Settings:
         ``to_dict`` but not part of equality.
     """
 
-    formulations: tuple[str, ...] = dataclasses.field(default_factory=_all_formulations)
+    formulations: tuple[str, ...] = dataclasses.field(default_factory=_default_formulations)
     dtypes: tuple[DType, ...] = tuple(DType)
     domains: tuple[Domain, ...] = tuple(Domain)
     labels: tuple[float, ...] = DEFAULT_LABELS

@@ -1,8 +1,14 @@
-"""The built-in formulations: what each computes, in which domain, with which parameters.
+"""The built-in formulations: what each computes, in which domain and engine, with which parameters.
 
-Adding one is one entry in ``BUILTINS`` and its function in ``engines/torch_builtins.py``. Each
-takes ``(x, y)`` tensors of the dtype under test in its native domain, and its parameters as
-keywords (the defaults below are the only ones), and returns the elementwise loss.
+Adding one is one entry in ``BUILTINS`` and its function in its engine's built-ins module
+(``engines/torch_builtins.py``, ``engines/jax_builtins.py``, ``engines/tensorflow_builtins.py``).
+Each takes ``(x, y)`` arrays of its framework in the dtype under test, in its native domain, and
+its parameters as keywords (the defaults below are the only ones), and returns the elementwise
+loss.
+
+A sweep that selects nothing audits ``DEFAULT``: the built-ins that need no optional framework
+(torch is a dependency; JAX, TensorFlow and Keras are extras), so the default sweep's figures do
+not depend on which extras are installed.
 """
 
 from __future__ import annotations
@@ -16,12 +22,25 @@ CLIP_EPSILON = 1e-7
 # The usual softplus threshold (PyTorch's F.softplus uses 20 as well).
 SOFTPLUS_THRESHOLD = 20.0
 
-_CODE = "bce_audit.engines.torch_builtins"
+# engine -> the module that holds its built-ins' code
+_CODE = {
+    "torch": "bce_audit.engines.torch_builtins",
+    "jax": "bce_audit.engines.jax_builtins",
+    "tensorflow": "bce_audit.engines.tensorflow_builtins",
+    "keras": "bce_audit.engines.tensorflow_builtins",
+}
 
 
-def _builtin(name: str, domain: Domain, formula: str, function: str, **parameters: float) -> Formulation:
+def _builtin(
+    name: str, domain: Domain, formula: str, function: str, engine: str = "torch", **parameters: float
+) -> Formulation:
     return Formulation(
-        name, domain, formula, implementation=f"{_CODE}:{function}", parameters=tuple(parameters.items())
+        name,
+        domain,
+        formula,
+        engine=engine,
+        implementation=f"{_CODE[engine]}:{function}",
+        parameters=tuple(parameters.items()),
     )
 
 
@@ -43,7 +62,12 @@ BUILTINS: dict[str, Formulation] = {
             "softplus_threshold",
             threshold=SOFTPLUS_THRESHOLD,
         ),
-        _builtin("max-abs", Domain.LOGITS, "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))", "max_abs"),
+        _builtin(
+            "max-abs",
+            Domain.LOGITS,
+            "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))  (differentiated by torch autograd)",
+            "max_abs",
+        ),
         _builtin(
             "torch-bce",
             Domain.PROBABILITIES,
@@ -62,8 +86,46 @@ BUILTINS: dict[str, Formulation] = {
             "-(y*logsigmoid(z) + (1-y)*logsigmoid(-z))  (optax/JAX form)",
             "torch_logsigmoid",
         ),
+        _builtin(
+            "optax-sigmoid-bce",
+            Domain.LOGITS,
+            "optax.sigmoid_binary_cross_entropy(z, y)  (JAX: -(y*log_sigmoid(z) + (1-y)*log_sigmoid(-z)))",
+            "optax_sigmoid_bce",
+            engine="jax",
+        ),
+        _builtin(
+            "jax-logsigmoid",
+            Domain.LOGITS,
+            "-(y*jax.nn.log_sigmoid(z) + (1-y)*jax.nn.log_sigmoid(-z))",
+            "jax_logsigmoid",
+            engine="jax",
+        ),
+        _builtin(
+            "tf-sigmoid-ce",
+            Domain.LOGITS,
+            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)  (TF's registered gradient)",
+            "tf_sigmoid_ce",
+            engine="tensorflow",
+        ),
+        _builtin(
+            "keras-bce",
+            Domain.PROBABILITIES,
+            "keras.losses.binary_crossentropy(y, p)  (TensorFlow backend; p clipped to [eps, 1-eps])",
+            "keras_bce",
+            engine="keras",
+        ),
+        _builtin(
+            "keras-bce-logits",
+            Domain.LOGITS,
+            "keras.losses.binary_crossentropy(y, z, from_logits=True)  (TensorFlow backend)",
+            "keras_bce_logits",
+            engine="keras",
+        ),
     )
 }
+
+# What a sweep that selects nothing audits: the built-ins that need no optional framework.
+DEFAULT: tuple[str, ...] = tuple(name for name, f in BUILTINS.items() if f.engine == "torch")
 
 
 def get_formulation(name: str) -> Formulation:

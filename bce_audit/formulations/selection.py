@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
-from bce_audit.formulations.builtins import BUILTINS, get_formulation
+from bce_audit.formulations.builtins import BUILTINS, DEFAULT, get_formulation
 from bce_audit.formulations.interface import Formulation, Origin, UserFormulationSpec
 from bce_audit.formulations.user import (
     NAME_PATTERN,
@@ -55,8 +55,9 @@ class Selection:
 
     @classmethod
     def default(cls) -> Selection:
-        """Every built-in, nothing else: what a sweep audits when nothing is selected."""
-        return cls(tuple(BUILTINS))
+        """The default built-ins (those that need no optional framework), nothing else: what a
+        sweep audits when nothing is selected."""
+        return cls(DEFAULT)
 
 
 def select_formulations(

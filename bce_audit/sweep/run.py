@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from bce_audit.engines import get_engine
+from bce_audit.engines import get_engine, require
 from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
@@ -138,6 +138,8 @@ def run_sweep(
         if len(grid.finite) == 0:
             raise UsageError(empty_grid_message(settings, grid))
     formulations = resolve(settings.selection, settings.functions)
+    for formulation in formulations:  # a missing framework (an extra) is a usage error, before any work
+        require(formulation.engine, f"formulation {formulation.name!r}")
     cases: list[CaseResult] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
     # uses the label users actually get.
