@@ -23,7 +23,7 @@ class Formulation:
     native_domain: what its first argument is (logits or probabilities); fed the other domain, the
         engine converts first (sigmoid or logit), and the conversion is part of the audit.
     formula: the one-line definition `bce-audit list` and the reports show.
-    engine: the framework that evaluates it (``torch``).
+    engine: the framework that evaluates it (an ``EngineName``: torch, jax, tensorflow, keras).
     implementation: ``module:function`` of a built-in's code, run in bce-audit's process.
     function: a callable given to the Python API, run in the caller's process.
     spec: a user's target (--impl, a config table, an entry point), run only in the sandbox.
@@ -81,8 +81,11 @@ class UserFormulationSpec:
     formula: the one-line definition `bce-audit list` and the reports show (None until
         ``complete`` reads it from the decorator, the docstring or the target).
     builtin: the target is a built-in's name (a config table that runs it with other parameters).
+    engine: the framework that evaluates it (the config's ``engine``, else the decorator's, else
+        torch; None until ``complete`` reads it).
 
-    Only name, target, domain and parameters identify a spec (and go into the settings' dict).
+    Only name, target, domain, parameters and an engine other than torch identify a spec (and go
+    into the settings' dict).
     """
 
     name: str | None
@@ -94,6 +97,7 @@ class UserFormulationSpec:
     base_dir: str | None = dataclasses.field(default=None, compare=False)
     formula: str | None = dataclasses.field(default=None, compare=False)
     builtin: bool = dataclasses.field(default=False, compare=False)
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         for key, value in self.parameters:
@@ -105,12 +109,15 @@ class UserFormulationSpec:
         return self.builtin
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "name": self.name,
             "target": self.target,
             "domain": None if self.domain is None else str(self.domain),
             "parameters": dict(self.parameters),
         }
+        if self.engine not in (None, "torch"):  # a torch formulation's settings read as before engines
+            found["engine"] = self.engine
+        return found
 
     def to_wire(self) -> dict[str, Any]:
         """Every field as JSON data: how a spec travels to the sandbox process."""
@@ -122,6 +129,7 @@ class UserFormulationSpec:
             "base_dir": self.base_dir,
             "formula": self.formula,
             "builtin": self.builtin,
+            "engine": self.engine,
         }
 
     @classmethod
@@ -137,6 +145,7 @@ class UserFormulationSpec:
             base_dir=data["base_dir"],
             formula=data["formula"],
             builtin=bool(data["builtin"]),
+            engine=data.get("engine"),
         )
 
 
