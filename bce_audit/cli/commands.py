@@ -76,12 +76,12 @@ def list_command(impl: tuple[str, ...], config_path: Path | None, timeout: float
     config, source = load_config(config_path)
     with Sandbox(timeout_option(timeout, config)) as box:
         rows: list[list[Any]] = [
-            [row.name, row.domain, row.source, row.definition]
+            [row.name, row.domain, row.engine, row.source, row.definition]
             for row in catalogue(impl, config.get("formulations"), source, box)
         ]
     out = stdout()
     width = report_width()
-    keys = [Column("name"), Column("native domain"), Column("source")]
+    keys = [Column("name"), Column("native domain"), Column("engine"), Column("source")]
     for line in table(keys, [Column("definition")], rows, width):
         out.print(line)
     out.print()

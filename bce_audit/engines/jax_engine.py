@@ -137,8 +137,18 @@ class JaxEngine:
             "optax": _version("optax"),
             "jax_flags": ", ".join(f"{name}={value}" for name, value in PINNED_FLAGS.items()),
             "jax_device": str(cpu_device().platform),
+            "jax_subnormals": _subnormals(),
             "platform": platform.platform(),
         }
+
+
+def _subnormals() -> str:
+    """Whether JAX's CPU arithmetic keeps subnormals: XLA's CPU kernels flush them to zero (the
+    conversion of the grid does not, it is checked exact), which users get and the audit reports."""
+    with pinned():
+        tiny = jax.device_put(np.array([np.finfo(np.float32).smallest_subnormal], np.float32), cpu_device())
+        flushed = float(np.asarray(tiny * jnp.ones_like(tiny))[0]) == 0.0
+    return "flushed to zero by arithmetic" if flushed else "kept"
 
 
 def _version(distribution: str) -> str:

@@ -2,8 +2,11 @@
 on the CPU; and the Keras engine, the same on Keras 3's TensorFlow backend.
 
 The gradient is ``tape.gradient(loss, x, output_gradients=ones)``: TensorFlow's registered
-gradient of each op, which is what TF users get (``tf.nn.sigmoid_cross_entropy_with_logits`` has
-its own, ``sigmoid(z) - y``, not the derivative of the formula it computes). TensorFlow is
+gradient of each op, chained, which is what TF users get. ``tf.nn.sigmoid_cross_entropy_with_logits``
+is not one op with a gradient of its own: it is ``max(z, 0) - z*y + log1p(exp(-abs(z)))`` written
+with ``tf.where(z >= 0, ...)``, so at z = 0 the tape takes the z >= 0 branch of both terms and
+gives 1 - y - 1/2 = 1/2 - y, where torch autograd, differentiating ``clamp_min`` and ``abs`` of the
+same formula (``max-abs``), gives 1 - y (abs' (0) = 0). TensorFlow is
 imported with its GPUs hidden and its C++ logging quiet, and runs eagerly; Keras is imported
 with ``KERAS_BACKEND=tensorflow``. The environment variables are the caller's again once the
 import is done. Every evaluation runs with Keras' epsilon and floatx at their defaults and
@@ -188,10 +191,20 @@ class TensorFlowEngine:
             "tensorflow": tf.__version__,
             "tensorflow_device": "cpu",
             "tensorflow_mode": "eager",
+            "tensorflow_subnormals": _subnormals(),
             # oneDNN's kernels are on by default on x86 and may round differently from Eigen's
             "tensorflow_onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TF's default"),
             "platform": platform.platform(),
         }
+
+
+def _subnormals() -> str:
+    """Whether TF's CPU kernels keep subnormals: they flush them to zero (the conversion of the
+    grid does not, it is checked exact), which users get and the audit reports."""
+    with tf.device("/CPU:0"):
+        tiny = tf.constant(np.array([np.finfo(np.float32).smallest_subnormal], np.float32))
+        flushed = float((tiny * tf.ones_like(tiny)).numpy()[0]) == 0.0
+    return "flushed to zero by arithmetic" if flushed else "kept"
 
 
 class KerasEngine(TensorFlowEngine):

@@ -89,7 +89,7 @@ BUILTINS: dict[str, Formulation] = {
         _builtin(
             "optax-sigmoid-bce",
             Domain.LOGITS,
-            "optax.sigmoid_binary_cross_entropy(z, y)  (JAX: -(y*log_sigmoid(z) + (1-y)*log_sigmoid(-z)))",
+            "optax.sigmoid_binary_cross_entropy(z, y)  (-y*log_sigmoid(z) - (1-y)*log_sigmoid(-z))",
             "optax_sigmoid_bce",
             engine="jax",
         ),
@@ -103,21 +103,24 @@ BUILTINS: dict[str, Formulation] = {
         _builtin(
             "tf-sigmoid-ce",
             Domain.LOGITS,
-            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)  (TF's registered gradient)",
+            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)  (max(z, 0) - z*y + log1p(exp(-abs(z))) "
+            "written with tf.where, differentiated by tf.GradientTape)",
             "tf_sigmoid_ce",
             engine="tensorflow",
         ),
         _builtin(
             "keras-bce",
             Domain.PROBABILITIES,
-            "keras.losses.binary_crossentropy(y, p)  (TensorFlow backend; p clipped to [eps, 1-eps])",
+            "keras.losses.binary_crossentropy(y, p)  "
+            f"(TF backend: naive after p = clip(p, {CLIP_EPSILON:g}, 1-{CLIP_EPSILON:g}))",
             "keras_bce",
             engine="keras",
         ),
         _builtin(
             "keras-bce-logits",
             Domain.LOGITS,
-            "keras.losses.binary_crossentropy(y, z, from_logits=True)  (TensorFlow backend)",
+            "keras.losses.binary_crossentropy(y, z, from_logits=True)  "
+            "(TF backend: tf.nn.sigmoid_cross_entropy_with_logits)",
             "keras_bce_logits",
             engine="keras",
         ),

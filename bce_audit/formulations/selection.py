@@ -152,6 +152,7 @@ class CatalogueEntry:
 
     name: str
     domain: str
+    engine: str
     source: str
     definition: str
 
@@ -165,23 +166,26 @@ def catalogue(
     ignored one (a built-in's name, or one an earlier entry point has) with why; a broken --impl
     or config target is a usage error, as it is for a sweep.
     """
-    rows = [CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula) for f in BUILTINS.values()]
+    rows = [
+        CatalogueEntry(f.name, str(f.native_domain), f.engine, str(Origin.BUILTIN), f.formula)
+        for f in BUILTINS.values()
+    ]
     for ep, ignored in installed_entry_points():
         name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
         if ignored is not None:
-            rows.append(CatalogueEntry(name, "-", source, ignored))
+            rows.append(CatalogueEntry(name, "-", "-", source, ignored))
             continue
         try:
             f = load(complete(entry_point_spec(ep), sandbox))
         except UsageError as exc:
-            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}"))
+            rows.append(CatalogueEntry(name, "?", "?", source, f"error: {exc}"))
             continue
-        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula))
+        rows.append(CatalogueEntry(name, str(f.native_domain), f.engine, source, f.formula))
     selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
     for spec in selected.user:
         assert spec.name is not None  # completed
         f = load(spec)
-        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula))
+        rows.append(CatalogueEntry(spec.name, str(f.native_domain), f.engine, str(spec.origin), f.formula))
     return rows
 
 

@@ -89,15 +89,23 @@ def test_python_m_version():
     assert "Traceback" not in proc.stderr
 
 
-def test_list_shows_every_formulation_and_its_domain():
+def test_list_shows_every_formulation_its_domain_and_its_engine():
+    from bce_audit.formulations.builtins import BUILTINS
+
     result = runner().invoke(main, ["list"])
     assert_exit(result, 0)
     assert len(NATIVE_DOMAIN) == 7
-    rows = {}
-    for name, domain, source, _definition in table_rows(result.stdout, "name"):
+    rows, engines = {}, {}
+    for name, domain, engine, source, _definition in table_rows(result.stdout, "name"):
         assert source == "built-in", name
         rows[name] = domain
-    assert rows == NATIVE_DOMAIN, result.stdout
+        engines[name] = engine
+    # the default set (torch) first, then the built-ins of the other engines (extras)
+    assert {n: rows[n] for n in NATIVE_DOMAIN} == NATIVE_DOMAIN, result.stdout
+    assert list(rows) == list(BUILTINS)
+    assert engines == {name: f.engine for name, f in BUILTINS.items()}
+    assert {engines[n] for n in NATIVE_DOMAIN} == {"torch"}
+    assert set(engines.values()) == {"torch", "jax", "tensorflow", "keras"}
     # what every figure is measured against is said where the formulations are listed
     assert "reference: the exact value of plain, unweighted BCE" in " ".join(result.stdout.split())
 
