@@ -92,7 +92,7 @@ def test_python_m_version():
 def test_list_shows_every_formulation_its_domain_and_its_engine():
     from bce_audit.formulations.builtins import BUILTINS
 
-    result = runner().invoke(main, ["list"])
+    result = runner().invoke(main, ["list"], env={"COLUMNS": "400"})  # wide enough for one table
     assert_exit(result, 0)
     assert len(NATIVE_DOMAIN) == 7
     rows, engines = {}, {}

@@ -295,7 +295,9 @@ def test_no_domain_is_a_usage_error(in_tmp, sweep_calls):
 
 def test_decorator_name_and_list(in_tmp):
     _losses_file(in_tmp)
-    result = runner().invoke(main, ["list", "--impl", "losses.py:decorated", "--impl", "losses.py:plain@logits"])
+    result = runner().invoke(
+        main, ["list", "--impl", "losses.py:decorated", "--impl", "losses.py:plain@logits"], env={"COLUMNS": "400"}
+    )
     assert_exit(result, 0)
     rows = {cells[0]: cells[1:] for cells in table_rows(result.stdout, "name")}
     assert list(rows)[:7] == BUILTINS
