@@ -27,7 +27,7 @@ import numpy as np
 from bce_audit.engines.common import contained, exact_array, implementation, its_own_failure
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
-from bce_audit.errors import describe
+from bce_audit.errors import UsageError, describe
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -53,7 +53,8 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-with _environment(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""):
+# TensorFlow imports Keras itself (2.16 on): with the TensorFlow backend, whatever the caller set
+with _environment(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow"):
     import tensorflow as tf
 
 with contextlib.suppress(RuntimeError):  # already initialised by the caller: keep theirs
@@ -62,11 +63,14 @@ with contextlib.suppress(RuntimeError):  # already initialised by the caller: ke
 
 @functools.cache
 def keras_module() -> Any:
-    """Keras 3 on its TensorFlow backend (a RuntimeError if another backend was loaded first)."""
+    """Keras 3 on its TensorFlow backend (a UsageError if the caller loaded it with another)."""
     with _environment(KERAS_BACKEND="tensorflow"):
         import keras
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"Keras was loaded with the {keras.backend.backend()} backend, not tensorflow")
+    if keras.backend.backend() != "tensorflow":  # imported by the caller before bce-audit
+        raise UsageError(
+            f"Keras is loaded in this process with the {keras.backend.backend()} backend; the keras engine "
+            "needs the tensorflow backend: set KERAS_BACKEND=tensorflow before importing keras"
+        )
     return keras
 
 

@@ -103,8 +103,7 @@ BUILTINS: dict[str, Formulation] = {
         _builtin(
             "tf-sigmoid-ce",
             Domain.LOGITS,
-            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)  (max(z, 0) - z*y + log1p(exp(-abs(z))) "
-            "written with tf.where, differentiated by tf.GradientTape)",
+            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)  (max-abs's formula via tf.where)",
             "tf_sigmoid_ce",
             engine="tensorflow",
         ),
@@ -119,8 +118,7 @@ BUILTINS: dict[str, Formulation] = {
         _builtin(
             "keras-bce-logits",
             Domain.LOGITS,
-            "keras.losses.binary_crossentropy(y, z, from_logits=True)  "
-            "(TF backend: tf.nn.sigmoid_cross_entropy_with_logits)",
+            "keras.losses.binary_crossentropy(y, z, from_logits=True)  (TF backend: as tf-sigmoid-ce)",
             "keras_bce_logits",
             engine="keras",
         ),
