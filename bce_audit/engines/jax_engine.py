@@ -41,12 +41,17 @@ def pinned() -> Iterator[None]:
     saved = {name: bool(getattr(jax.config, name)) for name in PINNED_FLAGS}
     try:
         for name, value in PINNED_FLAGS.items():
-            jax.config.update(name, value)  # type: ignore[no-untyped-call]
+            _config().update(name, value)
         with _numpy_errors(), jax.default_device(cpu_device()):
             yield
     finally:
         for name, value in saved.items():
-            jax.config.update(name, value)  # type: ignore[no-untyped-call]
+            _config().update(name, value)
+
+
+def _config() -> Any:
+    """jax.config, whose ``update`` is untyped in some releases."""
+    return jax.config
 
 
 @functools.cache

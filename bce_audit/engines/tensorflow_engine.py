@@ -76,10 +76,8 @@ def keras_module() -> Any:
 
 @contextlib.contextmanager
 def pinned(with_keras: bool) -> Iterator[None]:
-    """Eager mode checked, Keras' epsilon and floatx and numpy's error handling pinned; the
-    caller's given back on exit."""
-    if not tf.executing_eagerly():
-        raise RuntimeError("TensorFlow is not executing eagerly (eager execution was disabled in this process)")
+    """Keras' epsilon and floatx and numpy's error handling pinned (eager mode is checked by
+    ``_run``); the caller's given back on exit."""
     keras = keras_module() if with_keras else None
     saved = (keras.config.epsilon(), keras.config.floatx()) if keras is not None else None
     try:
@@ -122,6 +120,8 @@ def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
 def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None) -> Evaluation:
     """Loss and gradient; ``dtype_changes``: where a loss in another dtype than its input is a
     finding to record ("float64 -> float32") rather than an error (Keras)."""
+    if not tf.executing_eagerly():  # a user's code may have disabled it: error rows, not a crash
+        raise RuntimeError("TensorFlow is not executing eagerly (eager execution was disabled in this process)")
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss = fn(x, y)

@@ -227,3 +227,34 @@ def test_provenance_names_the_versions():
     x = tf.constant(np.array([np.finfo(np.float32).smallest_subnormal], np.float32))
     flushed = float((x * tf.ones_like(x)).numpy()[0]) == 0
     assert found["tensorflow_subnormals"] == ("flushed to zero by arithmetic" if flushed else "kept")
+
+
+def test_eager_execution_disabled_is_error_rows_not_a_crash(tmp_path):
+    """Code that disables eager execution (process-wide, for good) gets error rows with the reason;
+    run in a fresh process, since it cannot be undone."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    code = (
+        "import numpy as np, tensorflow as tf\n"
+        "tf.compat.v1.disable_eager_execution()\n"
+        "from engine_cases import evaluate\n"
+        "from bce_audit.formulations.builtins import BUILTINS\n"
+        "from bce_audit.vocabulary import DType\n"
+        "ev = evaluate(BUILTINS['tf-sigmoid-ce'], [0.0], 0.0, DType.FLOAT32)\n"
+        "print(ev.error)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": f"{ROOT / 'tests' / 'engines'}:{ROOT / 'tests'}"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "RuntimeError: TensorFlow is not executing eagerly (eager execution was disabled in this process)"
+    )
