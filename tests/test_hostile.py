@@ -1034,7 +1034,7 @@ def _entry_point_dir(tmp_path: Path, body: str) -> Path:
 
 def test_a_broken_entry_point_is_listed_with_its_error(tmp_path):
     site = _entry_point_dir(tmp_path, "raise ImportError('acme is broken')\n")
-    proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="200"), cwd=tmp_path)
+    proc = _cli("list", env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", COLUMNS="260"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     ok = next(line for line in lines if line.startswith("acme-ok "))
