@@ -7,7 +7,8 @@ is not one op with a gradient of its own: it is ``max(z, 0) - z*y + log1p(exp(-a
 with ``tf.where(z >= 0, ...)``, so at z = 0 the tape takes the z >= 0 branch of both terms and
 gives 1 - y - 1/2 = 1/2 - y, where torch autograd, differentiating ``clamp_min`` and ``abs`` of the
 same formula (``max-abs``), gives 1 - y (abs' (0) = 0). TensorFlow is
-imported with its GPUs hidden and its C++ logging quiet, and runs eagerly; Keras is imported
+imported with its C++ logging quiet, and runs eagerly, every op placed on ``/CPU:0`` (no
+process-wide device setting: a caller's own TensorFlow keeps its GPUs); Keras is imported
 with ``KERAS_BACKEND=tensorflow``. The environment variables are the caller's again once the
 import is done. Every evaluation runs with Keras' epsilon and floatx at their defaults and
 numpy's error handling at its defaults; the caller's are given back afterwards.
@@ -54,11 +55,8 @@ def _environment(**values: str) -> Iterator[None]:
 
 
 # TensorFlow imports Keras itself (2.16 on): with the TensorFlow backend, whatever the caller set
-with _environment(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow"):
+with _environment(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow"):
     import tensorflow as tf
-
-with contextlib.suppress(RuntimeError):  # already initialised by the caller: keep theirs
-    tf.config.set_visible_devices([], "GPU")
 
 
 @functools.cache
@@ -151,7 +149,7 @@ class TensorFlowEngine:
     """Eager TensorFlow on the CPU (see the module's docstring)."""
 
     name = "tensorflow"
-    keras = False
+    uses_keras = False
 
     def __init__(self) -> None:
         # the output dtypes that differed from the input's (Keras only; see _run), in this process
@@ -164,12 +162,12 @@ class TensorFlowEngine:
         self, formulation: Formulation, domain: Domain, dtype: DType, inputs: np.ndarray, label: float
     ) -> Evaluation:
         """The formulation's loss and gradient at every input, in one batch."""
-        with pinned(self.keras):
+        with pinned(self.uses_keras):
             fn = adapt(loss_function(formulation), formulation.native_domain, domain)
             x = tf.constant(self._shape(exact_array(inputs, dtype)))
             y = tf.constant(self._shape(exact_array(np.full(len(inputs), label), dtype)))
             try:
-                return _run(fn, x, y, self.dtype_changes if self.keras else None)
+                return _run(fn, x, y, self.dtype_changes if self.uses_keras else None)
             except BaseException as exc:  # noqa: BLE001 - the formulation's own failure is a finding, not a crash
                 if not its_own_failure(exc):
                     raise
@@ -218,7 +216,7 @@ class KerasEngine(TensorFlowEngine):
     another) is audited as it is, and the change recorded in the provenance."""
 
     name = "keras"
-    keras = True
+    uses_keras = True
 
     def _shape(self, values: np.ndarray) -> np.ndarray:
         return values.reshape(-1, 1)
