@@ -173,7 +173,7 @@ def audit(
 
     formulations: built-in or installed names, targets (``"losses.py:bce@logits"``, run in a
         sandbox process like --impl), or Python callables decorated with
-        ``@bce_audit.formulation(domain=...)`` (run here); default every built-in.
+        ``@bce_audit.formulation(domain=...)`` (run here); default the built-ins that need no extra.
     dtypes, domain ("logits", "probabilities" or "both"), labels, range ("LO:HI" or (lo, hi)),
         points, sampling ("bits" or "exhaustive"), seed, ulp_threshold: as the flags of
         `bce-audit sweep`, with the same defaults.

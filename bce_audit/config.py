@@ -44,6 +44,7 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str,
     "target": str,
     "domain": str,
+    "engine": str,
     "parameters": dict,
     "reference": str,  # the member of the BCE family it implements (bce_audit.reference)
 }

@@ -53,6 +53,11 @@ class UsageError(BceAuditError):
     exit_code = ExitCode.USAGE
 
 
+class MissingExtra(UsageError):
+    """A selected formulation needs a framework that is not installed (JAX, TensorFlow, Keras);
+    the message names the pip command that installs it."""
+
+
 class OutputsNotWritten(UsageError):
     """Writing the outputs failed; the message says why and which outputs were written."""
 

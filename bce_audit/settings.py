@@ -34,10 +34,10 @@ MAX_POINTS = 10_000_000
 MAX_LABELS = 1_000
 
 
-def _all_formulations() -> tuple[str, ...]:
-    from bce_audit.formulations.builtins import DEFAULT_SET
+def _default_formulations() -> tuple[str, ...]:
+    from bce_audit.formulations.builtins import DEFAULT
 
-    return DEFAULT_SET  # the BCE family's other built-ins are there to be selected
+    return DEFAULT  # the family's other members and the other engines' built-ins are selected by name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Settings:
         (``--param gamma=0,0.5,2``): every formulation that takes it runs once per value.
     """
 
-    formulations: tuple[str, ...] = dataclasses.field(default_factory=_all_formulations)
+    formulations: tuple[str, ...] = dataclasses.field(default_factory=_default_formulations)
     dtypes: tuple[DType, ...] = tuple(DType)
     domains: tuple[Domain, ...] = tuple(Domain)
     labels: tuple[float, ...] = DEFAULT_LABELS

@@ -46,6 +46,16 @@ class Domain(ParsableEnum):
         return "probs" if self is Domain.PROBABILITIES else self.value
 
 
+class EngineName(ParsableEnum):
+    """The framework that evaluates a formulation and its gradient (``engines/``): torch is a
+    dependency, the others are extras (``pip install 'bce-audit[jax]'``)."""
+
+    TORCH = "torch"
+    JAX = "jax"
+    TENSORFLOW = "tensorflow"
+    KERAS = "keras"
+
+
 class Quantity(ParsableEnum):
     """The loss, or its derivative by the swept input."""
 

@@ -1040,7 +1040,7 @@ def test_a_broken_entry_point_is_listed_with_its_error(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     ok = next(line for line in lines if line.startswith("acme-ok "))
-    assert ok.split()[:4] == ["acme-ok", "logits", "entry", "point"] and "(acme-losses 0.3)" in ok
+    assert ok.split()[:5] == ["acme-ok", "logits", "torch", "entry", "point"] and "(acme-losses 0.3)" in ok
     broken = next(line for line in lines if line.startswith("acme-broken "))
     assert "acme is broken" in broken
     assert "ignored: the built-in 'naive' has this name" in proc.stdout

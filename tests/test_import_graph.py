@@ -122,3 +122,57 @@ def test_matplotlib_only_in_the_plots():
     top_level = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top_level |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
     assert not any(m.startswith("matplotlib") for m in top_level)
+
+
+# The optional frameworks (extras), and the only modules that may import each.
+EXTRA_FRAMEWORKS = {
+    "jax": {"bce_audit.engines.jax_engine", "bce_audit.engines.jax_builtins"},
+    "jaxlib": set(),
+    "optax": {"bce_audit.engines.jax_builtins"},
+    "tensorflow": {"bce_audit.engines.tensorflow_engine", "bce_audit.engines.tensorflow_builtins"},
+    "keras": {"bce_audit.engines.tensorflow_engine"},
+    "ml_dtypes": {"bce_audit.engines.common"},
+}
+
+
+def test_each_extra_framework_only_in_its_own_engine():
+    for framework, allowed in EXTRA_FRAMEWORKS.items():
+        assert _importers(framework) == allowed, framework
+
+
+def test_help_and_the_default_sweep_import_no_extra_framework(tmp_path):
+    """`bce-audit --help`, then a (small) default sweep, in one fresh process: neither imports JAX,
+    TensorFlow, Keras or optax, installed or not."""
+    frameworks = sorted(EXTRA_FRAMEWORKS)
+    code = (
+        "import sys\n"
+        "from bce_audit.cli import main\n"
+        "def run(args):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code in (0, None), exc.code\n"
+        "run(['--help'])\n"
+        f"print('help', sorted(m for m in {frameworks!r} if m in sys.modules))\n"
+        f"run(['sweep', '-d', 'float16', '--points', '20', '-y', '0', '--csv', {str(tmp_path / 's.csv')!r}])\n"
+        f"print('sweep', sorted(m for m in {frameworks!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600, env=_env(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("help ", "sweep "))]
+    assert lines == ["help []", "sweep []"]
+    # and the sweep was the default set: every formulation that needs no extra, none that does
+    import csv
+
+    from bce_audit.formulations.builtins import DEFAULT
+
+    with open(tmp_path / "s.csv", newline="", encoding="utf-8") as f:
+        assert list(dict.fromkeys(row["formulation"] for row in csv.DictReader(f))) == list(DEFAULT)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "BCE_AUDIT_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "100"}

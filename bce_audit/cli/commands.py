@@ -81,12 +81,12 @@ def list_command(impl: tuple[str, ...], config_path: Path | None, timeout: float
     config, source = load_config(config_path)
     with Sandbox(timeout_option(timeout, config)) as box:
         rows: list[list[Any]] = [
-            [row.name, row.domain, row.source, row.reference, row.definition]
+            [row.name, row.domain, row.engine, row.source, row.reference, row.definition]
             for row in catalogue(impl, config.get("formulations"), source, box)
         ]
     out = stdout()
     width = report_width()
-    keys = [Column("name"), Column("native domain"), Column("source"), Column("reference")]
+    keys = [Column("name"), Column("native domain"), Column("engine"), Column("source"), Column("reference")]
     for line in table(keys, [Column("definition")], rows, width):
         out.print(line)
     out.print()

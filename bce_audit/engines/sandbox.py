@@ -471,7 +471,12 @@ def _serve(
         except UsageError as exc:
             return {"usage_error": str(exc)}, b""
         loaded[key] = formulation
-        return {"name": done.name, "domain": str(done.domain), "formula": formulation.formula}, b""
+        return {
+            "name": done.name,
+            "domain": str(done.domain),
+            "formula": formulation.formula,
+            "engine": formulation.engine,
+        }, b""
     if header["op"] == "evaluate":
         from bce_audit.vocabulary import Domain, DType
 

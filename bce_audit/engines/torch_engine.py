@@ -7,18 +7,15 @@ the caller or a user's function left behind.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
 import platform
-import signal
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from bce_audit.engines.common import contained, implementation, its_own_failure
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
 from bce_audit.errors import describe
@@ -33,44 +30,14 @@ def torch_dtype(dtype: DType) -> torch.dtype:
     return result
 
 
-def _contained(fn: Callable[..., Any], parameters: dict[str, Any]) -> Loss:
-    """``loss(x, y)`` calling someone else's function: its prints go to stderr (never into a
-    report on stdout), and sys.exit() is an error of that function, not the end of the audit."""
-
-    def loss(x: torch.Tensor, y: torch.Tensor) -> Any:
-        with contextlib.redirect_stdout(sys.stderr):
-            try:
-                return fn(x, y, **parameters)
-            except SystemExit as exc:  # not an Exception: it would end the whole audit
-                raise RuntimeError(f"the function called sys.exit({exc.code!r})") from None
-
-    return loss
-
-
-@functools.cache
-def _implementation(reference: str) -> Callable[..., Any]:
-    module, _, name = reference.partition(":")
-    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    return function
-
-
 def loss_function(formulation: Formulation) -> Loss:
     """``loss(x, y)`` for a formulation that runs in this process, its parameters bound."""
     parameters = dict(formulation.parameters)
     if formulation.implementation is not None:  # a built-in: our own code
-        return functools.partial(_implementation(formulation.implementation), **parameters)
+        return functools.partial(implementation(formulation.implementation), **parameters)
     if formulation.function is not None:
-        return _contained(formulation.function, parameters)
+        return contained(formulation.function, parameters)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
-
-
-def _its_own_failure(exc: BaseException) -> bool:
-    """Whether an exception out of a formulation's forward or backward pass is its failure (error
-    rows) rather than the end of the run: anything but a Ctrl-C the user typed. Where SIGINT is
-    ignored (the sandbox), no Ctrl-C can arrive, so a KeyboardInterrupt was raised by the code."""
-    if isinstance(exc, KeyboardInterrupt):
-        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    return True
 
 
 def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
@@ -129,7 +96,7 @@ class TorchEngine:
             try:
                 return _run(fn, x, y, tdtype)
             except BaseException as exc:  # noqa: BLE001 - the formulation's own failure is a finding, not a crash
-                if not _its_own_failure(exc):
+                if not its_own_failure(exc):
                     raise
                 nan = np.full(len(inputs), np.nan)
                 return Evaluation(nan, nan.copy(), error=describe(exc))  # one line: reports, cells

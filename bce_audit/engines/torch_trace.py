@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bce_audit.engines.torch_engine import _its_own_failure, adapt, loss_function, torch_dtype
+from bce_audit.engines.common import its_own_failure
+from bce_audit.engines.torch_engine import adapt, loss_function, torch_dtype
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
 from bce_audit.errors import describe
 from bce_audit.explanation.interface import BATCH_BLOCK, Layout, Operand, OperandKind, Phase, Trace, TracedOp
@@ -144,7 +145,7 @@ def _run(
         with recorder:
             (grad,) = torch.autograd.grad(loss, x, grad_outputs=torch.ones_like(loss))
     except BaseException as exc:  # noqa: BLE001 - the formulation's failure is part of the explanation
-        if not _its_own_failure(exc):
+        if not its_own_failure(exc):
             raise
         error = describe(exc)
     traces = []

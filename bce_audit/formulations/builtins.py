@@ -1,11 +1,16 @@
-"""The built-in formulations: what each computes, in which domain, with which parameters.
+"""The built-in formulations: what each computes, in which domain and engine, with which parameters.
 
-Adding one is one entry in ``BUILTINS`` and its function in ``engines/torch_builtins.py``. Each
-takes ``(x, y)`` tensors of the dtype under test in its native domain, and its parameters as
-keywords (the defaults below are the only ones), and returns the elementwise loss. Each declares
-the member of the BCE family it implements (``bce_audit.reference``): its figures are measured
-against that member at its parameters. ``DEFAULT_SET`` is what a sweep audits when nothing is
-selected; the family's other members are there to be selected.
+Adding one is one entry in ``BUILTINS`` and its function in its engine's built-ins module
+(``engines/torch_builtins.py``, ``engines/jax_builtins.py``, ``engines/tensorflow_builtins.py``).
+Each takes ``(x, y)`` arrays of its framework in the dtype under test, in its native domain, and
+its parameters as keywords (the defaults below are the only ones), and returns the elementwise
+loss. Each declares the member of the BCE family it implements (``bce_audit.reference``): its
+figures are measured against that member at its parameters.
+
+A sweep that selects nothing audits ``DEFAULT``: plain BCE's torch formulations, whose figures are
+the ones every earlier version reported. The family's other members, and the built-ins of the
+other engines (JAX, TensorFlow and Keras are extras), are there to be selected, so the default
+sweep's figures depend neither on them nor on which extras are installed.
 """
 
 from __future__ import annotations
@@ -20,17 +25,30 @@ CLIP_EPSILON = 1e-7
 # The usual softplus threshold (PyTorch's F.softplus uses 20 as well).
 SOFTPLUS_THRESHOLD = 20.0
 
-_CODE = "bce_audit.engines.torch_builtins"
+# engine -> the module that holds its built-ins' code
+_CODE = {
+    "torch": "bce_audit.engines.torch_builtins",
+    "jax": "bce_audit.engines.jax_builtins",
+    "tensorflow": "bce_audit.engines.tensorflow_builtins",
+    "keras": "bce_audit.engines.tensorflow_builtins",
+}
 
 
 def _builtin(
-    name: str, domain: Domain, formula: str, function: str, reference: Member | None = None, **parameters: Scalar
+    name: str,
+    domain: Domain,
+    formula: str,
+    function: str,
+    reference: Member | None = None,
+    engine: str = "torch",
+    **parameters: Scalar,
 ) -> Formulation:
     return Formulation(
         name,
         domain,
         formula,
-        implementation=f"{_CODE}:{function}",
+        engine=engine,
+        implementation=f"{_CODE[engine]}:{function}",
         parameters=tuple(parameters.items()),
         reference_member=reference,
     )
@@ -54,7 +72,12 @@ BUILTINS: dict[str, Formulation] = {
             "softplus_threshold",
             threshold=SOFTPLUS_THRESHOLD,
         ),
-        _builtin("max-abs", Domain.LOGITS, "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))", "max_abs"),
+        _builtin(
+            "max-abs",
+            Domain.LOGITS,
+            "clamp_min(z, 0) - y*z + log1p(exp(-abs(z)))  (differentiated by torch autograd)",
+            "max_abs",
+        ),
         _builtin(
             "torch-bce",
             Domain.PROBABILITIES,
@@ -104,12 +127,48 @@ BUILTINS: dict[str, Formulation] = {
             smoothing=0.1,
             convention="keras",
         ),
+        # the other engines' built-ins (extras), measured against plain BCE
+        _builtin(
+            "optax-sigmoid-bce",
+            Domain.LOGITS,
+            "optax.sigmoid_binary_cross_entropy(z, y)  (-y*log_sigmoid(z) - (1-y)*log_sigmoid(-z))",
+            "optax_sigmoid_bce",
+            engine="jax",
+        ),
+        _builtin(
+            "jax-logsigmoid",
+            Domain.LOGITS,
+            "-(y*jax.nn.log_sigmoid(z) + (1-y)*jax.nn.log_sigmoid(-z))",
+            "jax_logsigmoid",
+            engine="jax",
+        ),
+        _builtin(
+            "tf-sigmoid-ce",
+            Domain.LOGITS,
+            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)  (max-abs's formula via tf.where)",
+            "tf_sigmoid_ce",
+            engine="tensorflow",
+        ),
+        _builtin(
+            "keras-bce",
+            Domain.PROBABILITIES,
+            "keras.losses.binary_crossentropy(y, p)  "
+            f"(TF backend: naive after p = clip(p, {CLIP_EPSILON:g}, 1-{CLIP_EPSILON:g}))",
+            "keras_bce",
+            engine="keras",
+        ),
+        _builtin(
+            "keras-bce-logits",
+            Domain.LOGITS,
+            "keras.losses.binary_crossentropy(y, z, from_logits=True)  (TF backend: as tf-sigmoid-ce)",
+            "keras_bce_logits",
+            engine="keras",
+        ),
     )
 }
 
-# What a sweep audits when nothing is selected: plain BCE's formulations (their figures are the
-# ones every earlier version reported).
-DEFAULT_SET: tuple[str, ...] = (
+# What a sweep that selects nothing audits: plain BCE's torch formulations.
+DEFAULT: tuple[str, ...] = (
     "naive",
     "clipped",
     "softplus-threshold",

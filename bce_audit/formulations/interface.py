@@ -24,7 +24,7 @@ class Formulation:
     native_domain: what its first argument is (logits or probabilities); fed the other domain, the
         engine converts first (sigmoid or logit), and the conversion is part of the audit.
     formula: the one-line definition `bce-audit list` and the reports show.
-    engine: the framework that evaluates it (``torch``).
+    engine: the framework that evaluates it (an ``EngineName``: torch, jax, tensorflow, keras).
     implementation: ``module:function`` of a built-in's code, run in bce-audit's process.
     function: a callable given to the Python API, run in the caller's process.
     spec: a user's target (--impl, a config table, an entry point), run only in the sandbox.
@@ -96,9 +96,11 @@ class UserFormulationSpec:
     builtin: the target is a built-in's name (a config table that runs it with other parameters).
     reference: the member of the BCE family the function implements (a config table's
         ``reference`` key), its parameters taken from ``parameters``; None: plain BCE.
+    engine: the framework that evaluates it (the config's ``engine``, else the decorator's, else
+        torch; None until ``complete`` reads it).
 
-    Only name, target, domain, parameters and reference identify a spec (and go into the
-    settings' dict, the reference only when given).
+    Only name, target, domain, parameters, the reference (when given) and an engine other than
+    torch identify a spec (and go into the settings' dict).
     """
 
     name: str | None
@@ -111,6 +113,7 @@ class UserFormulationSpec:
     formula: str | None = dataclasses.field(default=None, compare=False)
     builtin: bool = dataclasses.field(default=False, compare=False)
     reference: Member | None = None
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         if self.reference is not None:  # the member and its parameters, checked once here
@@ -124,13 +127,16 @@ class UserFormulationSpec:
         return self.builtin
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "name": self.name,
             "target": self.target,
             "domain": None if self.domain is None else str(self.domain),
             "parameters": dict(self.parameters),
             **({} if self.reference is None else {"reference": str(self.reference)}),
         }
+        if self.engine not in (None, "torch"):  # a torch formulation's settings read as before engines
+            found["engine"] = self.engine
+        return found
 
     def to_wire(self) -> dict[str, Any]:
         """Every field as JSON data: how a spec travels to the sandbox process."""
@@ -142,6 +148,7 @@ class UserFormulationSpec:
             "base_dir": self.base_dir,
             "formula": self.formula,
             "builtin": self.builtin,
+            "engine": self.engine,
         }
 
     @classmethod
@@ -158,6 +165,7 @@ class UserFormulationSpec:
             formula=data["formula"],
             builtin=bool(data["builtin"]),
             reference=None if data.get("reference") is None else Member(data["reference"]),
+            engine=data.get("engine"),
         )
 
 

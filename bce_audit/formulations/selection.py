@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
-from bce_audit.formulations.builtins import BUILTINS, DEFAULT_SET, get_formulation
+from bce_audit.formulations.builtins import BUILTINS, DEFAULT, get_formulation
 from bce_audit.formulations.interface import Formulation, Origin, Scalar, UserFormulationSpec
 from bce_audit.formulations.user import (
     NAME_PATTERN,
@@ -56,9 +56,9 @@ class Selection:
 
     @classmethod
     def default(cls) -> Selection:
-        """The default built-ins (``DEFAULT_SET``), nothing else: what a sweep audits when nothing
+        """The default built-ins (``DEFAULT``), nothing else: what a sweep audits when nothing
         is selected."""
-        return cls(DEFAULT_SET)
+        return cls(DEFAULT)
 
 
 def select_formulations(
@@ -153,6 +153,7 @@ class CatalogueEntry:
 
     name: str
     domain: str
+    engine: str
     source: str
     definition: str
     reference: str = "bce"  # the key of the reference it is measured against (bce_audit.reference)
@@ -168,25 +169,27 @@ def catalogue(
     or config target is a usage error, as it is for a sweep.
     """
     rows = [
-        CatalogueEntry(f.name, str(f.native_domain), str(Origin.BUILTIN), f.formula, f.reference.key)
+        CatalogueEntry(f.name, str(f.native_domain), f.engine, str(Origin.BUILTIN), f.formula, f.reference.key)
         for f in BUILTINS.values()
     ]
     for ep, ignored in installed_entry_points():
         name, source = ep.name, f"{Origin.ENTRY_POINT} ({distribution(ep)})"
         if ignored is not None:
-            rows.append(CatalogueEntry(name, "-", source, ignored, "-"))
+            rows.append(CatalogueEntry(name, "-", "-", source, ignored, "-"))
             continue
         try:
             f = load(complete(entry_point_spec(ep), sandbox))
         except UsageError as exc:
-            rows.append(CatalogueEntry(name, "?", source, f"error: {exc}", "?"))
+            rows.append(CatalogueEntry(name, "?", "?", source, f"error: {exc}", "?"))
             continue
-        rows.append(CatalogueEntry(name, str(f.native_domain), source, f.formula, f.reference.key))
+        rows.append(CatalogueEntry(name, str(f.native_domain), f.engine, source, f.formula, f.reference.key))
     selected = select_formulations((), impl_targets, config_items, config_source, sandbox)
     for spec in selected.user:
         assert spec.name is not None  # completed
         f = load(spec)
-        rows.append(CatalogueEntry(spec.name, str(f.native_domain), str(spec.origin), f.formula, f.reference.key))
+        rows.append(
+            CatalogueEntry(spec.name, str(f.native_domain), f.engine, str(spec.origin), f.formula, f.reference.key)
+        )
     return rows
 
 

@@ -34,7 +34,7 @@ from bce_audit.errors import UsageError, describe, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.interface import Formulation, Loader, Origin, Scalar, UserFormulationSpec
 from bce_audit.reference import Member, Reference
-from bce_audit.vocabulary import Domain
+from bce_audit.vocabulary import Domain, EngineName
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.metadata import EntryPoint
@@ -50,6 +50,7 @@ ENTRY_POINT_GROUP = "bce_audit.formulations"
 DOMAIN_ATTR = "__bce_audit_domain__"
 NAME_ATTR = "__bce_audit_name__"
 FORMULA_ATTR = "__bce_audit_formula__"
+ENGINE_ATTR = "__bce_audit_engine__"
 
 # A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
@@ -62,17 +63,37 @@ _TARGET_FORMS = "not of the form MODULE:FUNCTION or FILE.py:FUNCTION (optionally
 
 
 @overload
-def formulation(fn: _F, /, *, domain: str | None = None, name: str | None = None, formula: str | None = None) -> _F: ...
+def formulation(
+    fn: _F,
+    /,
+    *,
+    domain: str | None = None,
+    name: str | None = None,
+    formula: str | None = None,
+    engine: str | None = None,
+) -> _F: ...
 
 
 @overload
 def formulation(
-    fn: None = None, /, *, domain: str | None = None, name: str | None = None, formula: str | None = None
+    fn: None = None,
+    /,
+    *,
+    domain: str | None = None,
+    name: str | None = None,
+    formula: str | None = None,
+    engine: str | None = None,
 ) -> Callable[[_F], _F]: ...
 
 
 def formulation(
-    fn: _F | None = None, /, *, domain: str | None = None, name: str | None = None, formula: str | None = None
+    fn: _F | None = None,
+    /,
+    *,
+    domain: str | None = None,
+    name: str | None = None,
+    formula: str | None = None,
+    engine: str | None = None,
 ) -> _F | Callable[[_F], _F]:
     """Mark a loss function for bce-audit; it only sets attributes, the function is unchanged.
 
@@ -80,6 +101,9 @@ def formulation(
         ``@probabilities`` suffix on the target, or ``domain`` in the config, wins over it.
     name: the name it is reported under (default: the function's name in the target).
     formula: a one-line definition shown by ``bce-audit list``.
+    engine: the framework the function is written in: ``"torch"`` (the default), ``"jax"``,
+        ``"tensorflow"`` or ``"keras"``; it is called with that framework's arrays and
+        differentiated by it. ``engine`` in the config wins over it.
 
     Use it as ``@formulation(domain="logits")`` (or bare, ``@formulation``, which marks nothing).
     """
@@ -102,6 +126,11 @@ def formulation(
         marks[NAME_ATTR] = name
     if formula is not None:
         marks[FORMULA_ATTR] = str(formula)
+    if engine is not None:
+        try:
+            marks[ENGINE_ATTR] = str(EngineName.parse(str(engine), "engine"))
+        except UsageError as exc:
+            raise ValueError(f"@formulation: {exc}") from None
 
     def mark(f: _F) -> _F:
         for attr, value in marks.items():
@@ -167,9 +196,18 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
     name = table.get("name")
     parameters = tuple(table.get("parameters", {}).items())
     domain: Domain | None
+    engine = None
+    if "engine" in table:
+        try:
+            engine = str(EngineName.parse(table["engine"], "engine"))
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
     if target in BUILTINS:
         if "domain" in table:
             raise UsageError(f"{where}: a built-in has its own domain; drop the domain key")
+        if engine is not None and engine != BUILTINS[target].engine:
+            raise UsageError(f"{where}: {target} runs in {BUILTINS[target].engine}; drop the engine key")
+        engine = BUILTINS[target].engine
         domain = BUILTINS[target].native_domain
     else:
         if ":" not in target and not _is_file(target.partition("@")[0]):  # meant a built-in's name
@@ -195,7 +233,16 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
     try:  # the member of the BCE family it implements, checked with its parameters
         reference = Member.parse(table["reference"], "reference") if "reference" in table else None
         return UserFormulationSpec(
-            name, target, domain, parameters, Origin.CONFIG, where, base_dir, builtin=builtin, reference=reference
+            name,
+            target,
+            domain,
+            parameters,
+            Origin.CONFIG,
+            where,
+            base_dir,
+            builtin=builtin,
+            reference=reference,
+            engine=engine,
         )
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -391,7 +438,9 @@ def complete(spec: UserFormulationSpec, sandbox: Loader) -> UserFormulationSpec:
     if spec.is_builtin:
         return complete_here(spec)
     info = sandbox.describe(spec)
-    return dataclasses.replace(spec, name=info["name"], domain=Domain(info["domain"]), formula=info["formula"])
+    return dataclasses.replace(
+        spec, name=info["name"], domain=Domain(info["domain"]), formula=info["formula"], engine=info["engine"]
+    )
 
 
 def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Scalar], ...]:
@@ -422,7 +471,9 @@ def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
         _builtin_parameters(spec)
         builtin = BUILTINS[spec.target]
         formula = builtin.formula + (f"  with {_parameters_text(spec.parameters)}" if spec.parameters else "")
-        return dataclasses.replace(spec, name=spec.name or spec.target, formula=formula)
+        return dataclasses.replace(
+            spec, name=spec.name or spec.target, formula=formula, engine=BUILTINS[spec.target].engine
+        )
     fn = load_function(spec, pin)
     name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
     domain = spec.domain
@@ -446,7 +497,19 @@ def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
     formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or spec.target
     if spec.parameters:
         formula += f"  with {_parameters_text(spec.parameters)}"
-    return dataclasses.replace(spec, name=name, domain=domain, formula=formula)
+    engine = spec.engine or _declared_engine(fn, spec.where)
+    return dataclasses.replace(spec, name=name, domain=domain, formula=formula, engine=engine)
+
+
+def _declared_engine(fn: object, where: str) -> str:
+    """The engine ``@formulation(engine=...)`` declared on ``fn``, else torch."""
+    declared = getattr(fn, ENGINE_ATTR, None)
+    if declared is None:
+        return str(EngineName.TORCH)
+    try:
+        return str(EngineName.parse(str(declared), "engine"))
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _parameters_text(parameters: tuple[tuple[str, Scalar], ...]) -> str:
@@ -462,8 +525,15 @@ def load(spec: UserFormulationSpec) -> Formulation:
     if spec.is_builtin:
         builtin = BUILTINS[spec.target]
         return dataclasses.replace(builtin, name=spec.name, formula=spec.formula, parameters=_builtin_parameters(spec))
+    engine = spec.engine or str(EngineName.TORCH)
     return Formulation(
-        spec.name, spec.domain, spec.formula, spec=spec, parameters=spec.parameters, reference_member=spec.reference
+        spec.name,
+        spec.domain,
+        spec.formula,
+        engine=engine,
+        spec=spec,
+        parameters=spec.parameters,
+        reference_member=spec.reference,
     )
 
 
@@ -474,7 +544,10 @@ def load_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> F
     fn = load_function(spec, pin)
     if spec.name is None or spec.domain is None:
         raise UsageError(f"{spec.where or spec.target}: not completed (name and domain unknown)")
-    return Formulation(spec.name, spec.domain, spec.formula or spec.target, function=fn, parameters=spec.parameters)
+    engine = spec.engine or _declared_engine(fn, spec.where)
+    return Formulation(
+        spec.name, spec.domain, spec.formula or spec.target, engine=engine, function=fn, parameters=spec.parameters
+    )
 
 
 def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
@@ -496,7 +569,8 @@ def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
     if not NAME_PATTERN.match(name):
         raise UsageError(f"{label}: name {name!r} must be {_NAME_RULE}; give one with @formulation(name=...)")
     formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or label
-    return Formulation(name, Domain.parse(str(declared), "domain"), formula, function=fn)
+    engine = _declared_engine(fn, label)
+    return Formulation(name, Domain.parse(str(declared), "domain"), formula, engine=engine, function=fn)
 
 
 def _first_doc_line(fn: object) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from bce_audit.engines import get_engine
+from bce_audit.engines import get_engine, require
 from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
@@ -141,6 +141,8 @@ def run_sweep(
     # each formulation, once per value of a swept parameter it takes (--param)
     runs = parameter_variants(resolve(settings.selection, settings.functions), settings.parameter_sweep)
     formulations = [f for f, _ in runs]
+    for formulation in dict.fromkeys(formulations):  # a missing framework (an extra) is a usage error, before any work
+        require(formulation.engine, f"formulation {formulation.name!r}")
     cases: list[CaseResult] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
     # uses the label users actually get.

@@ -98,18 +98,28 @@ def test_python_m_version():
     assert "Traceback" not in proc.stderr
 
 
-def test_list_shows_every_formulation_and_its_domain():
+def test_list_shows_every_formulation_its_domain_its_engine_and_its_reference():
+    from bce_audit.formulations.builtins import BUILTINS
+
     result = runner().invoke(main, ["list"], env={"COLUMNS": "400"})  # wide enough for one table
     assert_exit(result, 0)
     assert len(NATIVE_DOMAIN) == 7
-    rows, references = {}, {}
-    for name, domain, source, reference, _definition in table_rows(result.stdout, "name"):
+    rows, engines, references = {}, {}, {}
+    for name, domain, engine, source, reference, _definition in table_rows(result.stdout, "name"):
         assert source == "built-in", name
         rows[name] = domain
+        engines[name] = engine
         references[name] = reference
-    assert rows == {**NATIVE_DOMAIN, **dict.fromkeys(FAMILY_BUILTINS, "logits")}, result.stdout
+    # the default set (torch) first, then the family's members and the other engines' built-ins
+    assert {n: rows[n] for n in NATIVE_DOMAIN} == NATIVE_DOMAIN, result.stdout
+    assert {n: rows[n] for n in FAMILY_BUILTINS} == dict.fromkeys(FAMILY_BUILTINS, "logits")
+    assert list(rows) == list(BUILTINS)
+    assert engines == {name: f.engine for name, f in BUILTINS.items()}
+    assert {engines[n] for n in NATIVE_DOMAIN} == {"torch"}
+    assert set(engines.values()) == {"torch", "jax", "tensorflow", "keras"}
     # the default set is measured against plain BCE, the family's members against their own
-    assert references == {**dict.fromkeys(NATIVE_DOMAIN, "bce"), **FAMILY_BUILTINS}
+    assert {n: references[n] for n in NATIVE_DOMAIN} == dict.fromkeys(NATIVE_DOMAIN, "bce")
+    assert {n: references[n] for n in FAMILY_BUILTINS} == FAMILY_BUILTINS
     # what every figure is measured against is said where the formulations are listed
     assert "reference: the exact function each formulation is measured against" in " ".join(result.stdout.split())
     assert "bce is plain, unweighted BCE at the label given" in " ".join(result.stdout.split())

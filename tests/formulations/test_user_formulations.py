@@ -301,8 +301,14 @@ def test_decorator_name_and_list(in_tmp):
     assert_exit(result, 0)
     rows = {cells[0]: cells[1:] for cells in table_rows(result.stdout, "name")}
     assert list(rows)[:7] == BUILTINS
-    assert rows["decorated-bce"] == ["logits", "--impl", "bce", "softplus(z) - y*z"]  # the decorator's formula
-    assert rows["plain"] == ["logits", "--impl", "bce", "binary_cross_entropy_with_logits, undecorated."]  # docstring
+    assert rows["decorated-bce"] == ["logits", "torch", "--impl", "bce", "softplus(z) - y*z"]  # the decorator's formula
+    assert rows["plain"] == [
+        "logits",
+        "torch",
+        "--impl",
+        "bce",
+        "binary_cross_entropy_with_logits, undecorated.",
+    ]  # docstring
 
 
 # --------------------------------------------------------------------------- parameters
@@ -764,7 +770,7 @@ def test_entry_points_are_not_in_the_default_set(installed):
 
 
 def _list_rows(*args: str) -> list[list[str]]:
-    """The rows of `bce-audit list`, each [name, domain, source, reference, definition]."""
+    """The rows of `bce-audit list`, each [name, domain, engine, source, reference, definition]."""
     result = runner().invoke(main, ["list", *args], env={"COLUMNS": "400"})
     assert_exit(result, 0)
     return table_rows(result.stdout, "name")
@@ -772,8 +778,8 @@ def _list_rows(*args: str) -> list[list[str]]:
 
 def test_list_shows_entry_points_and_their_source(installed):
     rows = {}
-    for name, *cells in _list_rows():
-        rows.setdefault(name, []).append(cells)
+    for name, domain, _engine, *cells in _list_rows():
+        rows.setdefault(name, []).append([domain, *cells])
     source = "entry point (fake-bce-losses 1.2)"
     assert rows["fake-bce"] == [["logits", source, "bce", "softplus(z) - y*z"]]
     assert rows["fake-probs"][0][:2] == ["probabilities", source]
@@ -795,7 +801,7 @@ def test_entry_point_with_a_taken_name_is_listed_as_ignored(installed, tmp_path)
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-bce\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[bce_audit.formulations]\nfake-bce = {installed}:probs\n")
-    rows = [cells for cells in _list_rows() if cells[0] == "fake-bce"]
+    rows = [[name, domain, *rest] for name, domain, _engine, *rest in _list_rows() if name == "fake-bce"]
     assert len(rows) == 2
     used, ignored = sorted(rows, key=lambda r: r[4].startswith("ignored"))
     assert ignored[1] == "-" and ignored[4].startswith("ignored: the entry point of ")

@@ -1,0 +1,115 @@
+"""What every engine shares: calling someone else's function safely, finding a built-in's code,
+telling a formulation's failure from the user's Ctrl-C, the exact numpy array of a dtype, and
+whether an optional framework is installed.
+
+No framework is imported here (``ml_dtypes`` only where bfloat16 is asked for), so the
+registry can check for a missing extra before any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from bce_audit.engines.torch_state import NUMPY_ERRORS
+from bce_audit.errors import MissingExtra
+from bce_audit.vocabulary import DType
+
+
+def contained(fn: Callable[..., Any], parameters: dict[str, Any]) -> Callable[[Any, Any], Any]:
+    """``loss(x, y)`` calling someone else's function: its prints go to stderr (never into a
+    report on stdout), and sys.exit() is an error of that function, not the end of the audit."""
+
+    def loss(x: Any, y: Any) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                return fn(x, y, **parameters)
+            except SystemExit as exc:  # not an Exception: it would end the whole audit
+                raise RuntimeError(f"the function called sys.exit({exc.code!r})") from None
+
+    return loss
+
+
+@functools.cache
+def implementation(reference: str) -> Callable[..., Any]:
+    """The function a built-in's ``module:function`` names."""
+    module, _, name = reference.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
+
+
+def its_own_failure(exc: BaseException) -> bool:
+    """Whether an exception out of a formulation's forward or backward pass is its failure (error
+    rows) rather than the end of the run: anything but a Ctrl-C the user typed. Where SIGINT is
+    ignored (the sandbox), no Ctrl-C can arrive, so a KeyboardInterrupt was raised by the code."""
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    return True
+
+
+def numpy_dtype(dtype: DType) -> np.dtype[Any]:
+    """The numpy dtype of a bce-audit dtype (bfloat16: ``ml_dtypes``', which JAX and TF share)."""
+    if dtype is DType.BFLOAT16:
+        import ml_dtypes
+
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
+    return np.dtype(dtype.value)
+
+
+@contextlib.contextmanager
+def numpy_errors() -> Iterator[None]:
+    """numpy's floating-point error handling at its defaults (as torch_state pins it), the
+    caller's given back on exit: the engines convert arrays with numpy."""
+    saved = np.seterr(**NUMPY_ERRORS)
+    try:
+        yield
+    finally:
+        np.seterr(**saved)
+
+
+def exact_array(values: np.ndarray, dtype: DType) -> np.ndarray:
+    """``values`` (float64, each a value of ``dtype``) as an array of ``dtype``: checked exact,
+    because a rounding here would audit another input than the one reported."""
+    converted = np.asarray(values, dtype=np.float64).astype(numpy_dtype(dtype))
+    back = converted.astype(np.float64)
+    same = (back == values) | (np.isnan(back) & np.isnan(values))
+    if not np.all(same) or not np.array_equal(np.signbit(back), np.signbit(values)):
+        raise ValueError(f"an input is not a {dtype} value: the grid must hold values of its dtype")
+    return converted
+
+
+# engine -> (the modules it needs, the extra that installs them)
+REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "torch": (("torch",), ""),
+    "jax": (("jax", "jaxlib", "optax", "ml_dtypes"), "jax"),
+    "tensorflow": (("tensorflow", "ml_dtypes"), "tensorflow"),
+    "keras": (("keras", "tensorflow", "ml_dtypes"), "keras"),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent missing, or sys.modules[module] set to None
+        return False
+
+
+def require(engine: str, who: str) -> None:
+    """A MissingExtra (exit 2, one line, the pip command) when ``engine``'s framework is not
+    installed; ``who`` names what needs it. Looks without importing anything."""
+    modules, extra = REQUIREMENTS[engine]
+    missing = [m for m in modules if not _installed(m)]
+    if missing and extra:
+        raise MissingExtra(
+            f"{who} runs in {engine}, which is not installed (no {', '.join(missing)}): "
+            f"pip install 'bce-audit[{extra}]'"
+        )
