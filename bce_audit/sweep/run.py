@@ -61,6 +61,7 @@ def grids(settings: Settings) -> Iterator[Grid]:
                 effective_sampling(settings, dtype),
                 settings.seed,
                 settings.logit_range,
+                labels=[round_float(float(y), dtype.format) for y in settings.labels],
             )
 
 
