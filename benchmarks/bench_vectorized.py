@@ -55,9 +55,9 @@ def main() -> None:
         xs = float32_points(args.points, 1, domain is Domain.PROBABILITIES)
         small = xs[: args.exact_points]
         n, m = len(xs) * len(labels), len(small) * len(labels)
-        t_truth = best(args.repeat, lambda: [truth(domain, xs, y, f32) for y in labels])
-        t_all = best(args.repeat, lambda: [estimate(domain, xs, y, NARROW) for y in labels])
-        t_exact = best(1, lambda: [evaluate_points(domain, small, y) for y in labels])
+        t_truth = best(args.repeat, lambda d=domain, v=xs: [truth(d, v, y, f32) for y in labels])
+        t_all = best(args.repeat, lambda d=domain, v=xs: [estimate(d, v, y, NARROW) for y in labels])
+        t_exact = best(1, lambda d=domain, v=small: [evaluate_points(d, v, y) for y in labels])
         unsettled = sum(int((~estimate(domain, xs, y, (f32,))[1]).sum()) for y in labels)
         v32, v_all, v_exact = n / t_truth, n / t_all, m / t_exact
         print(
