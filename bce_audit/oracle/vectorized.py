@@ -63,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 
 from bce_audit.floats import round_array_flagging_midpoints
-from bce_audit.vocabulary import Domain, DType, FloatFormat, Quantity
+from bce_audit.vocabulary import FLOAT64, Domain, DType, FloatFormat, Quantity
 
 # The formats this path rounds into (float64 is never settled here).
 NARROW: tuple[FloatFormat, ...] = (DType.FLOAT16.format, DType.BFLOAT16.format, DType.FLOAT32.format)
@@ -163,6 +163,14 @@ def estimate(
     """(values, settled): values (n, 2·len(formats)), the loss rounded into each format, then the
     gradient in each; settled (n,) bool, True where every one of them is proven. Unsettled rows
     hold no meaningful value. Inputs and labels must be float32 values (``ValueError`` if not)."""
+    values, settled, _ = _estimate(domain, inputs, labels, formats)
+    return values, settled
+
+
+def _estimate(
+    domain: Domain, inputs: np.ndarray, labels: float | np.ndarray, formats: tuple[FloatFormat, ...]
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+    """``estimate``, plus the float64 estimates of the loss and the gradient with their bounds."""
     x = np.ascontiguousarray(inputs, dtype=np.float64)
     y = np.broadcast_to(np.asarray(labels, dtype=np.float64), x.shape)
     for name, v in (("inputs", x), ("labels", y)):
@@ -184,23 +192,30 @@ def estimate(
             rounded, ok = _round_settled(quantity_estimate, fmt)
             values[:, k * len(formats) + j] = rounded
             settled &= ok
-    return values, settled
+    return values, settled, (estimates[0][:2], estimates[1][:2])
 
 
 def truth(
     domain: Domain, inputs: np.ndarray, labels: float | np.ndarray, fmt: FloatFormat
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """(loss, grad, exact): the truth rounded into ``fmt`` (float32 or narrower) at every point,
-    the unsettled ones from the exact path; ``exact`` counts those."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(loss, grad, loss64, grad64, exact): the truth rounded into ``fmt`` (float32 or narrower)
+    at every point, the unsettled ones from the exact path (``exact`` counts those); loss64 and
+    grad64 are float64 values within a relative 2^-46 of the exact ones (the estimates, where
+    their bound is that tight; the exact path's float64 truth elsewhere: for relative errors)."""
     from bce_audit.oracle.table import column, evaluate_points
 
     x = np.ascontiguousarray(inputs, dtype=np.float64)
     y = np.broadcast_to(np.asarray(labels, dtype=np.float64), x.shape)
-    values, settled = estimate(domain, x, y, (fmt,))
+    values, settled, ((loss64, loss_bound), (grad64, grad_bound)) = _estimate(domain, x, y, (fmt,))
     loss, grad = values[:, 0].copy(), values[:, 1].copy()
-    rest = np.flatnonzero(~settled)
+    loss64, grad64 = loss64.copy(), grad64.copy()
+    with np.errstate(invalid="ignore"):
+        tight = (loss_bound <= 2.0**-47 * np.abs(loss64)) & (grad_bound <= 2.0**-47 * np.abs(grad64))
+    rest = np.flatnonzero(~(settled & tight))
     if len(rest):
         rows = evaluate_points(domain, x[rest], np.ascontiguousarray(y[rest]))
         loss[rest] = rows[:, column(Quantity.LOSS, fmt)]
         grad[rest] = rows[:, column(Quantity.GRAD, fmt)]
-    return loss, grad, len(rest)
+        loss64[rest] = rows[:, column(Quantity.LOSS, FLOAT64)]
+        grad64[rest] = rows[:, column(Quantity.GRAD, FLOAT64)]
+    return loss, grad, loss64, grad64, len(rest)
