@@ -27,14 +27,14 @@ import math
 import numpy as np
 
 from bce_audit.figures import COUNTED_STATUSES, CaseFigures
-from bce_audit.sweep.metrics import ERROR_CAP, bits_of_error, point_status, ulp_error
+from bce_audit.sweep.metrics import ERROR_CAP, bits_of_error, status_codes, ulp_error
 from bce_audit.vocabulary import Domain, FloatFormat, Status
 
 # Most distinct ULP errors the p99 histogram keeps exactly (16 bytes each).
 HISTOGRAM_LIMIT = 1 << 22
 _SCALE = 2.0**-64  # applied to ULP errors before summing: no overflow for up to 2^63 points
-_STATUS_CODES = {s.value: i for i, s in enumerate(Status)}
 _STATUSES = list(Status)
+_COUNTED = [(s.value, s.severity) for s in COUNTED_STATUSES]
 
 
 class ErrorHistogram:
@@ -132,16 +132,18 @@ class CaseStream:
         self.centre_high_ok: bool | None = None  # ok at the first input >= centre
 
     def add(self, inputs: np.ndarray, output: np.ndarray, truth: np.ndarray, truth_f64: np.ndarray) -> np.ndarray:
-        """One chunk (inputs increasing, after every earlier chunk's); returns its statuses."""
+        """One chunk (inputs increasing, after every earlier chunk's); returns its status codes
+        (``metrics.status_codes``)."""
         n = len(inputs)
         if not n:
-            return np.empty(0, dtype=object)
+            return np.empty(0, dtype=np.int8)
         errs = ulp_error(output, truth, self.fmt)
-        status = point_status(output, truth, errs, self.threshold)
+        codes = status_codes(output, truth, errs, self.threshold)
         bits = bits_of_error(output, truth, self.fmt)
         self.points += n
-        for s in self.counts:
-            self.counts[s] += int(np.count_nonzero(status == s))
+        tally = np.bincount(codes, minlength=len(_STATUSES))
+        for value, code in _COUNTED:
+            self.counts[value] += int(tally[code])
         finite = errs[~np.isnan(errs)]
         if len(finite):
             self.max_ulp = max(self.max_ulp, float(finite.max()))
@@ -157,13 +159,10 @@ class CaseStream:
         k = int(np.argmax(bits))
         if bits[k] > self.worst_bits:  # strictly more: the first of equals wins
             self.worst_bits, self.worst_input = float(bits[k]), float(inputs[k])
-        self._stable(inputs, status == Status.OK.value)
+        self._stable(inputs, codes == Status.OK.severity)
         if self.runs is not None:
-            codes = np.zeros(n, dtype=np.int8)
-            for value, code in _STATUS_CODES.items():
-                codes[status == value] = code
             self.runs.add(inputs, codes)
-        return status
+        return codes
 
     def _stable(self, inputs: np.ndarray, ok: np.ndarray) -> None:
         if math.isnan(self.first_input):
