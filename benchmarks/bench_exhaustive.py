@@ -7,7 +7,8 @@ the time that rate gives for --range -20:20 and for every finite float32 (per fo
 label; a case pair loss + grad is one evaluation). An extrapolation, not a measurement: the rate
 depends little on the range (the oracle's exact path is rarely taken).
 Wall-clock seconds; the CPU time this process used is printed too (on a loaded machine the two
-differ). Torch may use more than one thread. Run: python benchmarks/bench_exhaustive.py [--range LO:HI] [--formulation NAME] [--label Y]
+differ). Torch may use more than one thread.
+Run: python benchmarks/bench_exhaustive.py [--range LO:HI] [--formulation NAME] [--label Y]
 """
 
 from __future__ import annotations
