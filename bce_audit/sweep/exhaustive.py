@@ -177,6 +177,8 @@ def exhaustive_cases(
             case.streams[Quantity.LOSS].add(xs, evaluation.finite.loss, loss, loss64)
             case.streams[Quantity.GRAD].add(xs, evaluation.finite.grad, grad, grad64)
         first = first and not len(xs)
+    if first:  # not one input (probabilities whose logits all fall outside the range)
+        raise UsageError(_empty_message(domain))
     cases: list[CaseResult] = []
     runs: dict[tuple[str, float, Quantity], list[tuple[float, float, Status]]] = {}
     for case in states:
@@ -220,7 +222,11 @@ def check_streamed(settings: Settings, keep_details: bool) -> None:
         )
     for domain, n in counts.items():
         if not n:
-            raise UsageError(
-                f"the range holds no float32 input on {domain}, so those cases would test nothing; "
-                "widen the range, or drop that dtype or domain"
-            )
+            raise UsageError(_empty_message(domain))
+
+
+def _empty_message(domain: Domain) -> str:
+    return (
+        f"the range holds no float32 input on {domain}, so those cases would test nothing; "
+        "widen the range, or drop that dtype or domain"
+    )

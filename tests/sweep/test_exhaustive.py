@@ -114,3 +114,15 @@ def test_an_exhaustive_float32_sweep_counts_the_band():
     assert loss.figures.points == count_inputs(Domain.LOGITS, (-104.0, -102.0))
     with pytest.raises(UsageError, match="details"):
         run_sweep(settings, keep_details=True)
+
+
+def test_a_range_without_inputs_is_a_usage_error():
+    settings = Settings(
+        formulations=("naive",),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.PROBABILITIES,),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(100.0, 104.0),  # sigmoid(100) rounds to 1 in float32: no probability inside
+    )
+    with pytest.raises(UsageError, match="no float32 input on probabilities"):
+        run_sweep(settings)
