@@ -103,7 +103,10 @@ def test_an_exhaustive_float32_sweep_counts_the_band():
         sampling=Sampling.EXHAUSTIVE,
         logit_range=(-104.0, -102.0),
     )
-    result = run_sweep(settings)
+    calls: list[tuple[int, int]] = []
+    result = run_sweep(settings, case_progress=lambda n, total: calls.append((n, total)))
+    # the progress bar: one evaluation per (chunk, label, formulation), and it ends full
+    assert sum(n for n, _ in calls) == calls[-1][1] == len(calls) >= 1
     loss = next(c for c in result.cases if c.quantity is Quantity.LOSS)
     assert loss.figures is not None
     # every float32 in about [-103.97, -102.87) gives 0 where the truth is the smallest subnormal
