@@ -46,7 +46,12 @@ def _mean(values: np.ndarray) -> float:
     is divided by the count first."""
     with np.errstate(over="ignore"):
         m = float(values.mean())
-    return float(np.sum(values / len(values))) if math.isinf(m) else m
+    if not math.isinf(m):
+        return m
+    # the exact mean is at most the largest value; the rounding of the sum of the quotients can
+    # carry it past the largest float64
+    with np.errstate(over="ignore"):
+        return min(float(np.sum(values / len(values))), ERROR_CAP)
 
 
 def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
