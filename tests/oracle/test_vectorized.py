@@ -154,3 +154,18 @@ def test_numpy_libm_within_the_assumed_error():
                     worst = max(worst, float(abs((mpmath.mpf(g) - e) / e)))
             assert worst <= LIBM_ERROR, name
     assert worst <= 2.0**-52  # in fact within about one float64 ulp
+
+
+@pytest.mark.parametrize("dtype", [DType.FLOAT16, DType.BFLOAT16], ids=str)
+@pytest.mark.parametrize("domain", list(Domain), ids=str)
+def test_every_16bit_input_agrees_with_the_oracle(dtype, domain):
+    """Exhaustive where it is cheap: every finite value of the dtype (on probabilities those in
+    [0, 1]), with labels 0, 1 and a soft one of the dtype, all three narrow formats."""
+    fmt = dtype.format
+    lo, hi = (-fmt.largest_finite, fmt.largest_finite) if domain is Domain.LOGITS else (0.0, 1.0)
+    a, b = ordinal(np.array([lo, hi]), fmt).tolist()
+    xs = from_ordinal(np.arange(a, b + 1), fmt)
+    soft = float(from_ordinal(ordinal(np.array([0.3]), fmt), fmt)[0])
+    for y in (0.0, 1.0, soft):
+        settled, unsettled = assert_settled_agree(domain, xs, y)
+        assert unsettled < 0.01 * len(xs), (y, unsettled)
