@@ -50,7 +50,8 @@ class Settings:
     logit_range: (lo, hi) on the logit axis, or None for every finite value; the probability
         domain uses the probabilities whose logit is in it.
     points: sampled inputs per (dtype, domain) grid, besides the special inputs.
-    sampling: bits (uniform over bit patterns, plus a dense band) or exhaustive (16-bit dtypes).
+    sampling: bits (uniform over bit patterns, plus a dense band) or exhaustive (16-bit dtypes
+        and float32, streamed; float64 falls back to bits).
     seed: the random seed; results are deterministic for a given seed.
     ulp_threshold: above this ULP error a point is `inaccurate`.
     user_formulations: what every name that is neither a built-in nor a function stands for (an
@@ -106,7 +107,7 @@ class Settings:
             raise UsageError(
                 f"points {self.points} is more than bce-audit samples per grid (at most {MAX_POINTS:,}, which "
                 "already holds hundreds of megabytes of exact values); use --sampling exhaustive for every "
-                "value of a 16-bit dtype"
+                "value of a 16-bit dtype or of float32 (streamed)"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")

@@ -64,7 +64,8 @@ class Quantity(ParsableEnum):
 
 
 class Sampling(ParsableEnum):
-    """bits: uniform over bit patterns plus a dense band; exhaustive: every value (16-bit dtypes)."""
+    """bits: uniform over bit patterns plus a dense band; exhaustive: every value (16-bit dtypes and
+    float32, streamed)."""
 
     BITS = "bits"
     EXHAUSTIVE = "exhaustive"

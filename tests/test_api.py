@@ -39,7 +39,9 @@ def test_the_docs_example_matches_the_command_line():
 
 
 def test_records_name_every_figure_and_none_where_undefined():
-    (row, *_) = bce_audit.audit("torch-logsigmoid", **SMALL).to_records()
+    # float16: torch-logsigmoid is ok on every input there (in float32 its loss is 0 in a narrow
+    # band where the truth is the smallest subnormal, which the grid's crossing inputs find)
+    (row, *_) = bce_audit.audit("torch-logsigmoid", **(SMALL | {"dtypes": ["float16"]})).to_records()
     for figure in bce_audit.FIGURES:
         names = ("stable_lo", "stable_hi") if figure.name == "stable_range" else (figure.name,)
         for name in names:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -90,7 +91,11 @@ def build_grid(
     sampling: Sampling,
     seed: int,
     logit_range: tuple[float, float] | None = None,
+    labels: Sequence[float] = (),
 ) -> Grid:
+    """The grid of one (dtype, domain). labels: the run's labels, rounded to the dtype; with
+    sampled grids, the inputs where the truth crosses a threshold of the dtype for any of them
+    are added (``oracle.crossings``, the union over the labels: one grid per (dtype, domain))."""
     fmt = dtype.format
     if sampling is Sampling.EXHAUSTIVE and not fmt.is_16bit:
         # 2^32 or 2^64 values: the sweep falls back to bit patterns before it gets here
@@ -130,6 +135,10 @@ def build_grid(
             high = round_array(1.0 - dist, fmt)
             band = round_array(rng.uniform(lo, hi, size=n_band), fmt)
             parts = [low, high, band]
+    if labels and sampling is not Sampling.EXHAUSTIVE:
+        from bce_audit.oracle.crossings import crossing_inputs
+
+        parts.append(crossing_inputs(fmt, domain, labels))
     values = np.concatenate(parts + [np.array(specials, dtype=np.float64)])
     values = values[(values >= lo) & (values <= hi)]
     if domain is Domain.PROBABILITIES and logit_range is not None:

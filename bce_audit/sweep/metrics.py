@@ -46,7 +46,12 @@ def _mean(values: np.ndarray) -> float:
     is divided by the count first."""
     with np.errstate(over="ignore"):
         m = float(values.mean())
-    return float(np.sum(values / len(values))) if math.isinf(m) else m
+    if not math.isinf(m):
+        return m
+    # the exact mean is at most the largest value; the rounding of the sum of the quotients can
+    # carry it past the largest float64
+    with np.errstate(over="ignore"):
+        return min(float(np.sum(values / len(values))), ERROR_CAP)
 
 
 def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -67,21 +72,30 @@ def bits_of_error(output: np.ndarray, truth: np.ndarray, fmt: FloatFormat) -> np
     return np.where(out_nan & truth_nan, 0.0, bits)
 
 
-def point_status(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float) -> np.ndarray:
-    """One Status per point (as an array of str), as docs/reports.md defines them."""
+def status_codes(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float) -> np.ndarray:
+    """One Status per point as its index in ``Status`` (int8), as docs/reports.md defines them."""
     output = np.asarray(output, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
-    status = np.full(output.shape, Status.OK.value, dtype=object)
+    codes = np.zeros(output.shape, dtype=np.int8)  # ok
     with np.errstate(invalid="ignore"):
         inaccurate = ulp_err > threshold
         # an infinite truth missed (wrong sign or finite output) is an accuracy failure
         inaccurate |= np.isinf(truth) & (output != truth) & ~np.isnan(output)
         # a non-NaN output where the truth is NaN (outside the domain) is wrong too
         inaccurate |= np.isnan(truth) & ~np.isnan(output)
-    status[inaccurate] = Status.INACCURATE.value
-    status[(output == 0) & (truth != 0) & ~np.isnan(truth)] = Status.ZERO.value
-    status[np.isinf(output) & np.isfinite(truth)] = Status.INF.value
-    status[np.isnan(output) & ~np.isnan(truth)] = Status.NAN.value
+    codes[inaccurate] = Status.INACCURATE.severity
+    codes[(output == 0) & (truth != 0) & ~np.isnan(truth)] = Status.ZERO.severity
+    codes[np.isinf(output) & np.isfinite(truth)] = Status.INF.severity
+    codes[np.isnan(output) & ~np.isnan(truth)] = Status.NAN.severity
+    return codes
+
+
+_STATUS_VALUES = np.array([s.value for s in Status], dtype=object)
+
+
+def point_status(output: np.ndarray, truth: np.ndarray, ulp_err: np.ndarray, threshold: float) -> np.ndarray:
+    """One Status per point (as an array of str), as docs/reports.md defines them."""
+    status: np.ndarray = _STATUS_VALUES[status_codes(output, truth, ulp_err, threshold)]
     return status
 
 

@@ -19,6 +19,7 @@ from bce_audit.formulations.selection import parameter_variants, resolve
 from bce_audit.oracle import build_truth_table, column, oracle_provenance
 from bce_audit.report import numbers
 from bce_audit.settings import Settings
+from bce_audit.sweep.exhaustive import check_streamed, check_streamed_formulations, chunk_count, exhaustive_cases
 from bce_audit.sweep.grid import Grid, build_grid
 from bce_audit.sweep.metrics import point_status, summarize, ulp_error
 from bce_audit.sweep.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
@@ -46,14 +47,22 @@ class _CaseName(TypedDict):
 
 
 def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
-    """Exhaustive sampling applies to 16-bit dtypes; wider ones fall back to bit patterns."""
-    if settings.sampling is Sampling.EXHAUSTIVE and not dtype.format.is_16bit:
+    """Exhaustive sampling applies to 16-bit dtypes and float32 (streamed, ``sweep.exhaustive``);
+    float64 falls back to bit patterns."""
+    if settings.sampling is Sampling.EXHAUSTIVE and dtype is DType.FLOAT64:
         return Sampling.BITS
     return settings.sampling
 
 
+def streamed(settings: Settings, dtype: DType) -> bool:
+    """Whether a dtype's inputs are streamed in chunks rather than held in a grid."""
+    return dtype is DType.FLOAT32 and effective_sampling(settings, dtype) is Sampling.EXHAUSTIVE
+
+
 def grids(settings: Settings) -> Iterator[Grid]:
     for dtype in settings.dtypes:
+        if streamed(settings, dtype):
+            continue
         for domain in settings.domains:
             yield build_grid(
                 dtype,
@@ -62,6 +71,7 @@ def grids(settings: Settings) -> Iterator[Grid]:
                 effective_sampling(settings, dtype),
                 settings.seed,
                 settings.logit_range,
+                labels=[round_float(float(y), dtype.format) for y in settings.labels],
             )
 
 
@@ -134,6 +144,9 @@ def run_sweep(
         with Sandbox() as box:
             return run_sweep(settings, keep_details, progress, jobs, cache, case_progress, box)
     start = time.perf_counter()
+    stream_float32 = streamed(settings, DType.FLOAT32) and DType.FLOAT32 in settings.dtypes
+    if stream_float32:
+        check_streamed(settings, keep_details)
     all_grids = list(grids(settings))
     for grid in all_grids:
         if len(grid.finite) == 0:
@@ -143,6 +156,8 @@ def run_sweep(
     formulations = [f for f, _ in runs]
     for formulation in dict.fromkeys(formulations):  # a missing framework (an extra) is a usage error, before any work
         require(formulation.engine, f"formulation {formulation.name!r}")
+    if stream_float32:
+        check_streamed_formulations(runs)
     cases: list[CaseResult] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
     # uses the label users actually get.
@@ -160,6 +175,9 @@ def run_sweep(
     requests = [(grid.domain, y, inputs, ref) for grid, inputs, labels in plan for _, y in labels for ref in references]
     table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
     evaluations = len(plan) * len(settings.labels) * len(runs)
+    if stream_float32:
+        chunked = sum(chunk_count(domain, settings.logit_range) for domain in settings.domains)
+        evaluations += chunked * len(settings.labels) * len(formulations)
     for grid, inputs, labels in plan:
         fmt = grid.dtype.format
         n = len(grid.finite)
@@ -230,6 +248,18 @@ def run_sweep(
                             truth=t,
                         )
                     cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
+    if stream_float32:
+        for domain in settings.domains:
+            streamed_cases, _ = exhaustive_cases(
+                domain,
+                settings.labels,
+                formulations,
+                lambda f, *args: _evaluate(f, sandbox, *args),
+                settings.logit_range,
+                settings.ulp_threshold,
+                None if case_progress is None else (lambda n: case_progress(n, evaluations)),
+            )
+            cases.extend(streamed_cases)
     variants = _first_seen_variants(cases)
     cases.sort(key=lambda c: _order(settings, variants, c))
     return AuditResult(

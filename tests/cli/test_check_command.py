@@ -297,14 +297,15 @@ def test_baseline_better_than_reality_fails_naming_the_case(gate):
     cfg, path = gate
     _edit_case(path, MAX_ABS_GRAD_0, max_ulp=8388000.0)
     row = _case_row(path, MAX_ABS_GRAD_1)
-    assert row["zero"] == 3
-    _edit_case(path, MAX_ABS_GRAD_1, zero=2, ok=row["ok"] + 1)
+    zero = row["zero"]  # the vanished gradient for large z with y = 1 (more with the crossing inputs)
+    assert zero > 0
+    _edit_case(path, MAX_ABS_GRAD_1, zero=zero - 1, ok=row["ok"] + 1)
     before = path.read_bytes()
     result = check("--config", cfg, "--baseline", path)
     assert_exit(result, 1)
     out = result.stdout
     assert "FAIL    max-abs logits float32 y=0 grad: max_ulp 8388000 -> 8388608 (allowed +1) (worst input 0)" in out
-    assert "FAIL    max-abs logits float32 y=1 grad: zero 2 -> 3 (allowed +0) (worst input 0)" in out
+    assert f"FAIL    max-abs logits float32 y=1 grad: zero {zero - 1} -> {zero} (allowed +0) (worst input 0)" in out
     assert "  ok      6 cases as in the baseline" in out
     assert out.splitlines()[-1] == "check FAILED: 0 rules, 8 cases checked, 2 failed, 0 improved, 0 new"
     assert path.read_bytes() == before  # never replaced without --update-baseline

@@ -540,23 +540,26 @@ def test_atomic_write_new_file_failure_leaves_nothing(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- sampling
 
 
-def test_exhaustive_with_float32_notes_and_succeeds(tmp_path):
+def test_exhaustive_streams_float32_and_notes_float64(tmp_path):
     path = tmp_path / "ex.csv"
-    args = "sweep -f naive --domain logits -d float16 -d float32 -y 0 --points 20 --range 1:4".split()
+    args = "sweep -f naive --domain logits -d float16 -d float32 -d float64 -y 0 --points 20 --range 1:1.01".split()
     args += ["--sampling", "exhaustive", "--csv", str(path)]
     result = runner().invoke(main, args)
     assert_exit(result, 0)
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "float32" in notes[0], result.stderr
-    assert "float16" not in notes[0]
+    assert len(notes) == 1 and "float64" in notes[0], result.stderr
     assert "note:" not in result.stdout
     _, rows = read_csv(path.read_text())
     points = {r["dtype"]: int(r["points"]) for r in rows}
-    # every float16 in [1, 4]: two binades of 1024 values, plus 4 itself
-    n16 = int(np.float16(4.0).view(np.uint16)) - int(np.float16(1.0).view(np.uint16)) + 1
-    assert n16 == 2049
+    # every float16 and every float32 in [1, 1.01] (rounded inwards), float64 sampled
+    n16 = int(np.float16(1.01).view(np.uint16)) - int(np.float16(1.0).view(np.uint16)) + 1
+    top32 = np.float32(1.01)
+    top32 = top32 if top32 <= 1.01 else np.nextafter(top32, np.float32(0))
+    n32 = int(top32.view(np.uint32)) - int(np.float32(1.0).view(np.uint32)) + 1
+    assert n16 == 11 and n32 == 83887
     assert points["float16"] >= n16
-    assert points["float32"] < 100  # sampled: --points plus the special inputs
+    assert points["float32"] == n32
+    assert points["float64"] < 100  # sampled: --points plus the special inputs
 
 
 def test_exhaustive_on_16bit_only_has_no_note():

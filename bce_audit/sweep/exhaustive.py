@@ -1,0 +1,247 @@
+"""Exhaustive float32: every float32 input (of the range asked), streamed in chunks.
+
+All 2^32 bit patterns hold about 4.3e9 finite values (2.1e9 with a logit in [-20, 20]; 1.07e9
+probabilities in [0, 1]), far too many to hold: the inputs are enumerated in increasing order in
+chunks of ``CHUNK`` ordinals (-0 just before +0), and per chunk each formulation is evaluated by
+its engine, the truth comes from ``oracle.vectorized`` (the exact path for the few points its
+bound cannot settle), and ``sweep.streaming.CaseStream`` folds the points into the case's
+figures and, when asked, its status runs. Nothing grows with the number of points but the p99
+histogram (bounded) and the status runs (one per change of status).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from bce_audit.engines.interface import GridEvaluation
+from bce_audit.errors import UsageError
+from bce_audit.floats import from_ordinal, ordinal, round_float
+from bce_audit.formulations.interface import Formulation
+from bce_audit.oracle.table import column, evaluate_points
+from bce_audit.oracle.vectorized import truth as vectorized_truth
+from bce_audit.settings import Settings
+from bce_audit.sweep.grid import _inward, probability_bounds
+from bce_audit.sweep.metrics import point_status, ulp_error
+from bce_audit.sweep.result import CaseResult, NonFinitePoint
+from bce_audit.sweep.streaming import CaseStream
+from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Status
+
+FLOAT32 = DType.FLOAT32.format
+# Ordinals per chunk: 2^22 inputs, about 200 MB of float64 arrays at a time in all.
+CHUNK = 1 << 22
+
+# evaluate(formulation, domain, dtype, finite, nonfinite, label): an engine's or the sandbox's
+Evaluate = Callable[[Formulation, Domain, DType, np.ndarray, np.ndarray, float], GridEvaluation]
+
+
+def ordinal_bounds(domain: Domain, logit_range: tuple[float, float] | None) -> tuple[int, int] | None:
+    """The first and last ordinal of the float32 inputs of a domain within a logit range (None
+    when there is none)."""
+    if domain is Domain.LOGITS:
+        lo, hi = logit_range or (-math.inf, math.inf)
+        lo, hi = _inward(max(lo, -FLOAT32.largest_finite), min(hi, FLOAT32.largest_finite), FLOAT32)
+    else:
+        lo, hi = _inward(*probability_bounds(logit_range), FLOAT32)
+        lo = max(lo, 0.0)
+    if lo > hi:
+        return None
+    a, b = ordinal(np.array([lo, hi]), FLOAT32).tolist()
+    return int(a), int(b)
+
+
+def count_inputs(domain: Domain, logit_range: tuple[float, float] | None) -> int:
+    """How many inputs an exhaustive float32 sweep of the domain evaluates (on logits, -0 and +0
+    both). On probabilities with a range it may be fewer (see ``chunks``)."""
+    bounds = ordinal_bounds(domain, logit_range)
+    if bounds is None:
+        return 0
+    negative_zero = domain is Domain.LOGITS and bounds[0] <= 0 <= bounds[1]
+    return bounds[1] - bounds[0] + 1 + int(negative_zero)
+
+
+def chunk_count(domain: Domain, logit_range: tuple[float, float] | None, size: int = CHUNK) -> int:
+    """How many chunks ``chunks`` yields."""
+    bounds = ordinal_bounds(domain, logit_range)
+    return 0 if bounds is None else len(range(bounds[0], bounds[1] + 1, size))
+
+
+def chunks(domain: Domain, logit_range: tuple[float, float] | None, size: int = CHUNK) -> Iterator[np.ndarray]:
+    """Every float32 input in increasing order (on logits -0 before +0), ``size`` ordinals at a time. On
+    probabilities with a range, only those whose logit is in it (as ``sweep.grid`` keeps them):
+    a chunk may then be empty."""
+    bounds = ordinal_bounds(domain, logit_range)
+    if bounds is None:
+        return
+    for start in range(bounds[0], bounds[1] + 1, size):
+        o = np.arange(start, min(start + size, bounds[1] + 1), dtype=np.int64)
+        values = from_ordinal(o, FLOAT32)
+        if domain is Domain.LOGITS and o[0] <= 0 <= o[-1]:  # -0 is a logit, not a probability
+            at = int(np.searchsorted(o, 0))
+            values = np.insert(values, at, -0.0)
+        if domain is Domain.PROBABILITIES and logit_range is not None:
+            with np.errstate(divide="ignore"):
+                z = np.log(values) - np.log1p(-values)
+            values = values[(z >= logit_range[0]) & (z <= logit_range[1])]
+        yield values
+
+
+@dataclasses.dataclass
+class _Case:
+    """The running state of one (formulation, label) on one domain: a stream per quantity."""
+
+    formulation: Formulation
+    label: float
+    y: float
+    streams: dict[Quantity, CaseStream]
+    error: str | None = None
+    lost: str | None = None
+    nonfinite: dict[Quantity, tuple[NonFinitePoint, ...]] = dataclasses.field(default_factory=dict)
+
+
+NONFINITE = np.array([-math.inf, math.inf, math.nan])
+
+
+def _nonfinite_points(case: _Case, domain: Domain, evaluation: GridEvaluation, threshold: float) -> None:
+    inputs = NONFINITE if domain is Domain.LOGITS else NONFINITE[2:]
+    rows = evaluate_points(domain, inputs, case.y)
+    singles = evaluation.nonfinite
+    for quantity in Quantity:
+        t = rows[:, column(quantity, FLOAT32)]
+        t64 = rows[:, column(quantity, FLOAT64)]
+        out = np.array([(e.loss if quantity is Quantity.LOSS else e.grad)[0] for e in singles])
+        err = ulp_error(out, t, FLOAT32)
+        status = point_status(out, t, err, threshold)
+        status[[e.error is not None for e in singles]] = Status.ERROR.value
+        case.nonfinite[quantity] = tuple(
+            NonFinitePoint(float(x), float(o), float(tt), Status(s), e.error)
+            for x, o, tt, s, e in zip(inputs, out, t64, status, singles, strict=True)
+        )
+
+
+def _streams(domain: Domain, threshold: float, keep_runs: bool) -> dict[Quantity, CaseStream]:
+    return {q: CaseStream(FLOAT32, domain, threshold, keep_runs) for q in Quantity}
+
+
+def exhaustive_cases(
+    domain: Domain,
+    labels: Sequence[float],
+    formulations: Sequence[Formulation],
+    evaluate: Evaluate,
+    logit_range: tuple[float, float] | None,
+    threshold: float,
+    progress: Callable[[int], None] | None = None,
+    keep_runs: bool = False,
+    chunk: int = CHUNK,
+) -> tuple[list[CaseResult], dict[tuple[str, float, Quantity], list[tuple[float, float, Status]]]]:
+    """The float32 cases of every (formulation, label, quantity) on one domain, over every input.
+
+    Returns the cases and, with ``keep_runs``, each case's status runs [lo, hi, status] keyed by
+    (formulation name, label as given, quantity). progress(n) counts evaluations as they are
+    done: one per (chunk, label, formulation), ``chunk_count`` chunks.
+    """
+    states = [
+        _Case(
+            f,
+            float(label),
+            round_float(float(label), FLOAT32),
+            {q: CaseStream(FLOAT32, domain, threshold, keep_runs) for q in Quantity},
+        )
+        for label in labels
+        for f in formulations
+    ]
+    nonfinite = NONFINITE if domain is Domain.LOGITS else NONFINITE[2:]
+    first = True
+    for xs in chunks(domain, logit_range, chunk):
+        truths: dict[float, tuple[Any, ...]] = {}
+        for case in states:
+            if progress is not None:
+                progress(1)
+            if case.error is not None or not len(xs):
+                continue
+            if case.y not in truths:
+                truths[case.y] = vectorized_truth(domain, xs, case.y, FLOAT32)
+            loss, grad, loss64, grad64, _ = truths[case.y]
+            evaluation = evaluate(
+                case.formulation, domain, DType.FLOAT32, xs, nonfinite if first else nonfinite[:0], case.y
+            )
+            if evaluation.finite.error is not None:
+                case.error, case.lost = evaluation.finite.error, evaluation.lost
+                continue
+            if first:
+                _nonfinite_points(case, domain, evaluation, threshold)
+            case.streams[Quantity.LOSS].add(xs, evaluation.finite.loss, loss, loss64)
+            case.streams[Quantity.GRAD].add(xs, evaluation.finite.grad, grad, grad64)
+        first = first and not len(xs)
+    if first:  # not one input (probabilities whose logits all fall outside the range)
+        raise UsageError(_empty_message(domain))
+    cases: list[CaseResult] = []
+    runs: dict[tuple[str, float, Quantity], list[tuple[float, float, Status]]] = {}
+    for case in states:
+        for quantity, stream in case.streams.items():
+            name = case.formulation.name
+            common = dict(formulation=name, domain=domain, dtype=DType.FLOAT32, label=case.label, quantity=quantity)
+            if case.error is not None:
+                cases.append(CaseResult(**common, figures=None, error=case.error, lost=case.lost))  # type: ignore[arg-type]
+                continue
+            points = case.nonfinite.get(quantity, ())
+            figures = stream.figures(nonfinite=sum(p.status is not Status.OK for p in points))
+            cases.append(CaseResult(**common, figures=figures, nonfinite=points))  # type: ignore[arg-type]
+            if keep_runs and stream.runs is not None:
+                runs[(name, case.label, quantity)] = stream.runs.finish()
+    return cases, runs
+
+
+def status_runs(
+    domain: Domain,
+    label: float,
+    formulation: Formulation,
+    evaluate: Evaluate,
+    quantity: Quantity,
+    logit_range: tuple[float, float] | None = None,
+    threshold: float = 4.0,
+) -> list[tuple[float, float, Status]]:
+    """The exact status runs [lo, hi, status] of one float32 case over every input of the range:
+    maximal intervals of consecutive float32 inputs with one status, in increasing order."""
+    _, runs = exhaustive_cases(domain, [label], [formulation], evaluate, logit_range, threshold, keep_runs=True)
+    return runs.get((formulation.name, float(label), quantity), [])
+
+
+def check_streamed(settings: Settings, keep_details: bool) -> None:
+    """A user mistake in an exhaustive float32 sweep, as a UsageError, before anything runs."""
+    counts = {domain: count_inputs(domain, settings.logit_range) for domain in settings.domains}
+    if keep_details:
+        total = sum(counts.values()) * len(settings.labels) * len(settings.formulations) * len(Quantity)
+        raise UsageError(
+            f"per-point details of an exhaustive float32 sweep would be {total:,} rows; "
+            "drop --details, or sample float32 (--sampling bits)"
+        )
+    for domain, n in counts.items():
+        if not n:
+            raise UsageError(_empty_message(domain))
+
+
+def check_streamed_formulations(runs: Sequence[tuple[Formulation, str]]) -> None:
+    """Exhaustive float32 takes its truth from the vectorized oracle, which knows plain BCE only,
+    and keys its cases without a parameter variant: anything else is refused before any work
+    rather than measured against the wrong function."""
+    others = list(dict.fromkeys(f.name for f, _ in runs if not f.reference.is_plain))
+    if others:
+        verb = "implements" if len(others) == 1 else "implement"
+        raise UsageError(
+            f"exhaustive float32 measures against plain BCE only, and {', '.join(others)} {verb} another "
+            "member of the family; sample float32 for them (--sampling bits)"
+        )
+    if any(variant for _, variant in runs):
+        raise UsageError("exhaustive float32 does not sweep parameters (--param); sample float32 (--sampling bits)")
+
+
+def _empty_message(domain: Domain) -> str:
+    return (
+        f"the range holds no float32 input on {domain}, so those cases would test nothing; "
+        "widen the range, or drop that dtype or domain"
+    )

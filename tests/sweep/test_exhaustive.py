@@ -1,0 +1,153 @@
+"""Exhaustive float32 (sweep/exhaustive.py): every input of a range, streamed, with the figures a
+grid of the same inputs gives and status runs whose edges torch and the oracle confirm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bce_audit.engines import get_engine
+from bce_audit.errors import UsageError
+from bce_audit.floats import from_ordinal, ordinal
+from bce_audit.formulations.builtins import get_formulation
+from bce_audit.oracle.crossings import find_crossings
+from bce_audit.oracle.table import column, evaluate_points
+from bce_audit.settings import Settings
+from bce_audit.sweep.exhaustive import chunks, count_inputs, exhaustive_cases, status_runs
+from bce_audit.sweep.metrics import summarize
+from bce_audit.sweep.run import run_sweep
+from bce_audit.vocabulary import Domain, DType, Quantity, Sampling, Status
+
+F32 = DType.FLOAT32.format
+
+
+def evaluate(formulation, *args):
+    return get_engine(formulation.engine).evaluate_grid(formulation, *args)
+
+
+def all_float32(lo: float, hi: float) -> np.ndarray:
+    a, b = ordinal(np.array([lo, hi]), F32).tolist()
+    return from_ordinal(np.arange(a, b + 1), F32)
+
+
+def test_chunks_enumerate_every_float32_once_in_order():
+    xs = np.concatenate(list(chunks(Domain.LOGITS, (-1e-44, 1e-44), size=3)))
+    # ±0, ±2^-149 ... ±7·2^-149 (1e-44 lies between 7 and 8 smallest subnormals)
+    tiny = F32.smallest_subnormal
+    assert xs.tolist() == [k * tiny for k in range(-7, 0)] + [-0.0, 0.0] + [k * tiny for k in range(1, 8)]
+    assert np.signbit(xs[7]) and not np.signbit(xs[8])
+    assert count_inputs(Domain.LOGITS, (-1e-44, 1e-44)) == len(xs)
+    assert count_inputs(Domain.LOGITS, None) == 2**32 - 2**24  # every finite bit pattern
+    assert count_inputs(Domain.PROBABILITIES, None) == (127 << 23) + 1  # [0, 1]: 0 .. 1 (1.0 is 127 << 23)
+
+
+@pytest.mark.parametrize("formulation", ["torch-logsigmoid", "naive", "torch-bce"])
+@pytest.mark.parametrize("y", [0.0, 1.0, 0.3])
+def test_streamed_figures_equal_those_of_a_grid_of_the_same_inputs(formulation, y):
+    lo, hi = 8 - 2**-6, 8 + 2**-6  # 49,153 float32 values across the binade edge at 8
+    f = get_formulation(formulation)
+    (loss_case, grad_case), _ = exhaustive_cases(Domain.LOGITS, [y], [f], evaluate, (lo, hi), 4.0, chunk=5000)
+    xs = all_float32(lo, hi)
+    yy = float(np.float32(y))
+    rows = evaluate_points(Domain.LOGITS, xs, yy)
+    ev = evaluate(f, Domain.LOGITS, DType.FLOAT32, xs, np.empty(0), yy).finite
+    for case, out in ((loss_case, ev.loss), (grad_case, ev.grad)):
+        q = case.quantity
+        want, _, _ = summarize(
+            xs, out, rows[:, column(q, F32)], rows[:, column(q, DType.FLOAT64.format)], F32, Domain.LOGITS, 4.0
+        )
+        got = case.figures
+        assert got is not None
+        for name in ("points", "ok", "inaccurate", "inf", "nan", "zero", "max_ulp", "p99_ulp", "worst_input"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert a == b or (math.isnan(a) and math.isnan(b)), (q, name, a, b)
+        for name in ("stable_lo", "stable_hi"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert a == b or (math.isnan(a) and math.isnan(b)), (q, name, a, b)
+        assert got.mean_ulp == pytest.approx(want.mean_ulp, rel=1e-12, nan_ok=True)
+        assert got.mean_bits == pytest.approx(want.mean_bits, rel=1e-12)
+        # the float64 estimates behind max_rel_err are within 2^-46: the figure agrees closely
+        assert got.max_rel_err == pytest.approx(want.max_rel_err, rel=2.0**-40, nan_ok=True)
+
+
+def test_status_runs_locate_the_logsigmoid_underflow_band_exactly():
+    """torch-logsigmoid, y = 1, float32, z in [100, 104]: the loss is 0 where the truth is the
+    smallest subnormal. The zero run starts at the first input where torch returns 0 (a dense scan
+    of torch itself) and ends at the last input where the truth is not 0 (the oracle's crossing)."""
+    f = get_formulation("torch-logsigmoid")
+    runs = status_runs(Domain.LOGITS, 1.0, f, evaluate, Quantity.LOSS, logit_range=(100.0, 104.0))
+    zero_runs = [r for r in runs if r[2] is Status.ZERO]
+    assert len(zero_runs) == 1
+    lo, hi, _ = zero_runs[0]
+    xs = all_float32(100.0, 104.0)
+    out = evaluate(f, Domain.LOGITS, DType.FLOAT32, xs, np.empty(0), 1.0).finite.loss
+    assert lo == xs[np.flatnonzero(out == 0)[0]]
+    (crossing,) = [
+        c for c in find_crossings(F32, Domain.LOGITS, [1.0]) if c.quantity is Quantity.LOSS and c.threshold == "nonzero"
+    ]
+    assert hi == crossing.before
+    assert 102.87 < lo < 102.88 and 103.97 < hi < 103.98
+    # runs are maximal, ordered, and cover the range
+    assert runs[0][0] == xs[0] and runs[-1][1] == xs[-1]
+    assert all(a[2] is not b[2] for a, b in zip(runs, runs[1:], strict=False))
+
+
+def test_an_exhaustive_float32_sweep_counts_the_band():
+    settings = Settings(
+        formulations=("torch-logsigmoid",),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.LOGITS,),
+        labels=(0.0,),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(-104.0, -102.0),
+    )
+    calls: list[tuple[int, int]] = []
+    result = run_sweep(settings, case_progress=lambda n, total: calls.append((n, total)))
+    # the progress bar: one evaluation per (chunk, label, formulation), and it ends full
+    assert sum(n for n, _ in calls) == calls[-1][1] == len(calls) >= 1
+    loss = next(c for c in result.cases if c.quantity is Quantity.LOSS)
+    assert loss.figures is not None
+    # every float32 in about [-103.97, -102.87) gives 0 where the truth is the smallest subnormal
+    band = all_float32(-103.98, -102.86)
+    ev = evaluate(get_formulation("torch-logsigmoid"), Domain.LOGITS, DType.FLOAT32, band, np.empty(0), 0.0).finite
+    truth = evaluate_points(Domain.LOGITS, band, 0.0)[:, column(Quantity.LOSS, F32)]
+    assert loss.figures.zero == int(((ev.loss == 0) & (truth != 0)).sum()) > 100_000
+    assert loss.figures.points == count_inputs(Domain.LOGITS, (-104.0, -102.0))
+    with pytest.raises(UsageError, match="details"):
+        run_sweep(settings, keep_details=True)
+
+
+def test_a_range_without_inputs_is_a_usage_error():
+    settings = Settings(
+        formulations=("naive",),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.PROBABILITIES,),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(100.0, 104.0),  # sigmoid(100) rounds to 1 in float32: no probability inside
+    )
+    with pytest.raises(UsageError, match="no float32 input on probabilities"):
+        run_sweep(settings)
+
+
+@pytest.mark.parametrize(
+    "formulations, sweep, culprit",
+    [
+        (("torch-logsigmoid", "torchvision-focal"), (), "torchvision-focal implements another member"),
+        (("torch-bce-with-logits",), (("pos_weight", ("1", "2")),), "torch-bce-with-logits implements"),
+    ],
+)
+def test_exhaustive_float32_refuses_references_other_than_plain_bce(formulations, sweep, culprit):
+    """Its truth comes from the vectorized oracle, which knows plain BCE only: a focal loss or a
+    pos_weight of 2 would be measured against the wrong function, so the sweep refuses them."""
+    settings = Settings(
+        formulations=formulations,
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.LOGITS,),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(1.0, 1.001),
+        parameter_sweep=sweep,
+    )
+    with pytest.raises(UsageError, match=culprit):
+        run_sweep(settings)
