@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 86400.0
 
-# What the fork server imports once, before forking any child: a warm torch (its first autograd
-# call imports a few hundred modules), the engine, the sandbox and the oracle's table.
+# What the fork server imports once, before forking any child: torch, warmed up by one backward
+# pass, the engine, the sandbox and the oracle's table.
 FORKSERVER_PRELOAD = [
     "bce_audit.engines._torch_warmup",
     "bce_audit.engines.torch_engine",

@@ -82,6 +82,26 @@ def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
     return lambda p, y: loss(torch.logit(p), y)
 
 
+def elementwise_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """d loss[i] / d x[i] for an elementwise loss: the backward pass seeded with ones.
+
+    The seed reaches the loss's own backward as ``torch.ones_like(loss)``, as it does through
+    ``torch.autograd.grad(loss, x, grad_outputs=ones)``, but by way of the scalar root
+    ``(loss * ones).sum()``: torch imports its symbolic-shapes machinery (sympy among it, a
+    third of a second) the first time ``grad_outputs`` is given, and never for a scalar root.
+    The sum's backward broadcasts 1 and the product's multiplies it by the ones, so the loss's
+    backward gets a contiguous tensor of ones in the loss's dtype, exactly the same seed; the
+    sum itself may overflow in half precision, and nothing reads it. A tensor subclass (whose
+    ``*`` may be anything) takes torch's documented path.
+    """
+    ones = torch.ones_like(loss)
+    if type(loss) is not torch.Tensor or not loss.requires_grad:
+        (grad,) = torch.autograd.grad(loss, x, grad_outputs=ones)
+    else:
+        (grad,) = torch.autograd.grad((loss * ones).sum(), x)
+    return grad
+
+
 def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Evaluation:
     loss = fn(x, y)
     # whatever the function switched, the backward pass and the conversions run pinned too
@@ -94,9 +114,7 @@ def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Eva
         )
     if loss.dtype != tdtype:
         raise ValueError(f"returned dtype {loss.dtype}, expected {tdtype}")
-    # Seed the backward pass with ones, not loss.sum(): a reduction could overflow in half
-    # precision and would not be the elementwise derivative users get.
-    (grad,) = torch.autograd.grad(loss, x, grad_outputs=torch.ones_like(loss))
+    grad = elementwise_grad(loss, x)
     return Evaluation(
         loss=loss.detach().to(torch.float64).cpu().numpy(),
         grad=grad.detach().to(torch.float64).cpu().numpy(),
