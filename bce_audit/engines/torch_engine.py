@@ -161,10 +161,31 @@ class TorchEngine:
         nonfinite: np.ndarray,
         label: float,
     ) -> GridEvaluation:
-        """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
+        """The finite inputs in one batch, then each non-finite input as if alone (see GridEvaluation)."""
         batch = self.evaluate(formulation, domain, dtype, finite, label)
-        singles = tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in nonfinite)
-        return GridEvaluation(batch, singles)
+        return GridEvaluation(batch, self._each_alone(formulation, domain, dtype, nonfinite, label))
+
+    def _each_alone(
+        self, formulation: Formulation, domain: Domain, dtype: DType, inputs: np.ndarray, label: float
+    ) -> tuple[Evaluation, ...]:
+        """One Evaluation per input, each what the input gives when evaluated alone.
+
+        A built-in's inputs go in one call, which saves a call per point (the ±inf and NaN of
+        every grid, at every label): its code is our own and elementwise, so a point's outputs
+        do not depend on its neighbours (tests/engines/test_torch_engine.py checks them bit for
+        bit against the points alone, at every dtype, domain and label), and it raises only
+        when some point is invalid (torch's BCE on NaN). When that call raises, each input is
+        evaluated alone, so the error lands only on the points that cause it. A user's
+        function may look at the whole batch (its size, a mean): its points always go alone.
+        """
+        if formulation.implementation is not None and len(inputs) > 1:
+            together = self.evaluate(formulation, domain, dtype, inputs, label)
+            if together.error is None:
+                return tuple(
+                    Evaluation(together.loss[i : i + 1].copy(), together.grad[i : i + 1].copy())
+                    for i in range(len(inputs))
+                )
+        return tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in inputs)
 
     def provenance(self) -> dict[str, str]:
         return {
