@@ -144,3 +144,22 @@ def test_a_users_function_sees_each_nonfinite_input_alone() -> None:
     )
     assert list(got.finite.loss) == [3.0, 3.0, 3.0]
     assert [ev.loss[0] for ev in got.nonfinite] == [1.0, 1.0]
+
+
+def test_formulations_run_on_one_thread_whatever_the_callers_count() -> None:
+    """One intra-op thread (torch_state.canonical): outputs never depend on the core count."""
+    seen: list[int] = []
+
+    def records_threads(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+
+    user = Formulation("records-threads", Domain.LOGITS, "bce", function=records_threads)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        TorchEngine().evaluate(user, Domain.LOGITS, DType.FLOAT32, np.linspace(-5.0, 5.0, 2000), 0.0)
+        assert seen == [1]
+        assert torch.get_num_threads() == 3  # the caller's own count, given back
+    finally:
+        torch.set_num_threads(before)
