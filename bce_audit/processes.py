@@ -21,13 +21,16 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 86400.0
 
-# What the fork server imports once, before forking any child: a warm torch (its first autograd
-# call imports a few hundred modules), the engine, the sandbox and the oracle's table.
+# What the fork server imports once, before forking any child: torch, warmed up by one backward
+# pass, the engine, the sandbox, and the oracle's table and its fast path (which imports mpmath:
+# the oracle's workers need it, and in the sandbox an mpmath.py beside a user's file can then
+# never replace it; torch's first backward pass no longer imports mpmath, by way of sympy).
 FORKSERVER_PRELOAD = [
     "bce_audit.engines._torch_warmup",
     "bce_audit.engines.torch_engine",
     "bce_audit.engines.sandbox",
     "bce_audit.oracle.table",
+    "bce_audit.oracle.fast",
 ]
 
 

@@ -418,7 +418,7 @@ def _child_main(conn: Connection, memory: int, main_pid: int) -> None:
 
     from bce_audit.engines.torch_state import canonical
 
-    canonical()  # the thread count of a fresh process, before any user code runs
+    canonical()  # the audit's state, made before any user code runs
     loaded: dict[str, Formulation] = {}  # by the spec's JSON
     while True:
         try:

@@ -49,6 +49,26 @@ def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
     return lambda p, y: loss(torch.logit(p), y)
 
 
+def elementwise_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """d loss[i] / d x[i] for an elementwise loss: the backward pass seeded with ones.
+
+    The seed reaches the loss's own backward as ``torch.ones_like(loss)``, as it does through
+    ``torch.autograd.grad(loss, x, grad_outputs=ones)``, but by way of the scalar root
+    ``(loss * ones).sum()``: torch imports its symbolic-shapes machinery (sympy among it, a
+    third of a second) the first time ``grad_outputs`` is given, and never for a scalar root.
+    The sum's backward broadcasts 1 and the product's multiplies it by the ones, so the loss's
+    backward gets a contiguous tensor of ones in the loss's dtype, exactly the same seed; the
+    sum itself may overflow in half precision, and nothing reads it. A tensor subclass (whose
+    ``*`` may be anything) takes torch's documented path.
+    """
+    ones = torch.ones_like(loss)
+    if type(loss) is not torch.Tensor or not loss.requires_grad:
+        (grad,) = torch.autograd.grad(loss, x, grad_outputs=ones)
+    else:
+        (grad,) = torch.autograd.grad((loss * ones).sum(), x)
+    return grad
+
+
 def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Evaluation:
     loss = fn(x, y)
     # whatever the function switched, the backward pass and the conversions run pinned too
@@ -61,9 +81,7 @@ def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Eva
         )
     if loss.dtype != tdtype:
         raise ValueError(f"returned dtype {loss.dtype}, expected {tdtype}")
-    # Seed the backward pass with ones, not loss.sum(): a reduction could overflow in half
-    # precision and would not be the elementwise derivative users get.
-    (grad,) = torch.autograd.grad(loss, x, grad_outputs=torch.ones_like(loss))
+    grad = elementwise_grad(loss, x)
     return Evaluation(
         loss=loss.detach().to(torch.float64).cpu().numpy(),
         grad=grad.detach().to(torch.float64).cpu().numpy(),
@@ -110,10 +128,31 @@ class TorchEngine:
         nonfinite: np.ndarray,
         label: float,
     ) -> GridEvaluation:
-        """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
+        """The finite inputs in one batch, then each non-finite input as if alone (see GridEvaluation)."""
         batch = self.evaluate(formulation, domain, dtype, finite, label)
-        singles = tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in nonfinite)
-        return GridEvaluation(batch, singles)
+        return GridEvaluation(batch, self._each_alone(formulation, domain, dtype, nonfinite, label))
+
+    def _each_alone(
+        self, formulation: Formulation, domain: Domain, dtype: DType, inputs: np.ndarray, label: float
+    ) -> tuple[Evaluation, ...]:
+        """One Evaluation per input, each what the input gives when evaluated alone.
+
+        A built-in's inputs go in one call, which saves a call per point (the ±inf and NaN of
+        every grid, at every label): its code is our own and elementwise, so a point's outputs
+        do not depend on its neighbours (tests/engines/test_torch_engine.py checks them bit for
+        bit against the points alone, at every dtype, domain and label), and it raises only
+        when some point is invalid (torch's BCE on NaN). When that call raises, each input is
+        evaluated alone, so the error lands only on the points that cause it. A user's
+        function may look at the whole batch (its size, a mean): its points always go alone.
+        """
+        if formulation.implementation is not None and len(inputs) > 1:
+            together = self.evaluate(formulation, domain, dtype, inputs, label)
+            if together.error is None:
+                return tuple(
+                    Evaluation(together.loss[i : i + 1].copy(), together.grad[i : i + 1].copy())
+                    for i in range(len(inputs))
+                )
+        return tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in inputs)
 
     def provenance(self) -> dict[str, str]:
         return {

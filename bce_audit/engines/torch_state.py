@@ -139,8 +139,14 @@ def apply(state: TorchState, now: TorchState | None = None) -> None:
 def canonical() -> TorchState:
     """The audit's state: autograd on, anomaly detection off, IEEE subnormals, float32 default
     dtype on the CPU, no autocast, the highest matmul precision, torch's default algorithms,
-    numpy's default error handling, and the thread count this process had when it first asked
-    (before any user code ran: the CLI asks before it loads any)."""
+    numpy's default error handling, and one intra-op thread.
+
+    One thread, whatever the machine: with N threads torch splits a batch into N chunks, each
+    with its own vectorized body and scalar tail, so a point's output could depend on the core
+    count, and a baseline recorded on one machine could fail a gate on another. And a sweep's
+    batches are small: a kernel that hands each thread a share (logit, logsigmoid, BCE with
+    logits) then waits for the pool's threads to wake, which on a busy machine takes longer
+    than the whole call (benchmarks/bench_everyday.py, docs/performance.md)."""
     import torch
 
     return TorchState(
@@ -149,7 +155,7 @@ def canonical() -> TorchState:
         flush_denormal=False,
         default_dtype=torch.float32,
         default_device=torch.device("cpu") if hasattr(torch, "get_default_device") else None,
-        threads=torch.get_num_threads(),
+        threads=1,
         autocast=False,
         matmul_precision="highest",
         deterministic=(False, False),
