@@ -12,7 +12,7 @@ from bce_audit import formulation
 
 @formulation(domain="logits", formula="-(pos_weight*y*logsigmoid(z) + (1-y)*logsigmoid(-z))")
 def stable_bce(z, y, pos_weight=1.0):
-    """Logits BCE with a weight on the positive class, built on logsigmoid: stable for every z."""
+    """Logits BCE with a weight on the positive class, built on logsigmoid: no overflow, no cancellation."""
     logsigmoid = torch.nn.functional.logsigmoid
     return -(pos_weight * y * logsigmoid(z) + (1 - y) * logsigmoid(-z))
 

@@ -65,7 +65,16 @@ def test_each_formulation_is_measured_against_its_own_reference(tmp_path):
     # pos_weight 2 at y = 1 is 2·softplus(-z), which torch computes within an ulp everywhere:
     # against plain BCE most of these points were "inaccurate" (a factor of 2 off)
     weighted = rows[("bce-pw2", "float64", 1.0, "loss")]
-    assert int(weighted["ok"]) == int(weighted["points"]) and float(weighted["max_ulp"]) <= 2
+    assert int(weighted["inaccurate"]) == int(weighted["inf"]) == int(weighted["nan"]) == 0
+    # its only failures: where the truth 2·softplus(-z) is a subnormal but torch's softplus(-z)
+    # already underflowed to 0 before the weight doubles it (z near 745, grid crossings)
+    assert int(weighted["ok"]) + int(weighted["zero"]) == int(weighted["points"])
+    z = torch.tensor([745.1332191019409], dtype=torch.float64)
+    doubled = torch.nn.functional.binary_cross_entropy_with_logits(
+        z, torch.ones_like(z), pos_weight=torch.tensor(2.0, dtype=torch.float64), reduction="none"
+    )
+    exact = family_truth(Reference.for_member(Member.BCE, {"pos_weight": 2.0}), Domain.LOGITS, float(z), 1.0, (F64,))
+    assert doubled.item() == 0.0 and exact.loss[0] > 0  # the finding, derived from torch and the oracle
     # at y = 0 pos_weight does not enter: the same figures as the plain built-in
     plain = rows[("torch-bce-with-logits", "float64", 0.0, "loss")]
     assert rows[("bce-pw2", "float64", 0.0, "loss")] == {**plain, "formulation": "bce-pw2"}
@@ -190,7 +199,10 @@ def test_a_config_table_declares_the_reference_of_a_users_function(tmp_path):
     # -(2·y·logsigmoid(z) + ...) is right: against bce(pos_weight=2) every point is ok; against
     # plain BCE (undeclared) a factor of 2 off at y = 1 wherever the loss is not tiny
     for q in ("loss", "grad"):
-        assert by[("declared", "1.0", q)]["ok"] == by[("declared", "1.0", q)]["points"]
+        declared = by[("declared", "1.0", q)]
+        # right everywhere but where the weighted truth is a subnormal that logsigmoid's 0 misses
+        assert int(declared["inaccurate"]) == int(declared["inf"]) == int(declared["nan"]) == 0
+        assert int(declared["ok"]) + int(declared["zero"]) == int(declared["points"])
         assert int(by[("undeclared", "1.0", q)]["inaccurate"]) > int(by[("undeclared", "1.0", q)]["points"]) // 2
     import json
 

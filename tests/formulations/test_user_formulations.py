@@ -912,10 +912,16 @@ def test_degraded_example_is_measurably_worse(sample_sweep):
     _, rows = sample_sweep
     loss = {r["formulation"]: r for r in rows if r["quantity"] == "loss"}
     good, bad = loss["max-abs"], loss["max_abs_log"]
-    assert int(good["zero"]) == 0 and int(bad["zero"]) >= 10  # e^-|z| lost: 1 + e^-|z| rounds to 1
+    # e^-|z| lost once 1 + e^-|z| rounds to 1: far more zeros than max-abs's own, which are only the
+    # narrow band where the true loss is the smallest subnormal (z near -103.9, a grid crossing)
+    assert int(bad["zero"]) >= int(good["zero"]) + 10
     assert int(bad["ok"]) < int(good["ok"])
     assert float(bad["max_ulp"]) > 1e6 * max(float(good["max_ulp"]), 1.0)
-    # the stable range shrinks from the whole axis to a few units around 0
-    assert float(good["stable_lo"]) < -1e38 and float(bad["stable_lo"]) > -20
-    # the stable logsigmoid formulation is exact within the threshold everywhere
-    assert int(loss["stable_bce"]["ok"]) == int(loss["stable_bce"]["points"])
+    # the stable range shrinks from all of the normal range (down to the underflow band) to a few
+    # units around 0
+    assert float(good["stable_lo"]) < -80 and float(bad["stable_lo"]) > -20
+    # the logsigmoid formulation is within the threshold wherever max-abs is: it fails only in the
+    # same underflow band, where logsigmoid returns 0 for the smallest subnormal
+    stable = loss["stable_bce"]
+    assert int(stable["inaccurate"]) == int(stable["inf"]) == int(stable["nan"]) == 0
+    assert int(stable["zero"]) == int(good["zero"]) and float(stable["max_ulp"]) <= 1
