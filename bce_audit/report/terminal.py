@@ -47,8 +47,10 @@ def status_legend(threshold: float) -> str:
 
 
 RANGE_LEGEND = (
-    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every sampled input "
-    "is ok, for every label; max: the dtype's largest finite value; none: the centre itself is not ok"
+    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every evaluated input "
+    "is ok, for every label, its ends exact edges where refined (--failures maps them); max: the dtype's "
+    "largest finite value; but 0 (or 0.5): the centre's own value alone fails; none: the centre fails, "
+    "and more than its own value"
 )
 CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
 
@@ -92,7 +94,8 @@ def scoreboard(result: AuditResult, quantity: Quantity, width: int | None) -> li
                 cell = Text(worst.value, style=STATUS_STYLE[worst])
                 if worst is not Status.ERROR:
                     lo, hi = _intersect([(c.figures.stable_lo, c.figures.stable_hi) for c in cases if c.figures])
-                    cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite))
+                    but = domain.centre if any(c.stable_but_centre for c in cases) else None
+                    cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite, but))
                 cells.append(cell)
             rows.append(cells)
         breaks.add(len(rows) - 1)

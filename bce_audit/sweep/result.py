@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bce_audit.figures import FIGURES, CaseFigures, Kind
 from bce_audit.report.numbers import label as label_text
+from bce_audit.sweep.failure_map import FailureInterval, stable_range
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +85,10 @@ def key_fields(keys: Iterable[CaseKey]) -> tuple[str, ...]:
     return ("formulation", *variants_in(keys), "domain", "dtype", "label", "quantity")
 
 
+# The columns of a failure map's record after the key (see ``CaseResult.failure_records``).
+FAILURE_COLUMNS = ("status", "lo", "hi", "edges", "floats", "worst_input", "worst_ulp", "cause")
+
+
 @dataclasses.dataclass(frozen=True)
 class NonFinitePoint:
     """A ±inf or NaN input, evaluated and reported apart from the statistics."""
@@ -121,6 +126,9 @@ class CaseResult:
         same text).
     nonfinite: the ±inf and NaN inputs, each with its result.
     details: every point, when kept.
+    failure_map: the case's failure map (``sweep.failure_map``): the maximal intervals of each
+        status in input order, ok ones included, each with how exactly its ends are known; one
+        `error` interval when the formulation raised.
     """
 
     formulation: str
@@ -136,6 +144,19 @@ class CaseResult:
     parameters: str = VARIANT_DEFAULTS["parameters"]
     mode: str = VARIANT_DEFAULTS["mode"]
     device: str = VARIANT_DEFAULTS["device"]
+    failure_map: tuple[FailureInterval, ...] = ()
+
+    @property
+    def failures(self) -> tuple[FailureInterval, ...]:
+        """The failing intervals of the failure map (every status but ok)."""
+        return tuple(iv for iv in self.failure_map if iv.failing)
+
+    @property
+    def stable_but_centre(self) -> bool:
+        """The stable range [stable_lo, stable_hi] holds a failing input, the centre's own value
+        (z = ±0 on logits, p = 0.5 on probabilities), and no other: "fails only at 0", not "fails
+        everywhere" (see ``sweep.failure_map.stable_range``)."""
+        return stable_range(self.failure_map, self.domain).but_centre
 
     @property
     def key(self) -> CaseKey:
@@ -171,6 +192,26 @@ class CaseResult:
         row["error"] = self.error
         row["lost"] = self.lost
         return row
+
+    def failure_records(self, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """One record per failing interval of the failure map: key (see ``record``), then the
+        columns of ``FAILURE_COLUMNS`` (``edges``: see ``FailureInterval.edges``; None for
+        an undefined worst input or error)."""
+        key = self.key.fields(variants)
+        return [
+            {
+                **key,
+                "status": str(iv.status),
+                "lo": iv.lo,
+                "hi": iv.hi,
+                "edges": iv.edges,
+                "floats": iv.floats,
+                "worst_input": None if math.isnan(iv.worst_input) else iv.worst_input,
+                "worst_ulp": None if math.isnan(iv.worst_ulp) else iv.worst_ulp,
+                "cause": iv.cause,
+            }
+            for iv in self.failures
+        ]
 
     def point_records(self, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One record per point (when details were kept): key (see ``record``), input, output,
@@ -219,6 +260,12 @@ class AuditResult:
         """One flat record per case (see ``CaseResult.record``), all with the same fields: ready
         for csv, json or pandas."""
         return [case.record(self.variants) for case in self.cases]
+
+    def failure_records(self) -> list[dict[str, Any]]:
+        """One record per failing interval of every case's failure map (see
+        ``CaseResult.failure_records``), in case order and input order."""
+        variants = self.variants
+        return [row for case in self.cases for row in case.failure_records(variants)]
 
     def point_records(self) -> list[dict[str, Any]]:
         """One record per point of every case (audit with ``details=True`` to keep them)."""
