@@ -48,9 +48,9 @@ def status_legend(threshold: float) -> str:
 
 RANGE_LEGEND = (
     "stable range: the widest interval around the centre (z = 0, p = 0.5) where every evaluated input "
-    "is ok, for every label, its ends exact edges where refined (--failures maps them); max: the dtype's "
-    "largest finite value; but 0 (or 0.5): the centre's own value alone fails; none: the centre fails, "
-    "and more than its own value"
+    "is ok, for every label, its ends refined to exact edges (--failures maps them); max: the dtype's "
+    "largest finite value; but 0: only the centre's own value fails in it; none: the centre fails, "
+    "and not alone"
 )
 CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from bce_audit.figures import FIGURES, CaseFigures, Kind
 from bce_audit.report.numbers import label as label_text
-from bce_audit.sweep.failure_map import FailureInterval, stable_range
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from bce_audit.settings import Settings
+    from bce_audit.sweep.failure_map import FailureInterval
 
 
 # The dimensions of a case beyond the five that every case has, each with the value that means
@@ -156,6 +156,8 @@ class CaseResult:
         """The stable range [stable_lo, stable_hi] holds a failing input, the centre's own value
         (z = ±0 on logits, p = 0.5 on probabilities), and no other: "fails only at 0", not "fails
         everywhere" (see ``sweep.failure_map.stable_range``)."""
+        from bce_audit.sweep.failure_map import stable_range  # numpy: not at import
+
         return stable_range(self.failure_map, self.domain).but_centre
 
     @property
