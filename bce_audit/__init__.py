@@ -10,7 +10,7 @@ from bce_audit.errors import BceAuditError, ExitCode, IncompleteRun, UsageError
 from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
 from bce_audit.gate.interface import Verdict
-from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult
+from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, FailureInterval
 from bce_audit.version import __version__
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
@@ -25,6 +25,7 @@ __all__ = [
     "DType",
     "Domain",
     "ExitCode",
+    "FailureInterval",
     "IncompleteRun",
     "Quantity",
     "Status",

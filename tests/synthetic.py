@@ -32,8 +32,7 @@ from bce_audit.gate.interface import BaselineUpdate, CaseRecord, ThresholdRule, 
 from bce_audit.gate.thresholds import evaluate_rules, parse_rules
 from bce_audit.gate.tolerance import ZERO_TOLERANCE
 from bce_audit.settings import Settings
-from bce_audit.sweep.failure_map import FailureInterval
-from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, NonFinitePoint, PointDetails
+from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, FailureInterval, NonFinitePoint, PointDetails
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
 NAN = math.nan
@@ -142,6 +141,7 @@ def case(
     mode: str = "eager",
     device: str = "cpu",
     failure_map: Iterable[FailureInterval] = (),
+    stable_but_centre: bool = False,
 ) -> CaseResult:
     """A case with ``figs`` (a clean case by default), or none when it raised (``error``) or was
     lost (``lost``; the error then holds the same text, as a sweep records it)."""
@@ -166,6 +166,7 @@ def case(
         mode=mode,
         device=device,
         failure_map=tuple(failure_map),
+        stable_but_centre=stable_but_centre,
     )
 
 
@@ -452,7 +453,10 @@ def variants_result() -> AuditResult:
         interval("ok", 3.5000002384185791, F32_MAX, evaluated=300),
     ]
     grad = figures(zero=2, inaccurate=8, ok=1000, max_ulp=1e300, stable_lo=-F32_MAX, stable_hi=2.5)
-    cases += [case("max-abs", quantity="loss"), case("max-abs", quantity="grad", figs=grad, failure_map=but_zero)]
+    cases += [
+        case("max-abs", quantity="loss"),
+        case("max-abs", quantity="grad", figs=grad, failure_map=but_zero, stable_but_centre=True),
+    ]
     return result(cases)
 
 

@@ -10,8 +10,7 @@ from typing import Any
 from bce_audit.figures import FIGURES, Kind
 from bce_audit.report.interface import Format
 from bce_audit.report.numbers import json_number, json_safe
-from bce_audit.sweep.failure_map import FailureInterval
-from bce_audit.sweep.result import AuditResult
+from bce_audit.sweep.result import AuditResult, FailureInterval
 
 SCHEMA_VERSION = 1
 

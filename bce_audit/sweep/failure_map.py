@@ -21,60 +21,8 @@ import math
 import numpy as np
 
 from bce_audit.floats import position
+from bce_audit.sweep.result import FailureInterval
 from bce_audit.vocabulary import Domain, FloatFormat, Status
-
-
-@dataclasses.dataclass(frozen=True)
-class FailureInterval:
-    """A maximal interval of inputs with one status (as far as the evaluated inputs show).
-
-    status: the status of every evaluated input in [lo, hi].
-    lo, hi: the first and last evaluated input of the run (exact values of the dtype).
-    lo_exact, hi_exact: whether that end is an exact edge (see the module's docstring).
-    floats: the representable values in [lo, hi], by bit-pattern arithmetic (-0 and +0 apart).
-    evaluated: how many of them were evaluated; ``floats`` when the interval is enumerated.
-    worst_input, worst_ulp: the evaluated input with the largest ULP error and that error (NaN
-        when no input of the interval has one: NaN or infinite outputs).
-    alone: the refined edge inputs of this interval whose status, evaluated alone (a tensor of one
-        element: torch's scalar path), differs from their status inside a batch (its vectorized
-        body, where the sweep evaluates), each with its status alone.
-    cause: why it fails, traced to the operation (empty: not traced).
-    """
-
-    status: Status
-    lo: float
-    hi: float
-    lo_exact: bool
-    hi_exact: bool
-    floats: int
-    evaluated: int
-    worst_input: float
-    worst_ulp: float
-    alone: tuple[tuple[float, Status], ...] = ()
-    cause: str = ""
-
-    @property
-    def edges(self) -> str:
-        """How the interval is known, in one word: ``enumerated`` (both ends exact and every float
-        inside evaluated), ``exact`` (both ends exact, the interior sampled), ``lo-exact`` or
-        ``hi-exact`` (one end exact), ``sampled`` (neither end exact)."""
-        if self.lo_exact and self.hi_exact:
-            return "enumerated" if self.enumerated else "exact"
-        if self.lo_exact:
-            return "lo-exact"
-        return "hi-exact" if self.hi_exact else "sampled"
-
-    @property
-    def enumerated(self) -> bool:
-        """Every representable value in [lo, hi] was evaluated."""
-        return self.evaluated == self.floats
-
-    @property
-    def failing(self) -> bool:
-        return self.status is not Status.OK
-
-    def contains(self, x: float) -> bool:
-        return self.lo <= x <= self.hi
 
 
 def _run_starts(statuses: np.ndarray) -> np.ndarray:

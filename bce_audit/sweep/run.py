@@ -184,11 +184,13 @@ def _mapped(
         keep = np.unique(inputs.view(np.int64), return_index=True)[1]  # an edge may be a sample
         alone = {p.input: Status(p.alone) for p in sides if p.alone != p.status}
         intervals = build_map(inputs[keep], statuses[keep], errors[keep], fmt, s.bounds, alone)
+        r = stable_range(intervals, case.domain)
         figures = case.figures
         if figures is not None:
-            r = stable_range(intervals, case.domain)
             figures = dataclasses.replace(figures, stable_lo=r.lo, stable_hi=r.hi)
-        mapped[s.case] = dataclasses.replace(case, figures=figures, failure_map=intervals)
+        mapped[s.case] = dataclasses.replace(
+            case, figures=figures, failure_map=intervals, stable_but_centre=r.but_centre
+        )
     return mapped
 
 
