@@ -98,7 +98,7 @@ class Edge:
     above: EdgePoint
 
 
-def transitions(inputs: np.ndarray, statuses: np.ndarray, errors: np.ndarray, dtype: DType) -> list[int]:
+def transitions(inputs: np.ndarray, statuses: np.ndarray, dtype: DType) -> list[int]:
     """The indices i (of sorted inputs) where status i+1 differs from status i and at least one
     representable value lies between them."""
     if len(inputs) < 2:

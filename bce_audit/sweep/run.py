@@ -153,7 +153,7 @@ def _mapped(
             continue
         quantity = cases[s.case].quantity
         xs = s.grid.finite
-        for i in transitions(xs, s.statuses, s.ulp_errors, s.grid.dtype):
+        for i in transitions(xs, s.statuses, s.grid.dtype):
             brackets.append(
                 Bracket(
                     s.probe,

@@ -157,4 +157,4 @@ def test_transitions_skip_neighbours_and_equal_statuses():
     xs = np.array([1.0, float(np.nextafter(np.float32(1.0), np.float32(2.0))), 2.0, 3.0])
     st = np.array(["ok", "nan", "nan", "ok"], dtype=object)
     # 1.0 -> its successor: already an exact edge; nan -> nan: none; 2.0 -> 3.0: a bracket
-    assert transitions(xs, st, np.zeros(4), DType.FLOAT32) == [2]
+    assert transitions(xs, st, DType.FLOAT32) == [2]
