@@ -11,7 +11,7 @@ search finds one of them; the edges it reports are exact, the stretches between 
 The candidates are evaluated the way the sweep evaluates its grid: many inputs in one batch (every
 bracket of a case at once, padded to a multiple of ``BATCH_MULTIPLE`` elements), so that each lies
 in the vectorized body of torch's kernels. A value alone (one element: the scalar path) can round
-differently; each edge found is evaluated alone too (in groups of ``ALONE_GROUP``: see there), and
+differently; each edge found is evaluated alone too (in small groups: see ``ALONE_GROUP``), and
 a difference is reported.
 
 The truth comes from the oracle's table in one request per step for every bracket of the run,
@@ -42,10 +42,11 @@ CANDIDATES_PER_STEP = 7
 BATCH_MULTIPLE = 64
 
 # "Alone" means in a tensor too short for any vectorized loop: torch's CPU kernels run their vector
-# body on chunks of twice the vector width (at least 2 x 4 float64 lanes) and their scalar loop on
-# the rest, so every element of a tensor of at most 7 elements takes the scalar path, exactly as a
-# tensor of one element does (tests/sweep/test_refine.py checks this against one-element tensors).
-ALONE_GROUP = 7
+# body on chunks of twice the vector width and their scalar loop on the rest, so every element of a
+# tensor shorter than that takes the scalar path, exactly as a tensor of one element does
+# (tests/sweep/test_refine.py checks it against one-element tensors). The narrowest vectors hold
+# 4 float64 or 8 float32 lanes (half-precision kernels load 16 halves at once): groups of 7 and 15.
+ALONE_GROUP = {DType.FLOAT64: 7, DType.FLOAT32: 15, DType.FLOAT16: 15, DType.BFLOAT16: 15}
 
 # evaluate(inputs) -> (loss, grad) at the inputs, or None when the formulation raised
 Evaluate = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
@@ -276,8 +277,9 @@ def _edges(
     alone: dict[tuple[int, float], dict[Quantity, str]] = {}
     for i, xs in points.items():
         values = list(xs)
-        for start in range(0, len(values), ALONE_GROUP):
-            group = np.array(values[start : start + ALONE_GROUP])
+        size = ALONE_GROUP[probes[i].dtype]
+        for start in range(0, len(values), size):
+            group = np.array(values[start : start + size])
             found = _statuses(probes[i], group, probes[i].evaluate(group), truth, threshold)
             for k, x in enumerate(group.tolist()):
                 alone[(i, x)] = {q: str(found[q][0][k]) for q in Quantity}

@@ -15,7 +15,7 @@ import pytest
 
 from bce_audit.engines import get_engine
 from bce_audit.floats import from_position, position
-from bce_audit.formulations.builtins import get_formulation
+from bce_audit.formulations.builtins import BUILTINS, get_formulation
 from bce_audit.oracle.table import column, evaluate_points
 from bce_audit.sweep import refine as refine_module
 from bce_audit.sweep.failure_map import build_map
@@ -96,14 +96,14 @@ def test_each_candidate_batch_lies_in_the_vectorized_body(monkeypatch):
 
     bracket = Bracket(0, Quantity.GRAD, 1.0, 100.0, "ok", "nan", 0.0, math.nan)
     refine([Probe(probe.domain, probe.dtype, probe.label, counting)], [bracket], THRESHOLD)
-    steps = [n for n in seen if n > ALONE_GROUP]
-    alone = [n for n in seen if n <= ALONE_GROUP]
+    steps = [n for n in seen if n > ALONE_GROUP[DType.FLOAT32]]
+    alone = [n for n in seen if n <= ALONE_GROUP[DType.FLOAT32]]
     assert steps and all(n % refine_module.BATCH_MULTIPLE == 0 for n in steps)
     assert alone == [2]  # the edge's two floats, together in one tensor too short to vectorize
 
 
 @pytest.mark.parametrize("dtype", list(DType))
-@pytest.mark.parametrize("name", ["naive", "torch-bce", "torch-bce-with-logits", "torch-logsigmoid", "max-abs"])
+@pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_a_group_of_alone_floats_evaluates_as_each_float_alone(name, dtype):
     """The premise of ALONE_GROUP: in a tensor of at most that many elements, each element comes out
     bit for bit as in a tensor of one element (the scalar path), loss and gradient."""
@@ -112,9 +112,10 @@ def test_a_group_of_alone_floats_evaluates_as_each_float_alone(name, dtype):
     formulation, engine = get_formulation(name), get_engine("torch")
     for domain, (lo, hi) in ((Domain.LOGITS, (-30.0, 30.0)), (Domain.PROBABILITIES, (0.0, 1.0))):
         p = position(np.array([lo, hi]), fmt)
-        inputs = from_position(rng.integers(p[0], p[1], size=5 * ALONE_GROUP, endpoint=True), fmt)
-        for start in range(0, len(inputs), ALONE_GROUP):
-            group = inputs[start : start + ALONE_GROUP]
+        size = ALONE_GROUP[dtype]
+        inputs = from_position(rng.integers(p[0], p[1], size=5 * size, endpoint=True), fmt)
+        for start in range(0, len(inputs), size):
+            group = inputs[start : start + size]
             together = engine.evaluate(formulation, domain, dtype, group, 0.0)
             for k, x in enumerate(group.tolist()):
                 one = engine.evaluate(formulation, domain, dtype, np.array([x]), 0.0)
