@@ -14,8 +14,8 @@ in the vectorized body of torch's kernels. A value alone (one element: the scala
 differently; each edge found is evaluated alone too (in small groups: see ``ALONE_GROUP``), and
 a difference is reported.
 
-The truth comes from the oracle's table in one request per step for every bracket of the run,
-and is kept in the truth cache at the end.
+The truth comes from the oracle's table, in this process, in one request per step for every
+bracket of the run, and is kept in the truth cache at the end.
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ class _Truth:
     """The exact truth of the refinement's candidates: from the cache (read once per group), else
     computed; what was computed is stored in the cache once, at the end."""
 
-    def __init__(self, jobs: int, cache: TruthCache | None) -> None:
-        self.jobs, self.cache = jobs, cache
+    def __init__(self, cache: TruthCache | None) -> None:
+        self.cache = cache
         self.known: dict[tuple[Domain, float], tuple[np.ndarray, np.ndarray]] = {}
         self.new: dict[tuple[Domain, float], list[tuple[np.ndarray, np.ndarray]]] = {}
 
@@ -138,7 +138,10 @@ class _Truth:
                 requests.append((domain, label, missing.view(np.float64)))
         if not requests:
             return
-        table, _ = build_truth_table(requests, jobs=self.jobs)
+        # in this process: a step's points are few, and by now torch is loaded, so a pool would
+        # start through the fork server at every step (seconds, and a Ctrl-C while one starts
+        # prints its traceback)
+        table, _ = build_truth_table(requests, jobs=1)
         for domain, label, xs in requests:
             key = (domain, float(label) + 0.0)
             rows = table.rows(domain, label, xs)
@@ -210,11 +213,10 @@ def refine(
     probes: Sequence[Probe],
     brackets: Sequence[Bracket],
     threshold: float,
-    jobs: int = 1,
     cache: TruthCache | None = None,
 ) -> list[Edge]:
     """One exact edge per bracket (see the module's docstring), in the order of the brackets."""
-    truth = _Truth(jobs, cache)
+    truth = _Truth(cache)
     searches = []
     for b in brackets:
         p_lo, p_hi = (int(v) for v in position(np.array([b.lo, b.hi]), probes[b.probe].dtype.format))

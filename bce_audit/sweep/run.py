@@ -143,7 +143,7 @@ def _evaluator(formulation: Formulation, sandbox: Sandbox | None, grid: Grid, la
 
 
 def _mapped(
-    settings: Settings, cases: list[CaseResult], sampled: list[_Sampled], probes: list[Probe], jobs: int, cache: Any
+    settings: Settings, cases: list[CaseResult], sampled: list[_Sampled], probes: list[Probe], cache: Any
 ) -> list[CaseResult]:
     """The cases with their failure maps: every sampled status transition refined to an exact
     edge (``sweep.refine``), and the stable range read from the map."""
@@ -167,7 +167,7 @@ def _mapped(
                 )
             )
     edges: dict[tuple[int, Quantity], list[Edge]] = {}
-    for edge in refine(probes, brackets, settings.ulp_threshold, jobs=jobs, cache=cache):
+    for edge in refine(probes, brackets, settings.ulp_threshold, cache=cache):
         edges.setdefault((edge.probe, edge.quantity), []).append(edge)
     mapped = list(cases)
     for s in sampled:
@@ -317,7 +317,7 @@ def run_sweep(
                         )
                     sampled.append(_Sampled(len(cases), probe, grid, bounds, status, errs))
                     cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
-    cases = _mapped(settings, cases, sampled, probes, jobs, cache)
+    cases = _mapped(settings, cases, sampled, probes, cache)
     variants = _first_seen_variants(cases)
     cases.sort(key=lambda c: _order(settings, variants, c))
     return AuditResult(
