@@ -13,7 +13,7 @@ from bce_audit.explanation.interface import Explanation
 from bce_audit.figures import FIGURES, CaseFigures
 from bce_audit.formulations.user import formulation
 from bce_audit.gate.interface import Verdict
-from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult
+from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, FailureInterval
 from bce_audit.version import __version__
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
@@ -29,6 +29,7 @@ __all__ = [
     "Domain",
     "ExitCode",
     "Explanation",
+    "FailureInterval",
     "IncompleteRun",
     "Quantity",
     "Status",

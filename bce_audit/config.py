@@ -24,6 +24,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "csv": str,
     "json": str,
     "details": str,
+    "failures": str,
     "verbose": bool,
     "jobs": int,
     "cache": bool,
@@ -73,7 +74,7 @@ def _check_key(key: str, value: object, allowed: dict[str, type | tuple[type, ..
 
 
 # Keys that name a file or a directory: an empty string names none (and would quietly be `.`).
-PATH_KEYS = ("csv", "json", "details", "cache_dir", "baseline", "junit", "markdown")
+PATH_KEYS = ("csv", "json", "details", "failures", "cache_dir", "baseline", "junit", "markdown")
 
 # Lists that choose what to sweep: empty, they would quietly mean the default (everything).
 CHOICE_KEYS = ("formulations", "dtypes", "labels")

@@ -77,7 +77,7 @@ FIGURES: tuple[Figure, ...] = (
         None,
         True,
         None,
-        "the widest interval around the centre where every sampled input is ok",
+        "the widest interval around the centre where every evaluated input is ok (ends refined to exact edges)",
     ),
 )
 BY_NAME = {f.name: f for f in FIGURES}
@@ -100,7 +100,9 @@ class CaseFigures:
     A count is a number of finite inputs; ``nonfinite`` counts the ±inf and NaN inputs whose result
     is not the exact limit. The ULP figures are over the points where output and exact value are
     both finite (NaN when there is none), at most the largest float64. ``worst_input`` is NaN when
-    every point is exact; the stable range is NaN when the centre itself is not ok.
+    every point is exact; the stable range is read from the failure map (its ends are exact edges where
+    refined) and is NaN when the centre itself is not ok, unless the centre's own value alone fails
+    (``CaseResult.stable_but_centre``).
     """
 
     points: int

@@ -2,7 +2,7 @@
 
 Two kinds of file, two rules:
 
-* **Outputs the user names** (``--csv``, ``--json``, ``--details``, ``--junit``, ``--markdown``,
+* **Outputs the user names** (``--csv``, ``--json``, ``--details``, ``--failures``, ``--junit``, ``--markdown``,
   the baseline): a symlink there is the user's choice and is followed (its target is replaced,
   the link kept); a device or pipe (``/dev/stdout``, ``>(jq .)``) is written into; ``-`` is
   standard output. One run's outputs are written as one transaction (``write_outputs``): each

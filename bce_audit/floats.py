@@ -134,3 +134,23 @@ def from_ordinal(ordinals: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     else:
         bits = np.where(o < 0, (-o) | (1 << (fmt.width - 1)), o)
     return from_bits(bits, fmt)
+
+
+def position(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Like ``ordinal``, but -0 and +0 apart: a monotone index in which every two neighbouring
+    bit patterns of ``fmt`` differ by 1 (-tiny -> -1, -0 -> 0, +0 -> 1, +tiny -> 2).
+
+    So the number of representable values in [lo, hi] is position(hi) - position(lo) + 1, each
+    zero counted once: both are inputs a sweep evaluates apart. Not meaningful for NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    at_or_after_plus_zero = (v > 0) | ((v == 0) & ~np.signbit(v))
+    positions: np.ndarray = ordinal(v, fmt) + at_or_after_plus_zero.astype(np.int64)
+    return positions
+
+
+def from_position(positions: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Inverse of ``position`` (0 maps to -0, 1 to +0)."""
+    p = np.asarray(positions, dtype=np.int64)
+    values: np.ndarray = np.where(p == 0, -0.0, from_ordinal(np.where(p > 0, p - 1, p), fmt))
+    return values

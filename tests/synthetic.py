@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from bce_audit.figures import CaseFigures
+from bce_audit.floats import position
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.user import UserFormulationSpec
 from bce_audit.gate.compare import compare
@@ -31,7 +32,7 @@ from bce_audit.gate.interface import BaselineUpdate, CaseRecord, ThresholdRule, 
 from bce_audit.gate.thresholds import evaluate_rules, parse_rules
 from bce_audit.gate.tolerance import ZERO_TOLERANCE
 from bce_audit.settings import Settings
-from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, NonFinitePoint, PointDetails
+from bce_audit.sweep.result import AuditResult, CaseKey, CaseResult, FailureInterval, NonFinitePoint, PointDetails
 from bce_audit.vocabulary import Domain, DType, Quantity, Status
 
 NAN = math.nan
@@ -139,6 +140,8 @@ def case(
     parameters: str = "",
     mode: str = "eager",
     device: str = "cpu",
+    failure_map: Iterable[FailureInterval] = (),
+    stable_but_centre: bool = False,
 ) -> CaseResult:
     """A case with ``figs`` (a clean case by default), or none when it raised (``error``) or was
     lost (``lost``; the error then holds the same text, as a sweep records it)."""
@@ -162,7 +165,19 @@ def case(
         parameters=parameters,
         mode=mode,
         device=device,
+        failure_map=tuple(failure_map),
+        stable_but_centre=stable_but_centre,
     )
+
+
+def interval(
+    status: str, lo: float, hi: float, *, exact: tuple[bool, bool] = (True, True), **changes: float
+) -> FailureInterval:
+    """A float32 failure map's interval: evaluated at its two ends only unless ``evaluated`` is
+    given; its count of floats by bit-pattern arithmetic."""
+    floats = int(np.diff(position(np.array([lo, hi]), DType.FLOAT32.format))[0]) + 1
+    fields = {"evaluated": min(2, floats), "worst_input": NAN, "worst_ulp": NAN, **changes}
+    return FailureInterval(Status(status), lo, hi, exact[0], exact[1], floats, **fields)  # type: ignore[arg-type]
 
 
 def settings(cases: Iterable[CaseResult] = (), **changes) -> Settings:
@@ -415,8 +430,33 @@ def variants_result() -> AuditResult:
         for quantity in ("loss", "grad"):
             bad = parameters == "gamma=2" and mode == "compile" and quantity == "grad"
             figs = figures(nan=3, ok=1007, max_ulp=12.0, stable_lo=-88.5, stable_hi=88.5) if bad else figures()
-            cases.append(case("focal", quantity=quantity, figs=figs, parameters=parameters, mode=mode))
-    cases += [case("max-abs", quantity=q) for q in ("loss", "grad")]
+            # a NaN band above 88.5 up to the largest float32, its lower edge refined, its upper
+            # one the end of the range; an inaccurate stretch known from samples only
+            found = (
+                [
+                    interval("ok", -F32_MAX, 88.5, evaluated=1007),
+                    interval("nan", 88.50000762939453, F32_MAX),
+                ]
+                if bad
+                else []
+            )
+            cases.append(
+                case("focal", quantity=quantity, figs=figs, parameters=parameters, mode=mode, failure_map=found)
+            )
+    # max-abs's gradient fails at z = ±0 alone around the centre (its stable range is everything
+    # but 0 up to 2.5), then on a stretch from 3 (sampled: 2.5 was the sample before) to 3.5 (exact)
+    but_zero = [
+        interval("ok", -F32_MAX, -F32_TINY, evaluated=500, worst_input=-1.5, worst_ulp=0.5),
+        interval("zero", -0.0, 0.0, worst_input=-0.0, worst_ulp=8388608.0),
+        interval("ok", F32_TINY, 2.5, evaluated=200),
+        interval("inaccurate", 3.0, 3.5, exact=(False, True), evaluated=8, worst_input=3.25, worst_ulp=1e300),
+        interval("ok", 3.5000002384185791, F32_MAX, evaluated=300),
+    ]
+    grad = figures(zero=2, inaccurate=8, ok=1000, max_ulp=1e300, stable_lo=-F32_MAX, stable_hi=2.5)
+    cases += [
+        case("max-abs", quantity="loss"),
+        case("max-abs", quantity="grad", figs=grad, failure_map=but_zero, stable_but_centre=True),
+    ]
     return result(cases)
 
 

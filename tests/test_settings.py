@@ -133,7 +133,7 @@ def test_load_config_accepts_every_key(tmp_path):
     cfg.write_text(
         'formulations = ["naive"]\ndtypes = ["float16"]\ndomain = "both"\nlabels = [0, 0.5, 1]\n'
         'range = [-3, 3]\npoints = 10\nsampling = "bits"\nseed = 1\nulp_threshold = 2\n'
-        'csv = "a.csv"\njson = "a.json"\ndetails = "d.csv"\nverbose = true\n'
+        'csv = "a.csv"\njson = "a.json"\ndetails = "d.csv"\nfailures = "f.csv"\nverbose = true\n'
         'jobs = 2\ncache = false\ncache_dir = "cache"\ntimeout = 30\n'
         'baseline = "b.json"\nallow_missing = true\njunit = "j.xml"\nmarkdown = "m.md"\n'
         '[tolerance]\nmax_ulp = 2\n[[thresholds]]\nformulation = "naive"\nnan = 0\n'

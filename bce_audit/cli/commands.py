@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.sweep.result import AuditResult
 
 # the outputs of a sweep and of a check, by the key their flag and config key share
-SWEEP_OUTPUTS = ("csv", "details", "json")
+SWEEP_OUTPUTS = ("csv", "details", "json", "failures")
 CHECK_REPORTS = ("junit", "markdown")
 
 
@@ -102,7 +102,7 @@ class _Invocation:
     config_source: str | None
     settings: Settings
     options: RunOptions
-    outputs: dict[str, Output]  # "csv" | "details" | "json" -> Output, each checked writable
+    outputs: dict[str, Output]  # "csv" | "details" | "json" | "failures" -> Output, each checked writable
     verbose: bool
     sandbox: Sandbox  # where the user's targets run
 
@@ -433,9 +433,15 @@ def _report(result: AuditResult, console: Console, verbose: bool) -> None:
 def _exports(result: AuditResult, outputs: dict[str, Output]) -> list[tuple[Output, str]]:
     """(output, text) for each sweep export asked for."""
     from bce_audit.report.csv_format import DetailsCsvFormat, SummaryCsvFormat
+    from bce_audit.report.failures_csv import FailuresCsvFormat
     from bce_audit.report.json_format import JsonFormat
 
-    writers = {"csv": SummaryCsvFormat(), "details": DetailsCsvFormat(), "json": JsonFormat()}
+    writers = {
+        "csv": SummaryCsvFormat(),
+        "details": DetailsCsvFormat(),
+        "json": JsonFormat(),
+        "failures": FailuresCsvFormat(),
+    }
     return [(out, writers[key].render(result)) for key, out in outputs.items()]
 
 

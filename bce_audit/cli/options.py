@@ -183,6 +183,14 @@ SWEEP_OPTIONS = [
         help="Write the per-point CSV here; - for standard output.",
     ),
     click.option(
+        "--failures",
+        "failures_path",
+        type=click.Path(),
+        default=None,
+        help="Write the failure map CSV here (one row per failing interval of each case, its edges "
+        "exact or sampled); - for standard output. Example: --failures failures.csv",
+    ),
+    click.option(
         "--json",
         "json_path",
         type=click.Path(),

@@ -1,14 +1,16 @@
-"""The JSON report: every case's figures, the non-finite inputs, the settings and the provenance."""
+"""The JSON report: every case's figures, its failing intervals, the non-finite inputs, the settings
+and the provenance."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from bce_audit.figures import FIGURES, Kind
 from bce_audit.report.interface import Format
 from bce_audit.report.numbers import json_number, json_safe
-from bce_audit.sweep.result import AuditResult
+from bce_audit.sweep.result import AuditResult, FailureInterval
 
 SCHEMA_VERSION = 1
 
@@ -28,6 +30,22 @@ def _figures(case: Any) -> dict[str, Any]:
     return row
 
 
+def _interval(iv: FailureInterval) -> dict[str, Any]:
+    """A failing interval of the failure map (see ``sweep.failure_map.FailureInterval``)."""
+    return {
+        "status": str(iv.status),
+        "lo": json_number(iv.lo),
+        "hi": json_number(iv.hi),
+        "edges": iv.edges,
+        "floats": iv.floats,
+        "evaluated": iv.evaluated,
+        "worst_input": None if math.isnan(iv.worst_input) else json_number(iv.worst_input),
+        "worst_ulp": None if math.isnan(iv.worst_ulp) else json_number(iv.worst_ulp),
+        "alone": [{"input": json_number(x), "status": str(status)} for x, status in iv.alone],
+        "cause": iv.cause,
+    }
+
+
 class JsonFormat(Format):
     def render(self, result: AuditResult) -> str:
         cases = []
@@ -42,6 +60,7 @@ class JsonFormat(Format):
                 row["lost"] = case.lost
             if case.figures is not None:
                 row.update(_figures(case))
+            row["failures"] = [_interval(iv) for iv in case.failures]
             row["nonfinite_inputs"] = [
                 {
                     "input": json_number(p.input),

@@ -66,10 +66,15 @@ def value(x: float, largest: float = math.inf) -> str:
     return short(x)
 
 
-def interval(lo: float, hi: float, largest: float = math.inf) -> str:
-    """A stable range, `[lo, hi]`, or `none` when there is none."""
+def interval(lo: float, hi: float, largest: float = math.inf, but: float | None = None) -> str:
+    """A stable range, `[lo, hi]`, or `none` when there is none. but: a value inside that is not
+    ok (the centre, when it alone fails): `[lo, hi] but 0`, and `all but 0` for [-max, max]."""
     if math.isnan(lo) or math.isnan(hi):
         return "none"
+    if but is not None:
+        if lo == -largest and hi == largest:
+            return f"all but {short(but)}"
+        return f"[{value(lo, largest)}, {value(hi, largest)}] but {short(but)}"
     return f"[{value(lo, largest)}, {value(hi, largest)}]"
 
 

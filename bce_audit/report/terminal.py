@@ -67,8 +67,10 @@ def status_legend(threshold: float) -> str:
 
 
 RANGE_LEGEND = (
-    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every sampled input "
-    "is ok, for every label; max: the dtype's largest finite value; none: the centre itself is not ok"
+    "stable range: the widest interval around the centre (z = 0, p = 0.5) where every evaluated input "
+    "is ok, for every label, its ends refined to exact edges (--failures maps them); max: the dtype's "
+    "largest finite value; but 0: only the centre's own value fails in it; none: the centre fails, "
+    "and not alone"
 )
 CASE_TABLE_HEADING = "per-case figures (ULP errors over the points where output and truth are finite)"
 
@@ -112,7 +114,8 @@ def scoreboard(result: AuditResult, quantity: Quantity, width: int | None) -> li
                 cell = Text(worst.value, style=STATUS_STYLE[worst])
                 if worst is not Status.ERROR:
                     lo, hi = _intersect([(c.figures.stable_lo, c.figures.stable_hi) for c in cases if c.figures])
-                    cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite))
+                    but = domain.centre if any(c.stable_but_centre for c in cases) else None
+                    cell.append("\n" + numbers.interval(lo, hi, dtype.format.largest_finite, but))
                 cells.append(cell)
             rows.append(cells)
         breaks.add(len(rows) - 1)

@@ -131,7 +131,8 @@ def summarize(
     max_rel_err is |output - truth| / |truth| with the truth rounded to float64, over the points
     where both are finite and the truth nonzero; the worst input is the one with the most bits of
     error (the first of equals); the stable range is the widest interval around the domain's
-    centre on which every sampled input is ok."""
+    centre on which every sampled input is ok (the run replaces it with the one read from the
+    failure map: see ``sweep.failure_map.stable_range``)."""
     errs = ulp_error(output, truth, fmt)
     status = point_status(output, truth, errs, threshold)
     bits = bits_of_error(output, truth, fmt)

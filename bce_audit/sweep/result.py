@@ -85,6 +85,63 @@ def key_fields(keys: Iterable[CaseKey]) -> tuple[str, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
+class FailureInterval:
+    """A maximal interval of inputs with one status (as far as the evaluated inputs show).
+
+    status: the status of every evaluated input in [lo, hi].
+    lo, hi: the first and last evaluated input of the run (exact values of the dtype).
+    lo_exact, hi_exact: whether that end is an exact edge (see ``sweep.failure_map``).
+    floats: the representable values in [lo, hi], by bit-pattern arithmetic (-0 and +0 apart).
+    evaluated: how many of them were evaluated; ``floats`` when the interval is enumerated.
+    worst_input, worst_ulp: the evaluated input with the largest ULP error and that error (NaN
+        when no input of the interval has one: NaN or infinite outputs).
+    alone: the refined edge inputs of this interval whose status, evaluated alone (a tensor of one
+        element: torch's scalar path), differs from their status inside a batch (its vectorized
+        body, where the sweep evaluates), each with its status alone.
+    cause: why it fails, traced to the operation (empty: not traced).
+    """
+
+    status: Status
+    lo: float
+    hi: float
+    lo_exact: bool
+    hi_exact: bool
+    floats: int
+    evaluated: int
+    worst_input: float
+    worst_ulp: float
+    alone: tuple[tuple[float, Status], ...] = ()
+    cause: str = ""
+
+    @property
+    def edges(self) -> str:
+        """How the interval is known, in one word: ``enumerated`` (both ends exact and every float
+        inside evaluated), ``exact`` (both ends exact, the interior sampled), ``lo-exact`` or
+        ``hi-exact`` (one end exact), ``sampled`` (neither end exact)."""
+        if self.lo_exact and self.hi_exact:
+            return "enumerated" if self.enumerated else "exact"
+        if self.lo_exact:
+            return "lo-exact"
+        return "hi-exact" if self.hi_exact else "sampled"
+
+    @property
+    def enumerated(self) -> bool:
+        """Every representable value in [lo, hi] was evaluated."""
+        return self.evaluated == self.floats
+
+    @property
+    def failing(self) -> bool:
+        return self.status is not Status.OK
+
+    def contains(self, x: float) -> bool:
+        return self.lo <= x <= self.hi
+
+
+# The columns of a failure map's record after the key (see ``CaseResult.failure_records``).
+FAILURE_COLUMNS = ("status", "lo", "hi", "edges", "floats", "worst_input", "worst_ulp", "cause")
+
+
+@dataclasses.dataclass(frozen=True)
 class NonFinitePoint:
     """A ±inf or NaN input, evaluated and reported apart from the statistics."""
 
@@ -124,6 +181,12 @@ class CaseResult:
         same text).
     nonfinite: the ±inf and NaN inputs, each with its result.
     details: every point, when kept.
+    failure_map: the case's failure map (``sweep.failure_map``): the maximal intervals of each
+        status in input order, ok ones included, each with how exactly its ends are known; one
+        `error` interval when the formulation raised.
+    stable_but_centre: the stable range [stable_lo, stable_hi] holds one failing input, the
+        centre's own value (z = ±0 on logits, p = 0.5 on probabilities): "fails only at 0", not
+        "fails everywhere" (see ``sweep.failure_map.stable_range``).
     """
 
     formulation: str
@@ -139,6 +202,13 @@ class CaseResult:
     parameters: str = VARIANT_DEFAULTS["parameters"]
     mode: str = VARIANT_DEFAULTS["mode"]
     device: str = VARIANT_DEFAULTS["device"]
+    failure_map: tuple[FailureInterval, ...] = ()
+    stable_but_centre: bool = False
+
+    @property
+    def failures(self) -> tuple[FailureInterval, ...]:
+        """The failing intervals of the failure map (every status but ok)."""
+        return tuple(iv for iv in self.failure_map if iv.failing)
 
     @property
     def key(self) -> CaseKey:
@@ -174,6 +244,26 @@ class CaseResult:
         row["error"] = self.error
         row["lost"] = self.lost
         return row
+
+    def failure_records(self, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """One record per failing interval of the failure map: key (see ``record``), then the
+        columns of ``FAILURE_COLUMNS`` (``edges``: see ``FailureInterval.edges``; None for
+        an undefined worst input or error)."""
+        key = self.key.fields(variants)
+        return [
+            {
+                **key,
+                "status": str(iv.status),
+                "lo": iv.lo,
+                "hi": iv.hi,
+                "edges": iv.edges,
+                "floats": iv.floats,
+                "worst_input": None if math.isnan(iv.worst_input) else iv.worst_input,
+                "worst_ulp": None if math.isnan(iv.worst_ulp) else iv.worst_ulp,
+                "cause": iv.cause,
+            }
+            for iv in self.failures
+        ]
 
     def point_records(self, variants: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One record per point (when details were kept): key (see ``record``), input, output,
@@ -225,6 +315,12 @@ class AuditResult:
         """One flat record per case (see ``CaseResult.record``), all with the same fields: ready
         for csv, json or pandas."""
         return [case.record(self.variants) for case in self.cases]
+
+    def failure_records(self) -> list[dict[str, Any]]:
+        """One record per failing interval of every case's failure map (see
+        ``CaseResult.failure_records``), in case order and input order."""
+        variants = self.variants
+        return [row for case in self.cases for row in case.failure_records(variants)]
 
     def point_records(self) -> list[dict[str, Any]]:
         """One record per point of every case (audit with ``details=True`` to keep them)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -20,8 +21,10 @@ from bce_audit.oracle import build_truth_table, column, oracle_provenance
 from bce_audit.report import numbers
 from bce_audit.settings import Settings
 from bce_audit.sweep.exhaustive import check_streamed, check_streamed_formulations, chunk_count, exhaustive_cases
-from bce_audit.sweep.grid import Grid, build_grid
+from bce_audit.sweep.failure_map import build_map, error_map, stable_range
+from bce_audit.sweep.grid import Grid, _inward, build_grid, probability_bounds
 from bce_audit.sweep.metrics import point_status, summarize, ulp_error
+from bce_audit.sweep.refine import Bracket, Edge, Evaluate, Probe, refine, transitions
 from bce_audit.sweep.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.version import __version__
 from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Sampling, Status
@@ -115,6 +118,93 @@ def provenance(engines: list[str]) -> dict[str, str]:
     return {k: v for k, v in ordered.items() if v is not None}
 
 
+def grid_bounds(settings: Settings, grid: Grid) -> tuple[float, float] | None:
+    """The first and last representable input of a grid's range (where a failure map's interval
+    ends exactly, with nothing beyond it), or None where the grid does not say (probabilities
+    under a logit range, which are filtered by their logit)."""
+    fmt = grid.dtype.format
+    if grid.domain is Domain.LOGITS:
+        lo, hi = settings.logit_range or (-math.inf, math.inf)
+        return _inward(max(lo, -fmt.largest_finite), min(hi, fmt.largest_finite), fmt)
+    if settings.logit_range is not None:
+        return None
+    return _inward(*probability_bounds(None), fmt)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sampled:
+    """What the sweep measured for one case, to build its failure map from."""
+
+    case: int  # index into the cases
+    probe: int | None  # index into the probes (None: the formulation raised)
+    grid: Grid
+    bounds: tuple[float, float] | None
+    statuses: np.ndarray
+    ulp_errors: np.ndarray
+
+
+def _evaluator(formulation: Formulation, sandbox: Sandbox | None, grid: Grid, label: float) -> Evaluate:
+    """evaluate(inputs) -> (loss, grad) of a formulation at more inputs of a grid, in one batch."""
+
+    def evaluate(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        ev = _evaluate(formulation, sandbox, grid.domain, grid.dtype, xs, np.empty(0), label).finite
+        return None if ev.error is not None else (ev.loss, ev.grad)
+
+    return evaluate
+
+
+def _mapped(
+    settings: Settings, cases: list[CaseResult], sampled: list[_Sampled], probes: list[Probe], cache: Any
+) -> list[CaseResult]:
+    """The cases with their failure maps: every sampled status transition refined to an exact
+    edge (``sweep.refine``), and the stable range read from the map."""
+    brackets: list[Bracket] = []
+    for s in sampled:
+        if s.probe is None:
+            continue
+        quantity = cases[s.case].quantity
+        xs = s.grid.finite
+        for i in transitions(xs, s.statuses, s.grid.dtype):
+            brackets.append(
+                Bracket(
+                    s.probe,
+                    quantity,
+                    float(xs[i]),
+                    float(xs[i + 1]),
+                    str(s.statuses[i]),
+                    str(s.statuses[i + 1]),
+                    float(s.ulp_errors[i]),
+                    float(s.ulp_errors[i + 1]),
+                )
+            )
+    edges: dict[tuple[int, Quantity], list[Edge]] = {}
+    for edge in refine(probes, brackets, settings.ulp_threshold, cache=cache):
+        edges.setdefault((edge.probe, edge.quantity), []).append(edge)
+    mapped = list(cases)
+    for s in sampled:
+        case = cases[s.case]
+        fmt = s.grid.dtype.format
+        if s.probe is None:
+            mapped[s.case] = dataclasses.replace(case, failure_map=error_map(s.grid.finite, fmt, s.bounds))
+            continue
+        found = edges.get((s.probe, case.quantity), [])
+        sides = [side for e in found for side in (e.below, e.above)]
+        inputs = np.concatenate([s.grid.finite, [p.input for p in sides]])
+        statuses = np.concatenate([s.statuses, np.array([p.status for p in sides], dtype=object)])
+        errors = np.concatenate([s.ulp_errors, [p.ulp_error for p in sides]])
+        keep = np.unique(inputs.view(np.int64), return_index=True)[1]  # an edge may be a sample
+        alone = {p.input: Status(p.alone) for p in sides if p.alone != p.status}
+        intervals = build_map(inputs[keep], statuses[keep], errors[keep], fmt, s.bounds, alone)
+        r = stable_range(intervals, case.domain)
+        figures = case.figures
+        if figures is not None:
+            figures = dataclasses.replace(figures, stable_lo=r.lo, stable_hi=r.hi)
+        mapped[s.case] = dataclasses.replace(
+            case, figures=figures, failure_map=intervals, stable_but_centre=r.but_centre
+        )
+    return mapped
+
+
 def _evaluate(formulation: Formulation, sandbox: Sandbox | None, *args: Any) -> GridEvaluation:
     if formulation.spec is not None:  # a user's target: only ever run in the sandbox
         assert sandbox is not None
@@ -159,6 +249,8 @@ def run_sweep(
     if stream_float32:
         check_streamed_formulations(runs)
     cases: list[CaseResult] = []
+    sampled: list[_Sampled] = []
+    probes: list[Probe] = []
     # Each grid's inputs (finite, then non-finite) and labels rounded into its dtype: the truth
     # uses the label users actually get.
     plan = [
@@ -181,6 +273,7 @@ def run_sweep(
     for grid, inputs, labels in plan:
         fmt = grid.dtype.format
         n = len(grid.finite)
+        bounds = grid_bounds(settings, grid)
         for label, y in labels:
             truths = {}
             for ref in references:
@@ -193,6 +286,14 @@ def run_sweep(
                 nf_errors = [e.error for e in singles]
                 if case_progress is not None:
                     case_progress(1, evaluations)
+                probe: int | None = None
+                if ev.error is None:
+                    probe = len(probes)
+                    probes.append(
+                        Probe(
+                            grid.domain, grid.dtype, y, _evaluator(formulation, sandbox, grid, y), formulation.reference
+                        )
+                    )
                 for quantity in Quantity:
                     key = _CaseName(
                         formulation=formulation.name,
@@ -213,6 +314,7 @@ def run_sweep(
                                 ulp_errors=np.full(len(inputs), np.nan),
                                 statuses=np.full(len(inputs), Status.ERROR.value, dtype=object),
                             )
+                        sampled.append(_Sampled(len(cases), None, grid, bounds, np.empty(0), np.empty(0)))
                         cases.append(
                             CaseResult(**key, figures=None, error=ev.error, details=details, lost=evaluation.lost)
                         )
@@ -247,7 +349,9 @@ def run_sweep(
                             statuses=np.concatenate([status, nf_status]),
                             truth=t,
                         )
+                    sampled.append(_Sampled(len(cases), probe, grid, bounds, status, errs))
                     cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
+    cases = _mapped(settings, cases, sampled, probes, cache)
     if stream_float32:
         for domain in settings.domains:
             streamed_cases, _ = exhaustive_cases(

@@ -19,6 +19,7 @@ import pytest
 import synthetic
 
 from bce_audit.report.csv_format import DetailsCsvFormat, SummaryCsvFormat
+from bce_audit.report.failures_csv import FailuresCsvFormat
 from bce_audit.report.github import GithubFormat
 from bce_audit.report.json_format import JsonFormat
 from bce_audit.report.junit import JUnitFormat
@@ -61,6 +62,8 @@ def _renders() -> dict[str, Callable[[], str]]:
     for name, make in RESULTS.items():
         out[f"summary-csv-{name}"] = lambda make=make: SummaryCsvFormat().render(make())
         out[f"json-{name}"] = lambda make=make: JsonFormat().render(make())
+    out["failures-csv-variants"] = lambda: FailuresCsvFormat().render(synthetic.variants_result())
+    out["failures-csv-awkward"] = lambda: FailuresCsvFormat().render(synthetic.awkward_result())
     out["details-csv-awkward"] = lambda: DetailsCsvFormat().render(synthetic.awkward_result())
     out["details-csv-variants"] = lambda: DetailsCsvFormat().render(synthetic.variants_result())
     for name, make in VERDICTS.items():

@@ -1,0 +1,189 @@
+"""The failure map (sweep/failure_map.py) and its place in a sweep (sweep/run.py): intervals, how
+their edges are known, counts of floats, the stable range read from it, and its CSV.
+
+Expected edges come from dense scans of torch in this file (every float of a window, in one
+batch), never from a run of bce-audit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+
+import bce_audit
+from bce_audit.engines import get_engine
+from bce_audit.floats import from_position, position
+from bce_audit.formulations.builtins import get_formulation
+from bce_audit.report import terminal
+from bce_audit.report.failures_csv import FailuresCsvFormat
+from bce_audit.sweep.failure_map import build_map, stable_range
+from bce_audit.sweep.result import AuditResult, CaseResult
+from bce_audit.vocabulary import Domain, DType, Quantity, Status
+
+F16 = DType.FLOAT16.format
+F32 = DType.FLOAT32.format
+
+
+def floats_between(lo: float, hi: float, dtype: DType) -> np.ndarray:
+    """Every value of ``dtype`` in [lo, hi], in order (-0 and +0 both)."""
+    p = position(np.array([lo, hi]), dtype.format)
+    return from_position(np.arange(p[0], p[1] + 1), dtype.format)
+
+
+def case_of(result: AuditResult, quantity: str, label: float = 0.0) -> CaseResult:
+    (found,) = (c for c in result.cases if str(c.quantity) == quantity and c.label == label)
+    return found
+
+
+# --- counting floats ------------------------------------------------------------------------------
+
+
+def test_floats_counts_bit_patterns_by_position_arithmetic():
+    assert int(np.diff(position(np.array([1.0, 2.0]), F16))[0]) + 1 == 1025  # 2^10 steps + both ends
+    assert len(floats_between(1.0, 2.0, DType.FLOAT16)) == 1025
+    # -0 and +0 are two inputs: [-0, 0] holds 2 floats, [-tiny, tiny] 4
+    assert len(floats_between(-0.0, 0.0, DType.FLOAT32)) == 2
+    tiny = F32.smallest_subnormal
+    values = floats_between(-tiny, tiny, DType.FLOAT32)
+    assert values.tolist() == [-tiny, 0.0, 0.0, tiny]
+    assert np.signbit(values).tolist() == [True, True, False, False]
+    # a map built from every float16 in [1, 2] counts them, and knows it saw each
+    xs = floats_between(1.0, 2.0, DType.FLOAT16)
+    st = np.full(len(xs), Status.OK.value, dtype=object)
+    (only,) = build_map(xs, st, np.zeros(len(xs)), F16, (1.0, 2.0))
+    assert (only.floats, only.evaluated, only.edges) == (1025, 1025, "enumerated")
+
+
+def test_minus_zero_and_plus_zero_are_distinct_inputs_of_the_map():
+    tiny = F32.smallest_subnormal
+    xs = np.array([tiny, 0.0, -0.0, -tiny, 5.0])  # any order: the map sorts by bit pattern
+    st = np.array(["ok", "nan", "zero", "ok", "ok"], dtype=object)
+    ivs = build_map(xs, st, np.array([0.0, math.nan, 3.0, 0.0, 1.0]), F32, None)
+    assert [(str(iv.status), iv.lo, iv.hi, iv.floats) for iv in ivs] == [
+        ("ok", -tiny, -tiny, 1),
+        ("zero", -0.0, -0.0, 1),
+        ("nan", 0.0, 0.0, 1),
+        ("ok", tiny, 5.0, int(np.diff(position(np.array([tiny, 5.0]), F32))[0]) + 1),
+    ]
+    assert math.copysign(1, ivs[1].lo) == -1 and math.copysign(1, ivs[2].lo) == 1
+    # an edge is exact where the neighbouring float was evaluated; the map's ends are sampled
+    # without bounds, and 5.0 is far from tiny
+    assert [iv.edges for iv in ivs] == ["hi-exact", "enumerated", "enumerated", "lo-exact"]
+    assert ivs[3].evaluated == 2 and not ivs[3].enumerated
+    # the worst input of an interval is its largest ULP error; none where no error is defined
+    assert math.isnan(ivs[2].worst_ulp) and ivs[1].worst_ulp == 3.0 and ivs[3].worst_input == 5.0
+
+
+def test_stable_range_but_the_centre_and_none():
+    tiny = F32.smallest_subnormal
+    big = F32.largest_finite
+    xs = np.array([-big, -tiny, -0.0, 0.0, tiny, big])
+    errs = np.zeros(len(xs))
+    bounds = (-big, big)
+    only_zero = build_map(xs, np.array(["ok", "ok", "zero", "zero", "ok", "ok"], dtype=object), errs, F32, bounds)
+    r = stable_range(only_zero, Domain.LOGITS)
+    assert (r.lo, r.hi, r.but_centre) == (-big, big, True)
+    # the failure reaches past the zeros: no stable range at all
+    wider = build_map(xs, np.array(["ok", "zero", "zero", "zero", "ok", "ok"], dtype=object), errs, F32, bounds)
+    r = stable_range(wider, Domain.LOGITS)
+    assert math.isnan(r.lo) and math.isnan(r.hi) and not r.but_centre
+    # all ok: the whole range, nothing excepted
+    clean = build_map(xs, np.full(6, "ok", dtype=object), errs, F32, bounds)
+    assert stable_range(clean, Domain.LOGITS) == type(r)(-big, big, False)
+
+
+# --- in a sweep -----------------------------------------------------------------------------------
+
+
+def first_nonfinite(formulation: str, quantity: Quantity, lo: float, hi: float, label: float) -> tuple[float, float]:
+    """(last float with a finite output, first float with a non-finite one) among every float32
+    in [lo, hi], evaluated in one batch by torch. On logits the exact loss and gradient are finite
+    at every finite input, so a non-finite output is the failure."""
+    xs = floats_between(lo, hi, DType.FLOAT32)
+    ev = get_engine("torch").evaluate(get_formulation(formulation), Domain.LOGITS, DType.FLOAT32, xs, label)
+    out = ev.loss if quantity is Quantity.LOSS else ev.grad
+    bad = np.nonzero(~np.isfinite(out))[0]
+    assert len(bad) and bad[0] > 0, "the window must hold the transition"
+    return float(xs[bad[0] - 1]), float(xs[bad[0]])
+
+
+@pytest.fixture(scope="module")
+def naive_float32() -> AuditResult:
+    return bce_audit.audit("naive", dtypes="float32", domain="logits", labels=0.0)
+
+
+@pytest.mark.parametrize(("quantity", "status"), [(Quantity.LOSS, Status.INF), (Quantity.GRAD, Status.NAN)])
+def test_the_map_edge_is_the_first_failing_float_of_a_dense_scan(naive_float32, quantity, status):
+    """naive (probabilities-native, fed logits through sigmoid) at y = 0: sigmoid(z) rounds to 1
+    from some z near 16.6 on, and -log(1 - p) is inf, its gradient NaN."""
+    last_ok, first_bad = first_nonfinite("naive", quantity, 16.6, 16.7, 0.0)
+    case = case_of(naive_float32, str(quantity))
+    (band,) = (iv for iv in case.failures if iv.contains(first_bad))
+    assert band.status is status and band.lo == first_bad and band.lo_exact
+    (before,) = (iv for iv in case.failure_map if iv.contains(last_ok))
+    assert before.hi == last_ok and before.hi_exact and before.status is not status
+    # the band runs to the largest float32, the end of the range: that edge is exact too
+    assert band.hi == F32.largest_finite and band.edges == "exact"
+    assert band.floats == int(np.diff(position(np.array([band.lo, band.hi]), F32))[0]) + 1
+
+
+def test_the_stable_range_of_the_gradient_ends_at_the_refined_edge(naive_float32):
+    last_ok, first_bad = first_nonfinite("naive", Quantity.GRAD, 16.6, 16.7, 0.0)
+    fig = case_of(naive_float32, "grad").figures
+    assert fig is not None and fig.stable_hi == last_ok
+
+
+def test_max_abs_fails_only_at_zero_and_the_scoreboard_says_so():
+    """max-abs's gradient at z = ±0 is a one-point failure (the sign(0) of its |z|), ok at the
+    floats next to it: found by evaluating them in torch here."""
+    tiny = F32.smallest_subnormal
+    xs = np.array([-tiny, -0.0, 0.0, tiny])
+    ev = get_engine("torch").evaluate(get_formulation("max-abs"), Domain.LOGITS, DType.FLOAT32, xs, 0.0)
+    # the exact gradient at y = 0 is sigmoid(z) = 0.5 at ±0 and rounds to 0.5 at ±tiny
+    wrong = np.abs(ev.grad - 0.5) > 4 * 2.0**-24
+    assert wrong.tolist() == [False, True, True, False]
+    result = bce_audit.audit("max-abs", dtypes="float32", domain="logits", labels=0.0)
+    grad = case_of(result, "grad")
+    (zeros,) = (iv for iv in grad.failures if iv.contains(0.0))
+    assert (zeros.lo, zeros.hi, zeros.floats, zeros.edges) == (-0.0, 0.0, 2, "enumerated")
+    assert math.copysign(1, zeros.lo) == -1
+    assert grad.stable_but_centre and grad.figures is not None
+    assert (grad.figures.stable_lo, grad.figures.stable_hi) == (-F32.largest_finite, F32.largest_finite)
+    board = "\n".join(line.plain for line in terminal.scoreboard(result, Quantity.GRAD, None))
+    assert "all but 0" in board and "none" not in board
+    # the loss has no failure at all: its range is the whole line, nothing excepted
+    loss = case_of(result, "loss")
+    assert not loss.failures and not loss.stable_but_centre
+
+
+def test_exhaustive_16_bit_maps_are_enumerated_everywhere():
+    result = bce_audit.audit(["naive", "max-abs"], dtypes="float16", domain="logits", sampling="exhaustive")
+    finite_float16 = 2**16 - 2 * 2**10  # every bit pattern but the ±inf and NaN ones
+    for case in result.cases:
+        assert case.failure_map, case.key
+        assert {iv.edges for iv in case.failure_map} == {"enumerated"}, case.key
+        assert sum(iv.floats for iv in case.failure_map) == finite_float16
+        assert sum(iv.evaluated for iv in case.failure_map) == finite_float16
+
+
+def test_failures_csv_has_exactly_its_columns_and_one_row_per_failing_interval(naive_float32):
+    text = FailuresCsvFormat().render(naive_float32)
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == (
+        "formulation,domain,dtype,label,quantity,status,lo,hi,edges,floats,worst_input,worst_ulp,cause".split(",")
+    )
+    failing = [iv for case in naive_float32.cases for iv in case.failures]
+    assert len(rows) - 1 == len(failing) > 0
+    for row, iv in zip(rows[1:], failing, strict=True):
+        assert float(row[6]) == iv.lo and float(row[7]) == iv.hi and int(row[9]) == iv.floats
+        assert row[5] == str(iv.status) and row[8] == iv.edges and row[12] == ""
+        assert iv.status is not Status.OK
+        assert row[8] in {"enumerated", "exact", "lo-exact", "hi-exact", "sampled"}
+    # the intervals of a case tile what was evaluated: in order, never overlapping
+    for case in naive_float32.cases:
+        ends = [(iv.lo, iv.hi) for iv in case.failure_map]
+        assert all(a[1] < b[0] or (a[1] == b[0] == 0) for a, b in zip(ends, ends[1:], strict=False))

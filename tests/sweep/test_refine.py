@@ -1,0 +1,161 @@
+"""Refinement (sweep/refine.py): the exact float at which a status changes between two samples,
+found in the sweep's evaluation context (a batch), with each edge also evaluated alone.
+
+Expected edges come from dense scans of torch here, with the truth from mpmath at 200 bits
+rounded once into float32 (independent of bce-audit's oracle).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from bce_audit.engines import get_engine
+from bce_audit.floats import from_position, position
+from bce_audit.formulations.builtins import BUILTINS, get_formulation
+from bce_audit.oracle.table import column, evaluate_points
+from bce_audit.sweep import refine as refine_module
+from bce_audit.sweep.failure_map import build_map
+from bce_audit.sweep.metrics import point_status, ulp_error
+from bce_audit.sweep.refine import ALONE_GROUP, Bracket, Probe, refine, transitions
+from bce_audit.vocabulary import Domain, DType, Quantity, Status
+
+F32 = DType.FLOAT32.format
+THRESHOLD = 4.0
+
+
+def floats_between(lo: float, hi: float, dtype: DType) -> np.ndarray:
+    p = position(np.array([lo, hi]), dtype.format)
+    return from_position(np.arange(p[0], p[1] + 1), dtype.format)
+
+
+def torch_probe(name: str, domain: Domain, dtype: DType, label: float) -> Probe:
+    formulation, engine = get_formulation(name), get_engine("torch")
+
+    def evaluate(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        ev = engine.evaluate(formulation, domain, dtype, xs, label)
+        return None if ev.error is not None else (ev.loss, ev.grad)
+
+    return Probe(domain, dtype, label, evaluate)
+
+
+def softplus_float32(z: float) -> float:
+    """log(1 + e^z), the loss at y = 0 on logits, correctly rounded into float32 by mpmath."""
+    with mpmath.workprec(200):
+        exact = mpmath.log1p(mpmath.exp(mpmath.mpf(z)))
+    with mpmath.workprec(24):  # float32's precision; no subnormal is near these values
+        return float(+exact)
+
+
+def naive_loss_statuses(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(outputs in one batch, statuses against the mpmath truth) of naive's float32 loss at y = 0."""
+    ev = get_engine("torch").evaluate(get_formulation("naive"), Domain.LOGITS, DType.FLOAT32, xs, 0.0)
+    truth = np.array([softplus_float32(z) for z in xs.tolist()])
+    ulps = np.ldexp(1.0, np.frexp(truth)[1] - 1 - 23)  # float32's ulp at each (normal) truth
+    inaccurate = np.abs(ev.loss - truth) / ulps > THRESHOLD
+    return ev.loss, np.where(inaccurate, Status.INACCURATE.value, Status.OK.value).astype(object)
+
+
+def test_refine_finds_the_first_inaccurate_float_of_a_dense_scan():
+    """naive float32 at y = 0: a few isolated floats near z = 1.64 are more than 4 ULPs off in a
+    batch. Between an ok float and the first failing one, with only ok floats between (the dense
+    scan says so), the refinement must land on that failing float and its predecessor."""
+    xs = floats_between(1.64, 1.645, DType.FLOAT32)
+    _, statuses = naive_loss_statuses(xs)
+    bad = np.nonzero(statuses != Status.OK.value)[0]
+    assert len(bad) and bad[0] > 1, "the window must start ok and hold a failure"
+    first = int(bad[0])
+    bracket = Bracket(0, Quantity.LOSS, float(xs[0]), float(xs[first]), "ok", "inaccurate", 0.0, 5.0)
+    (edge,) = refine([torch_probe("naive", Domain.LOGITS, DType.FLOAT32, 0.0)], [bracket], THRESHOLD)
+    assert (edge.below.input, edge.above.input) == (float(xs[first - 1]), float(xs[first]))
+    assert (edge.below.status, edge.above.status) == ("ok", "inaccurate")
+
+
+def test_refine_finds_a_clean_transition_from_far_apart_samples():
+    """naive float32 at y = 0: the gradient is NaN from the float at which sigmoid rounds to 1;
+    from samples 1 and 100 apart (2^25 floats), the dense scan of [16.6, 16.7] gives the edge."""
+    xs = floats_between(16.6, 16.7, DType.FLOAT32)
+    ev = get_engine("torch").evaluate(get_formulation("naive"), Domain.LOGITS, DType.FLOAT32, xs, 0.0)
+    first = int(np.nonzero(np.isnan(ev.grad))[0][0])
+    bracket = Bracket(0, Quantity.GRAD, 1.0, 100.0, "ok", "nan", 0.0, math.nan)
+    (edge,) = refine([torch_probe("naive", Domain.LOGITS, DType.FLOAT32, 0.0)], [bracket], THRESHOLD)
+    assert (edge.below.input, edge.above.input) == (float(xs[first - 1]), float(xs[first]))
+    assert edge.above.status == "nan" and edge.below.status == "ok"
+
+
+def test_each_candidate_batch_lies_in_the_vectorized_body(monkeypatch):
+    seen: list[int] = []
+    probe = torch_probe("naive", Domain.LOGITS, DType.FLOAT32, 0.0)
+
+    def counting(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        seen.append(len(xs))
+        return probe.evaluate(xs)
+
+    bracket = Bracket(0, Quantity.GRAD, 1.0, 100.0, "ok", "nan", 0.0, math.nan)
+    refine([Probe(probe.domain, probe.dtype, probe.label, counting)], [bracket], THRESHOLD)
+    steps = [n for n in seen if n > ALONE_GROUP[DType.FLOAT32]]
+    alone = [n for n in seen if n <= ALONE_GROUP[DType.FLOAT32]]
+    assert steps and all(n % refine_module.BATCH_MULTIPLE == 0 for n in steps)
+    assert alone == [2]  # the edge's two floats, together in one tensor too short to vectorize
+
+
+@pytest.mark.parametrize("dtype", list(DType))
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_a_group_of_alone_floats_evaluates_as_each_float_alone(name, dtype):
+    """The premise of ALONE_GROUP: in a tensor of at most that many elements, each element comes out
+    bit for bit as in a tensor of one element (the scalar path), loss and gradient."""
+    fmt = dtype.format
+    rng = np.random.default_rng(7)
+    formulation, engine = get_formulation(name), get_engine("torch")
+    for domain, (lo, hi) in ((Domain.LOGITS, (-30.0, 30.0)), (Domain.PROBABILITIES, (0.0, 1.0))):
+        p = position(np.array([lo, hi]), fmt)
+        size = ALONE_GROUP[dtype]
+        inputs = from_position(rng.integers(p[0], p[1], size=5 * size, endpoint=True), fmt)
+        for start in range(0, len(inputs), size):
+            group = inputs[start : start + size]
+            together = engine.evaluate(formulation, domain, dtype, group, 0.0)
+            for k, x in enumerate(group.tolist()):
+                one = engine.evaluate(formulation, domain, dtype, np.array([x]), 0.0)
+                for a, b in ((together.loss[k], one.loss[0]), (together.grad[k], one.grad[0])):
+                    assert np.array_equal(np.array([a]), np.array([b]), equal_nan=True), (domain, x)
+
+
+def test_a_batch_and_alone_disagreement_is_reported():
+    """Find, by scanning, a float32 at which naive's loss (y = 0) is inaccurate in a batch but ok
+    alone; an edge there carries its status alone, and the map reports it on the interval."""
+    xs = floats_between(1.65, 1.655, DType.FLOAT32)
+    engine, naive = get_engine("torch"), get_formulation("naive")
+    batch = engine.evaluate(naive, Domain.LOGITS, DType.FLOAT32, xs, 0.0).loss
+    truth = evaluate_points(Domain.LOGITS, xs, 0.0)[:, column(Quantity.LOSS, F32)]
+    status = point_status(batch, truth, ulp_error(batch, truth, F32), THRESHOLD)
+    found = None
+    for i in np.nonzero(status != Status.OK.value)[0].tolist():
+        alone = engine.evaluate(naive, Domain.LOGITS, DType.FLOAT32, xs[i : i + 1], 0.0).loss
+        if point_status(alone, truth[i : i + 1], ulp_error(alone, truth[i : i + 1], F32), THRESHOLD)[0] == "ok":
+            found = i
+            break
+    assert found is not None and status[found - 1] == "ok", "no disagreement in the window"
+    x, before = float(xs[found]), float(xs[found - 1])
+    bracket = Bracket(0, Quantity.LOSS, before, x, "ok", "inaccurate", 0.0, 5.0)
+    (edge,) = refine([torch_probe("naive", Domain.LOGITS, DType.FLOAT32, 0.0)], [bracket], THRESHOLD)
+    assert (edge.above.input, edge.above.status, edge.above.alone) == (x, "inaccurate", "ok")
+    assert edge.below.alone == edge.below.status == "ok"
+    ivs = build_map(
+        np.array([before, x]),
+        np.array(["ok", "inaccurate"], dtype=object),
+        np.array([0.0, 5.0]),
+        F32,
+        None,
+        alone={x: Status.OK},
+    )
+    assert ivs[1].alone == ((x, Status.OK),) and ivs[0].alone == ()
+
+
+def test_transitions_skip_neighbours_and_equal_statuses():
+    xs = np.array([1.0, float(np.nextafter(np.float32(1.0), np.float32(2.0))), 2.0, 3.0])
+    st = np.array(["ok", "nan", "nan", "ok"], dtype=object)
+    # 1.0 -> its successor: already an exact edge; nan -> nan: none; 2.0 -> 3.0: a bracket
+    assert transitions(xs, st, DType.FLOAT32) == [2]
