@@ -168,6 +168,7 @@ def audit(
     cache_dir: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
     parameters: Mapping[str, Any] | None = None,
+    causes: bool = False,
 ) -> AuditResult:
     """Audit formulations in this process and return the result (see docs/api.md).
 
@@ -182,6 +183,9 @@ def audit(
     jobs: processes for the exact truth (None: the cores). cache: False to neither read nor write
         the truth cache; cache_dir: where it lives. timeout: seconds per call of a target.
     parameters: parameters swept as a case dimension, as --param: ``{"gamma": [0, 0.5, 2]}``.
+    causes: fill the ``cause`` of every failing interval of the failure map (one traced run per
+        case's formulation, dtype, domain and label, and about 7 ms per interval: docs/reports.md),
+        as --failures and --json do; else causes stay empty.
 
     Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.
     """
@@ -208,7 +212,12 @@ def audit(
         settings, options = resolve(request, table, source, sandbox)
         settings = _in_given_order(settings, formulations)
         sandbox.timeout = options.timeout
-        return run(settings, options, sandbox, keep_details=details)
+        result = run(settings, options, sandbox, keep_details=details)
+        if causes:
+            from bce_audit.explanation.failures import explain_failures
+
+            result = explain_failures(result, sandbox)
+        return result
 
 
 @dataclasses.dataclass(frozen=True)

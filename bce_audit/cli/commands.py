@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -397,8 +398,11 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
     def warn(message: str) -> None:
         err.print(f"bce-audit: warning: {message}", markup=False, highlight=False)
 
+    # the failure map's causes are traced only for the outputs that hold them (docs/reports.md)
+    causes = "failures" in inv.outputs or "json" in inv.outputs
     if not (err.is_terminal and not os.environ.get("CI")):
-        return run(settings, inv.options, inv.sandbox, keep_details, warn)
+        result = run(settings, inv.options, inv.sandbox, keep_details, warn)
+        return _with_causes(result, inv.sandbox) if causes else result
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress(
@@ -411,7 +415,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
     ) as bar:
         truth = bar.add_task("exact truth", total=None)
         cases = bar.add_task("formulations", total=None)
-        return run(
+        result = run(
             settings,
             inv.options,
             inv.sandbox,
@@ -420,6 +424,18 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
             progress=lambda n, total: bar.update(truth, advance=n, total=total),
             case_progress=lambda n, total: bar.update(cases, advance=n, total=total),
         )
+        if not causes:
+            return result
+        traced = bar.add_task("causes (traced runs)", total=None)
+        return _with_causes(result, inv.sandbox, lambda n, total: bar.update(traced, advance=n, total=total))
+
+
+def _with_causes(
+    result: AuditResult, sandbox: Sandbox, progress: Callable[[int, int], None] | None = None
+) -> AuditResult:
+    from bce_audit.explanation.failures import explain_failures
+
+    return explain_failures(result, sandbox, progress)
 
 
 def _report(result: AuditResult, console: Console, verbose: bool) -> None:

@@ -1,0 +1,163 @@
+"""The cause of each failing interval of a failure map: the interval explained at one input.
+
+Each failing interval (``sweep.result.FailureInterval``) is explained at its worst input, or, when
+it has none (its outputs are NaN or infinite, so no ULP error), at its low edge, and the
+explanation's one-line cause (``report.explanation.cause_line``) becomes the interval's
+``cause``, followed by the id of the first fix the catalogue found (``; fix: log-of-sigmoid``).
+
+Cost: the work is grouped so that each (formulation and its parameters, domain, dtype, label)
+is traced once, with all its points in one traced batch (``explanation.run.trace``), and each
+(that group, quantity, input) is judged once however many intervals share it. The loss and the
+gradient come from the same trace. Only torch's aten ops are traced: a formulation in another
+engine gets a cause that says so, a case that raised or was lost gets its reason, and a user's
+target whose process dies while traced gets the reason it died, never an internal error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bce_audit.explanation.analysis import explain_trace
+from bce_audit.explanation.interface import ExplainPoint, Explanation, Layout, Trace
+from bce_audit.explanation.run import trace
+from bce_audit.floats import round_float
+from bce_audit.vocabulary import EngineName, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.engines.sandbox import Sandbox
+    from bce_audit.formulations.interface import Formulation
+    from bce_audit.sweep.result import AuditResult, CaseResult, FailureInterval
+
+# The cause of a failing interval of a formulation that another framework evaluates.
+NOT_TORCH = "not traced: explain traces torch's aten ops, and {name} runs in {engine}"
+
+# Why an input was chosen, as `bce-audit explain` prints it.
+WORST = "the interval's worst input"
+EDGE = "the interval's low edge (no input of it has a ULP error)"
+
+Progress = Callable[[int, int], None]
+
+
+def interval_point(iv: FailureInterval) -> ExplainPoint:
+    """The input a failing interval is explained at: its worst input when it has one, else its
+    low edge (its high edge if the low one is not finite)."""
+    if math.isfinite(iv.worst_input):
+        return ExplainPoint(iv.worst_input, WORST)
+    return ExplainPoint(iv.lo if math.isfinite(iv.lo) else iv.hi, EDGE)
+
+
+def cause_text(e: Explanation, status: Status) -> str:
+    """The ``cause`` of an interval of ``status`` explained by ``e``: its one-line cause and the
+    first fix's id. When the trace finds the input ok (the sweep saw it fail, in its own batch),
+    it says so rather than explain a failure it did not see."""
+    text = e.cause
+    if e.error is None and e.status is Status.OK and status is not Status.OK:
+        text = f"not reproduced: traced alone in a batch of its own copies, the input is {text}"
+    if e.fixes:
+        text += f"; fix: {e.fixes[0].pattern}"
+    return " ".join(text.split())  # one line, whatever a reason held
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """What one traced run covers: a formulation variant at one (domain, dtype, label)."""
+
+    formulation: str
+    parameters: str
+    domain: str
+    dtype: str
+    label: float
+
+
+def _group(case: CaseResult) -> _Group:
+    return _Group(case.formulation, case.parameters, str(case.domain), str(case.dtype), float(case.label))
+
+
+def _untraced(case: CaseResult, formulation: Formulation | None) -> str | None:
+    """The cause of every failing interval of a case that is not traced, or None to trace it."""
+    if case.lost is not None:
+        return f"not traced: {case.lost}"
+    if case.figures is None:
+        return f"not traced: it raised {case.error}" if case.error else "not traced: it gave no output"
+    if formulation is None:
+        return "not traced: its formulation is not in this run's selection"
+    if formulation.engine != EngineName.TORCH.value:
+        return NOT_TORCH.format(name=formulation.name, engine=formulation.engine)
+    return None
+
+
+def explain_failures(
+    result: AuditResult, sandbox: Sandbox | None = None, progress: Progress | None = None
+) -> AuditResult:
+    """``result`` with the ``cause`` of every failing interval of every case filled in (see the
+    module's docstring); user targets are traced in ``sandbox`` (one is opened when needed).
+    ``progress(n, total)`` is told of each traced run as it ends."""
+    if sandbox is None and any(not s.is_builtin for s in result.settings.user_formulations):
+        from bce_audit.engines.sandbox import Sandbox
+
+        with Sandbox() as box:
+            return explain_failures(result, box, progress)
+    from bce_audit.formulations.selection import parameter_variants, resolve
+
+    settings = result.settings
+    variants = parameter_variants(resolve(settings.selection, settings.functions), settings.parameter_sweep)
+    formulations = {(f.name, parameters): f for f, parameters in variants}
+    causes: dict[tuple[int, int], str] = {}  # (case, interval) -> cause
+    wanted: dict[_Group, dict[float, None]] = {}  # the points to trace, in order, without repeats
+    for c, case in enumerate(result.cases):
+        if not case.failures:
+            continue
+        formulation = formulations.get((case.formulation, case.parameters))
+        untraced = _untraced(case, formulation)
+        for i, iv in enumerate(case.failure_map):
+            if not iv.failing:
+                continue
+            if untraced is not None:
+                causes[(c, i)] = untraced
+            else:
+                wanted.setdefault(_group(case), {})[interval_point(iv).value] = None
+    traces: dict[tuple[_Group, float], Trace] = {}
+    by_group = {_group(case): case for case in result.cases}
+    for group, points in wanted.items():
+        case = by_group[group]
+        formulation = formulations[(case.formulation, case.parameters)]
+        label = round_float(case.label, case.dtype.format)
+        values = list(points)
+        found = trace(formulation, case.domain, case.dtype, values, label, Layout.BATCH, sandbox)
+        traces.update({(group, x): t for x, t in zip(values, found, strict=True)})
+        if progress is not None:
+            progress(1, len(wanted))
+    judged: dict[tuple[_Group, str, float], Explanation] = {}
+    for c, case in enumerate(result.cases):
+        for i, iv in enumerate(case.failure_map):
+            if not iv.failing or (c, i) in causes:
+                continue
+            point = interval_point(iv)
+            key = (_group(case), str(case.quantity), point.value)
+            if key not in judged:
+                judged[key] = explain_trace(
+                    traces[(key[0], point.value)],
+                    formulation=case.formulation,
+                    domain=case.domain,
+                    dtype=case.dtype,
+                    quantity=case.quantity,
+                    point=point,
+                    threshold=settings.ulp_threshold,
+                )
+            causes[(c, i)] = cause_text(judged[key], iv.status)
+    cases = tuple(
+        dataclasses.replace(
+            case,
+            failure_map=tuple(
+                dataclasses.replace(iv, cause=causes[(c, i)]) if (c, i) in causes else iv
+                for i, iv in enumerate(case.failure_map)
+            ),
+        )
+        if case.failures
+        else case
+        for c, case in enumerate(result.cases)
+    )
+    return dataclasses.replace(result, cases=cases)
