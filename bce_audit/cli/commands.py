@@ -106,6 +106,7 @@ class _Invocation:
     outputs: dict[str, Output]  # "csv" | "details" | "json" | "failures" -> Output, each checked writable
     verbose: bool
     sandbox: Sandbox  # where the user's targets run
+    causes: bool  # trace the failure map's causes: --failures or --json, without --no-causes
 
 
 def _prepare(flags: dict[str, Any], sandbox: Sandbox) -> _Invocation:
@@ -131,7 +132,8 @@ def _prepare(flags: dict[str, Any], sandbox: Sandbox) -> _Invocation:
     outputs = _outputs(flags, config, source, SWEEP_OUTPUTS)
     check_distinct(list(outputs.values()), _inputs(flags, source, settings))  # no output overwrites an input
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
-    return _Invocation(config, source, settings, options, outputs, verbose, sandbox)
+    causes = ("failures" in outputs or "json" in outputs) and not flags["no_causes"]
+    return _Invocation(config, source, settings, options, outputs, verbose, sandbox, causes)
 
 
 def _may_run_user_code(flags: dict[str, Any], config: dict[str, Any]) -> bool:
@@ -399,7 +401,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
         err.print(f"bce-audit: warning: {message}", markup=False, highlight=False)
 
     # the failure map's causes are traced only for the outputs that hold them (docs/reports.md)
-    causes = "failures" in inv.outputs or "json" in inv.outputs
+    causes = inv.causes
     if not (err.is_terminal and not os.environ.get("CI")):
         result = run(settings, inv.options, inv.sandbox, keep_details, warn)
         return _with_causes(result, inv.sandbox) if causes else result

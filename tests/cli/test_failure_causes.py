@@ -149,3 +149,15 @@ def test_a_user_target_that_dies_when_traced_gets_the_reason():
     assert {r["cause"] for r in rows} == {
         "not traced: the process running it exited with code 3 before it answered (os._exit, or a crash)"
     }
+
+
+def test_no_causes_leaves_the_column_empty(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("traced with --no-causes")
+
+    monkeypatch.setattr(causes_module, "trace", refuse)
+    result = runner().invoke(main, ["sweep", *NAIVE, "--failures", "-", "--no-causes"])
+    assert_exit(result, 0)
+    header, rows = read_csv(result.stdout)
+    assert ",".join(header) == FAILURES_HEADER
+    assert rows and all(r["cause"] == "" for r in rows)
