@@ -428,7 +428,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
         )
         if not causes:
             return result
-        traced = bar.add_task("causes (traced runs)", total=None)
+        traced = bar.add_task("causes (failing intervals)", total=None)
         return _with_causes(result, inv.sandbox, lambda n, total: bar.update(traced, advance=n, total=total))
 
 

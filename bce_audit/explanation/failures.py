@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bce_audit.explanation.analysis import explain_trace
-from bce_audit.explanation.interface import ExplainPoint, Explanation, Layout, Trace
+from bce_audit.explanation.interface import ExplainPoint, Explanation, Layout
 from bce_audit.explanation.run import trace
 from bce_audit.floats import round_float
 from bce_audit.vocabulary import EngineName, Status
@@ -94,7 +94,7 @@ def explain_failures(
 ) -> AuditResult:
     """``result`` with the ``cause`` of every failing interval of every case filled in (see the
     module's docstring); user targets are traced in ``sandbox`` (one is opened when needed).
-    ``progress(n, total)`` is told of each traced run as it ends."""
+    ``progress(n, total)`` is told, after each traced run, how many intervals it explained."""
     if sandbox is None and any(not s.is_builtin for s in result.settings.user_formulations):
         from bce_audit.engines.sandbox import Sandbox
 
@@ -106,40 +106,34 @@ def explain_failures(
     variants = parameter_variants(resolve(settings.selection, settings.functions), settings.parameter_sweep)
     formulations = {(f.name, parameters): f for f, parameters in variants}
     causes: dict[tuple[int, int], str] = {}  # (case, interval) -> cause
-    wanted: dict[_Group, dict[float, None]] = {}  # the points to trace, in order, without repeats
+    # group -> its intervals to explain, as (case, interval), in report order
+    wanted: dict[_Group, list[tuple[int, int]]] = {}
     for c, case in enumerate(result.cases):
         if not case.failures:
             continue
-        formulation = formulations.get((case.formulation, case.parameters))
-        untraced = _untraced(case, formulation)
+        untraced = _untraced(case, formulations.get((case.formulation, case.parameters)))
         for i, iv in enumerate(case.failure_map):
-            if not iv.failing:
-                continue
-            if untraced is not None:
+            if iv.failing and untraced is not None:
                 causes[(c, i)] = untraced
-            else:
-                wanted.setdefault(_group(case), {})[interval_point(iv).value] = None
-    traces: dict[tuple[_Group, float], Trace] = {}
-    by_group = {_group(case): case for case in result.cases}
-    for group, points in wanted.items():
-        case = by_group[group]
-        formulation = formulations[(case.formulation, case.parameters)]
-        label = round_float(case.label, case.dtype.format)
-        values = list(points)
-        found = trace(formulation, case.domain, case.dtype, values, label, Layout.BATCH, sandbox)
-        traces.update({(group, x): t for x, t in zip(values, found, strict=True)})
-        if progress is not None:
-            progress(1, len(wanted))
-    judged: dict[tuple[_Group, str, float], Explanation] = {}
-    for c, case in enumerate(result.cases):
-        for i, iv in enumerate(case.failure_map):
-            if not iv.failing or (c, i) in causes:
-                continue
+            elif iv.failing:
+                wanted.setdefault(_group(case), []).append((c, i))
+    total = sum(len(intervals) for intervals in wanted.values())
+    for intervals in wanted.values():
+        first = result.cases[intervals[0][0]]
+        formulation = formulations[(first.formulation, first.parameters)]
+        # every input of the group in one traced batch (loss and gradient alike), each once
+        values = list(dict.fromkeys(interval_point(result.cases[c].failure_map[i]).value for c, i in intervals))
+        label = round_float(first.label, first.dtype.format)
+        found = trace(formulation, first.domain, first.dtype, values, label, Layout.BATCH, sandbox)
+        traces = dict(zip(values, found, strict=True))
+        judged: dict[tuple[str, float], Explanation] = {}  # (quantity, input) -> its explanation
+        for c, i in intervals:
+            case, iv = result.cases[c], result.cases[c].failure_map[i]
             point = interval_point(iv)
-            key = (_group(case), str(case.quantity), point.value)
+            key = (str(case.quantity), point.value)
             if key not in judged:
                 judged[key] = explain_trace(
-                    traces[(key[0], point.value)],
+                    traces[point.value],
                     formulation=case.formulation,
                     domain=case.domain,
                     dtype=case.dtype,
@@ -148,6 +142,8 @@ def explain_failures(
                     threshold=settings.ulp_threshold,
                 )
             causes[(c, i)] = cause_text(judged[key], iv.status)
+        if progress is not None:
+            progress(len(intervals), total)
     cases = tuple(
         dataclasses.replace(
             case,
