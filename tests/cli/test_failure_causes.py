@@ -161,3 +161,18 @@ def test_no_causes_leaves_the_column_empty(monkeypatch):
     header, rows = read_csv(result.stdout)
     assert ",".join(header) == FAILURES_HEADER
     assert rows and all(r["cause"] == "" for r in rows)
+
+
+def test_check_fills_the_causes_of_its_failure_map(tmp_path):
+    config = tmp_path / "gate.toml"
+    config.write_text('formulations = ["max-abs"]\ndtypes = ["float32"]\ndomain = "logits"\npoints = 50\n')
+    failures = tmp_path / "map.csv"
+    args = ["check", "--config", str(config), "--baseline", str(tmp_path / "b.json"), "--update-baseline"]
+    result = runner().invoke(main, [*args, "--failures", str(failures)])
+    assert_exit(result, 0)
+    _, rows = read_csv(failures.read_text())
+    # max-abs's autograd gradient at the kink z = ±0, for both labels
+    kinks = [r for r in rows if r["quantity"] == "grad" and r["lo"] == "-0.0" and r["hi"] == "0.0"]
+    assert {r["label"] for r in kinks} == {"0.0", "1.0"}
+    assert all(r["cause"].endswith("fix: subgradient-at-kink") for r in kinks)
+    assert all(r["cause"] for r in rows)
