@@ -155,9 +155,34 @@ def test_max_abs_fails_only_at_zero_and_the_scoreboard_says_so():
     assert (grad.figures.stable_lo, grad.figures.stable_hi) == (-F32.largest_finite, F32.largest_finite)
     board = "\n".join(line.plain for line in terminal.scoreboard(result, Quantity.GRAD, None))
     assert "all but 0" in board and "none" not in board
-    # the loss has no failure at all: its range is the whole line, nothing excepted
+    # the loss's only failure is the underflow band where torch returns 0 for a truth that rounds
+    # to the smallest subnormal: one interval, its edges those of a dense scan of torch
     loss = case_of(result, "loss")
-    assert not loss.failures and not loss.stable_but_centre
+    (band,) = loss.failures
+    lo, hi, count = underflow_band_by_dense_scan()
+    assert (band.status, band.lo, band.hi, band.floats, band.edges) == (Status.ZERO, lo, hi, count, "exact")
+    assert not loss.stable_but_centre
+
+
+def underflow_band_by_dense_scan() -> tuple[float, float, int]:
+    """Every float32 z in [-104.5, -102.5], max-abs's loss at y = 0 in one batch in torch: the
+    floats where torch returns 0 but the exact loss log1p(e^z) rounds to a nonzero float32, i.e.
+    exceeds 2^-150 (half the smallest subnormal; a tie would round to 0). mpmath decides the floats
+    next to that threshold."""
+    import mpmath
+
+    start, stop = position(np.array([-104.5, -102.5]), F32).tolist()
+    zs = from_position(np.arange(start, stop + 1), F32)
+    ev = get_engine("torch").evaluate(get_formulation("max-abs"), Domain.LOGITS, DType.FLOAT32, zs, 0.0)
+    threshold = -150 * math.log(2)
+    nonzero_truth = zs > threshold
+    near = np.nonzero(np.abs(zs - threshold) < 1e-3)[0]
+    with mpmath.workdps(60):
+        for i in near:
+            nonzero_truth[i] = mpmath.log1p(mpmath.exp(mpmath.mpf(float(zs[i])))) > mpmath.mpf(2) ** -150
+    band = np.nonzero((ev.loss == 0) & nonzero_truth)[0]
+    assert len(band) and np.all(np.diff(band) == 1)  # one unbroken run
+    return float(zs[band[0]]), float(zs[band[-1]]), len(band)
 
 
 def test_exhaustive_16_bit_maps_are_enumerated_everywhere():
