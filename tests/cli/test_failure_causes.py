@@ -115,6 +115,9 @@ def user_losses(tmp_path, monkeypatch):
                 p = torch.sigmoid(z)
                 return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
 
+            def raises(z, y):
+                raise ValueError("not on my watch")
+
             def dies_when_traced(z, y):
                 # the trace repeats each input 128 times; the sweep's batches are other sizes
                 if z.numel() % 128 == 0:
@@ -176,3 +179,17 @@ def test_check_fills_the_causes_of_its_failure_map(tmp_path):
     assert {r["label"] for r in kinks} == {"0.0", "1.0"}
     assert all(r["cause"].endswith("fix: subgradient-at-kink") for r in kinks)
     assert all(r["cause"] for r in rows)
+
+
+@pytest.mark.usefixtures("user_losses")
+def test_a_case_that_raised_is_not_traced_and_says_what_it_raised(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a case that raised was traced")
+
+    monkeypatch.setattr(causes_module, "trace", refuse)
+    args = ["sweep", "--impl", "losses.py:raises@logits", *NAIVE[2:], "--failures", "-"]
+    result = runner().invoke(main, args)
+    assert_exit(result, 0)
+    _, rows = read_csv(result.stdout)
+    assert [(r["quantity"], r["status"]) for r in rows] == [("loss", "error"), ("grad", "error")]
+    assert {r["cause"] for r in rows} == {"not traced: it raised ValueError: not on my watch"}
