@@ -118,14 +118,25 @@ def explain_failures(
             elif iv.failing:
                 wanted.setdefault(_group(case), []).append((c, i))
     total = sum(len(intervals) for intervals in wanted.values())
+    # a user's target whose traced run gave nothing (its process died or hung): its other groups
+    # get the same reason rather than wait for the time limit again, each
+    gave_nothing: dict[tuple[str, str], str] = {}
     for intervals in wanted.values():
         first = result.cases[intervals[0][0]]
-        formulation = formulations[(first.formulation, first.parameters)]
+        variant = (first.formulation, first.parameters)
+        formulation = formulations[variant]
+        if variant in gave_nothing:
+            causes.update({(c, i): f"not traced: {gave_nothing[variant]}" for c, i in intervals})
+            if progress is not None:
+                progress(len(intervals), total)
+            continue
         # every input of the group in one traced batch (loss and gradient alike), each once
         values = list(dict.fromkeys(interval_point(result.cases[c].failure_map[i]).value for c, i in intervals))
         label = round_float(first.label, first.dtype.format)
         found = trace(formulation, first.domain, first.dtype, values, label, Layout.BATCH, sandbox)
         traces = dict(zip(values, found, strict=True))
+        if formulation.spec is not None and all(t.error is not None and not t.ops for t in found):
+            gave_nothing[variant] = str(found[0].error)
         judged: dict[tuple[str, float], Explanation] = {}  # (quantity, input) -> its explanation
         for c, i in intervals:
             case, iv = result.cases[c], result.cases[c].failure_map[i]

@@ -115,6 +115,13 @@ def user_losses(tmp_path, monkeypatch):
                 p = torch.sigmoid(z)
                 return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
 
+            def hangs_when_traced(z, y):
+                if z.numel() % 128 == 0:
+                    import time
+                    time.sleep(60)
+                p = torch.sigmoid(z)
+                return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+
             def raises(z, y):
                 raise ValueError("not on my watch")
 
@@ -193,3 +200,25 @@ def test_a_case_that_raised_is_not_traced_and_says_what_it_raised(monkeypatch):
     _, rows = read_csv(result.stdout)
     assert [(r["quantity"], r["status"]) for r in rows] == [("loss", "error"), ("grad", "error")]
     assert {r["cause"] for r in rows} == {"not traced: it raised ValueError: not on my watch"}
+
+
+@pytest.mark.usefixtures("user_losses")
+def test_a_user_target_that_hangs_when_traced_is_traced_once(monkeypatch):
+    calls = []
+    real = causes_module.trace
+
+    def counted(*args, **kwargs):
+        calls.append(args[3])  # the dtype
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(causes_module, "trace", counted)
+    # two labels: two traced runs were due; the first hangs, the second is not tried
+    args = ["sweep", "--impl", "losses.py:hangs_when_traced@logits", *NAIVE[2:], "-y", "1", "--timeout", "2"]
+    result = runner().invoke(main, [*args, "--failures", "-"])
+    assert_exit(result, 0)
+    _, rows = read_csv(result.stdout)
+    assert {r["label"] for r in rows} == {"0.0", "1.0"}
+    assert {r["cause"] for r in rows} == {
+        "not traced: tracing hangs_when_traced did not finish within 2 s (--timeout); its process was killed"
+    }
+    assert len(calls) == 1
