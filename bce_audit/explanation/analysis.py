@@ -83,8 +83,13 @@ def analyse_op(op: TracedOp, ideals: dict[int, Any], threshold: float) -> OpAnal
     if analysable:
         ideal_args: list[Any] = []
         for o in op.inputs:
-            if o.source is not None and o.kind is OperandKind.TENSOR:
-                ideal_args.append(ideals.get(o.source[0]) if o.source[1] == 0 else None)
+            if o.source is not None and o.kind is OperandKind.TENSOR and o.source[1] == 0:
+                ideal_args.append(ideals.get(o.source[0]))
+            elif o.source is not None and o.kind is OperandKind.TENSOR:
+                # an op's second output (log_sigmoid_forward's buffer) has no ideal of its own:
+                # taken as computed, as an unmodelled op's output is (the models that take one
+                # ignore it)
+                ideal_args.append(None if o.value is None else ideal_value(o.value))
             elif o.value is None:
                 ideal_args.append(None)
             else:
