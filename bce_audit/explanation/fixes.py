@@ -303,6 +303,64 @@ def _backward_overflow(trace: Trace, quantity: Quantity, dtype: DType) -> list[F
     return found
 
 
+def _subnormal_result_lost(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    from bce_audit.oracle.ops import exact_op
+
+    found = []
+    for op in trace.ops:
+        out = op.outputs[0] if op.outputs else None
+        fmt = out.format if out is not None else None
+        if out is None or fmt is None or out.value != 0 or not any(o.is_float and o.value for o in op.inputs):
+            continue
+        exact = exact_op(op.op, [o.value for o in op.inputs], fmt)
+        if exact is None or exact.rounded == 0 or abs(exact.rounded) >= fmt.smallest_normal:
+            continue
+        found.append(
+            Fix(
+                "subnormal-result-lost",
+                f"torch's {op.op}() gives 0 where its exact result on its own inputs is {_short(exact.rounded)}, "
+                f"a subnormal of {dtype}: the kernel is not correctly rounded there, whatever the formula around it",
+                "compute the loss in float64 and round once: loss(z.double(), y.double()).to(z.dtype) (the "
+                "subnormal results are then correctly rounded; the value is the only thing that changes)",
+                (op.index,),
+                op.index,
+            )
+        )
+    return found
+
+
+# ops whose output is a logarithm: exp() of a multiple of one undoes it
+_LOGS = ("log", "log1p", "log_sigmoid_forward", "logaddexp", "logsumexp", "log_softmax")
+
+
+def _exp_of_log(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op != "exp" or not op.inputs or not isinstance(op.inputs[0].value, float):
+            continue
+        u = op.inputs[0].value
+        arg = producer(trace, op.inputs[0])
+        if _is(arg, "mul") and arg is not None:  # gamma * log(x)
+            logs = [producer(trace, o) for o in tensor_inputs(arg)]
+            arg = next((a for a in logs if _is(a, *_LOGS)), None)
+        if arg is None or not _is(arg, *_LOGS) or not math.isfinite(u) or abs(u) < 2:
+            continue
+        found.append(
+            Fix(
+                "exp-of-log",
+                f"exp(u) of u = {_short(u)} computed in log space: exp turns u's absolute rounding error into "
+                f"the same relative error of its result, about |u| = {_short(abs(u))} times the ULPs u lost "
+                "(a log-space focal factor exp(gamma * log(1 - p_t)))",
+                "the factor itself where it is representable: (1 - p_t) ** gamma with 1 - p_t = torch.sigmoid(-z) "
+                "(y = 1) or torch.sigmoid(z) (y = 0), as torchvision does; or the log-space value in float64, "
+                "rounded once: torch.exp(gamma * log_one_minus_p_t) computed from z.double(), then .to(z.dtype)",
+                (arg.index, op.index),
+                op.index,
+            )
+        )
+    return found
+
+
 def _clip_epsilon_rounds(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     fmt = dtype.format
@@ -522,6 +580,8 @@ CATALOGUE: tuple[Pattern, ...] = (
     Pattern("subgradient-at-kink", _subgradient),
     Pattern("pow-zero-negative", _pow_zero_negative),
     Pattern("backward-overflow", _backward_overflow),
+    Pattern("subnormal-result-lost", _subnormal_result_lost),
+    Pattern("exp-of-log", _exp_of_log),
     Pattern("clip-changes-value", _clip_changes_value, supersedes=("log1p",)),
     Pattern("clip-epsilon-rounds", _clip_epsilon_rounds, supersedes=("log1p",)),
     Pattern("zero-times-infinite-log", _zero_times_infinite_log),
