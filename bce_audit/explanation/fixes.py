@@ -467,6 +467,22 @@ def _sigmoid_minus_label(trace: Trace, quantity: Quantity, dtype: DType) -> list
         if op.op != "sub" or len(op.inputs) < 2 or op.inputs[1].kind is not OperandKind.TENSOR:
             continue
         sig = producer(trace, op.inputs[0])
+        scale = sig
+        if _is(sig, "mul") and sig is not None:  # (w_p*y + 1 - y) * sigmoid(z) - w_p*y: a pos_weight
+            sig = next((p for p in (producer(trace, o) for o in tensor_inputs(sig)) if _is(p, "sigmoid")), None)
+            if sig is not None and scale is not None:
+                found.append(
+                    Fix(
+                        "sigmoid-minus-label",
+                        "a * sigmoid(z) - b cancels where a * sigmoid(z) rounds next to b (a weighted label: "
+                        "pos_weight; its gradient vanishes)",
+                        "a loss whose gradient is (1 - y) * sigmoid(z) - pos_weight * y * sigmoid(-z): "
+                        "-(pos_weight * y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                        (sig.index, scale.index, op.index),
+                        op.index,
+                    )
+                )
+            continue
         if _is(sig, "sigmoid") and sig is not None:
             found.append(
                 Fix(

@@ -303,3 +303,30 @@ def test_logspace_focal_exp_of_log_float64_rewrite(tmp_path):
         case = {"dtypes": "float32", "labels": before.label, "quantity": str(before.quantity)}
         after = _explain("logspace-focal-f64", config=config, at=before.point.value, **case)
         assert after.truth == before.truth and after.status is Status.OK, after.cause
+
+
+PW_LOGSIGMOID = """
+    import torch.nn.functional as F
+
+    def pw_logsigmoid(z, y, pos_weight):
+        return -(pos_weight * y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))
+"""
+
+
+def test_pos_weight_gradient_weighted_sigmoid_minus_label(tmp_path):
+    # torch's backward with a pos_weight: (w_p*y + 1 - y)*sigmoid(z) - w_p*y, 0 once sigmoid rounds to 1
+    z = _values(DType.FLOAT32, 10.0, 40.0).requires_grad_(True)
+    pw = torch.tensor(2.0)
+    loss = F.binary_cross_entropy_with_logits(z, torch.ones_like(z), pos_weight=pw, reduction="none")
+    (grad,) = torch.autograd.grad(loss.sum(), z)
+    z_zero = _first(z.detach(), grad == 0)
+    rewrite = _config(tmp_path, "pw_logsigmoid", PW_LOGSIGMOID, reference="bce", parameters={"pos_weight": 2.0})
+    builtin = {"name": "pw2", "target": "torch-bce-with-logits", "parameters": {"pos_weight": 2.0}}
+    config = {"formulations": [builtin, *rewrite["formulations"]]}
+    case = {"config": config, "dtypes": "float32", "labels": 1, "quantity": "grad", "at": z_zero}
+    before = _explain("pw2", **case)
+    assert before.status is Status.ZERO and before.truth < 0, before.cause
+    fix = next(f for f in before.fixes if f.pattern == "sigmoid-minus-label")
+    assert "pos_weight" in fix.rewrite
+    after = _explain("pw-logsigmoid", **case)
+    assert after.reference == before.reference and after.status is Status.OK and after.ulp <= 1, after.cause
