@@ -319,7 +319,7 @@ Examples:
   bce-audit explain clipped -d float16 --domain probabilities -y 0
   bce-audit explain max-abs --quantity grad --at 0 --all-ops
   bce-audit explain --impl my_losses.py:bce@logits -d bfloat16
-  bce-audit explain pw2 --config family.toml --quantity grad --at 30   # a table of the config
+  bce-audit explain pw2 --config family.toml -y 1 --quantity grad --at 30  # a table of the config
 """
 
 EXPLAIN_OPTIONS = [
