@@ -497,6 +497,35 @@ def _sigmoid_minus_label(trace: Trace, quantity: Quantity, dtype: DType) -> list
     return found
 
 
+def _gradient_cancellation(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    """The backward adds two rounded terms of opposite sign that nearly cancel (max-abs's
+    1 - y - sigmoid(-|z|) for y = 1 and z > 0): the difference keeps the terms' rounding errors
+    and loses the digits they share."""
+    found = []
+    for op in trace.ops:
+        if op.phase is not Phase.BACKWARD or op.op not in ("add", "sub") or len(op.inputs) < 2 or not op.outputs:
+            continue
+        a, b, out = op.inputs[0].value, op.inputs[1].value, op.outputs[0].value
+        if not all(isinstance(v, float) and math.isfinite(v) for v in (a, b, out)):
+            continue
+        assert isinstance(a, float) and isinstance(b, float) and isinstance(out, float)
+        b = -b if op.op == "sub" else b
+        if a == 0 or b == 0 or (a > 0) == (b > 0) or abs(out) > 0.5 * max(abs(a), abs(b)):
+            continue  # no two terms of opposite sign that cancel
+        found.append(
+            Fix(
+                "gradient-cancellation",
+                f"the backward adds {in_format(a, dtype.format)} and {in_format(b, dtype.format)}, terms of opposite "
+                "sign that nearly cancel: their rounding errors survive the difference",
+                "a loss whose gradient comes out in one piece, (1 - y) * sigmoid(z) - y * sigmoid(-z): "
+                "-(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                (op.index,),
+                op.index,
+            )
+        )
+    return found
+
+
 def _clip_changes_value(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in forward_ops(trace):
@@ -603,7 +632,8 @@ CATALOGUE: tuple[Pattern, ...] = (
     Pattern("zero-times-infinite-log", _zero_times_infinite_log),
     Pattern("bce-log-clamp", _bce_log_clamp),
     Pattern("bce-with-logits-cancels", _bce_with_logits_cancels),
-    Pattern("sigmoid-minus-label", _sigmoid_minus_label),
+    Pattern("sigmoid-minus-label", _sigmoid_minus_label, supersedes=("gradient-cancellation",)),
+    Pattern("gradient-cancellation", _gradient_cancellation),
     Pattern("logit-of-probability", _logit_of_probability, supersedes=("zero-times-infinite-log",)),
     Pattern("sigmoid-of-logits", _sigmoid_of_logits),
 )
