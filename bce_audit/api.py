@@ -410,6 +410,7 @@ def explain(
     cache: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> tuple[Explanation, ...]:
     """Why a formulation fails, down to the op (see docs/explain.md): one ``Explanation`` per
     (case, input), each with the chain of ops that lost the value, a one-line ``cause`` and the
@@ -421,7 +422,12 @@ def explain(
     at: explain this input (rounded to each dtype); without it, every failing case of a sweep is
         explained at its worst input and at the failing inputs nearest its stable range.
     layout: "batch" (the point repeated, in torch's vectorized loop) or "alone" (a one-element
-        tensor). The other arguments are those of ``audit``.
+        tensor).
+    config: a TOML file or a dict of the same keys, as ``audit``'s: ``formulation`` may name one of
+        its ``formulations`` tables (a built-in with other parameters, a user's function with its
+        reference), which is the one explained; the arguments win over its other settings.
+    The other arguments are those of ``audit``. A formulation that does not run in torch (JAX,
+    TensorFlow, Keras) is a UsageError: the trace is torch's.
     """
     from bce_audit.engines.sandbox import Sandbox
     from bce_audit.explanation.interface import Layout
@@ -452,12 +458,36 @@ def explain(
         cache_dir=cache_dir,
         timeout=timeout,
     )
+    table, source = _config(config)
     with Sandbox() as sandbox:
-        settings, options = resolve(request, {}, None, sandbox)
+        settings, options = resolve(request, table, source, sandbox)
         sandbox.timeout = options.timeout
+        if config is not None:  # the config's other formulations are not explained
+            settings = _only(settings, _name_of(formulation, settings))
         (resolved,) = formulations_of(settings.selection, settings.functions)
         if domain is None:
             settings = dataclasses.replace(settings, domains=(resolved.native_domain,))
         elif domain == "both":
             settings = dataclasses.replace(settings, domains=tuple(Domain))
         return explain_settings(settings, options, sandbox, quantities, None if at is None else float(at), shape)
+
+
+def _name_of(formulation: str | Callable[..., Any], settings: Settings) -> str:
+    """The name the settings give the one formulation a caller named (a name, a target, a callable)."""
+    from bce_audit.formulations.interface import Origin
+    from bce_audit.formulations.user import formulation_of_callable, spec_from_impl
+
+    if callable(formulation):
+        return formulation_of_callable(formulation).name
+    if ":" in formulation:
+        target = spec_from_impl(formulation).target
+        named = (s.name for s in settings.user_formulations if s.origin is Origin.IMPL and s.target == target)
+        return next((n for n in named if n is not None), formulation)
+    return formulation
+
+
+def _only(settings: Settings, name: str) -> Settings:
+    """The settings narrowed to the formulation ``name``."""
+    user = tuple(s for s in settings.user_formulations if s.name == name)
+    functions = tuple(f for f in settings.functions if f.name == name)
+    return dataclasses.replace(settings, formulations=(name,), user_formulations=user, functions=functions)

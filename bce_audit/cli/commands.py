@@ -322,6 +322,7 @@ def explain_command(**flags: Any) -> None:
         ulp_threshold=flags["ulp_threshold"],
         timeout=flags["timeout"],
         jobs=None,
+        config=flags["config_path"],
     )
     out = stdout()
     if not explanations:

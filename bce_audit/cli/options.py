@@ -335,6 +335,7 @@ Examples:
   bce-audit explain clipped -d float16 --domain probabilities -y 0
   bce-audit explain max-abs --quantity grad --at 0 --all-ops
   bce-audit explain --impl my_losses.py:bce@logits -d bfloat16
+  bce-audit explain pw2 --config family.toml -y 1 --quantity grad --at 30  # a table of the config
 """
 
 EXPLAIN_OPTIONS = [
@@ -379,6 +380,15 @@ EXPLAIN_OPTIONS = [
         default="batch",
         help="batch: the point repeated in a tensor, in torch's vectorized loop as in a sweep (default); "
         "alone: a one-element tensor (the scalar path).",
+    ),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="A TOML file as sweep's: FORMULATION may name one of its [[formulations]] tables (a built-in with "
+        "other parameters, your function with its reference), e.g. --config family.toml. Flags win over its "
+        "other settings. Default: none (explain reads no pyproject.toml).",
     ),
     click.option("--all-ops", is_flag=True, default=False, help="Also print every traced op, judged."),
     click.option(

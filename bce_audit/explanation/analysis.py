@@ -38,6 +38,7 @@ from bce_audit.explanation.interface import (
     Verdict,
 )
 from bce_audit.oracle.ops import MODELS, exact_op, ideal_is, ideal_op, ideal_rounded, ideal_value
+from bce_audit.reference import PLAIN_BCE, Reference
 from bce_audit.sweep.metrics import point_status, ulp_error
 from bce_audit.vocabulary import FLOAT64, Domain, DType, FloatFormat, Quantity, Status
 
@@ -82,8 +83,13 @@ def analyse_op(op: TracedOp, ideals: dict[int, Any], threshold: float) -> OpAnal
     if analysable:
         ideal_args: list[Any] = []
         for o in op.inputs:
-            if o.source is not None and o.kind is OperandKind.TENSOR:
-                ideal_args.append(ideals.get(o.source[0]) if o.source[1] == 0 else None)
+            if o.source is not None and o.kind is OperandKind.TENSOR and o.source[1] == 0:
+                ideal_args.append(ideals.get(o.source[0]))
+            elif o.source is not None and o.kind is OperandKind.TENSOR:
+                # an op's second output (log_sigmoid_forward's buffer) has no ideal of its own:
+                # taken as computed, as an unmodelled op's output is (the models that take one
+                # ignore it)
+                ideal_args.append(None if o.value is None else ideal_value(o.value))
             elif o.value is None:
                 ideal_args.append(None)
             else:
@@ -224,13 +230,16 @@ def exact_program_chain(trace: Trace, fixes: tuple[Fix, ...], output: int) -> tu
     return tuple(i for i in sorted(chain) if trace.ops[i].op not in COPY_OPS)
 
 
-def truth_at(domain: Domain, x: float, label: float, dtype: DType) -> tuple[float, float]:
-    """The exact loss and gradient at (x, label), correctly rounded into the dtype."""
-    from bce_audit.oracle.reference import logit_truth, probability_truth
+def truth_at(
+    domain: Domain, x: float, label: float, dtype: DType, quantity: Quantity, reference: Reference = PLAIN_BCE
+) -> float:
+    """The exact loss or gradient of ``reference`` at (x, label), correctly rounded into the
+    dtype: the row the sweep's truth table holds for that point (``oracle.table``), so that a
+    point explained is judged as the sweep judged it."""
+    from bce_audit.oracle.table import column, evaluate_points
 
-    point = logit_truth if domain is Domain.LOGITS else probability_truth
-    t = point(x, label, (dtype.format,))
-    return t.loss[0], t.grad[0]
+    row = evaluate_points(domain, np.array([x], dtype=np.float64), label, reference=reference)[0]
+    return float(row[column(quantity, dtype.format)])
 
 
 def explain_trace(
@@ -243,13 +252,14 @@ def explain_trace(
     point: ExplainPoint,
     threshold: float,
     alone: Trace | None = None,
+    reference: Reference = PLAIN_BCE,
 ) -> Explanation:
-    """The explanation of one case at one traced point (see the module's docstring)."""
+    """The explanation of one case at one traced point (see the module's docstring), the output
+    judged against ``reference``, the loss the formulation claims to compute."""
     from bce_audit.report.explanation import cause_line
 
     fmt = dtype.format
-    loss_truth, grad_truth = truth_at(domain, trace.point, trace.label, dtype)
-    truth = loss_truth if quantity is Quantity.LOSS else grad_truth
+    truth = truth_at(domain, trace.point, trace.label, dtype, quantity, reference)
     operand = trace.output(quantity)
     ops = analyse_trace(trace, threshold) if trace.ops else ()
 
@@ -264,6 +274,7 @@ def explain_trace(
             layout=trace.layout,
             truth=truth,
             cause="",
+            reference=reference,
             **rest,
         )
         return dataclasses.replace(draft, cause=cause_line(draft))

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 
 from bce_audit.explanation.graph import forward_ops, producer, scalar, tensor_inputs
-from bce_audit.explanation.interface import Fix, OperandKind, Phase, Trace, TracedOp
+from bce_audit.explanation.interface import Fix, Operand, OperandKind, Phase, Trace, TracedOp
 from bce_audit.floats import round_float
 from bce_audit.report.numbers import in_format
 from bce_audit.vocabulary import DType, Quantity
@@ -234,6 +234,133 @@ def _pow_zero_negative(trace: Trace, quantity: Quantity, dtype: DType) -> list[F
     return found
 
 
+def _overflow_origin(trace: Trace, operand: Operand) -> TracedOp | None:
+    """The backward op where an infinite operand first overflowed: followed back through the ops
+    that passed an inf on, to the product, sum or quotient whose inputs were all finite; None when
+    the inf came from elsewhere (the forward pass, the input itself, a pole such as pow(0, -0.5))."""
+    op = producer(trace, operand)
+    while op is not None and op.phase is Phase.BACKWARD and op.outputs:
+        out = op.outputs[0].value
+        if not isinstance(out, float) or not math.isinf(out):
+            return None
+        values = [o.value for o in op.inputs if o.is_float and isinstance(o.value, float)]
+        if all(math.isfinite(v) for v in values):
+            # arithmetic on finite values gives inf only by overflowing (x / 0 and pow(0, -1)
+            # are poles: other patterns)
+            overflow = op.op in ("mul", "add", "sub") or (op.op == "div" and len(values) >= 2 and values[1] != 0)
+            return op if overflow else None
+        infinite = next((o for o in op.inputs if isinstance(o.value, float) and math.isinf(o.value)), None)
+        if infinite is None:  # a NaN input: not an overflow
+            return None
+        op = producer(trace, infinite)
+    return None
+
+
+def _how_nan(op: TracedOp) -> str:
+    values = [o.value for o in op.inputs[:2] if o.is_float]
+    if op.op == "mul" and 0.0 in values:
+        return "inf * 0 = NaN"
+    if op.op == "div" and len(values) == 2 and all(isinstance(v, float) and math.isinf(v) for v in values):
+        return "inf / inf = NaN"
+    return f"{op.op}() of inf gives NaN"
+
+
+def _backward_overflow(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    if quantity is not Quantity.GRAD:
+        return []
+    found = []
+    origins: set[int] = set()
+    for op in trace.ops:
+        out = op.outputs[0].value if op.outputs else None
+        if op.phase is not Phase.BACKWARD or not isinstance(out, float) or not math.isnan(out):
+            continue
+        for operand in op.inputs:
+            value = operand.value
+            if operand.kind is not OperandKind.TENSOR or not isinstance(value, float) or not math.isinf(value):
+                continue
+            origin = _overflow_origin(trace, operand)
+            if origin is None or origin.index in origins:
+                continue
+            origins.add(origin.index)
+            args = [_short(o.value) for o in origin.inputs[:2] if isinstance(o.value, float)]
+            shown = f"product {' * '.join(args)}" if origin.op == "mul" else f"{origin.op}({', '.join(args)})"
+            found.append(
+                Fix(
+                    "backward-overflow",
+                    f"the backward's {shown} overflows to inf, then {_how_nan(op)}: an intermediate "
+                    "gradient beyond the dtype's max (a large loss, ce ~ |z|, times gamma and the derivative of a "
+                    "saturated focal factor) although dL/dz is finite",
+                    "take the saturating factor from a clamped logit and ce from z itself: p = torch.sigmoid("
+                    "z.clamp(-t, t)) in (1 - p_t) ** gamma, t = 1 - math.log(torch.finfo(z.dtype).smallest_normal "
+                    "* torch.finfo(z.dtype).eps) (104.3 in float32): beyond t the factor keeps its value in the "
+                    "dtype and clamp's backward gives that branch 0; the log-space factor (logspace-focal) "
+                    "overflows the same way (dL/dlog(1 - p_t) = alpha_t * ce * gamma * (1 - p_t)**gamma)",
+                    (origin.index, op.index),
+                    origin.index,
+                )
+            )
+            break
+    return found
+
+
+def _subnormal_result_lost(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    from bce_audit.oracle.ops import exact_op
+
+    found = []
+    for op in trace.ops:
+        out = op.outputs[0] if op.outputs else None
+        fmt = out.format if out is not None else None
+        if out is None or fmt is None or out.value != 0 or not any(o.is_float and o.value for o in op.inputs):
+            continue
+        exact = exact_op(op.op, [o.value for o in op.inputs], fmt)
+        if exact is None or exact.rounded == 0 or abs(exact.rounded) >= fmt.smallest_normal:
+            continue
+        found.append(
+            Fix(
+                "subnormal-result-lost",
+                f"torch's {op.op}() gives 0 where its exact result on its own inputs is {_short(exact.rounded)}, "
+                f"a subnormal of {dtype}: the kernel is not correctly rounded there, whatever the formula around it",
+                "compute the loss in float64 and round once: loss(z.double(), y.double()).to(z.dtype) (the "
+                "subnormal results are then correctly rounded; the value is the only thing that changes)",
+                (op.index,),
+                op.index,
+            )
+        )
+    return found
+
+
+# ops whose output is a logarithm: exp() of a multiple of one undoes it
+_LOGS = ("log", "log1p", "log_sigmoid_forward", "logaddexp", "logsumexp", "log_softmax")
+
+
+def _exp_of_log(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    found = []
+    for op in forward_ops(trace):
+        if op.op != "exp" or not op.inputs or not isinstance(op.inputs[0].value, float):
+            continue
+        u = op.inputs[0].value
+        arg = producer(trace, op.inputs[0])
+        if _is(arg, "mul") and arg is not None:  # gamma * log(x)
+            logs = [producer(trace, o) for o in tensor_inputs(arg)]
+            arg = next((a for a in logs if _is(a, *_LOGS)), None)
+        if arg is None or not _is(arg, *_LOGS) or not math.isfinite(u) or abs(u) < 2:
+            continue
+        found.append(
+            Fix(
+                "exp-of-log",
+                f"exp(u) of u = {_short(u)} computed in log space: exp turns u's absolute rounding error into "
+                f"the same relative error of its result, about |u| = {_short(abs(u))} times the ULPs u lost "
+                "(a log-space focal factor exp(gamma * log(1 - p_t)))",
+                "the factor itself where it is representable: (1 - p_t) ** gamma with 1 - p_t = torch.sigmoid(-z) "
+                "(y = 1) or torch.sigmoid(z) (y = 0), as torchvision does; or the log-space value in float64, "
+                "rounded once: torch.exp(gamma * log_one_minus_p_t) computed from z.double(), then .to(z.dtype)",
+                (arg.index, op.index),
+                op.index,
+            )
+        )
+    return found
+
+
 def _clip_epsilon_rounds(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     fmt = dtype.format
@@ -340,6 +467,22 @@ def _sigmoid_minus_label(trace: Trace, quantity: Quantity, dtype: DType) -> list
         if op.op != "sub" or len(op.inputs) < 2 or op.inputs[1].kind is not OperandKind.TENSOR:
             continue
         sig = producer(trace, op.inputs[0])
+        scale = sig
+        if _is(sig, "mul") and sig is not None:  # (w_p*y + 1 - y) * sigmoid(z) - w_p*y: a pos_weight
+            sig = next((p for p in (producer(trace, o) for o in tensor_inputs(sig)) if _is(p, "sigmoid")), None)
+            if sig is not None and scale is not None:
+                found.append(
+                    Fix(
+                        "sigmoid-minus-label",
+                        "a * sigmoid(z) - b cancels where a * sigmoid(z) rounds next to b (a weighted label: "
+                        "pos_weight; its gradient vanishes)",
+                        "a loss whose gradient is (1 - y) * sigmoid(z) - pos_weight * y * sigmoid(-z): "
+                        "-(pos_weight * y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                        (sig.index, scale.index, op.index),
+                        op.index,
+                    )
+                )
+            continue
         if _is(sig, "sigmoid") and sig is not None:
             found.append(
                 Fix(
@@ -351,6 +494,35 @@ def _sigmoid_minus_label(trace: Trace, quantity: Quantity, dtype: DType) -> list
                     op.index,
                 )
             )
+    return found
+
+
+def _gradient_cancellation(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    """The backward adds two rounded terms of opposite sign that nearly cancel (max-abs's
+    1 - y - sigmoid(-|z|) for y = 1 and z > 0): the difference keeps the terms' rounding errors
+    and loses the digits they share."""
+    found = []
+    for op in trace.ops:
+        if op.phase is not Phase.BACKWARD or op.op not in ("add", "sub") or len(op.inputs) < 2 or not op.outputs:
+            continue
+        a, b, out = op.inputs[0].value, op.inputs[1].value, op.outputs[0].value
+        if not all(isinstance(v, float) and math.isfinite(v) for v in (a, b, out)):
+            continue
+        assert isinstance(a, float) and isinstance(b, float) and isinstance(out, float)
+        b = -b if op.op == "sub" else b
+        if a == 0 or b == 0 or (a > 0) == (b > 0) or abs(out) > 0.5 * max(abs(a), abs(b)):
+            continue  # no two terms of opposite sign that cancel
+        found.append(
+            Fix(
+                "gradient-cancellation",
+                f"the backward adds {in_format(a, dtype.format)} and {in_format(b, dtype.format)}, terms of opposite "
+                "sign that nearly cancel: their rounding errors survive the difference",
+                "a loss whose gradient comes out in one piece, (1 - y) * sigmoid(z) - y * sigmoid(-z): "
+                "-(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))",
+                (op.index,),
+                op.index,
+            )
+        )
     return found
 
 
@@ -452,12 +624,16 @@ CATALOGUE: tuple[Pattern, ...] = (
     Pattern("log1p-of-exp", _log1p_of_exp),
     Pattern("subgradient-at-kink", _subgradient),
     Pattern("pow-zero-negative", _pow_zero_negative),
+    Pattern("backward-overflow", _backward_overflow),
+    Pattern("subnormal-result-lost", _subnormal_result_lost),
+    Pattern("exp-of-log", _exp_of_log),
     Pattern("clip-changes-value", _clip_changes_value, supersedes=("log1p",)),
     Pattern("clip-epsilon-rounds", _clip_epsilon_rounds, supersedes=("log1p",)),
     Pattern("zero-times-infinite-log", _zero_times_infinite_log),
     Pattern("bce-log-clamp", _bce_log_clamp),
     Pattern("bce-with-logits-cancels", _bce_with_logits_cancels),
-    Pattern("sigmoid-minus-label", _sigmoid_minus_label),
+    Pattern("sigmoid-minus-label", _sigmoid_minus_label, supersedes=("gradient-cancellation",)),
+    Pattern("gradient-cancellation", _gradient_cancellation),
     Pattern("logit-of-probability", _logit_of_probability, supersedes=("zero-times-infinite-log",)),
     Pattern("sigmoid-of-logits", _sigmoid_of_logits),
 )

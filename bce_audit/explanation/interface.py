@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Any
 
+from bce_audit.reference import PLAIN_BCE, Reference
 from bce_audit.vocabulary import Domain, DType, FloatFormat, ParsableEnum, Quantity, Status
 
 
@@ -291,8 +292,9 @@ class Explanation:
 
     formulation, domain, dtype, label, quantity: the case.
     point: the input and why it was chosen; layout: how it was evaluated.
-    output: what the formulation gave; truth: the exact value, correctly rounded into the dtype;
-        status: the point's status, as the sweep judges it; ulp: the output's ULP error.
+    output: what the formulation gave; truth: the exact value of ``reference``, correctly rounded
+        into the dtype; status: the point's status, as the sweep judges it; ulp: the output's
+        ULP error.
     ops: every traced op, judged, in the order it ran.
     chain: the indices of the ops from the first that lost the value to the output (empty when
         the output is right).
@@ -304,6 +306,8 @@ class Explanation:
     error: why there is no trace (the formulation raised, or its process died); None otherwise.
     not_analysed: the ops the output depends on that have no exact model, by name: their outputs
         are taken as they are, never guessed.
+    reference: the loss the output is measured against (``Formulation.reference``: plain BCE
+        unless the formulation declares another member of the family), as in the sweep.
     """
 
     formulation: str
@@ -325,6 +329,7 @@ class Explanation:
     alone_output: float | None = None
     error: str | None = None
     not_analysed: tuple[str, ...] = ()
+    reference: Reference = PLAIN_BCE
 
     def chain_ops(self) -> tuple[OpAnalysis, ...]:
         by_index = {a.op.index: a for a in self.ops}

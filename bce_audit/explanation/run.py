@@ -20,7 +20,7 @@ from bce_audit.explanation.analysis import explain_trace
 from bce_audit.explanation.interface import ExplainPoint, Explanation, Layout, Trace
 from bce_audit.floats import round_float
 from bce_audit.report import numbers
-from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Status
+from bce_audit.vocabulary import FLOAT64, Domain, DType, EngineName, Quantity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
@@ -38,6 +38,17 @@ class Case:
     dtype: DType
     label: float
     quantity: Quantity
+
+
+def require_torch(formulation: Formulation) -> None:
+    """A UsageError (one line, exit 2) for a formulation that does not run in torch: the trace is
+    a torch dispatch trace of aten ops, which a JAX or TensorFlow function never calls. Checked
+    before any work (no sweep, no import of the other framework)."""
+    if formulation.engine != EngineName.TORCH:
+        raise UsageError(
+            f"explain traces torch's aten ops; {formulation.name} runs in {formulation.engine} "
+            f"(bce-audit sweep audits it without the trace)"
+        )
 
 
 def at_point(value: float, domain: Domain, dtype: DType) -> ExplainPoint:
@@ -135,6 +146,7 @@ def explain_points(
             point=p,
             threshold=threshold,
             alone=other,
+            reference=case.formulation.reference,
         )
         for t, p, other in zip(traces, points, others, strict=True)
     )
@@ -153,6 +165,7 @@ def explain_settings(
     from bce_audit.formulations.selection import resolve
 
     (formulation,) = resolve(settings.selection, settings.functions)
+    require_torch(formulation)
     found: list[Explanation] = []
     result = None
     if at is None:

@@ -33,11 +33,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
 
 
-def _unknown(name: str, installed: dict[str, EntryPoint]) -> UsageError:
+def _unknown(name: str, installed: dict[str, EntryPoint], own: Iterable[str | None] = ()) -> UsageError:
     others = [n for n in installed if NAME_PATTERN.match(n)]
+    mine = [n for n in own if n is not None]
     extra = f"; or an installed one: {', '.join(others)}" if others else ""
+    extra += f"; or your own: {', '.join(mine)}" if mine else ""
     return UsageError(
-        f"unknown formulation {name!r}{did_you_mean(name, list(BUILTINS) + others)}; "
+        f"unknown formulation {name!r}{did_you_mean(name, list(BUILTINS) + others + mine)}; "
         f"choose from {', '.join(BUILTINS)}{extra}"
     )
 
@@ -118,7 +120,7 @@ def select_formulations(
             elif item in user_names:
                 continue  # -f naming one of the user's own formulations: it is there already
             else:
-                raise _unknown(item, installed)
+                raise _unknown(item, installed, user_names)
         else:
             spec = completed[id(item)]
             assert spec.name is not None  # completed

@@ -152,7 +152,10 @@ def cause_line(e: Explanation) -> str:
     if e.first is None:
         fix = f": {e.fixes[0].title}" if e.fixes else ""
         got = numbers.in_format(e.output, fmt)
-        return f"no op loses the value: the exact program gives {got} as well, where BCE's exact value is {truth}{fix}"
+        exact = "BCE's" if e.reference.is_plain else f"{e.reference.key}'s"
+        return (
+            f"no op loses the value: the exact program gives {got} as well, where {exact} exact value is {truth}{fix}"
+        )
     links = _links(e)
     if len(links) > CAUSE_LINKS:
         links = links[: CAUSE_LINKS - 1] + ["...", links[-1]]
@@ -161,9 +164,11 @@ def cause_line(e: Explanation) -> str:
 
 def _where(e: Explanation) -> str:
     name = _input_name(e.domain)
+    # plain BCE goes unsaid, as in the sweep's reports; another member is named
+    against = "" if e.reference.is_plain else f", against {e.reference.key}"
     return (
         f"{e.formulation} on {e.domain}, {e.dtype}, y={numbers.label(e.label)}, {e.quantity} at "
-        f"{name} = {numbers.in_format(e.point.value, e.dtype.format)} ({e.point.why})"
+        f"{name} = {numbers.in_format(e.point.value, e.dtype.format)} ({e.point.why}){against}"
     )
 
 
