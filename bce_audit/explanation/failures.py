@@ -151,6 +151,7 @@ def explain_failures(
                     quantity=case.quantity,
                     point=point,
                     threshold=settings.ulp_threshold,
+                    reference=formulation.reference,  # what the sweep measured it against
                 )
             causes[(c, i)] = cause_text(judged[key], iv.status)
         if progress is not None:

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 from helpers import assert_exit, read_csv, runner
 
+import bce_audit
 from bce_audit import audit
 from bce_audit.cli import main
 from bce_audit.explanation import failures as causes_module
@@ -222,3 +223,25 @@ def test_a_user_target_that_hangs_when_traced_is_traced_once(monkeypatch):
         "not traced: tracing hangs_when_traced did not finish within 2 s (--timeout); its process was killed"
     }
     assert len(calls) == 1
+
+
+def test_a_row_says_what_explain_says_at_its_input_against_the_formulations_own_reference():
+    # torchvision-focal is measured against the focal loss, not plain BCE: the cause's exact value
+    # is the focal one, as `bce-audit explain --at` prints it at the row's input
+    args = ["sweep", "-f", "torchvision-focal", "-d", "float32", "--domain", "logits", "-y", "0", "--points", "200"]
+    result = runner().invoke(main, [*args, "--failures", "-"])
+    assert_exit(result, 0)
+    _, rows = read_csv(result.stdout)
+    assert rows
+    for row in rows[:3]:
+        (e,) = bce_audit.explain(
+            "torchvision-focal",
+            dtypes="float32",
+            labels=0,
+            domain="logits",
+            quantity=row["quantity"],
+            at=_explained_input(row),
+        )
+        fix = f"; fix: {e.fixes[0].pattern}" if e.fixes else ""
+        assert row["cause"] == e.cause + fix
+        assert e.status.value == row["status"]
