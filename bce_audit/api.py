@@ -184,7 +184,7 @@ def audit(
         the truth cache; cache_dir: where it lives. timeout: seconds per call of a target.
     parameters: parameters swept as a case dimension, as --param: ``{"gamma": [0, 0.5, 2]}``.
     causes: fill the ``cause`` of every failing interval of the failure map (one traced run per
-        case's formulation, dtype, domain and label, and about 6 ms per interval: docs/reports.md),
+        case's formulation, dtype, domain and label, and 6 to 10 ms per interval: docs/reports.md),
         as --failures and --json do; else causes stay empty.
 
     Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.

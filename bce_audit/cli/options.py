@@ -202,7 +202,7 @@ SWEEP_OPTIONS = [
         is_flag=True,
         default=False,
         help="Leave the failure map's cause column empty in --failures and --json: no failing interval "
-        "is traced (tracing them adds about 6 ms per interval, some 15 s to the default sweep). "
+        "is traced (tracing them adds 6 to 10 ms per interval, 15 to 25 s on the default sweep). "
         "Example: --failures map.csv --no-causes",
     ),
     click.option("-v", "--verbose", is_flag=True, default=None, help="Also print the per-case figures."),
