@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
     from bce_audit.gate.plan import CheckPlan
     from bce_audit.sweep.result import AuditResult
+    from bce_audit.sweep.run import Progress as ProgressCallback
 
 # the outputs of a sweep and of a check, by the key their flag and config key share
 SWEEP_OUTPUTS = ("csv", "details", "json", "failures")
@@ -433,9 +433,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
         return _with_causes(result, inv.sandbox, lambda n, total: bar.update(traced, advance=n, total=total))
 
 
-def _with_causes(
-    result: AuditResult, sandbox: Sandbox, progress: Callable[[int, int], None] | None = None
-) -> AuditResult:
+def _with_causes(result: AuditResult, sandbox: Sandbox, progress: ProgressCallback | None = None) -> AuditResult:
     from bce_audit.explanation.failures import explain_failures
 
     return explain_failures(result, sandbox, progress)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bce_audit.explanation.analysis import explain_trace
@@ -30,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
     from bce_audit.formulations.interface import Formulation
     from bce_audit.sweep.result import AuditResult, CaseResult, FailureInterval
+    from bce_audit.sweep.run import Progress
 
 # The cause of a failing interval of a formulation that another framework evaluates.
 NOT_TORCH = "not traced: explain traces torch's aten ops, and {name} runs in {engine}"
@@ -37,8 +37,6 @@ NOT_TORCH = "not traced: explain traces torch's aten ops, and {name} runs in {en
 # Why an input was chosen, as `bce-audit explain` prints it.
 WORST = "the interval's worst input"
 EDGE = "the interval's low edge (no input of it has a ULP error)"
-
-Progress = Callable[[int, int], None]
 
 
 def interval_point(iv: FailureInterval) -> ExplainPoint:
@@ -55,7 +53,7 @@ def cause_text(e: Explanation, status: Status) -> str:
     it says so rather than explain a failure it did not see."""
     text = e.cause
     if e.error is None and e.status is Status.OK and status is not Status.OK:
-        text = f"not reproduced: traced alone in a batch of its own copies, the input is {text}"
+        text = f"not reproduced: traced in a batch of its own copies, the input is {text}"
     if e.fixes:
         text += f"; fix: {e.fixes[0].pattern}"
     return " ".join(text.split())  # one line, whatever a reason held
