@@ -91,6 +91,19 @@ class Terminated(BaseException):
     cleanup (child processes, temporary files) runs on the way out."""
 
 
+def stops_the_run(exc: BaseException) -> bool:
+    """Whether an exception that came out of someone else's code (a formulation, an import) is the
+    run being stopped rather than that code's failure: a SIGTERM the run received (``Terminated``,
+    raised by bce-audit's handler wherever the main thread is) or a Ctrl-C the user typed. Where
+    SIGINT is ignored (the sandbox), no Ctrl-C can arrive, so a KeyboardInterrupt was raised by
+    the code itself."""
+    import signal
+
+    if isinstance(exc, Terminated):
+        return True
+    return isinstance(exc, KeyboardInterrupt) and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
 def exit_code_of(exc: BaseException) -> ExitCode:
     """The exit code that ends a command on ``exc``."""
     if isinstance(exc, BceAuditError):

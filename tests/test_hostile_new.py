@@ -55,13 +55,6 @@ def test_failure_map_of_an_exhaustive_float32_sweep_is_not_empty(tmp_path: Path)
     assert {r["status"] for r in rows} >= {"inf"}, rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SIGTERM's Terminated (a BaseException) raised while torch evaluates a formulation is "
-    "caught by the engine as the formulation's own failure: the case becomes `error: "
-    "Terminated`, the run goes on, writes its outputs and exits 0 (seen once from the CLI on an "
-    "exhaustive float32 sweep: 'naive (2 cases): Terminated', rc 0, CSV of empty rows)",
-)
 def test_sigterm_inside_a_formulation_ends_the_run() -> None:
     import bce_audit
     from bce_audit.errors import Terminated

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bce_audit.engines.torch_state import NUMPY_ERRORS
-from bce_audit.errors import MissingExtra
+from bce_audit.errors import MissingExtra, stops_the_run
 from bce_audit.vocabulary import DType
 
 
@@ -48,11 +47,8 @@ def implementation(reference: str) -> Callable[..., Any]:
 
 def its_own_failure(exc: BaseException) -> bool:
     """Whether an exception out of a formulation's forward or backward pass is its failure (error
-    rows) rather than the end of the run: anything but a Ctrl-C the user typed. Where SIGINT is
-    ignored (the sandbox), no Ctrl-C can arrive, so a KeyboardInterrupt was raised by the code."""
-    if isinstance(exc, KeyboardInterrupt):
-        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    return True
+    rows) rather than the end of the run (``errors.stops_the_run``)."""
+    return not stops_the_run(exc)
 
 
 def numpy_dtype(dtype: DType) -> np.dtype[Any]:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
-from bce_audit.errors import UsageError, describe, did_you_mean
+from bce_audit.errors import UsageError, describe, did_you_mean, stops_the_run
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.interface import Formulation, Loader, Origin, Scalar, UserFormulationSpec
 from bce_audit.reference import Member, Reference
@@ -370,6 +370,8 @@ def _import_file(path: Path, where: str, pin: Pin) -> ModuleType:
         raise
     except BaseException as exc:  # noqa: BLE001 - even a KeyboardInterrupt it raises is its fault (the sandbox ignores Ctrl-C)
         del sys.modules[name]
+        if stops_the_run(exc):
+            raise
         raise UsageError(f"{where}: cannot import {path.name}: {describe(exc)}") from None
     return module
 
@@ -388,6 +390,8 @@ def _import_module(name: str, base_dir: str | None, where: str, pin: Pin) -> Mod
     except UsageError:
         raise
     except BaseException as exc:  # noqa: BLE001 - as in _import_file
+        if stops_the_run(exc):
+            raise
         raise UsageError(f"{where}: cannot import {name}: {describe(exc)}") from None
 
 
