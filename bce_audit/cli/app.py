@@ -97,8 +97,9 @@ Examples:
   bce-audit check --config ci.toml           # gate CI on thresholds and a baseline
   bce-audit COMMAND --help                   # a command's options, with examples
 
-Every figure is measured against the exact value of plain, unweighted BCE at the label
-given (no pos_weight, weight, label smoothing or focal term), and its derivative.
+Every figure is measured against the exact value, and its derivative, of the loss the
+formulation implements: plain, unweighted BCE at the label given, unless it declares another
+member of the BCE family (pos_weight, weight, focal, label smoothing; bce-audit list shows it).
 
 Exit codes: {exit_codes_text()}
 """
@@ -109,7 +110,7 @@ Exit codes: {exit_codes_text()}
 def main() -> None:
     """Audit the numerical stability of binary-cross-entropy implementations.
 
-    Every formulation is evaluated in torch in float16, bfloat16, float32 and float64, on logits
-    and probabilities, and its loss and autograd gradient are compared with an exact mpmath
-    ground truth: plain BCE at the label given.
+    Every formulation is evaluated in its framework (torch; JAX, TensorFlow and Keras as
+    extras) in float16, bfloat16, float32 and float64, on logits and probabilities, and its loss
+    and gradient are compared with an exact mpmath ground truth of the loss it implements.
     """

@@ -191,8 +191,9 @@ def _report_console(outputs: dict[str, Output]) -> Console:
 def sweep_command(**flags: Any) -> None:
     """Audit the formulations and print the scoreboard (and per-case figures with -v).
 
-    Every figure is measured against the exact value of plain, unweighted BCE at the label given
-    (no pos_weight, weight, label smoothing or focal term), and its derivative by the input.
+    Every figure is measured against the exact value, and its derivative by the input, of the
+    loss each formulation implements: plain, unweighted BCE at the label given, unless it declares
+    another member of the BCE family (bce-audit list shows each one's reference).
     """
     from bce_audit.engines.sandbox import Sandbox
 

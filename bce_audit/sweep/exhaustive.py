@@ -217,8 +217,9 @@ def check_streamed(settings: Settings, keep_details: bool) -> None:
     if keep_details:
         total = sum(counts.values()) * len(settings.labels) * len(settings.formulations) * len(Quantity)
         raise UsageError(
-            f"per-point details of an exhaustive float32 sweep would be {total:,} rows; "
-            "drop --details, or sample float32 (--sampling bits)"
+            f"an exhaustive float32 sweep keeps no per-point outputs ({total:,} rows here), and --details, "
+            "--repro and --plot need them (details=True in the API); drop those, or sample float32 "
+            "(--sampling bits)"
         )
     for domain, n in counts.items():
         if not n:
