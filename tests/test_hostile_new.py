@@ -88,11 +88,6 @@ def test_repro_does_not_overwrite_a_users_file(tmp_path: Path) -> None:
     assert mine.read_text() == "# my own test, not bce-audit's\n" or result.exit_code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the baseline keys --param values on their spelling: gamma=0.50 against a baseline "
-    "made with gamma=0.5 is 'made with other settings' (exit 2)",
-)
 def test_baseline_keys_parameters_on_their_value(tmp_path: Path) -> None:
     baseline = tmp_path / "b.json"
     args = ["check", "-f", "torchvision-focal", "-d", "float16", "--domain", "logits", "-y", "1"]

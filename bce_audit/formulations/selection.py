@@ -215,6 +215,18 @@ def _parameter_value(formulation: Formulation, name: str, text: str) -> Scalar:
     return int(value) if isinstance(current, int) and value.is_integer() else value
 
 
+def _value_text(value: Scalar) -> str:
+    """A swept value as the variant's text shows it, the same however it was spelled (0.5, 0.50
+    and 5e-1 are one case, so a baseline keys on the value): the shortest text that reads back as
+    the value, without a trailing ``.0``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
 def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -> list[tuple[Formulation, str]]:
     """Each formulation once per combination of the swept values of the parameters it takes,
     with the text of that combination (``gamma=0.5``; "" for a formulation that takes none of
@@ -232,8 +244,13 @@ def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -
             out.append((f, ""))
             continue
         taken.update(name for name, _ in mine)
+        seen: set[str] = set()
         for combination in itertools.product(*[[(name, t) for t in texts] for name, texts in mine]):
             values = {name: _parameter_value(f, name, t) for name, t in combination}
+            text = " ".join(f"{name}={_value_text(value)}" for name, value in values.items())
+            if text in seen:  # 0.5 and 0.50: one value, one case
+                continue
+            seen.add(text)
             merged = tuple({**declared, **values}.items())
             spec = None if f.spec is None else dataclasses.replace(f.spec, parameters=merged)
             variant = dataclasses.replace(f, parameters=merged, spec=spec)
@@ -241,7 +258,7 @@ def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -
                 variant.reference  # noqa: B018  # validates the values against the reference
             except UsageError as exc:
                 raise UsageError(f"--param for {f.name}: {exc}") from None
-            out.append((variant, " ".join(f"{name}={t}" for name, t in combination)))
+            out.append((variant, text))
     for name, _ in sweep:
         if name not in taken:
             takers = sorted({k for f in formulations for k, _ in f.parameters})
@@ -261,8 +278,20 @@ def parse_parameter_sweep(texts: Iterable[str]) -> ParameterSweep:
             raise UsageError(f"--param {text!r} is not of the form NAME=V1,V2,... (for example gamma=0,0.5,2)")
         if name in out:
             raise UsageError(f"--param {name} is given twice; list its values once: {name}=V1,V2,...")
-        out[name] = tuple(dict.fromkeys(parts))
+        out[name] = tuple(dict.fromkeys(_canonical(part) for part in parts))
     return tuple(out.items())
+
+
+def _canonical(text: str) -> str:
+    """A value as one spelling: a number as its shortest text (0.50 and 5e-1 are 0.5), true and
+    false in lower case, anything else as given; the run's settings, and so a baseline's, key on
+    this."""
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        return _value_text(float(text))
+    except ValueError:
+        return text
 
 
 def resolve(selection: Selection, functions: tuple[Formulation, ...] = ()) -> list[Formulation]:
