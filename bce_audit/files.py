@@ -105,6 +105,35 @@ class OutputDir:
         return f"{self.name} {shown(self.path)}"
 
 
+# What every file bce-audit names inside a user's directory carries near its start, by suffix:
+# a repro file's docstring (report/repro.py), a figure's PNG and SVG metadata (report/plot.py). A
+# file there without its mark is the user's, and is never replaced.
+OUR_MARKS = {".py": b'"""bce-audit repro:', ".png": b"tEXtSoftware\x00bce-audit ", ".svg": b"<dc:title>bce-audit "}
+_MARK_WITHIN = 4096
+
+
+def check_ours_to_replace(members: Sequence[Output]) -> None:
+    """Fail before anything is written when a file bce-audit would write in a user's directory
+    already exists there and is not one bce-audit wrote (``OUR_MARKS`` near its start): the user's
+    own file of that name is never replaced. A link there is replaced, never followed, as
+    ``Output.member`` says."""
+    for output in members:
+        if output.path is None:
+            continue
+        try:
+            if not stat.S_ISREG(os.lstat(output.path).st_mode):
+                continue
+            with open(output.path, "rb") as f:
+                head = f.read(_MARK_WITHIN)
+        except OSError:
+            continue  # missing, or unreadable: writing it says what is wrong
+        if OUR_MARKS.get(output.path.suffix, b"\0no mark\0") not in head:
+            raise UsageError(
+                f"{output.name} {shown(output.path)} exists and bce-audit did not write it; "
+                "move it, or name another directory"
+            )
+
+
 def check_writable_dir(output: OutputDir) -> None:
     """Fail before any work when a directory output cannot be written: it exists and is not a
     directory (a file is never replaced by one), or it is missing and its parent is, or either

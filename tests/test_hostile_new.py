@@ -73,11 +73,6 @@ def test_explain_on_a_jax_builtin_is_a_usage_error() -> None:
     assert_usage_error(result, "optax-sigmoid-bce")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--repro DIR silently overwrites a file of the user's in DIR whose name matches a "
-    "repro file (nothing already written may be lost)",
-)
 def test_repro_does_not_overwrite_a_users_file(tmp_path: Path) -> None:
     out = tmp_path / "repro"
     out.mkdir()
@@ -85,7 +80,22 @@ def test_repro_does_not_overwrite_a_users_file(tmp_path: Path) -> None:
     mine.write_text("# my own test, not bce-audit's\n")
     args = ["sweep", "-f", "naive", "-d", "float16", "--domain", "logits", "-y", "1"]
     result = runner().invoke(main, [*args, "--points", "50", "--repro", str(out)])
-    assert mine.read_text() == "# my own test, not bce-audit's\n" or result.exit_code == 2
+    # the names come from the cases that fail, so this is known after the sweep (its scoreboard is
+    # printed), before anything is written: one line, exit 2, the user's file untouched
+    assert_exit(result, 2)
+    (line,) = result.stderr.splitlines()
+    assert "--repro" in line and mine.name in line and "did not write it" in line
+    assert mine.read_text() == "# my own test, not bce-audit's\n"
+    assert sorted(p.name for p in out.iterdir()) == [mine.name]
+
+
+def test_a_second_run_replaces_the_files_bce_audit_wrote(tmp_path: Path) -> None:
+    args = ["sweep", "-f", "naive", "-d", "float16", "--domain", "logits", "-y", "1", "--points", "50"]
+    args += ["--repro", str(tmp_path / "r"), "--plot", str(tmp_path / "p")]
+    assert_exit(runner().invoke(main, args), 0)
+    first = sorted(p.name for p in (tmp_path / "r").iterdir()) + sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert any(n.endswith(".png") for n in first) and any(n.endswith(".py") for n in first)
+    assert_exit(runner().invoke(main, args), 0)  # its own files (repro, PNG, SVG) carry its mark
 
 
 def test_baseline_keys_parameters_on_their_value(tmp_path: Path) -> None:

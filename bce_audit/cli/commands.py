@@ -250,10 +250,12 @@ def _directory_files(
 
 
 def _check_members(files: list[tuple[Output, str | bytes]], outputs: list[Output], inputs: list[Output]) -> None:
-    """No file named in a directory may be another output or an input (a user's loss file kept there)."""
-    from bce_audit.files import check_distinct
+    """No file named in a directory may be another output or an input (a user's loss file kept
+    there), nor replace a file there that bce-audit did not write."""
+    from bce_audit.files import check_distinct, check_ours_to_replace
 
     check_distinct([*outputs, *(o for o, _ in files)], inputs)
+    check_ours_to_replace([o for o, _ in files])
 
 
 @main.command("check", epilog=CHECK_EXAMPLES)
