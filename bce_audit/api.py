@@ -105,6 +105,8 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         cache_dir=kw["cache_dir"],
         timeout=kw["timeout"],
         parameters=_parameter_texts(kw.get("parameters")),
+        modes=strings(kw.get("modes")),
+        device=kw.get("device"),
     )
 
 
@@ -168,6 +170,8 @@ def audit(
     cache_dir: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
     parameters: Mapping[str, Any] | None = None,
+    modes: str | Sequence[str] | None = None,
+    device: str | None = None,
 ) -> AuditResult:
     """Audit formulations in this process and return the result (see docs/api.md).
 
@@ -182,6 +186,8 @@ def audit(
     jobs: processes for the exact truth (None: the cores). cache: False to neither read nor write
         the truth cache; cache_dir: where it lives. timeout: seconds per call of a target.
     parameters: parameters swept as a case dimension, as --param: ``{"gamma": [0, 0.5, 2]}``.
+    modes, device: the torch engine's execution modes and device, as --mode and --device
+        (``modes=["eager", "vmap"]``, ``device="cuda"``); a device torch lacks here raises.
 
     Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.
     """
@@ -202,6 +208,8 @@ def audit(
         cache_dir=cache_dir,
         timeout=timeout,
         parameters=parameters,
+        modes=modes,
+        device=device,
     )
     table, source = _config(config)
     with Sandbox() as sandbox:
