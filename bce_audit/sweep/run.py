@@ -414,7 +414,11 @@ def run_sweep(
     return AuditResult(
         settings=settings,
         cases=tuple(cases),
-        provenance=provenance(list(dict.fromkeys(f.engine for f in formulations))),
+        provenance={
+            **provenance(list(dict.fromkeys(f.engine for f in formulations))),
+            # where the torch engine ran: the CPU the engines report, unless --device says otherwise
+            **({"device": str(settings.device)} if settings.device is not Device.CPU else {}),
+        },
         truth_points=work.points,
         truth_computed=work.computed,
         elapsed_s=time.perf_counter() - start,
