@@ -255,3 +255,29 @@ def test_modes_parse_from_comma_lists_and_refuse_unknown_names() -> None:
     with pytest.raises(UsageError, match=r"unknown mode 'vamp' \(did you mean 'vmap'\?\)"):
         parse_modes(["vamp"])
     assert Device.parse("cuda", "device") is Device.CUDA
+
+
+def test_a_users_torch_function_runs_vmap_and_autocast_in_the_sandbox_and_not_compile(tmp_path: Path) -> None:
+    """A --impl target runs in the sandbox: vmap and autocast there give what the same code gives
+    in this process (the engine's own modes), compile is error rows saying it is not supported."""
+    (tmp_path / "mine.py").write_text(
+        "import torch\n\n"
+        "def mine(z, y):\n"
+        "    return torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction='none')\n",
+        encoding="utf-8",
+    )
+    kw = {"dtypes": "float16", "domain": "logits", "points": 30}
+    boxed = bce_audit.audit(f"{tmp_path / 'mine.py'}:mine@logits", modes=["vmap", "autocast", "compile"], **kw)
+    here = bce_audit.audit("torch-bce-with-logits", modes=["vmap", "autocast"], **kw)
+    ours = {(c.mode, c.label, c.quantity): c for c in here.cases}
+    for c in boxed.cases:
+        if c.mode == "compile":
+            assert c.error == "mode compile on cpu is not supported for user code (run in the sandbox) yet"
+            continue
+        twin = ours[(c.mode, c.label, c.quantity)]
+        assert c.error is None and c.figures == twin.figures
+
+
+def test_modes_are_refused_with_exhaustive_float32() -> None:
+    with pytest.raises(UsageError, match="not supported with exhaustive float32"):
+        bce_audit.audit("max-abs", dtypes="float32", sampling="exhaustive", range="1:1.001", modes="vmap")
