@@ -127,23 +127,26 @@ def _run_vmap(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -
     return Evaluation(loss=_exact(loss), grad=_exact(grad))
 
 
-# (formulation name, parameters, dtype, domain, device) -> the compiled loss(x, y)
-_COMPILED: dict[tuple[str, str, DType, Domain, str], Loss] = {}
+# (implementation or function, parameters, dtype, domain, device) -> the compiled loss(x, y)
+_COMPILED: dict[tuple[object, ...], Loss] = {}
 
 
 def _compiled(formulation: Formulation, domain: Domain, dtype: DType, device: str) -> Loss:
     """One compiled callable per (formulation, dtype, domain adapter, device), reused for every
     label and batch size: compiling takes seconds per graph, running it microseconds."""
-    key = (formulation.name, repr(formulation.parameters), dtype, domain, device)
+    code = formulation.implementation or formulation.function  # two functions may share a name
+    key = (code, formulation.parameters, dtype, domain, device)
     if key not in _COMPILED:
         import torch._dynamo
 
-        # a new graph for another batch size would count against dynamo's recompile limit, past
-        # which it runs the function eagerly without a word: that would pass eager figures off as
-        # the compiled ones. Marked dynamic (below), one graph serves every size but 0 and 1.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        # Past dynamo's recompile limit (per code object: the domain adapters' lambdas serve every
+        # formulation) it would run the function eagerly without a word, passing eager figures off
+        # as the compiled ones: a raise instead (error rows), and room for every built-in's graphs.
+        # Marked dynamic, one graph serves every batch size.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
         fn = adapt(loss_function(formulation), formulation.native_domain, domain)
-        _COMPILED[key] = torch.compile(fn, backend="inductor", dynamic=True, fullgraph=False)
+        _COMPILED[key] = torch.compile(fn, backend="inductor", dynamic=True)
     return _COMPILED[key]
 
 
