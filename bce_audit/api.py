@@ -105,6 +105,8 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         cache_dir=kw["cache_dir"],
         timeout=kw["timeout"],
         parameters=_parameter_texts(kw.get("parameters")),
+        modes=strings(kw.get("modes")),
+        device=kw.get("device"),
     )
 
 
@@ -169,6 +171,8 @@ def audit(
     timeout: float | None = None,
     parameters: Mapping[str, Any] | None = None,
     causes: bool = False,
+    modes: str | Sequence[str] | None = None,
+    device: str | None = None,
 ) -> AuditResult:
     """Audit formulations in this process and return the result (see docs/api.md).
 
@@ -186,6 +190,8 @@ def audit(
     causes: fill the ``cause`` of every failing interval of the failure map (one traced run per
         case's formulation, dtype, domain and label, and 6 to 10 ms per interval: docs/reports.md),
         as --failures and --json do; else causes stay empty.
+    modes, device: the torch engine's execution modes and device, as --mode and --device
+        (``modes=["eager", "vmap"]``, ``device="cuda"``); a device torch lacks here raises.
 
     Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.
     """
@@ -206,6 +212,8 @@ def audit(
         cache_dir=cache_dir,
         timeout=timeout,
         parameters=parameters,
+        modes=modes,
+        device=device,
     )
     table, source = _config(config)
     with Sandbox() as sandbox:

@@ -30,6 +30,8 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "cache": bool,
     "cache_dir": str,
     "timeout": (int, float),  # seconds for each import and call of a user's function
+    "modes": (list, str),  # the torch engine's execution modes (--mode)
+    "device": str,  # where the torch engine runs (--device)
     # bce-audit check (the CI gate); thresholds.py and baseline.py validate what is inside
     "thresholds": list,  # [[thresholds]] tables: selectors and bounds
     "baseline": str,  # the baseline file, relative to the config file's directory
@@ -77,7 +79,7 @@ def _check_key(key: str, value: object, allowed: dict[str, type | tuple[type, ..
 PATH_KEYS = ("csv", "json", "details", "failures", "cache_dir", "baseline", "junit", "markdown")
 
 # Lists that choose what to sweep: empty, they would quietly mean the default (everything).
-CHOICE_KEYS = ("formulations", "dtypes", "labels")
+CHOICE_KEYS = ("formulations", "dtypes", "labels", "modes")
 
 
 def validate(table: dict[str, Any], where: str) -> dict[str, Any]:

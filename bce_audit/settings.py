@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError
 from bce_audit.processes import DEFAULT_TIMEOUT, MAX_TIMEOUT
-from bce_audit.vocabulary import Domain, DType, Sampling
+from bce_audit.vocabulary import Device, Domain, DType, Mode, Sampling
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
@@ -60,6 +60,8 @@ class Settings:
         ``to_dict`` but not part of equality.
     parameter_sweep: (name, values as typed) of each parameter swept as a case dimension
         (``--param gamma=0,0.5,2``): every formulation that takes it runs once per value.
+    modes: the torch engine's execution modes, each a case dimension (``--mode eager,vmap``).
+    device: where the torch engine runs (``--device cuda``); a case dimension too.
     """
 
     formulations: tuple[str, ...] = dataclasses.field(default_factory=_default_formulations)
@@ -74,6 +76,8 @@ class Settings:
     user_formulations: tuple[UserFormulationSpec, ...] = ()
     functions: tuple[Formulation, ...] = dataclasses.field(default=(), compare=False)
     parameter_sweep: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    modes: tuple[Mode, ...] = (Mode.EAGER,)
+    device: Device = Device.CPU
 
     def __post_init__(self) -> None:
         from bce_audit.formulations.builtins import BUILTINS, get_formulation
@@ -113,6 +117,8 @@ class Settings:
             raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not (self.ulp_threshold >= 0):
             raise UsageError(f"ulp threshold must be >= 0, got {self.ulp_threshold!r}")
+        if not self.modes:
+            raise UsageError("nothing to sweep: a mode is needed (eager, vmap, autocast, compile)")
 
     @property
     def selection(self) -> Selection:
@@ -144,6 +150,9 @@ class Settings:
             "ulp_threshold": self.ulp_threshold,
             # only in a run that sweeps parameters, so any other reads as before
             **({"parameter_sweep": {k: list(v) for k, v in self.parameter_sweep}} if self.parameter_sweep else {}),
+            # likewise the modes and the device, only where they are not the defaults
+            **({"modes": [str(m) for m in self.modes]} if self.modes != (Mode.EAGER,) else {}),
+            **({"device": str(self.device)} if self.device is not Device.CPU else {}),
         }
 
 
@@ -193,6 +202,18 @@ class Request:
     cache_dir: str | os.PathLike[str] | None = None
     timeout: float | None = None
     parameters: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()
+    device: str | None = None
+
+
+def parse_modes(given: object) -> tuple[Mode, ...]:
+    """Modes as typed (``--mode`` repeated or comma lists, or the config's list or string) ->
+    distinct modes in the order given."""
+    texts = [given] if isinstance(given, str) else given
+    if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
+        raise UsageError(f"modes must be names or a list of names, got {given!r}")
+    names = [n.strip() for t in texts for n in t.split(",") if n.strip()]
+    return tuple(dict.fromkeys(Mode.parse(n, "mode") for n in names))
 
 
 def parse_range(text: str) -> tuple[float, float]:
@@ -286,6 +307,14 @@ def resolve(
         from bce_audit.formulations.selection import parse_parameter_sweep
 
         kw["parameter_sweep"] = parse_parameter_sweep(request.parameters)
+    modes = pick(request.modes, "modes")
+    if modes:
+        kw["modes"] = parse_modes(modes)
+    device = pick(request.device, "device")
+    if device:
+        if not isinstance(device, str):
+            raise UsageError(f"device must be a name, got {device!r}")
+        kw["device"] = Device.parse(device, "device")
     return Settings(**kw), run_options(request, config)
 
 

@@ -56,6 +56,26 @@ class EngineName(ParsableEnum):
     KERAS = "keras"
 
 
+class Mode(ParsableEnum):
+    """How the torch engine runs a formulation (``--mode``), a case dimension: eager (plain
+    calls), vmap (``torch.func.vmap`` of the function of one element, its gradient by
+    ``torch.func.grad`` inside the vmap), autocast (the forward under ``torch.autocast`` to
+    bfloat16, the backward as autograd replays it) or compile (``torch.compile``, inductor)."""
+
+    EAGER = "eager"
+    VMAP = "vmap"
+    AUTOCAST = "autocast"
+    COMPILE = "compile"
+
+
+class Device(ParsableEnum):
+    """Where the torch engine's tensors live (``--device``); results come back to the CPU in float64."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
 class Quantity(ParsableEnum):
     """The loss, or its derivative by the swept input."""
 

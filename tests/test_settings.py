@@ -134,7 +134,7 @@ def test_load_config_accepts_every_key(tmp_path):
         'formulations = ["naive"]\ndtypes = ["float16"]\ndomain = "both"\nlabels = [0, 0.5, 1]\n'
         'range = [-3, 3]\npoints = 10\nsampling = "bits"\nseed = 1\nulp_threshold = 2\n'
         'csv = "a.csv"\njson = "a.json"\ndetails = "d.csv"\nfailures = "f.csv"\nverbose = true\n'
-        'jobs = 2\ncache = false\ncache_dir = "cache"\ntimeout = 30\n'
+        'jobs = 2\ncache = false\ncache_dir = "cache"\ntimeout = 30\nmodes = ["vmap", "eager"]\ndevice = "cpu"\n'
         'baseline = "b.json"\nallow_missing = true\njunit = "j.xml"\nmarkdown = "m.md"\n'
         '[tolerance]\nmax_ulp = 2\n[[thresholds]]\nformulation = "naive"\nnan = 0\n'
     )
@@ -143,6 +143,7 @@ def test_load_config_accepts_every_key(tmp_path):
     s, options = resolve(Request(), table, None)
     assert s.labels == (0.0, 0.5, 1.0)
     assert s.logit_range == (-3.0, 3.0)
+    assert [str(m) for m in s.modes] == ["vmap", "eager"] and str(s.device) == "cpu"
     assert s.ulp_threshold == 2
     assert (options.jobs, options.cache_dir, options.timeout) == (2, None, 30.0)
 

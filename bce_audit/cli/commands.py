@@ -59,6 +59,8 @@ def _request(flags: dict[str, Any]) -> Request:
         cache_dir=flags["cache_dir"],
         timeout=flags["timeout"],
         parameters=flags["param"],
+        modes=flags["mode"],
+        device=flags["device"],
     )
 
 

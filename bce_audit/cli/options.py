@@ -129,6 +129,23 @@ SWEEP_OPTIONS = [
         "--param gamma=0,0.5,2).",
     ),
     click.option(
+        "--mode",
+        "mode",
+        multiple=True,
+        metavar="MODE[,MODE...]",
+        help="How the torch engine runs each formulation, a case dimension: eager (default), vmap "
+        "(torch.func.vmap of the one-element loss, torch.func.grad inside), autocast (forward under "
+        "torch.autocast to bfloat16) or compile (torch.compile, inductor; seconds per graph) "
+        "(repeatable or a comma list; e.g. --mode eager,vmap,autocast).",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["cpu", "cuda", "mps"]),
+        default=None,
+        help="Where the torch engine's tensors live (default cpu); results come back to the CPU in float64. "
+        "Exit 2 when torch has no such device (e.g. --device cuda).",
+    ),
+    click.option(
         "--range",
         "range_",
         metavar="LO:HI",

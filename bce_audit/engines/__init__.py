@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import TYPE_CHECKING
 
 from bce_audit.engines.common import REQUIREMENTS, require
 from bce_audit.engines.interface import Engine, Evaluation, GridEvaluation
+from bce_audit.vocabulary import Device, Mode
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from bce_audit.formulations.interface import Formulation
+    from bce_audit.vocabulary import Domain, DType
 
 # engine name -> (module, class); what each needs installed: common.REQUIREMENTS
 ENGINES = {
@@ -33,4 +41,45 @@ def get_engine(name: str) -> Engine:
     return engine
 
 
-__all__ = ["ENGINES", "Engine", "Evaluation", "GridEvaluation", "get_engine", "require"]
+def evaluate_variant(
+    formulation: Formulation,
+    mode: Mode,
+    device: Device,
+    domain: Domain,
+    dtype: DType,
+    finite: np.ndarray,
+    nonfinite: np.ndarray,
+    label: float,
+) -> GridEvaluation:
+    """``evaluate_grid`` of a formulation run in this process, in an execution mode on a device:
+    the torch engine runs every mode on every device it has; another engine runs eager on the
+    CPU only, and any other variant of it is error rows saying so (that variant only)."""
+    if formulation.engine == "torch":
+        from bce_audit.engines.torch_engine import TorchEngine
+
+        return TorchEngine().evaluate_grid(formulation, domain, dtype, finite, nonfinite, label, mode, device)
+    if mode is not Mode.EAGER or device is not Device.CPU:
+        why = f"mode {mode} on {device} is for the torch engine only ({formulation.name} runs in {formulation.engine})"
+        return GridEvaluation.refused(why, len(finite), len(nonfinite))
+    return get_engine(formulation.engine).evaluate_grid(formulation, domain, dtype, finite, nonfinite, label)
+
+
+def check_device(device: Device) -> None:
+    """A UsageError (one line, exit 2) when torch has no such device here; nothing for the CPU."""
+    if device is not Device.CPU:
+        require("torch", f"--device {device}")
+        from bce_audit.engines.torch_engine import check_device as check
+
+        check(device)
+
+
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "Evaluation",
+    "GridEvaluation",
+    "check_device",
+    "evaluate_variant",
+    "get_engine",
+    "require",
+]

@@ -26,11 +26,14 @@ class Evaluation:
 
     loss / grad: outputs at each input (NaN-filled when ``error`` is set).
     error: the message of an exception the formulation raised, else None.
+    output_dtype: the dtype the loss came back in where it is not the case's dtype (autocast
+        may compute in another), else None.
     """
 
     loss: np.ndarray
     grad: np.ndarray
     error: str | None = None
+    output_dtype: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,17 @@ class GridEvaluation:
             return Evaluation(nan, nan.copy(), error=reason)
 
         return cls(nothing(n_finite), tuple(nothing(1) for _ in range(n_nonfinite)), lost=reason)
+
+    @classmethod
+    def refused(cls, reason: str, n_finite: int, n_nonfinite: int) -> GridEvaluation:
+        """Every point an error with ``reason``: what a mode or device the engine cannot run gives
+        (error rows for that variant only; the others run)."""
+        nan = np.full(n_finite, np.nan)
+        one = np.full(1, np.nan)
+        return cls(
+            Evaluation(nan, nan.copy(), error=reason),
+            tuple(Evaluation(one.copy(), one.copy(), error=reason) for _ in range(n_nonfinite)),
+        )
 
 
 class Engine(Protocol):

@@ -49,6 +49,7 @@ from bce_audit.processes import (
     kill_tree,
     no_main,
 )
+from bce_audit.vocabulary import Mode
 
 if TYPE_CHECKING:  # pragma: no cover
     import threading
@@ -298,8 +299,10 @@ class Sandbox:
         finite: np.ndarray,
         nonfinite: np.ndarray,
         label: float,
+        mode: Mode = Mode.EAGER,
     ) -> GridEvaluation:
-        """``evaluate_grid`` in the spec's child; a lost GridEvaluation when no answer comes."""
+        """``evaluate_grid`` in the spec's child, in the torch engine's execution ``mode`` (eager,
+        vmap or autocast; the caller refuses compile); a lost GridEvaluation when no answer comes."""
         assert spec.name is not None  # a completed spec (formulations.user.load)
         n, m = len(finite), len(nonfinite)
         given_up = self.given_up.get(spec.name)
@@ -313,6 +316,7 @@ class Sandbox:
             "label": float(label).hex(),
             "finite": n,
             "nonfinite": m,
+            **({"mode": str(mode)} if mode is not Mode.EAGER else {}),
         }
         payload = np.concatenate([finite, nonfinite]).astype("<f8").tobytes()
         where = f"{spec.name} at {dtype} {domain} y={label:g}"
@@ -330,7 +334,10 @@ class Sandbox:
         if len(values) != 2 * (n + m) or not isinstance(errors, list) or len(errors) != 1 + m:
             return GridEvaluation.lost_as("the process running it sent a malformed answer", n, m)
         loss, grad = values[: n + m], values[n + m :]
-        finite_ev = Evaluation(loss[:n].copy(), grad[:n].copy(), errors[0])
+        output_dtype = answer.get("output_dtype")
+        finite_ev = Evaluation(
+            loss[:n].copy(), grad[:n].copy(), errors[0], output_dtype if isinstance(output_dtype, str) else None
+        )
         singles = tuple(
             Evaluation(loss[n + i : n + i + 1].copy(), grad[n + i : n + i + 1].copy(), errors[1 + i]) for i in range(m)
         )
@@ -488,18 +495,19 @@ def _serve(
                 return {"usage_error": str(exc)}, b""
         n, m = int(header["finite"]), int(header["nonfinite"])
         values = np.frombuffer(payload, dtype="<f8").astype(np.float64)
-        ev = get_engine(formulation.engine).evaluate_grid(
-            formulation,
-            Domain(header["domain"]),
-            DType(header["dtype"]),
-            values[:n],
-            values[n : n + m],
-            float.fromhex(header["label"]),
-        )
+        args = (formulation, Domain(header["domain"]), DType(header["dtype"]), values[:n], values[n : n + m])
+        label = float.fromhex(header["label"])
+        if "mode" in header:  # the caller sends a mode other than eager only for torch
+            from bce_audit.engines.torch_engine import TorchEngine
+
+            ev = TorchEngine().evaluate_grid(*args, label, mode=Mode(header["mode"]))
+        else:
+            ev = get_engine(formulation.engine).evaluate_grid(*args, label)
         loss = np.concatenate([ev.finite.loss, *(e.loss for e in ev.nonfinite)])
         grad = np.concatenate([ev.finite.grad, *(e.grad for e in ev.nonfinite)])
         errors = [ev.finite.error, *(e.error for e in ev.nonfinite)]
-        return {"errors": errors}, np.concatenate([loss, grad]).astype("<f8").tobytes()
+        answer = {"errors": errors, **({"output_dtype": ev.finite.output_dtype} if ev.finite.output_dtype else {})}
+        return answer, np.concatenate([loss, grad]).astype("<f8").tobytes()
     if header["op"] == "trace":
         from bce_audit.engines.torch_trace import trace_points
         from bce_audit.explanation.interface import Layout

@@ -1,4 +1,14 @@
-"""The torch engine: a formulation's loss and its autograd gradient, in the dtype, on the CPU.
+"""The torch engine: a formulation's loss and its autograd gradient, in the dtype, on a device.
+
+Each execution mode (``vocabulary.Mode``) runs the same function its own way: eager calls it on
+the batch; vmap maps the function of one element over the batch with ``torch.func.vmap``, its
+derivative by ``torch.func.grad`` inside the map (``vmap(grad_and_value(f))``: torch.func's own
+composition, so the gradient too is what a per-sample-gradient user gets, not autograd's backward
+of the batched graph); autocast runs the forward under ``torch.autocast`` to bfloat16 and the
+backward outside it, as autograd replays the forward's casts (torch's documented use), and says
+which dtype the loss came back in; compile runs the function compiled by ``torch.compile``
+(inductor), one compiled callable per (formulation, dtype, domain, device) reused for every label
+(the label is a tensor input) and every batch size (marked dynamic), its backward compiled with it.
 
 Everything here (the conversion of the grid into the dtype, the call, the backward pass, the
 conversion back) runs in the audit's pinned torch state (``torch_state.pinned``), whatever state
@@ -18,9 +28,9 @@ import torch
 from bce_audit.engines.common import contained, implementation, its_own_failure
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
-from bce_audit.errors import describe
+from bce_audit.errors import UsageError, describe
 from bce_audit.formulations.interface import Formulation
-from bce_audit.vocabulary import Domain, DType
+from bce_audit.vocabulary import Device, Domain, DType, Mode
 
 Loss = Callable[[torch.Tensor, torch.Tensor], Any]
 
@@ -69,23 +79,83 @@ def elementwise_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Evaluation:
-    loss = fn(x, y)
-    # whatever the function switched, the backward pass and the conversions run pinned too
-    apply(canonical(), capture())
+def _checked(loss: Any, shape: tuple[int, ...], tdtype: torch.dtype | None) -> torch.Tensor:
+    """The loss, once it is a tensor of the shape (and, unless None, the dtype) expected."""
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a torch.Tensor")
-    if loss.shape != x.shape:
-        raise ValueError(
-            f"returned shape {tuple(loss.shape)}, expected {tuple(x.shape)} (the elementwise loss, no reduction)"
-        )
-    if loss.dtype != tdtype:
+    if tuple(loss.shape) != shape:
+        raise ValueError(f"returned shape {tuple(loss.shape)}, expected {shape} (the elementwise loss, no reduction)")
+    if tdtype is not None and loss.dtype != tdtype:
         raise ValueError(f"returned dtype {loss.dtype}, expected {tdtype}")
+    return loss
+
+
+def _exact(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as float64 on the CPU (exact: float64 holds every value of the four dtypes)."""
+    result: np.ndarray = t.detach().to(torch.float64).cpu().numpy()
+    return result
+
+
+def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype, mode: Mode = Mode.EAGER) -> Evaluation:
+    if mode is Mode.VMAP:
+        return _run_vmap(fn, x, y, tdtype)
+    if mode is Mode.AUTOCAST:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            loss = fn(x, y)
+    else:
+        loss = fn(x, y)
+    # whatever the function switched, the backward pass and the conversions run pinned too
+    apply(canonical(), capture())
+    # under autocast the loss may come back in another dtype: that is what the mode measures
+    loss = _checked(loss, tuple(x.shape), None if mode is Mode.AUTOCAST else tdtype)
     grad = elementwise_grad(loss, x)
     return Evaluation(
-        loss=loss.detach().to(torch.float64).cpu().numpy(),
-        grad=grad.detach().to(torch.float64).cpu().numpy(),
+        loss=_exact(loss),
+        grad=_exact(grad),
+        output_dtype=None if loss.dtype == tdtype else str(loss.dtype).removeprefix("torch."),
     )
+
+
+def _run_vmap(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Evaluation:
+    """vmap(grad_and_value(f)) with f the loss of one element (a 0-d tensor in, a 0-d tensor out)."""
+
+    def one(xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return _checked(fn(xi, yi), (), tdtype)
+
+    grad, loss = torch.func.vmap(torch.func.grad_and_value(one))(x.detach(), y)
+    apply(canonical(), capture())
+    return Evaluation(loss=_exact(loss), grad=_exact(grad))
+
+
+# (implementation or function, parameters, dtype, domain, device) -> the compiled loss(x, y)
+_COMPILED: dict[tuple[object, ...], Loss] = {}
+
+
+def _compiled(formulation: Formulation, domain: Domain, dtype: DType, device: str) -> Loss:
+    """One compiled callable per (formulation, dtype, domain adapter, device), reused for every
+    label and batch size: compiling takes seconds per graph, running it microseconds."""
+    code = formulation.implementation or formulation.function  # two functions may share a name
+    key = (code, formulation.parameters, dtype, domain, device)
+    if key not in _COMPILED:
+        import torch._dynamo
+
+        # Past dynamo's recompile limit (per code object: the domain adapters' lambdas serve every
+        # formulation) it would run the function eagerly without a word, passing eager figures off
+        # as the compiled ones: a raise instead (error rows), and room for every built-in's graphs.
+        # Marked dynamic, one graph serves every batch size.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+        fn = adapt(loss_function(formulation), formulation.native_domain, domain)
+        _COMPILED[key] = torch.compile(fn, backend="inductor", dynamic=True)
+    return _COMPILED[key]
+
+
+def check_device(device: Device) -> None:
+    """Raise a UsageError (one line, exit 2) when torch has no such device here."""
+    if device is Device.CUDA and not torch.cuda.is_available():
+        raise UsageError("no CUDA device: torch.cuda.is_available() is False")
+    if device is Device.MPS and not torch.backends.mps.is_available():
+        raise UsageError("no MPS device: torch.backends.mps.is_available() is False")
 
 
 class TorchEngine:
@@ -100,19 +170,27 @@ class TorchEngine:
         dtype: DType,
         inputs: np.ndarray,
         label: float,
-        device: str = "cpu",
+        mode: Mode = Mode.EAGER,
+        device: Device = Device.CPU,
     ) -> Evaluation:
         """The formulation's loss and gradient at every input, in one batch (one torch call)."""
         with pinned():
             tdtype = torch_dtype(dtype)
-            fn = adapt(loss_function(formulation), formulation.native_domain, domain)
+            try:
+                if mode is Mode.COMPILE:
+                    fn = _compiled(formulation, domain, dtype, str(device))
+                else:
+                    fn = adapt(loss_function(formulation), formulation.native_domain, domain)
+            except Exception as exc:  # noqa: BLE001 - torch.compile unavailable here: error rows, with why
+                nan = np.full(len(inputs), np.nan)
+                return Evaluation(nan, nan.copy(), error=describe(exc))
             # inputs and label are exact values of the dtype: the conversion is exact (and,
             # pinned, never flushes a subnormal input to zero)
-            x = torch.tensor(inputs, dtype=torch.float64).to(device=device, dtype=tdtype)
+            x = torch.tensor(inputs, dtype=torch.float64).to(device=str(device), dtype=tdtype)
             x.requires_grad_(True)
             y = torch.full_like(x, label, requires_grad=False)
             try:
-                return _run(fn, x, y, tdtype)
+                return _run(fn, x, y, tdtype, mode)
             except BaseException as exc:  # noqa: BLE001 - the formulation's own failure is a finding, not a crash
                 if not its_own_failure(exc):
                     raise
@@ -127,13 +205,23 @@ class TorchEngine:
         finite: np.ndarray,
         nonfinite: np.ndarray,
         label: float,
+        mode: Mode = Mode.EAGER,
+        device: Device = Device.CPU,
     ) -> GridEvaluation:
-        """The finite inputs in one batch, then each non-finite input as if alone (see GridEvaluation)."""
-        batch = self.evaluate(formulation, domain, dtype, finite, label)
-        return GridEvaluation(batch, self._each_alone(formulation, domain, dtype, nonfinite, label))
+        """The finite inputs in one batch, then each non-finite input as if alone (see
+        GridEvaluation), in the execution mode on the device (see the module's docstring)."""
+        batch = self.evaluate(formulation, domain, dtype, finite, label, mode, device)
+        return GridEvaluation(batch, self._each_alone(formulation, domain, dtype, nonfinite, label, mode, device))
 
     def _each_alone(
-        self, formulation: Formulation, domain: Domain, dtype: DType, inputs: np.ndarray, label: float
+        self,
+        formulation: Formulation,
+        domain: Domain,
+        dtype: DType,
+        inputs: np.ndarray,
+        label: float,
+        mode: Mode = Mode.EAGER,
+        device: Device = Device.CPU,
     ) -> tuple[Evaluation, ...]:
         """One Evaluation per input, each what the input gives when evaluated alone.
 
@@ -146,13 +234,15 @@ class TorchEngine:
         function may look at the whole batch (its size, a mean): its points always go alone.
         """
         if formulation.implementation is not None and len(inputs) > 1:
-            together = self.evaluate(formulation, domain, dtype, inputs, label)
+            together = self.evaluate(formulation, domain, dtype, inputs, label, mode, device)
             if together.error is None:
                 return tuple(
-                    Evaluation(together.loss[i : i + 1].copy(), together.grad[i : i + 1].copy())
+                    Evaluation(
+                        together.loss[i : i + 1].copy(), together.grad[i : i + 1].copy(), None, together.output_dtype
+                    )
                     for i in range(len(inputs))
                 )
-        return tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in inputs)
+        return tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label, mode, device) for x in inputs)
 
     def provenance(self) -> dict[str, str]:
         return {

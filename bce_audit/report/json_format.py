@@ -58,6 +58,8 @@ class JsonFormat(Format):
             }
             if case.lost is not None:
                 row["lost"] = case.lost
+            if case.output_dtype:  # only where a mode computed in another dtype
+                row["output_dtype"] = case.output_dtype
             if case.figures is not None:
                 row.update(_figures(case))
             row["failures"] = [_interval(iv) for iv in case.failures]

@@ -8,6 +8,7 @@ pipes), so no column is ever dropped or cut.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -196,6 +197,33 @@ def nonfinite_lines(result: AuditResult) -> list[str]:
     return lines
 
 
+MODES_HEADING = "cases where an execution mode has more non-ok points than eager has in the same case"
+
+
+def _non_ok(case: CaseResult) -> int | None:
+    """The points of a case that are not ok, finite and ±inf/NaN together; None when it raised."""
+    f = case.figures
+    return None if f is None else f.points - f.ok + f.nonfinite
+
+
+def mode_lines(result: AuditResult) -> list[str]:
+    """One line per case that a mode (--mode) makes worse than eager: more non-ok points, or an
+    error where eager ran. Each is a finding about that mode: the same function, the same
+    inputs, another way of running it."""
+    eager = {c.key: c for c in result.cases if c.mode == "eager"}
+    lines = []
+    for c in result.cases:
+        base = eager.get(dataclasses.replace(c.key, mode="eager")) if c.mode != "eager" else None
+        if base is None:
+            continue
+        theirs, ours = _non_ok(base), _non_ok(c)
+        if theirs is None or (ours is not None and ours <= theirs):
+            continue
+        got = "raised" if ours is None else numbers.count(ours, "non-ok point")
+        lines.append(f"{c.key}: {got}, eager {theirs}")
+    return lines
+
+
 def error_lines(result: AuditResult) -> list[str]:
     """One line per formulation and message: the cases in which the formulation raised (or was lost)."""
     counts = collections.Counter((c.key.subject, c.error) for c in result.cases if c.error is not None)
@@ -228,6 +256,15 @@ def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
         para("formulations that raised or could not be run (their cases are `error`):")
         for line in failures:
             para(line, "  ", "    ")
+    worse = mode_lines(result)
+    if worse:
+        out.append(Text(""))
+        para(f"{MODES_HEADING} ({numbers.count(len(worse), 'case')}):")
+        shown = worse if verbose else worse[:8]
+        for line in shown:
+            para(line, "  ", "    ")
+        if len(shown) < len(worse):
+            para(f"... and {len(worse) - len(shown)} more (--verbose shows all)", "  ")
     lines = nonfinite_lines(result)
     if lines:
         out.append(Text(""))

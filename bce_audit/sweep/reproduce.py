@@ -25,7 +25,7 @@ from bce_audit.formulations.interface import Formulation
 from bce_audit.formulations.selection import resolve
 from bce_audit.sweep.metrics import point_status, ulp_error
 from bce_audit.sweep.result import AuditResult, CaseResult
-from bce_audit.vocabulary import FloatFormat, Quantity, Status
+from bce_audit.vocabulary import Device, FloatFormat, Mode, Quantity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
@@ -156,7 +156,9 @@ def failing_point(
     empty = np.empty(0)
     single = np.array([x])
     grid = (single, empty) if finite else (empty, single)
-    evaluation = _evaluate(formulation, sandbox, case.domain, case.dtype, *grid, label)
+    evaluation = _evaluate(
+        formulation, sandbox, case.domain, case.dtype, grid[0], grid[1], label, Mode(case.mode), Device(case.device)
+    )
     ev = evaluation.finite if finite else evaluation.nonfinite[0]
     alone = float((ev.loss if case.quantity is Quantity.LOSS else ev.grad)[0])
     alone_status = Status.ERROR.value if ev.error is not None else str(_status(alone, expected, fmt, threshold))

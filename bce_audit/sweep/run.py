@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from bce_audit.engines import get_engine, require
+from bce_audit.engines import check_device, evaluate_variant, get_engine, require
 from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
@@ -27,7 +27,7 @@ from bce_audit.sweep.metrics import point_status, summarize, ulp_error
 from bce_audit.sweep.refine import Bracket, Edge, Evaluate, Probe, refine, transitions
 from bce_audit.sweep.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.version import __version__
-from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Sampling, Status
+from bce_audit.vocabulary import FLOAT64, Device, Domain, DType, Mode, Quantity, Sampling, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from bce_audit.engines.sandbox import Sandbox
@@ -47,6 +47,8 @@ class _CaseName(TypedDict):
     label: float
     quantity: Quantity
     parameters: str
+    mode: str
+    device: str
 
 
 def effective_sampling(settings: Settings, dtype: DType) -> Sampling:
@@ -143,11 +145,14 @@ class _Sampled:
     ulp_errors: np.ndarray
 
 
-def _evaluator(formulation: Formulation, sandbox: Sandbox | None, grid: Grid, label: float) -> Evaluate:
-    """evaluate(inputs) -> (loss, grad) of a formulation at more inputs of a grid, in one batch."""
+def _evaluator(
+    formulation: Formulation, sandbox: Sandbox | None, mode: Mode, device: Device, grid: Grid, label: float
+) -> Evaluate:
+    """evaluate(inputs) -> (loss, grad) of a formulation at more inputs of a grid, in one batch,
+    in the mode and on the device of its case."""
 
     def evaluate(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        ev = _evaluate(formulation, sandbox, grid.domain, grid.dtype, xs, np.empty(0), label).finite
+        ev = _evaluate(formulation, sandbox, grid.domain, grid.dtype, xs, np.empty(0), label, mode, device).finite
         return None if ev.error is not None else (ev.loss, ev.grad)
 
     return evaluate
@@ -205,11 +210,28 @@ def _mapped(
     return mapped
 
 
-def _evaluate(formulation: Formulation, sandbox: Sandbox | None, *args: Any) -> GridEvaluation:
+def _evaluate(
+    formulation: Formulation,
+    sandbox: Sandbox | None,
+    domain: Domain,
+    dtype: DType,
+    finite: np.ndarray,
+    nonfinite: np.ndarray,
+    label: float,
+    mode: Mode = Mode.EAGER,
+    device: Device = Device.CPU,
+) -> GridEvaluation:
+    args = (domain, dtype, finite, nonfinite, label)
     if formulation.spec is not None:  # a user's target: only ever run in the sandbox
         assert sandbox is not None
-        return sandbox.evaluate(formulation.spec, *args)
-    return get_engine(formulation.engine).evaluate_grid(formulation, *args)
+        torch_modes = formulation.engine == "torch" or mode is Mode.EAGER
+        if mode is Mode.COMPILE or device is not Device.CPU or not torch_modes:
+            why = f"mode {mode} on {device} is not supported for user code (run in the sandbox) yet"
+            if mode is not Mode.COMPILE and device is Device.CPU:
+                why = f"mode {mode} is for the torch engine only ({formulation.name} runs in {formulation.engine})"
+            return GridEvaluation.refused(why, len(finite), len(nonfinite))
+        return sandbox.evaluate(formulation.spec, *args, mode=mode)
+    return evaluate_variant(formulation, mode, device, *args)
 
 
 def run_sweep(
@@ -235,8 +257,14 @@ def run_sweep(
             return run_sweep(settings, keep_details, progress, jobs, cache, case_progress, box)
     start = time.perf_counter()
     stream_float32 = streamed(settings, DType.FLOAT32) and DType.FLOAT32 in settings.dtypes
+    check_device(settings.device)  # no such device here: one line, exit 2, before any work
     if stream_float32:
         check_streamed(settings, keep_details)
+        if settings.modes != (Mode.EAGER,) or settings.device is not Device.CPU:
+            raise UsageError(
+                "--mode and --device are not supported with exhaustive float32 (streamed) yet; "
+                "leave float32 out (-d) or use --sampling bits"
+            )
     all_grids = list(grids(settings))
     for grid in all_grids:
         if len(grid.finite) == 0:
@@ -266,7 +294,8 @@ def run_sweep(
     references = list(dict.fromkeys(f.reference for f in formulations))
     requests = [(grid.domain, y, inputs, ref) for grid, inputs, labels in plan for _, y in labels for ref in references]
     table, work = build_truth_table(requests, jobs=jobs, cache=cache, progress=progress)
-    evaluations = len(plan) * len(settings.labels) * len(runs)
+    variants = [(formulation, parameters, mode) for formulation, parameters in runs for mode in settings.modes]
+    evaluations = len(plan) * len(settings.labels) * len(variants)
     if stream_float32:
         chunked = sum(chunk_count(domain, settings.logit_range) for domain in settings.domains)
         evaluations += chunked * len(settings.labels) * len(formulations)
@@ -279,9 +308,11 @@ def run_sweep(
             for ref in references:
                 rows = table.rows(grid.domain, y, inputs, ref)
                 truths[ref] = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
-            for formulation, parameters in runs:
+            for formulation, parameters, mode in variants:
                 truth = truths[formulation.reference]
-                evaluation = _evaluate(formulation, sandbox, grid.domain, grid.dtype, grid.finite, grid.nonfinite, y)
+                evaluation = _evaluate(
+                    formulation, sandbox, grid.domain, grid.dtype, grid.finite, grid.nonfinite, y, mode, settings.device
+                )
                 ev, singles = evaluation.finite, evaluation.nonfinite
                 nf_errors = [e.error for e in singles]
                 if case_progress is not None:
@@ -291,7 +322,11 @@ def run_sweep(
                     probe = len(probes)
                     probes.append(
                         Probe(
-                            grid.domain, grid.dtype, y, _evaluator(formulation, sandbox, grid, y), formulation.reference
+                            grid.domain,
+                            grid.dtype,
+                            y,
+                            _evaluator(formulation, sandbox, mode, settings.device, grid, y),
+                            formulation.reference,
                         )
                     )
                 for quantity in Quantity:
@@ -302,6 +337,8 @@ def run_sweep(
                         label=float(label),
                         quantity=quantity,
                         parameters=parameters,
+                        mode=str(mode),
+                        device=str(settings.device),
                     )
                     t, t64 = truth[quantity]
                     if ev.error is not None:
@@ -350,7 +387,15 @@ def run_sweep(
                             truth=t,
                         )
                     sampled.append(_Sampled(len(cases), probe, grid, bounds, status, errs))
-                    cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
+                    cases.append(
+                        CaseResult(
+                            **key,
+                            figures=figures,
+                            nonfinite=nonfinite,
+                            details=details,
+                            output_dtype=ev.output_dtype or "",
+                        )
+                    )
     cases = _mapped(settings, cases, sampled, probes, cache)
     if stream_float32:
         for domain in settings.domains:
@@ -364,12 +409,16 @@ def run_sweep(
                 None if case_progress is None else (lambda n: case_progress(n, evaluations)),
             )
             cases.extend(streamed_cases)
-    variants = _first_seen_variants(cases)
-    cases.sort(key=lambda c: _order(settings, variants, c))
+    seen = _first_seen_variants(cases)
+    cases.sort(key=lambda c: _order(settings, seen, c))
     return AuditResult(
         settings=settings,
         cases=tuple(cases),
-        provenance=provenance(list(dict.fromkeys(f.engine for f in formulations))),
+        provenance={
+            **provenance(list(dict.fromkeys(f.engine for f in formulations))),
+            # where the torch engine ran: the CPU the engines report, unless --device says otherwise
+            **({"device": str(settings.device)} if settings.device is not Device.CPU else {}),
+        },
         truth_points=work.points,
         truth_computed=work.computed,
         elapsed_s=time.perf_counter() - start,
