@@ -26,11 +26,14 @@ class Evaluation:
 
     loss / grad: outputs at each input (NaN-filled when ``error`` is set).
     error: the message of an exception the formulation raised, else None.
+    output_dtype: the dtype the loss was returned in when it is not the input's (a user's loss
+        given float64 that returns float32), e.g. ``"float32"``; None when it is the input's.
     """
 
     loss: np.ndarray
     grad: np.ndarray
     error: str | None = None
+    output_dtype: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,7 +96,7 @@ def loss_function(formulation: Formulation) -> Loss:
     if formulation.implementation is not None:  # a built-in: our own code
         return functools.partial(implementation(formulation.implementation), **parameters)
     if formulation.function is not None:
-        return contained(formulation.function, parameters)
+        return contained(formulation.function, parameters, formulation.calling, tf.reshape)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 

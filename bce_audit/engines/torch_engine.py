@@ -18,7 +18,7 @@ import torch
 from bce_audit.engines.common import contained, implementation, its_own_failure
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
-from bce_audit.errors import describe
+from bce_audit.errors import ReducedLoss, describe
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -36,7 +36,7 @@ def loss_function(formulation: Formulation) -> Loss:
     if formulation.implementation is not None:  # a built-in: our own code
         return functools.partial(implementation(formulation.implementation), **parameters)
     if formulation.function is not None:
-        return contained(formulation.function, parameters)
+        return contained(formulation.function, parameters, formulation.calling)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
@@ -75,16 +75,23 @@ def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Eva
     apply(canonical(), capture())
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a torch.Tensor")
+    if loss.ndim == 0:
+        raise ReducedLoss(tuple(loss.shape), x.numel())
     if loss.shape != x.shape:
         raise ValueError(
             f"returned shape {tuple(loss.shape)}, expected {tuple(x.shape)} (the elementwise loss, no reduction)"
         )
-    if loss.dtype != tdtype:
-        raise ValueError(f"returned dtype {loss.dtype}, expected {tdtype}")
+    if not loss.dtype.is_floating_point:
+        raise ValueError(f"returned dtype {loss.dtype}, expected a floating-point loss")
     grad = elementwise_grad(loss, x)
+    # a loss in another dtype than its input (float64 in, float32 out) is audited as it is: its
+    # values are exact in float64 and compared with the truth rounded into the input's dtype
+    # (what the caller asked for); the dtype it returned is recorded, a finding of its own
+    output_dtype = None if loss.dtype == tdtype else str(loss.dtype).removeprefix("torch.")
     return Evaluation(
         loss=loss.detach().to(torch.float64).cpu().numpy(),
         grad=grad.detach().to(torch.float64).cpu().numpy(),
+        output_dtype=output_dtype,
     )
 
 

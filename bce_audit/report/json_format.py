@@ -58,6 +58,8 @@ class JsonFormat(Format):
             }
             if case.lost is not None:
                 row["lost"] = case.lost
+            if case.output_dtype is not None:  # only then: a report of losses that keep their dtype reads as before
+                row["output_dtype"] = case.output_dtype
             if case.figures is not None:
                 row.update(_figures(case))
             row["failures"] = [_interval(iv) for iv in case.failures]

@@ -350,7 +350,11 @@ def run_sweep(
                             truth=t,
                         )
                     sampled.append(_Sampled(len(cases), probe, grid, bounds, status, errs))
-                    cases.append(CaseResult(**key, figures=figures, nonfinite=nonfinite, details=details))
+                    cases.append(
+                        CaseResult(
+                            **key, figures=figures, nonfinite=nonfinite, details=details, output_dtype=ev.output_dtype
+                        )
+                    )
     cases = _mapped(settings, cases, sampled, probes, cache)
     if stream_float32:
         for domain in settings.domains:
