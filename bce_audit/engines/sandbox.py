@@ -554,11 +554,14 @@ def _refuse_a_reduction(formulation: Formulation, where: str) -> None:
     a sum): its figures would be a mean's, never an elementwise audit. Three float64 points of its
     own domain, at label 1; any other failure is left for the sweep's error rows."""
     from bce_audit.engines import get_engine
-    from bce_audit.errors import ReducedLoss
+    from bce_audit.errors import MissingExtra, ReducedLoss
     from bce_audit.vocabulary import Domain, DType
 
     points = np.array([-1.0, 0.0, 1.0]) if formulation.native_domain is Domain.LOGITS else np.array([0.25, 0.5, 0.75])
-    engine = get_engine(formulation.engine)
+    try:
+        engine = get_engine(formulation.engine)
+    except MissingExtra:  # the sweep's own check says so, naming the formulation
+        return
     ev = engine.evaluate_grid(formulation, formulation.native_domain, DType.FLOAT64, points, np.array([]), 1.0).finite
     if ev.error is not None and ev.error.startswith(f"{ReducedLoss.__name__}: "):
         raise UsageError(f"{where}: the loss {ev.error.removeprefix(f'{ReducedLoss.__name__}: ')}")
