@@ -123,5 +123,6 @@ class ReducedLoss(ValueError):
     def __init__(self, shape: tuple[int, ...], n: int):
         super().__init__(
             f"returned a scalar (shape {shape}) for {n} inputs: it reduces (mean or sum), which cannot be "
-            'audited elementwise; call it with reduction="none" (in init or parameters)'
+            'audited elementwise; call it with reduction="none" (in init or parameters), or with '
+            'shape = "(N, 1)" if it averages over its last axis (Keras)'
         )

@@ -771,7 +771,19 @@ def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
         raise UsageError(f"{label}: name {name!r} must be {_NAME_RULE}; give one with @formulation(name=...)")
     formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or label
     engine = _declared_engine(fn, label)
-    return Formulation(name, Domain.parse(str(declared), "domain"), formula, engine=engine, function=fn)
+    # the decorator's calling convention and reference (a class's init is for targets: give an instance)
+    calling = Calling(getattr(fn, ARGUMENTS_ATTR, ArgumentOrder.INPUT_TARGET), getattr(fn, SHAPE_ATTR, CallShape.FLAT))
+    member, reference_parameters = getattr(fn, REFERENCE_ATTR, (None, None))
+    return Formulation(
+        name,
+        Domain.parse(str(declared), "domain"),
+        formula,
+        engine=engine,
+        function=fn,
+        calling=calling,
+        reference_member=member,
+        reference_parameters=reference_parameters,
+    )
 
 
 def _first_doc_line(fn: object) -> str:

@@ -520,3 +520,30 @@ def test_a_loss_that_smooths_labels_is_measured_against_the_smoothed_truth(proje
             # measured against plain BCE, the same outputs are off nearly everywhere
             plain = summary["keras-smoothed-vs-plain", "float32", label, quantity]
             assert int(plain["inaccurate"]) > int(mine["inaccurate"]) + int(mine["points"]) // 2
+
+
+def test_the_api_calls_a_decorated_function_as_it_is_written():
+    """A Python callable given to bce_audit.audit: the decorator's order, shape and reference."""
+    import torch.nn.functional as F
+
+    import bce_audit
+
+    @bce_audit.formulation(
+        domain="logits",
+        name="keras-column-smoothed",
+        arguments="target, input",
+        shape="(N, 1)",
+        reference={"loss": "label-smoothed-bce", "smoothing": 0.1},
+    )
+    def keras_column_smoothed(y_true, y_pred):
+        assert y_pred.shape[1:] == (1,) and y_true.shape == y_pred.shape
+        smoothed = y_true * (1.0 - 0.1) + 0.5 * 0.1
+        return F.binary_cross_entropy_with_logits(y_pred, smoothed, reduction="none")
+
+    small = {"dtypes": ["float32"], "domain": "logits", "points": 60}
+    mine = bce_audit.audit([keras_column_smoothed], **small).to_records()
+    builtin = bce_audit.audit(["label-smoothed-bce"], **small).to_records()
+    assert len(mine) == len(builtin) == 4
+    for a, b in zip(mine, builtin, strict=True):
+        for figure in ("points", "ok", "inaccurate", "inf", "nan", "zero", "max_ulp"):
+            assert a[figure] == b[figure], (figure, a, b)
