@@ -49,7 +49,12 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
     "domain": str,
     "engine": str,
     "parameters": dict,
-    "reference": str,  # the member of the BCE family it implements (bce_audit.reference)
+    # the member of the BCE family it implements (bce_audit.reference): its name, or a table
+    # { loss = "focal", gamma = 2.0, ... } with the member's parameters
+    "reference": (str, dict),
+    "init": dict,  # the target is a class: its constructor's keyword arguments
+    "arguments": str,  # the loss's argument order: "input, target" (default) or "target, input"
+    "shape": str,  # the shape the loss is called with: "(N,)" (default), "(N, 1)" or "(1, N)"
 }
 
 
@@ -105,9 +110,30 @@ def _validate_formulation(table: dict[str, Any], where: str) -> None:
         _check_key(key, value, FORMULATION_KEYS, where)
     if "target" not in table:
         raise UsageError(f"{where}: missing key 'target' (MODULE:FUNCTION or FILE.py:FUNCTION)")
-    for key, value in table.get("parameters", {}).items():
-        if not isinstance(value, PARAMETER_TYPES):  # keyword arguments of the function: scalars only
-            raise UsageError(f"{where}.parameters.{key}: wrong type {type(value).__name__}")
+    for group in ("parameters", "init"):
+        for key, value in table.get(group, {}).items():
+            _check_value(value, f"{where}.{group}.{key}")
+    reference = table.get("reference")
+    if isinstance(reference, dict):
+        if not isinstance(reference.get("loss"), str):
+            raise UsageError(f'{where}.reference: a reference table names its loss: {{ loss = "focal", gamma = 2.0 }}')
+        for key, value in reference.items():
+            if key != "loss":
+                _check_value(value, f"{where}.reference.{key}")
+
+
+def _check_value(value: object, where: str) -> None:
+    """A keyword argument's value: a scalar, { none = true } (TOML has no null), or a list of scalars."""
+    if isinstance(value, dict):
+        if value != {"none": True}:
+            raise UsageError(f"{where}: a table here can only be {{ none = true }} (the value None)")
+        return
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, PARAMETER_TYPES):  # keyword arguments of the function: data only
+            raise UsageError(
+                f"{where}: wrong type {type(item).__name__} (a number, bool, string, list or {{ none = true }})"
+            )
 
 
 def load_config(path: Path | None, search_pyproject: bool = True) -> tuple[dict[str, Any], str | None]:

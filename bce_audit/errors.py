@@ -126,3 +126,16 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class ReducedLoss(ValueError):
+    """A loss returned one value for a batch: it reduces (a mean or a sum), so its elementwise
+    accuracy cannot be audited. Raised by an engine on the call's result; the sandbox's check of
+    a user's loss turns it into a UsageError before any sweep work (never a silently audited mean)."""
+
+    def __init__(self, shape: tuple[int, ...], n: int):
+        super().__init__(
+            f"returned a scalar (shape {shape}) for {n} inputs: it reduces (mean or sum), which cannot be "
+            'audited elementwise; call it with reduction="none" (in init or parameters), or with '
+            'shape = "(N, 1)" if it averages over its last axis (Keras)'
+        )

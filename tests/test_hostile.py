@@ -311,7 +311,6 @@ def _small_grid_size() -> int:
     [
         ("exits_zero", "RuntimeError: the function called sys.exit(0)"),
         ("recurses", "RecursionError: maximum recursion depth exceeded"),
-        ("other_dtype", "ValueError: returned dtype torch.float64, expected torch.float32"),
         ("other_shape", "ValueError: returned shape ({n_minus_1},), expected ({n},)"),
         ("meta_device", "does not require grad"),
         ("detached", "does not require grad"),
@@ -329,6 +328,15 @@ def test_a_misbehaving_function_is_an_error_row_and_the_built_in_is_untouched(ho
     builtin = _rows(result.stdout, "max-abs")
     alone = runner().invoke(main, ["sweep", "-f", "max-abs", *SMALL, "--csv", "-"])
     assert builtin == _rows(alone.stdout, "max-abs") and len(builtin) == 2, builtin
+
+
+def test_a_function_that_returns_another_dtype_is_audited_in_it(hostile):
+    """float32 in, float64 out: not an error, a finding (the output is compared as it is)."""
+    result = runner().invoke(main, ["sweep", "--impl", "hostile.py:other_dtype", *SMALL, "--json", "-"])
+    assert_exit(result, 0)
+    cases = json.loads(result.stdout)["cases"]
+    assert len(cases) == 2 and all(c["error"] is None and c["output_dtype"] == "float64" for c in cases)
+    assert all(c["points"] == _small_grid_size() for c in cases)
 
 
 @pytest.mark.parametrize("name", ["flips_every_switch", "mutates_inputs", "prints_megabytes", "moves_and_edits_env"])

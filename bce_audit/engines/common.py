@@ -20,19 +20,39 @@ import numpy as np
 
 from bce_audit.engines.torch_state import NUMPY_ERRORS
 from bce_audit.errors import MissingExtra, stops_the_run
+from bce_audit.formulations.interface import DEFAULT_CALLING, ArgumentOrder, Calling, CallShape
 from bce_audit.vocabulary import DType
 
 
-def contained(fn: Callable[..., Any], parameters: dict[str, Any]) -> Callable[[Any, Any], Any]:
+def contained(
+    fn: Callable[..., Any],
+    parameters: dict[str, Any],
+    calling: Calling = DEFAULT_CALLING,
+    reshape: Callable[[Any, tuple[int, ...]], Any] = lambda array, shape: array.reshape(shape),
+) -> Callable[[Any, Any], Any]:
     """``loss(x, y)`` calling someone else's function: its prints go to stderr (never into a
-    report on stdout), and sys.exit() is an error of that function, not the end of the audit."""
+    report on stdout), and sys.exit() is an error of that function, not the end of the audit.
+
+    ``calling`` is the function's own convention: its arguments in its order, reshaped (with the
+    framework's ``reshape``) to the shape it wants, its output flattened back when it has that
+    shape (any other shape is left for the engine to refuse). Parameters that are tuples (a
+    config's lists) are passed as lists.
+    """
+    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
+    swap = calling.order is ArgumentOrder.TARGET_INPUT
 
     def loss(x: Any, y: Any) -> Any:
+        flat = tuple(x.shape)
+        if calling.shape is not CallShape.FLAT:
+            x, y = reshape(x, calling.shape.of(flat[0])), reshape(y, calling.shape.of(flat[0]))
         with contextlib.redirect_stdout(sys.stderr):
             try:
-                return fn(x, y, **parameters)
+                out = fn(y, x, **kwargs) if swap else fn(x, y, **kwargs)
             except SystemExit as exc:  # not an Exception: it would end the whole audit
                 raise RuntimeError(f"the function called sys.exit({exc.code!r})") from None
+        if calling.shape is not CallShape.FLAT and tuple(getattr(out, "shape", ())) == tuple(x.shape):
+            out = reshape(out, flat)
+        return out
 
     return loss
 

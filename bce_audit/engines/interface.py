@@ -26,8 +26,9 @@ class Evaluation:
 
     loss / grad: outputs at each input (NaN-filled when ``error`` is set).
     error: the message of an exception the formulation raised, else None.
-    output_dtype: the dtype the loss came back in where it is not the case's dtype (autocast
-        may compute in another), else None.
+    output_dtype: the dtype the loss came back in when it is not the input's (autocast may compute
+        in another; a user's loss given float64 may return float32), e.g. ``"float32"``; None when
+        it is the input's.
     """
 
     loss: np.ndarray

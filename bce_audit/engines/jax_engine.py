@@ -25,7 +25,7 @@ import numpy as np
 from bce_audit.engines.common import contained, exact_array, implementation, its_own_failure
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
-from bce_audit.errors import describe
+from bce_audit.errors import ReducedLoss, describe
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -65,7 +65,7 @@ def loss_function(formulation: Formulation) -> Loss:
     if formulation.implementation is not None:  # a built-in: our own code
         return functools.partial(implementation(formulation.implementation), **parameters)
     if formulation.function is not None:
-        return contained(formulation.function, parameters)
+        return contained(formulation.function, parameters, formulation.calling)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
@@ -82,18 +82,23 @@ def _run(fn: Loss, x: Any, y: Any) -> Evaluation:
     loss, pullback = jax.vjp(lambda v: fn(v, y), x)
     if not isinstance(loss, jax.Array):
         raise TypeError(f"returned {type(loss).__name__}, expected a jax.Array")
+    if loss.ndim == 0:
+        raise ReducedLoss(tuple(loss.shape), int(x.size))
     if loss.shape != x.shape:
         raise ValueError(
             f"returned shape {tuple(loss.shape)}, expected {tuple(x.shape)} (the elementwise loss, no reduction)"
         )
-    if loss.dtype != x.dtype:
-        raise ValueError(f"returned dtype {loss.dtype}, expected {x.dtype}")
+    if not jnp.issubdtype(loss.dtype, jnp.floating):
+        raise ValueError(f"returned dtype {loss.dtype}, expected a floating-point loss")
+    # another floating dtype than the input's is audited as it is and recorded (as in the torch engine)
+    output_dtype = None if loss.dtype == x.dtype else str(loss.dtype)
     # The cotangent is ones, not the gradient of loss.sum(): a reduction could overflow in half
     # precision and would not be the elementwise derivative users get.
     (grad,) = pullback(jnp.ones_like(loss))
     return Evaluation(
         loss=np.asarray(loss).astype(np.float64),
         grad=np.asarray(grad).astype(np.float64),
+        output_dtype=output_dtype,
     )
 
 

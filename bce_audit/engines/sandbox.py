@@ -31,6 +31,7 @@ sandbox kills them all, so none outlives the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -291,6 +292,25 @@ class Sandbox:
             raise RuntimeError(f"sandbox: {header['internal']}")
         return header
 
+    def refuse_a_reduction(self, spec: UserFormulationSpec) -> None:
+        """A UsageError when the completed spec's loss returns one value for a batch (a mean or a
+        sum: see ``_refuse_a_reduction``). Checked apart from ``describe``, so that a function that
+        kills its process or hangs when called is still found by the sweep, as lost evaluations:
+        a probe that gets no answer refuses nothing (one that hung gives up on the function, as
+        a hung evaluation would)."""
+        assert spec.name is not None  # a completed spec
+        try:
+            probe = {"op": "probe", "spec": spec.to_wire()}
+            header, _ = self.request(child_key(spec), probe, what=f"a first call of {spec.name}")
+        except EvaluationLost as exc:
+            if "did not finish within" in str(exc):  # every evaluation would hang as long
+                self.given_up[spec.name] = str(exc)
+            return
+        if "usage_error" in header:
+            raise UsageError(header["usage_error"])
+        if "internal" in header:
+            raise RuntimeError(f"sandbox: {header['internal']}")
+
     def evaluate(
         self,
         spec: UserFormulationSpec,
@@ -478,12 +498,17 @@ def _serve(
         except UsageError as exc:
             return {"usage_error": str(exc)}, b""
         loaded[key] = formulation
-        return {
-            "name": done.name,
-            "domain": str(done.domain),
-            "formula": formulation.formula,
-            "engine": formulation.engine,
-        }, b""
+        completed = dataclasses.replace(done, formula=formulation.formula, engine=formulation.engine)
+        return {"spec": completed.to_wire()}, b""
+    if header["op"] == "probe":
+        formulation = loaded.get(key)
+        try:
+            if formulation is None:
+                formulation = loaded[key] = load_here(spec, pin=pinned)
+            _refuse_a_reduction(formulation, spec.where)
+        except UsageError as exc:
+            return {"usage_error": str(exc)}, b""
+        return {}, b""
     if header["op"] == "evaluate":
         from bce_audit.vocabulary import Domain, DType
 
@@ -529,3 +554,21 @@ def _serve(
         )
         return {"traces": traces}, b""
     raise ValueError(f"unknown request {header.get('op')!r}")
+
+
+def _refuse_a_reduction(formulation: Formulation, where: str) -> None:
+    """A UsageError, before any sweep work, when the loss returns one value for a batch (a mean or
+    a sum): its figures would be a mean's, never an elementwise audit. Three float64 points of its
+    own domain, at label 1; any other failure is left for the sweep's error rows."""
+    from bce_audit.engines import get_engine
+    from bce_audit.errors import MissingExtra, ReducedLoss
+    from bce_audit.vocabulary import Domain, DType
+
+    points = np.array([-1.0, 0.0, 1.0]) if formulation.native_domain is Domain.LOGITS else np.array([0.25, 0.5, 0.75])
+    try:
+        engine = get_engine(formulation.engine)
+    except MissingExtra:  # the sweep's own check says so, naming the formulation
+        return
+    ev = engine.evaluate_grid(formulation, formulation.native_domain, DType.FLOAT64, points, np.array([]), 1.0).finite
+    if ev.error is not None and ev.error.startswith(f"{ReducedLoss.__name__}: "):
+        raise UsageError(f"{where}: the loss {ev.error.removeprefix(f'{ReducedLoss.__name__}: ')}")

@@ -28,7 +28,7 @@ import numpy as np
 from bce_audit.engines.common import contained, exact_array, implementation, its_own_failure
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
-from bce_audit.errors import UsageError, describe
+from bce_audit.errors import ReducedLoss, UsageError, describe
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -96,7 +96,7 @@ def loss_function(formulation: Formulation) -> Loss:
     if formulation.implementation is not None:  # a built-in: our own code
         return functools.partial(implementation(formulation.implementation), **parameters)
     if formulation.function is not None:
-        return contained(formulation.function, parameters)
+        return contained(formulation.function, parameters, formulation.calling, tf.reshape)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
@@ -126,6 +126,8 @@ def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None) -> Evaluation
     if not isinstance(loss, tf.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a tf.Tensor")
     expected = (int(x.shape[0]),)  # one loss per input, whatever shape the input went in with
+    if len(loss.shape) == 0:
+        raise ReducedLoss((), int(x.shape[0]))
     if tuple(loss.shape) != expected:
         raise ValueError(
             f"returned shape {tuple(loss.shape)}, expected {expected} (the elementwise loss, no reduction)"

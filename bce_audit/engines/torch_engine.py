@@ -18,6 +18,7 @@ the caller or a user's function left behind.
 from __future__ import annotations
 
 import functools
+import math
 import platform
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 from bce_audit.engines.common import contained, implementation, its_own_failure
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
-from bce_audit.errors import UsageError, describe
+from bce_audit.errors import ReducedLoss, UsageError, describe
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Device, Domain, DType, Mode
 
@@ -46,7 +47,7 @@ def loss_function(formulation: Formulation) -> Loss:
     if formulation.implementation is not None:  # a built-in: our own code
         return functools.partial(implementation(formulation.implementation), **parameters)
     if formulation.function is not None:
-        return contained(formulation.function, parameters)
+        return contained(formulation.function, parameters, formulation.calling)
     raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
@@ -79,14 +80,18 @@ def elementwise_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _checked(loss: Any, shape: tuple[int, ...], tdtype: torch.dtype | None) -> torch.Tensor:
-    """The loss, once it is a tensor of the shape (and, unless None, the dtype) expected."""
+def _checked(loss: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """The loss, once it is a floating-point tensor of the shape expected. Its dtype may differ from
+    the input's (autocast computes in another; a user's loss may return float32 for float64): it
+    is audited as it is, and the dtype recorded. A scalar for a batch is a loss that reduces."""
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a torch.Tensor")
+    if loss.ndim == 0 and shape != ():
+        raise ReducedLoss(tuple(loss.shape), math.prod(shape))
     if tuple(loss.shape) != shape:
         raise ValueError(f"returned shape {tuple(loss.shape)}, expected {shape} (the elementwise loss, no reduction)")
-    if tdtype is not None and loss.dtype != tdtype:
-        raise ValueError(f"returned dtype {loss.dtype}, expected {tdtype}")
+    if not loss.dtype.is_floating_point:
+        raise ValueError(f"returned dtype {loss.dtype}, expected a floating-point loss")
     return loss
 
 
@@ -106,21 +111,20 @@ def _run(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype, mode: 
         loss = fn(x, y)
     # whatever the function switched, the backward pass and the conversions run pinned too
     apply(canonical(), capture())
-    # under autocast the loss may come back in another dtype: that is what the mode measures
-    loss = _checked(loss, tuple(x.shape), None if mode is Mode.AUTOCAST else tdtype)
+    loss = _checked(loss, tuple(x.shape))
     grad = elementwise_grad(loss, x)
-    return Evaluation(
-        loss=_exact(loss),
-        grad=_exact(grad),
-        output_dtype=None if loss.dtype == tdtype else str(loss.dtype).removeprefix("torch."),
-    )
+    # a loss in another dtype than its input (autocast; float64 in, float32 out) is audited as it
+    # is: its values are exact in float64 and compared with the truth rounded into the input's
+    # dtype (what the caller asked for); the dtype it returned is recorded, a finding of its own
+    output_dtype = None if loss.dtype == tdtype else str(loss.dtype).removeprefix("torch.")
+    return Evaluation(loss=_exact(loss), grad=_exact(grad), output_dtype=output_dtype)
 
 
 def _run_vmap(fn: Loss, x: torch.Tensor, y: torch.Tensor, tdtype: torch.dtype) -> Evaluation:
     """vmap(grad_and_value(f)) with f the loss of one element (a 0-d tensor in, a 0-d tensor out)."""
 
     def one(xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        return _checked(fn(xi, yi), (), tdtype)
+        return _checked(fn(xi, yi), ())
 
     grad, loss = torch.func.vmap(torch.func.grad_and_value(one))(x.detach(), y)
     apply(canonical(), capture())

@@ -9,11 +9,91 @@ from typing import Any, Protocol
 
 from bce_audit.errors import UsageError
 from bce_audit.reference import PLAIN_BCE, Member, Reference
-from bce_audit.vocabulary import Domain
+from bce_audit.vocabulary import Domain, ParsableEnum
 
 # The values a parameter may take: TOML / JSON scalars, so that settings stay data.
 Scalar = bool | int | float | str
 PARAMETER_TYPES = (bool, int, float, str)
+# What a user's keyword argument (a parameter, or a constructor argument in ``init``) may be:
+# a scalar, None (TOML has none: the config writes ``{ none = true }``), or a list of scalars
+# (a TOML array; the function gets a Python list, never a tensor: it converts what it needs).
+Value = Scalar | None | tuple[Scalar, ...]
+
+
+def value_from_data(value: object) -> Value:
+    """A keyword argument's value as JSON / the config gives it: a list becomes a tuple (frozen)."""
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    if value is None or isinstance(value, PARAMETER_TYPES):
+        return value
+    raise TypeError(f"not a keyword argument's value: {value!r}")
+
+
+def value_as_argument(value: Value) -> object:
+    """What the function is called with: a tuple (a config's list) as a list."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+class ArgumentOrder(ParsableEnum):
+    """The order of a user's loss's two positional arguments (the config's ``arguments``)."""
+
+    INPUT_TARGET = "input, target"  # torch's convention: loss(input, target)
+    TARGET_INPUT = "target, input"  # Keras' convention: loss(y_true, y_pred)
+
+    @classmethod
+    def parse_spaced(cls, text: str, what: str) -> ArgumentOrder:
+        """``"target,input"`` and ``"target , input"`` read as ``"target, input"``."""
+        return cls.parse(", ".join(part.strip() for part in text.split(",")), what)
+
+
+class CallShape(ParsableEnum):
+    """The shape a user's loss is called with (the config's ``shape``): the grid of N inputs
+    (and the targets) reshaped before the call, the loss's output flattened back (it must have
+    the shape it was given)."""
+
+    FLAT = "(N,)"
+    COLUMN = "(N, 1)"  # a batch of N one-logit samples
+    ROW = "(1, N)"  # one sample of N logits (a segmentation mask, a multi-label row)
+
+    @classmethod
+    def parse_spaced(cls, text: str, what: str) -> CallShape:
+        compact = "".join(text.split())
+        for shape in cls:
+            if "".join(shape.value.split()) == compact:
+                return shape
+        return cls.parse(text, what)
+
+    def of(self, n: int) -> tuple[int, ...]:
+        return {CallShape.FLAT: (n,), CallShape.COLUMN: (n, 1), CallShape.ROW: (1, n)}[self]
+
+
+@dataclasses.dataclass(frozen=True)
+class Calling:
+    """How a user's loss is called, as written (its own convention, not torch's).
+
+    order: which positional argument is the input (prediction) and which the target.
+    shape: the shape both are given (the output is flattened back to the grid's).
+    """
+
+    order: ArgumentOrder = ArgumentOrder.INPUT_TARGET
+    shape: CallShape = CallShape.FLAT
+
+    @property
+    def is_default(self) -> bool:
+        return self == Calling()
+
+    def describe(self) -> str:
+        """A clause for the formula text, e.g. ``called as f(target, input) on shape (N, 1)``."""
+        parts = []
+        if self.order is not ArgumentOrder.INPUT_TARGET:
+            parts.append(f"called as f({self.order})")
+        if self.shape is not CallShape.FLAT:
+            parts.append(f"on shape {self.shape}")
+        return " ".join(parts)
+
+
+# How a function is called unless told otherwise: (input, target), the grid's flat shape.
+DEFAULT_CALLING = Calling()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +114,9 @@ class Formulation:
         parameters are those of ``parameters`` named as the member's (``reference``), so a
         formulation is measured against the loss it claims to compute. None (the default): plain
         BCE, whatever its parameters are called.
+    reference_parameters: the member's parameters when they are declared apart from the call's
+        (the config's ``reference = { loss = "focal", gamma = 2.0 }``); None: from ``parameters``.
+    calling: how the function is called (argument order, shape); a user's function only.
 
     Exactly one of implementation, function and spec is set.
     """
@@ -45,8 +128,10 @@ class Formulation:
     implementation: str | None = None
     function: Callable[..., Any] | None = None
     spec: UserFormulationSpec | None = None
-    parameters: tuple[tuple[str, Scalar], ...] = ()
+    parameters: tuple[tuple[str, Value], ...] = ()
     reference_member: Member | None = None
+    reference_parameters: tuple[tuple[str, Value], ...] | None = None
+    calling: Calling = Calling()
 
     def __post_init__(self) -> None:
         given = [x for x in (self.implementation, self.function, self.spec) if x is not None]
@@ -58,7 +143,8 @@ class Formulation:
         """The exact function its figures are measured against: its member with its parameters."""
         if self.reference_member is None:
             return PLAIN_BCE
-        return Reference.for_member(self.reference_member, dict(self.parameters))
+        own = self.parameters if self.reference_parameters is None else self.reference_parameters
+        return Reference.for_member(self.reference_member, dict(own))
 
     @property
     def sandboxed(self) -> bool:
@@ -84,7 +170,7 @@ class UserFormulationSpec:
     target: where the function lives, without the domain suffix: ``module:function``,
         ``path/to/file.py:function`` (relative to ``base_dir``), or a built-in's name (config only).
     domain: its native domain (None until ``complete`` reads it from the decorator).
-    parameters: keyword arguments of every call, as (name, value) pairs of TOML scalars.
+    parameters: keyword arguments of every call, as (name, value) pairs (``Value``s).
     origin: how it was declared (--impl, config, entry point).
     where: how error messages name it, e.g. ``--impl 'losses.py:bce'``.
     base_dir: the directory a relative file target is resolved from and that is on sys.path while
@@ -96,17 +182,24 @@ class UserFormulationSpec:
     builtin: the target is a built-in's name (a config table that runs it with other parameters).
     reference: the member of the BCE family the function implements (a config table's
         ``reference`` key), its parameters taken from ``parameters``; None: plain BCE.
+    reference_parameters: the member's parameters, when the config declares them in a
+        ``reference`` table (``{ loss = "focal", gamma = 2.0 }``) rather than in ``parameters``.
+    init: the target is a class: its constructor's keyword arguments (the config's ``init``);
+        it is instantiated once per sandbox process and the instance is the loss. None: the
+        target is called as it is (a class without ``init`` is instantiated with no argument).
+    calling: the loss's own calling convention (argument order, shape).
     engine: the framework that evaluates it (the config's ``engine``, else the decorator's, else
         torch; None until ``complete`` reads it).
 
-    Only name, target, domain, parameters, the reference (when given) and an engine other than
-    torch identify a spec (and go into the settings' dict).
+    Only name, target, domain, parameters, the reference (when given), init, a calling
+    convention other than the default and an engine other than torch identify a spec (and go
+    into the settings' dict).
     """
 
     name: str | None
     target: str
     domain: Domain | None
-    parameters: tuple[tuple[str, Scalar], ...] = ()
+    parameters: tuple[tuple[str, Value], ...] = ()
     origin: Origin = dataclasses.field(default=Origin.IMPL, compare=False)
     where: str = dataclasses.field(default="", compare=False)
     base_dir: str | None = dataclasses.field(default=None, compare=False)
@@ -114,13 +207,23 @@ class UserFormulationSpec:
     builtin: bool = dataclasses.field(default=False, compare=False)
     reference: Member | None = None
     engine: str | None = None
+    reference_parameters: tuple[tuple[str, Value], ...] | None = None
+    init: tuple[tuple[str, Value], ...] | None = None
+    calling: Calling = Calling()
 
     def __post_init__(self) -> None:
         if self.reference is not None:  # the member and its parameters, checked once here
-            Reference.for_member(self.reference, dict(self.parameters))
-        for key, value in self.parameters:
-            if not isinstance(key, str) or not isinstance(value, PARAMETER_TYPES):
-                raise UsageError(f"{self.where or self.target}: parameter {key!r} must be a number, bool or string")
+            own = self.parameters if self.reference_parameters is None else self.reference_parameters
+            Reference.for_member(self.reference, dict(own))
+        elif self.reference_parameters is not None:
+            raise UsageError(f"{self.where or self.target}: reference parameters without a reference loss")
+        for kind, pairs in (("parameter", self.parameters), ("init argument", self.init or ())):
+            for key, value in pairs:
+                if not isinstance(key, str) or not _is_value(value):
+                    raise UsageError(
+                        f"{self.where or self.target}: {kind} {key!r} must be a number, bool, string, "
+                        "{ none = true } or a list of those"
+                    )
 
     @property
     def is_builtin(self) -> bool:
@@ -134,6 +237,14 @@ class UserFormulationSpec:
             "parameters": dict(self.parameters),
             **({} if self.reference is None else {"reference": str(self.reference)}),
         }
+        if self.reference_parameters is not None:
+            found["reference_parameters"] = dict(self.reference_parameters)
+        if self.init is not None:
+            found["init"] = dict(self.init)
+        if self.calling.order is not ArgumentOrder.INPUT_TARGET:
+            found["arguments"] = str(self.calling.order)
+        if self.calling.shape is not CallShape.FLAT:
+            found["shape"] = str(self.calling.shape)
         if self.engine not in (None, "torch"):  # a torch formulation's settings read as before engines
             found["engine"] = self.engine
         return found
@@ -143,6 +254,12 @@ class UserFormulationSpec:
         return {
             **self.to_dict(),
             "parameters": [[k, v] for k, v in self.parameters],
+            "reference_parameters": None
+            if self.reference_parameters is None
+            else [[k, v] for k, v in self.reference_parameters],
+            "init": None if self.init is None else [[k, v] for k, v in self.init],
+            "arguments": str(self.calling.order),
+            "shape": str(self.calling.shape),
             "origin": str(self.origin),
             "where": self.where,
             "base_dir": self.base_dir,
@@ -158,7 +275,7 @@ class UserFormulationSpec:
             name=data["name"],
             target=data["target"],
             domain=None if domain is None else Domain(domain),
-            parameters=tuple((k, v) for k, v in data["parameters"]),
+            parameters=_pairs(data["parameters"]),
             origin=Origin(data["origin"]),
             where=data["where"],
             base_dir=data["base_dir"],
@@ -166,7 +283,28 @@ class UserFormulationSpec:
             builtin=bool(data["builtin"]),
             reference=None if data.get("reference") is None else Member(data["reference"]),
             engine=data.get("engine"),
+            reference_parameters=None
+            if data.get("reference_parameters") is None
+            else _pairs(data["reference_parameters"]),
+            init=None if data.get("init") is None else _pairs(data["init"]),
+            calling=Calling(
+                ArgumentOrder(data.get("arguments", "input, target")), CallShape(data.get("shape", "(N,)"))
+            ),
         )
+
+
+def _pairs(data: list[list[Any]]) -> tuple[tuple[str, Value], ...]:
+    return tuple((str(k), value_from_data(v)) for k, v in data)
+
+
+def _optional_pairs(data: list[list[Any]] | None) -> tuple[tuple[str, Value], ...] | None:
+    return None if data is None else _pairs(data)
+
+
+def _is_value(value: object) -> bool:
+    if isinstance(value, tuple):
+        return all(isinstance(item, PARAMETER_TYPES) for item in value)
+    return value is None or isinstance(value, PARAMETER_TYPES)
 
 
 class Loader(Protocol):
@@ -176,4 +314,9 @@ class Loader(Protocol):
     def describe(self, spec: UserFormulationSpec) -> dict[str, Any]:
         """The completed spec's name, domain and formula; a UsageError naming the target when it
         cannot be loaded or called."""
+        ...
+
+    def refuse_a_reduction(self, spec: UserFormulationSpec) -> None:
+        """A UsageError naming the completed spec's target when its loss returns one value for a
+        batch (it reduces: a mean cannot be audited elementwise)."""
         ...

@@ -32,8 +32,20 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from bce_audit.errors import UsageError, describe, did_you_mean, stops_the_run
 from bce_audit.formulations.builtins import BUILTINS
-from bce_audit.formulations.interface import Formulation, Loader, Origin, Scalar, UserFormulationSpec
-from bce_audit.reference import Member, Reference
+from bce_audit.formulations.interface import (
+    DEFAULT_CALLING,
+    ArgumentOrder,
+    Calling,
+    CallShape,
+    Formulation,
+    Loader,
+    Origin,
+    UserFormulationSpec,
+    Value,
+    value_as_argument,
+    value_from_data,
+)
+from bce_audit.reference import MEMBER_PARAMETERS, Member, Reference
 from bce_audit.vocabulary import Domain, EngineName
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +63,10 @@ DOMAIN_ATTR = "__bce_audit_domain__"
 NAME_ATTR = "__bce_audit_name__"
 FORMULA_ATTR = "__bce_audit_formula__"
 ENGINE_ATTR = "__bce_audit_engine__"
+REFERENCE_ATTR = "__bce_audit_reference__"
+INIT_ATTR = "__bce_audit_init__"
+ARGUMENTS_ATTR = "__bce_audit_arguments__"
+SHAPE_ATTR = "__bce_audit_shape__"
 
 # A name users can type after -f and read in a CSV cell: no spaces, not starting with '-'.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
@@ -71,6 +87,10 @@ def formulation(
     name: str | None = None,
     formula: str | None = None,
     engine: str | None = None,
+    reference: str | dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
+    arguments: str | None = None,
+    shape: str | None = None,
 ) -> _F: ...
 
 
@@ -83,6 +103,10 @@ def formulation(
     name: str | None = None,
     formula: str | None = None,
     engine: str | None = None,
+    reference: str | dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
+    arguments: str | None = None,
+    shape: str | None = None,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -94,6 +118,10 @@ def formulation(
     name: str | None = None,
     formula: str | None = None,
     engine: str | None = None,
+    reference: str | dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
+    arguments: str | None = None,
+    shape: str | None = None,
 ) -> _F | Callable[[_F], _F]:
     """Mark a loss function for bce-audit; it only sets attributes, the function is unchanged.
 
@@ -104,6 +132,13 @@ def formulation(
     engine: the framework the function is written in: ``"torch"`` (the default), ``"jax"``,
         ``"tensorflow"`` or ``"keras"``; it is called with that framework's arrays and
         differentiated by it. ``engine`` in the config wins over it.
+    reference: the member of the BCE family it implements, ``"focal"``, or with its parameters,
+        ``{"loss": "focal", "gamma": 2.0, "alpha": 0.25}``; the config's ``reference`` wins.
+    init: on a class: the keyword arguments it is instantiated with (once per process); the
+        instance is the loss. The config's ``init`` wins.
+    arguments: ``"target, input"`` for a loss written ``f(y_true, y_pred)`` (Keras' order).
+    shape: ``"(N, 1)"`` or ``"(1, N)"``: the layout the loss is called with (see the config's
+        ``shape``). The config's ``arguments`` and ``shape`` win when they are not the default.
 
     Use it as ``@formulation(domain="logits")`` (or bare, ``@formulation``, which marks nothing).
     """
@@ -114,7 +149,7 @@ def formulation(
         raise TypeError(
             f"@formulation takes keyword arguments only: write @formulation({example}), not @formulation({fn!r})"
         )
-    marks: dict[str, str] = {}
+    marks: dict[str, object] = {}
     if domain is not None:
         try:
             marks[DOMAIN_ATTR] = str(Domain.parse(str(domain), "domain"))
@@ -132,12 +167,42 @@ def formulation(
         except UsageError as exc:
             raise ValueError(f"@formulation: {exc}") from None
 
+    try:
+        if reference is not None:
+            marks[REFERENCE_ATTR] = _reference_mark(reference)
+        if init is not None:
+            if not isinstance(init, dict) or not all(isinstance(k, str) for k in init):
+                raise UsageError(f"init must be a dict of keyword arguments, not {init!r}")
+            marks[INIT_ATTR] = tuple((k, value_from_data(v)) for k, v in init.items())
+        if arguments is not None:
+            marks[ARGUMENTS_ATTR] = ArgumentOrder.parse_spaced(str(arguments), "arguments")
+        if shape is not None:
+            marks[SHAPE_ATTR] = CallShape.parse_spaced(str(shape), "shape")
+    except (UsageError, TypeError) as exc:
+        raise ValueError(f"@formulation: {exc}") from None
+
     def mark(f: _F) -> _F:
         for attr, value in marks.items():
             setattr(f, attr, value)
         return f
 
     return mark if fn is None else mark(fn)
+
+
+def _reference_mark(reference: object) -> tuple[Member, tuple[tuple[str, Value], ...] | None]:
+    """The decorator's ``reference``: a member's name, or a dict with ``loss`` and its parameters."""
+    if isinstance(reference, str):
+        return Member.parse(reference, "reference"), None
+    if not isinstance(reference, dict) or not isinstance(reference.get("loss"), str):
+        raise UsageError(f'reference must be a loss\'s name or {{"loss": "focal", ...}}, not {reference!r}')
+    member = Member.parse(reference["loss"], "reference")
+    parameters = tuple((k, value_from_data(v)) for k, v in reference.items() if k != "loss")
+    own = MEMBER_PARAMETERS[member]
+    for key, _ in parameters:
+        if key not in own:
+            raise UsageError(f"reference {member} has no parameter {key!r}; its parameters are {', '.join(own)}")
+    Reference.for_member(member, dict(parameters))
+    return member, parameters
 
 
 # --------------------------------------------------------------------------- declaring
@@ -194,7 +259,9 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
     target = table["target"]
     where = f"{where} (target {target!r})"
     name = table.get("name")
-    parameters = tuple(table.get("parameters", {}).items())
+    parameters = _config_values(table.get("parameters", {}))
+    init = None if "init" not in table else _config_values(table["init"])
+    calling = _config_calling(table, where)
     domain: Domain | None
     engine = None
     if "engine" in table:
@@ -230,8 +297,23 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
     builtin = target in BUILTINS
     if "reference" in table and builtin:
         raise UsageError(f"{where}: a built-in declares its own reference; drop the reference key")
+    for key in ("init", "arguments", "shape"):
+        if key in table and builtin:
+            raise UsageError(f"{where}: a built-in is called by bce-audit itself; drop the {key} key")
+    loss: str | None = table.get("reference")
+    reference_parameters = None
+    if isinstance(loss, dict):  # { loss = "focal", gamma = 2.0 }: the member and its own parameters
+        reference_parameters = _config_values({k: v for k, v in loss.items() if k != "loss"})
+        loss = loss["loss"]
     try:  # the member of the BCE family it implements, checked with its parameters
-        reference = Member.parse(table["reference"], "reference") if "reference" in table else None
+        reference = Member.parse(loss, "reference") if loss is not None else None
+        if reference is not None and reference_parameters is not None:
+            own = MEMBER_PARAMETERS[reference]
+            for key, _ in reference_parameters:
+                if key not in own:
+                    raise UsageError(
+                        f"reference {reference} has no parameter {key!r}; its parameters are {', '.join(own)}"
+                    )
         return UserFormulationSpec(
             name,
             target,
@@ -243,9 +325,28 @@ def spec_from_table(table: dict[str, Any], where: str, base_dir: str) -> UserFor
             builtin=builtin,
             reference=reference,
             engine=engine,
+            reference_parameters=reference_parameters,
+            init=init,
+            calling=calling,
         )
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
+
+
+def _config_values(table: dict[str, Any]) -> tuple[tuple[str, Value], ...]:
+    """A config table of keyword arguments (checked by config.py): ``{ none = true }`` is None,
+    a list a tuple (a list again when the function is called)."""
+    return tuple((key, None if isinstance(value, dict) else value_from_data(value)) for key, value in table.items())
+
+
+def _config_calling(table: dict[str, Any], where: str) -> Calling:
+    """The config's ``arguments`` and ``shape`` keys, checked."""
+    try:
+        order = ArgumentOrder.parse_spaced(table.get("arguments", str(ArgumentOrder.INPUT_TARGET)), "arguments")
+        shape = CallShape.parse_spaced(table.get("shape", str(CallShape.FLAT)), "shape")
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return Calling(order, shape)
 
 
 def installed_entry_points() -> list[tuple[EntryPoint, str | None]]:
@@ -416,18 +517,71 @@ def load_function(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
     return obj
 
 
-def _check_call(fn: Callable[..., Any], parameters: tuple[tuple[str, Scalar], ...], where: str) -> None:
-    """Refuse, before the sweep, a function that cannot take (input, target, **parameters)."""
+# A class target's instance, once per process: spec's (target, base_dir, init) -> the instance.
+_INSTANCES: dict[tuple[str, str | None, str], Callable[..., Any]] = {}
+
+
+def load_loss(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> Callable[..., Any]:
+    """The loss a (non built-in) target names: its function, or an instance of its class built
+    once per process with the spec's ``init`` (an ``nn.Module``'s ``__call__`` runs its forward);
+    UsageError naming the target otherwise."""
+    import inspect
+    import json
+
+    obj = load_function(spec, pin)
+    if not inspect.isclass(obj):
+        if spec.init is not None:
+            raise UsageError(f"{spec.where}: init is for a class, and {spec.target} is a {type(obj).__name__}")
+        return obj
+    init = declared_init(spec, obj)
+    key = (spec.target, spec.base_dir, json.dumps(init))
+    if key in _INSTANCES:
+        return _INSTANCES[key]
+    kwargs = {k: value_as_argument(v) for k, v in init}
+    call = f"{obj.__name__}({_parameters_text(init)})"
+    try:
+        inspect.signature(obj).bind(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"{spec.where}: cannot be instantiated as {call}: {exc}") from None
+    except ValueError:  # no signature to read (a C type): the call itself says
+        pass
+    try:
+        with _user_code(None, spec.where, pin):
+            instance = obj(**kwargs)
+    except UsageError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - its constructor is the user's code (the sandbox ignores Ctrl-C)
+        raise UsageError(f"{spec.where}: {call} failed: {describe(exc)}") from None
+    if not callable(instance):
+        raise UsageError(f"{spec.where}: an instance of {obj.__name__} is not callable; give it __call__ or forward")
+    _INSTANCES[key] = instance
+    return instance
+
+
+def declared_init(spec: UserFormulationSpec, cls: object) -> tuple[tuple[str, Value], ...]:
+    """A class target's constructor arguments: the config's ``init``, else the decorator's, else none."""
+    if spec.init is not None:
+        return spec.init
+    declared: tuple[tuple[str, Value], ...] = getattr(cls, INIT_ATTR, ())
+    return declared
+
+
+def _check_call(
+    fn: Callable[..., Any], parameters: tuple[tuple[str, Value], ...], where: str, calling: Calling = DEFAULT_CALLING
+) -> None:
+    """Refuse, before the sweep, a function that cannot take its two arguments and **parameters."""
     import inspect
 
+    # an nn.Module's __call__ takes anything: its forward says what it takes
+    forward = getattr(fn, "forward", None) if not inspect.isfunction(fn) else None
     try:
-        signature = inspect.signature(fn)
+        signature = inspect.signature(forward if callable(forward) else fn)
     except (TypeError, ValueError):  # not introspectable (a C function): a failure shows up as error rows
         return
     try:
-        signature.bind(None, None, **dict(parameters))
+        signature.bind(None, None, **{k: value_as_argument(v) for k, v in parameters})
     except TypeError as exc:
-        call = ", ".join(["input", "target"] + [f"{k}={v!r}" for k, v in parameters])
+        call = ", ".join([str(calling.order)] + [f"{k}={v!r}" for k, v in parameters])
         raise UsageError(f"{where}: cannot be called as f({call}): {exc}") from None
 
 
@@ -442,12 +596,23 @@ def complete(spec: UserFormulationSpec, sandbox: Loader) -> UserFormulationSpec:
     if spec.is_builtin:
         return complete_here(spec)
     info = sandbox.describe(spec)
-    return dataclasses.replace(
-        spec, name=info["name"], domain=Domain(info["domain"]), formula=info["formula"], engine=info["engine"]
+    done = UserFormulationSpec.from_wire(info["spec"])
+    completed = dataclasses.replace(
+        spec,
+        name=done.name,
+        domain=done.domain,
+        formula=done.formula,
+        engine=done.engine,
+        init=done.init,
+        calling=done.calling,
+        reference=done.reference,
+        reference_parameters=done.reference_parameters,
     )
+    sandbox.refuse_a_reduction(completed)
+    return completed
 
 
-def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Scalar], ...]:
+def _builtin_parameters(spec: UserFormulationSpec) -> tuple[tuple[str, Value], ...]:
     """A built-in's declared parameters with a config table's values on top (checked)."""
     builtin = BUILTINS[spec.target]
     declared = dict(builtin.parameters)
@@ -478,7 +643,7 @@ def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
         return dataclasses.replace(
             spec, name=spec.name or spec.target, formula=formula, engine=BUILTINS[spec.target].engine
         )
-    fn = load_function(spec, pin)
+    fn = load_loss(spec, pin)
     name = spec.name or getattr(fn, NAME_ATTR, None) or spec.target.rpartition(":")[2].rpartition(".")[2]
     domain = spec.domain
     if domain is None:
@@ -497,12 +662,40 @@ def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
             domain = Domain.parse(str(declared), "domain")
         except UsageError as exc:
             raise UsageError(f"{spec.where}: {exc}") from None
-    _check_call(fn, spec.parameters, spec.where)
+    init = spec.init
+    if any(fn is instance for instance in _INSTANCES.values()):
+        init = declared_init(spec, type(fn))
+    calling = spec.calling
+    if calling.order is ArgumentOrder.INPUT_TARGET:
+        calling = dataclasses.replace(calling, order=getattr(fn, ARGUMENTS_ATTR, calling.order))
+    if calling.shape is CallShape.FLAT:
+        calling = dataclasses.replace(calling, shape=getattr(fn, SHAPE_ATTR, calling.shape))
+    reference, reference_parameters = spec.reference, spec.reference_parameters
+    if reference is None and hasattr(fn, REFERENCE_ATTR):
+        reference, reference_parameters = getattr(fn, REFERENCE_ATTR)
+    _check_call(fn, spec.parameters, spec.where, calling)
     formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or spec.target
+    if init is not None:
+        formula += f"  as {type(fn).__name__}({_parameters_text(init)})"
     if spec.parameters:
         formula += f"  with {_parameters_text(spec.parameters)}"
+    if not calling.is_default:
+        formula += f"  {calling.describe()}"
     engine = spec.engine or _declared_engine(fn, spec.where)
-    return dataclasses.replace(spec, name=name, domain=domain, formula=formula, engine=engine)
+    try:
+        return dataclasses.replace(
+            spec,
+            name=name,
+            domain=domain,
+            formula=formula,
+            engine=engine,
+            init=init,
+            calling=calling,
+            reference=reference,
+            reference_parameters=reference_parameters,
+        )
+    except UsageError as exc:  # the decorator's reference with the config's parameters
+        raise UsageError(f"{spec.where}: {exc}") from None
 
 
 def _declared_engine(fn: object, where: str) -> str:
@@ -516,8 +709,8 @@ def _declared_engine(fn: object, where: str) -> str:
         raise UsageError(f"{where}: {exc}") from None
 
 
-def _parameters_text(parameters: tuple[tuple[str, Scalar], ...]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in parameters)
+def _parameters_text(parameters: tuple[tuple[str, Value], ...]) -> str:
+    return ", ".join(f"{k}={value_as_argument(v)!r}" for k, v in parameters)
 
 
 def load(spec: UserFormulationSpec) -> Formulation:
@@ -538,6 +731,8 @@ def load(spec: UserFormulationSpec) -> Formulation:
         spec=spec,
         parameters=spec.parameters,
         reference_member=spec.reference,
+        reference_parameters=spec.reference_parameters,
+        calling=spec.calling,
     )
 
 
@@ -545,12 +740,18 @@ def load_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) -> F
     """The Formulation with its function loaded into this process (the sandbox's side)."""
     if spec.is_builtin:
         return load(spec)
-    fn = load_function(spec, pin)
+    fn = load_loss(spec, pin)
     if spec.name is None or spec.domain is None:
         raise UsageError(f"{spec.where or spec.target}: not completed (name and domain unknown)")
     engine = spec.engine or _declared_engine(fn, spec.where)
     return Formulation(
-        spec.name, spec.domain, spec.formula or spec.target, engine=engine, function=fn, parameters=spec.parameters
+        spec.name,
+        spec.domain,
+        spec.formula or spec.target,
+        engine=engine,
+        function=fn,
+        parameters=spec.parameters,
+        calling=spec.calling,
     )
 
 
@@ -574,11 +775,29 @@ def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
         raise UsageError(f"{label}: name {name!r} must be {_NAME_RULE}; give one with @formulation(name=...)")
     formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or label
     engine = _declared_engine(fn, label)
-    return Formulation(name, Domain.parse(str(declared), "domain"), formula, engine=engine, function=fn)
+    # the decorator's calling convention and reference (a class's init is for targets: give an instance)
+    calling = Calling(getattr(fn, ARGUMENTS_ATTR, ArgumentOrder.INPUT_TARGET), getattr(fn, SHAPE_ATTR, CallShape.FLAT))
+    member, reference_parameters = getattr(fn, REFERENCE_ATTR, (None, None))
+    return Formulation(
+        name,
+        Domain.parse(str(declared), "domain"),
+        formula,
+        engine=engine,
+        function=fn,
+        calling=calling,
+        reference_member=member,
+        reference_parameters=reference_parameters,
+    )
 
 
 def _first_doc_line(fn: object) -> str:
     import inspect
 
-    doc = inspect.getdoc(fn) if inspect.isfunction(fn) else None
+    if inspect.isfunction(fn):
+        doc = inspect.getdoc(fn)
+    elif any(fn is instance for instance in _INSTANCES.values()):  # its class's own docstring, not a base's
+        own = vars(type(fn)).get("__doc__")
+        doc = inspect.cleandoc(own) if isinstance(own, str) else None
+    else:
+        doc = None
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""

@@ -58,7 +58,7 @@ class JsonFormat(Format):
             }
             if case.lost is not None:
                 row["lost"] = case.lost
-            if case.output_dtype:  # only where a mode computed in another dtype
+            if case.output_dtype:  # only then: a report of losses that keep their dtype reads as before
                 row["output_dtype"] = case.output_dtype
             if case.figures is not None:
                 row.update(_figures(case))

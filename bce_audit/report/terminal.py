@@ -230,6 +230,18 @@ def error_lines(result: AuditResult) -> list[str]:
     return [f"{name} ({numbers.count(n, 'case')}): {error}" for (name, error), n in counts.items()]
 
 
+def output_dtype_lines(result: AuditResult) -> list[str]:
+    """One line per formulation and (input, output) dtypes, for losses that return another dtype
+    than their input's (the case's figures compare that output with the truth in the input's)."""
+    counts = collections.Counter(
+        (c.key.subject, str(c.dtype), c.output_dtype) for c in result.cases if c.output_dtype is not None
+    )
+    return [
+        f"{name} ({numbers.count(n, 'case')}): {given} in, {returned} out"
+        for (name, given, returned), n in counts.items()
+    ]
+
+
 def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
     """The whole terminal report, line by line."""
     out: list[Text] = []
@@ -265,6 +277,15 @@ def report(result: AuditResult, width: int | None, verbose: bool) -> list[Text]:
             para(line, "  ", "    ")
         if len(shown) < len(worse):
             para(f"... and {len(worse) - len(shown)} more (--verbose shows all)", "  ")
+    converted = output_dtype_lines(result)
+    if converted:
+        out.append(Text(""))
+        para(
+            "losses returned in another dtype than their input (a finding: their outputs are compared with "
+            "the exact value rounded into the input's dtype):"
+        )
+        for line in converted:
+            para(line, "  ", "    ")
     lines = nonfinite_lines(result)
     if lines:
         out.append(Text(""))

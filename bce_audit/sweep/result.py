@@ -187,9 +187,9 @@ class CaseResult:
     stable_but_centre: the stable range [stable_lo, stable_hi] holds one failing input, the
         centre's own value (z = ±0 on logits, p = 0.5 on probabilities): "fails only at 0", not
         "fails everywhere" (see ``sweep.failure_map.stable_range``).
-    output_dtype: the dtype the loss came back in where it is not the case's (autocast may
-        compute in another; the figures compare that output with the truth rounded to the
-        case's dtype), else empty.
+    output_dtype: the dtype the loss came back in when it is not the case's (autocast may compute
+        in another; a user's loss given float64 may return float32), else None. Its values are
+        still compared with the truth rounded into the case's dtype: what the caller asked for.
     """
 
     formulation: str
@@ -207,7 +207,7 @@ class CaseResult:
     device: str = VARIANT_DEFAULTS["device"]
     failure_map: tuple[FailureInterval, ...] = ()
     stable_but_centre: bool = False
-    output_dtype: str = ""
+    output_dtype: str | None = None
 
     @property
     def failures(self) -> tuple[FailureInterval, ...]:

@@ -393,7 +393,7 @@ def run_sweep(
                             figures=figures,
                             nonfinite=nonfinite,
                             details=details,
-                            output_dtype=ev.output_dtype or "",
+                            output_dtype=ev.output_dtype,
                         )
                     )
     cases = _mapped(settings, cases, sampled, probes, cache)

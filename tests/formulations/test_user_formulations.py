@@ -67,11 +67,11 @@ def raises_lines(z, y):
 
 
 def wrong_shape(z, y):
-    return plain(z, y).sum()
+    return plain(z, y)[1:]
 
 
 def wrong_dtype(z, y):
-    return plain(z, y).to(torch.float64)
+    return plain(z, y).to(torch.int32)
 
 
 def not_a_tensor(z, y):
@@ -111,8 +111,8 @@ NOT_CALLABLE = 42
 RUNTIME_FAILURES = {
     "raises": "ValueError: boom from the user",
     "raises_lines": "ValueError: first line second line",  # one line: a report cell, a summary line
-    "wrong_shape": "returned shape ()",
-    "wrong_dtype": "returned dtype torch.float64",
+    "wrong_shape": "returned shape (",
+    "wrong_dtype": "returned dtype torch.int32, expected a floating-point loss",
     "not_a_tensor": "returned float, expected a torch.Tensor",
     "detached": "does not require grad",
     "numpy_round_trip": "does not require grad",
@@ -421,8 +421,8 @@ def test_bad_formulation_tables(in_tmp, sweep_calls, table, culprits):
         ('[[formulations]]\nname = "x"\n', ["formulations[0]", "'target'"]),
         ("[[formulations]]\ntarget = 3\n", ["formulations[0].target", "int"]),
         ('[[formulations]]\ntarget = "m:f"\nparameters = 2\n', ["formulations[0].parameters", "int"]),
-        ('[[formulations]]\ntarget = "m:f"\nparameters = { a = [1] }\n', ["parameters.a", "list"]),
-        ('[[formulations]]\ntarget = "m:f"\nparameters = { a = { b = 1 } }\n', ["parameters.a", "dict"]),
+        ('[[formulations]]\ntarget = "m:f"\nparameters = { a = [[1]] }\n', ["parameters.a", "list"]),
+        ('[[formulations]]\ntarget = "m:f"\nparameters = { a = { b = 1 } }\n', ["parameters.a", "{ none = true }"]),
         ('[[formulations]]\ntarget = "m:f"\ndomain = 1\n', ["formulations[0].domain", "int"]),
         ('formulations = ["naive", { target = "m:f" }, 3]\n', ["formulations", "3"]),
     ],
