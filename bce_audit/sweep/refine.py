@@ -140,7 +140,7 @@ class _Truth:
         requests = []
         for (domain, label, reference), xs in wanted.items():
             keys, _ = self._group(domain, label, reference)
-            want = np.unique(np.ascontiguousarray(xs, dtype=np.float64).view(np.int64))
+            want = _distinct(np.ascontiguousarray(xs, dtype=np.float64).view(np.int64))
             at = np.searchsorted(keys, want).clip(0, max(len(keys) - 1, 0))
             missing = want[~(keys[at] == want)] if len(keys) else want
             if len(missing):
@@ -213,6 +213,20 @@ def _candidate_rows(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndar
     return positions, valid
 
 
+def _distinct(positions: np.ndarray) -> np.ndarray:
+    """The distinct positions, sorted (np.unique, without its hashing pass: cheaper here)."""
+    p: np.ndarray = np.sort(positions)
+    return p[np.concatenate([[True], p[1:] != p[:-1]])] if len(p) else p
+
+
+def _not_in(positions: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The positions (sorted, distinct) that the sorted ``known`` does not hold."""
+    if not len(known):
+        return positions
+    at = np.searchsorted(known, positions).clip(0, len(known) - 1)
+    return positions[known[at] != positions]
+
+
 def _padded(xs: np.ndarray) -> np.ndarray:
     """xs followed by copies of its last value, to a multiple of BATCH_MULTIPLE elements."""
     extra = -len(xs) % BATCH_MULTIPLE
@@ -234,7 +248,7 @@ def _lookahead(lo: np.ndarray, hi: np.ndarray, steps: int) -> np.ndarray:
         sub_lo, sub_hi = ends[:, :-1].ravel(), ends[:, 1:].ravel()
         keep = sub_hi - sub_lo > 1
         lo, hi = sub_lo[keep], sub_hi[keep]
-    return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+    return _distinct(np.concatenate(found)) if found else np.empty(0, np.int64)
 
 
 class _Outputs:
@@ -268,22 +282,16 @@ class _Outputs:
         outputs = self.probe.evaluate(_padded(from_position(keys, self.probe.dtype.format)))
         return None if outputs is None else (outputs[0][: len(keys)], outputs[1][: len(keys)])
 
-    def _known(self, keys: np.ndarray) -> bool:
-        if not len(self.keys):
-            return False
-        at = np.searchsorted(self.keys, keys).clip(0, len(self.keys) - 1)
-        return bool((self.keys[at] == keys).all())
-
     def at(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(loss, grad) at the sorted positions ``keys``, a step's candidates of the brackets
         (lo, hi), or None when the formulation raised on them."""
-        if not self._known(keys):
-            ahead = np.setdiff1d(_lookahead(lo, hi, LOOKAHEAD_STEPS), self.keys)
+        if len(_not_in(keys, self.keys)):
+            ahead = _not_in(_lookahead(lo, hi, LOOKAHEAD_STEPS), self.keys)
             outputs = self._evaluate(ahead)
             if outputs is not None:
                 self._add(ahead, outputs)
             else:  # the step's own candidates alone, as a step without lookahead evaluates them
-                missing = np.setdiff1d(keys, self.keys)
+                missing = _not_in(keys, self.keys)
                 self._add(missing, self._evaluate(missing))
         at = np.searchsorted(self.keys, keys)
         if self.raised[at].any():
@@ -325,7 +333,7 @@ def refine(
     while len(open_):
         cands, valid = _candidate_rows(lo[open_], hi[open_])
         rows_of = {i: np.nonzero(probe_of[open_] == i)[0] for i in np.unique(probe_of[open_]).tolist()}
-        keys = {i: np.unique(cands[rows][valid[rows]]) for i, rows in rows_of.items()}
+        keys = {i: _distinct(cands[rows][valid[rows]]) for i, rows in rows_of.items()}
         inputs = {i: from_position(ks, probes[i].dtype.format) for i, ks in keys.items()}
         _fetch(truth, probes, inputs)
         for i, rows in rows_of.items():
@@ -384,13 +392,21 @@ def _edges(
     alone: dict[int, dict[Quantity, tuple[np.ndarray, np.ndarray]]] = {}
     for i, values in points.items():
         size = ALONE_GROUP[probes[i].dtype]
-        parts = []
+        loss, grad = np.full(len(values), np.nan), np.full(len(values), np.nan)
+        raised = np.zeros(len(values), dtype=bool)
         for start in range(0, len(values), size):
-            group = values[start : start + size]
-            parts.append(_statuses(probes[i], group, probes[i].evaluate(group), truth, threshold))
+            outputs = probes[i].evaluate(values[start : start + size])
+            if outputs is None:
+                raised[start : start + size] = True
+            else:
+                loss[start : start + size], grad[start : start + size] = outputs
+        # the statuses of every group at once: each value's status depends on its outputs alone
+        found = _statuses(probes[i], values, (loss, grad), truth, threshold)
         keys = values.view(np.int64)
         order = np.argsort(keys)
-        alone[i] = {q: (keys[order], np.concatenate([p[q][0] for p in parts])[order]) for q in Quantity}
+        for q in Quantity:
+            found[q][0][raised] = Status.ERROR.value
+        alone[i] = {q: (keys[order], found[q][0][order]) for q in Quantity}
 
     def alone_status(i: int, q: Quantity, x: float) -> str:
         keys, statuses = alone[i][q]
