@@ -224,7 +224,8 @@ def _not_in(positions: np.ndarray, known: np.ndarray) -> np.ndarray:
     if not len(known):
         return positions
     at = np.searchsorted(known, positions).clip(0, len(known) - 1)
-    return positions[known[at] != positions]
+    missing: np.ndarray = positions[known[at] != positions]
+    return missing
 
 
 def _padded(xs: np.ndarray) -> np.ndarray:
