@@ -125,3 +125,29 @@ def stable_range(intervals: tuple[FailureInterval, ...], domain: Domain) -> Stab
     if intervals[below].failing or intervals[above].failing:
         return none
     return StableRange(intervals[below].lo, intervals[above].hi, but_centre=True)
+
+
+def enumerated_map(
+    runs: list[tuple[float, float, Status]], worst: list[tuple[float, float]], fmt: FloatFormat
+) -> tuple[FailureInterval, ...]:
+    """The map of a case whose every input of the range was evaluated (exhaustive float32): its
+    status runs (``sweep.streaming.StatusRuns``, in input order, consecutive floats) are the
+    intervals, every one enumerated: both ends exact (the float beyond each end has another
+    status, or is outside the range) and every float inside evaluated."""
+    if not runs:
+        return ()
+    ends = position(np.array([[lo, hi] for lo, hi, _ in runs]), fmt)
+    return tuple(
+        FailureInterval(
+            status=status,
+            lo=lo,
+            hi=hi,
+            lo_exact=True,
+            hi_exact=True,
+            floats=int(p_hi - p_lo + 1),
+            evaluated=int(p_hi - p_lo + 1),
+            worst_input=worst_input,
+            worst_ulp=worst_ulp,
+        )
+        for (lo, hi, status), (worst_input, worst_ulp), (p_lo, p_hi) in zip(runs, worst, ends.tolist(), strict=True)
+    )
