@@ -4,6 +4,7 @@ grid of the same inputs gives and status runs whose edges torch and the oracle c
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -157,12 +158,22 @@ def test_exhaustive_float32_refuses_references_other_than_plain_bce(formulations
 
 
 def _failures_csv(tmp_path, args: list[str]) -> list[dict[str, str]]:
-    """The rows of --failures of `bce-audit sweep ARGS`, run through the CLI."""
-    path = tmp_path / "f.csv"
-    outcome = CliRunner().invoke(main, ["sweep", *args, "--failures", str(path)])
+    """The rows of --failures of `bce-audit sweep ARGS`, run through the CLI; the JSON report of
+    the same run lists the same failing intervals."""
+    path, report = tmp_path / "f.csv", tmp_path / "r.json"
+    outcome = CliRunner().invoke(main, ["sweep", *args, "--failures", str(path), "--json", str(report)])
     assert outcome.exit_code == 0, outcome.output
     with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    listed = [
+        (case["quantity"], iv["status"], iv["lo"], iv["hi"], iv["edges"], iv["floats"])
+        for case in json.loads(report.read_text())["cases"]
+        for iv in case["failures"]
+    ]
+    assert listed == [
+        (r["quantity"], r["status"], float(r["lo"]), float(r["hi"]), r["edges"], int(r["floats"])) for r in rows
+    ]
+    return rows
 
 
 def test_exhaustive_float32_maps_naive_inaccurate_floats_as_enumerated_intervals(tmp_path):
