@@ -123,6 +123,10 @@ class TruthCache:
         self._warn = warn or (lambda message: None)
         self._write_failed = False
         self._refused: set[str] = set()  # links already reported
+        # what this process read, by file name, until it writes that file: a sweep reads each
+        # file for its grid and again for the refinement of its failure maps (the arrays are
+        # read-only, so no reader can change another's copy)
+        self._read_back: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @staticmethod
     def filename(domain: Domain, label: float, reference: Reference = PLAIN_BCE) -> str:
@@ -150,7 +154,11 @@ class TruthCache:
     def load(
         self, domain: Domain, label: float, reference: Reference = PLAIN_BCE
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(sorted keys, rows) on disk for this domain, label and reference, or None."""
+        """(sorted keys, rows) on disk for this domain, label and reference, or None. The arrays
+        are read-only."""
+        name = self.filename(domain, label, reference)
+        if name in self._read_back:
+            return self._read_back[name]
         path = self.path(domain, label, reference)
         try:
             data = self._read(domain, label, reference)
@@ -160,10 +168,14 @@ class TruthCache:
         if data is None:
             return None
         try:
-            return _decode(data, domain, label, reference)
+            keys, rows = _decode(data, domain, label, reference)
         except CorruptCacheFile as exc:
             self._warn(f"ignoring corrupt cache file {path} ({exc}); recomputing")
             return None
+        keys.setflags(write=False)
+        rows.setflags(write=False)
+        self._read_back[name] = (keys, rows)
+        return keys, rows
 
     def store(
         self, domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray, reference: Reference = PLAIN_BCE
@@ -171,6 +183,7 @@ class TruthCache:
         """Add rows to the file (merged with what is there now), atomically."""
         if self._write_failed or len(keys) == 0:
             return
+        self._read_back.pop(self.filename(domain, label, reference), None)
         on_disk = None
         try:
             data = self._read(domain, label, reference)

@@ -25,9 +25,10 @@ from bce_audit.formulations.interface import Formulation
 from bce_audit.oracle.table import column, evaluate_points
 from bce_audit.oracle.vectorized import truth as vectorized_truth
 from bce_audit.settings import Settings
+from bce_audit.sweep.failure_map import enumerated_map, stable_range
 from bce_audit.sweep.grid import _inward, probability_bounds
 from bce_audit.sweep.metrics import point_status, ulp_error
-from bce_audit.sweep.result import CaseResult, NonFinitePoint
+from bce_audit.sweep.result import CaseResult, FailureInterval, NonFinitePoint
 from bce_audit.sweep.streaming import CaseStream
 from bce_audit.vocabulary import FLOAT64, Domain, DType, Quantity, Status
 
@@ -141,7 +142,8 @@ def exhaustive_cases(
     """The float32 cases of every (formulation, label, quantity) on one domain, over every input.
 
     Returns the cases and, with ``keep_runs``, each case's status runs [lo, hi, status] keyed by
-    (formulation name, label as given, quantity). progress(n) counts evaluations as they are
+    (formulation name, label as given, quantity); with ``keep_runs`` each case carries its failure
+    map too, every interval enumerated, and the stable range read from it. progress(n) counts evaluations as they are
     done: one per (chunk, label, formulation), ``chunk_count`` chunks.
     """
     states = [
@@ -190,10 +192,22 @@ def exhaustive_cases(
                 continue
             points = case.nonfinite.get(quantity, ())
             figures = stream.figures(nonfinite=sum(p.status is not Status.OK for p in points))
-            cases.append(CaseResult(**common, figures=figures, nonfinite=points))  # type: ignore[arg-type]
+            result = CaseResult(**common, figures=figures, nonfinite=points)  # type: ignore[arg-type]
             if keep_runs and stream.runs is not None:
                 runs[(name, case.label, quantity)] = stream.runs.finish()
+                result = _with_map(result, enumerated_map(stream.runs.runs, stream.runs.worst, FLOAT32))
+            cases.append(result)
     return cases, runs
+
+
+def _with_map(case: CaseResult, intervals: tuple[FailureInterval, ...]) -> CaseResult:
+    """A case with its enumerated failure map, and the stable range from the map (exact: every
+    input evaluated)."""
+    r = stable_range(intervals, case.domain)
+    figures = case.figures
+    if figures is not None:
+        figures = dataclasses.replace(figures, stable_lo=r.lo, stable_hi=r.hi)
+    return dataclasses.replace(case, figures=figures, failure_map=intervals, stable_but_centre=r.but_centre)
 
 
 def status_runs(

@@ -31,6 +31,22 @@ def _run_starts(statuses: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.nonzero(statuses[1:] != statuses[:-1])[0] + 1])
 
 
+def _worst_of_runs(x: np.ndarray, err: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[tuple[float, float]]:
+    """(input, ULP error) of the largest ULP error of each run [starts[k], ends[k]] (the first
+    input of equals, as np.nanargmax gives it), or (NaN, NaN) where none of the run's errors is
+    defined: for every run at once."""
+    if not len(starts):
+        return []
+    e = np.where(np.isnan(err), -np.inf, err)  # ULP errors are >= 0 or +inf: -inf marks NaN
+    top = np.maximum.reduceat(e, starts)
+    index = np.where(e == np.repeat(top, ends - starts + 1), np.arange(len(e)), len(e))
+    at = np.minimum.reduceat(index, starts)
+    return [
+        (float(x[k]), float(t)) if t > -np.inf else (math.nan, math.nan)
+        for k, t in zip(at.tolist(), top.tolist(), strict=True)
+    ]
+
+
 def build_map(
     inputs: np.ndarray,
     statuses: np.ndarray,
@@ -56,17 +72,12 @@ def build_map(
     alone = alone or {}
     starts = _run_starts(st)
     ends = np.concatenate([starts[1:] - 1, [len(st) - 1]]) if len(st) else starts
+    worst = _worst_of_runs(x, err, starts, ends)
     intervals = []
-    for i, j in zip(starts.tolist(), ends.tolist(), strict=True):
+    for i, j, (worst_input, worst_ulp) in zip(starts.tolist(), ends.tolist(), worst, strict=True):
         p_lo, p_hi = int(pos[i]), int(pos[j])
         lo_exact = (i > 0 and p_lo - int(pos[i - 1]) == 1) or (i == 0 and p_lo == first)
         hi_exact = (j < len(st) - 1 and int(pos[j + 1]) - p_hi == 1) or (j == len(st) - 1 and p_hi == last)
-        e = err[i : j + 1]
-        if np.isnan(e).all():
-            worst_input, worst_ulp = math.nan, math.nan
-        else:
-            k = int(np.nanargmax(e))
-            worst_input, worst_ulp = float(x[i + k]), float(e[k])
         ends_alone = tuple((float(v), alone[float(v)]) for v in dict.fromkeys((x[i], x[j])) if float(v) in alone)
         intervals.append(
             FailureInterval(
@@ -125,3 +136,29 @@ def stable_range(intervals: tuple[FailureInterval, ...], domain: Domain) -> Stab
     if intervals[below].failing or intervals[above].failing:
         return none
     return StableRange(intervals[below].lo, intervals[above].hi, but_centre=True)
+
+
+def enumerated_map(
+    runs: list[tuple[float, float, Status]], worst: list[tuple[float, float]], fmt: FloatFormat
+) -> tuple[FailureInterval, ...]:
+    """The map of a case whose every input of the range was evaluated (exhaustive float32): its
+    status runs (``sweep.streaming.StatusRuns``, in input order, consecutive floats) are the
+    intervals, every one enumerated: both ends exact (the float beyond each end has another
+    status, or is outside the range) and every float inside evaluated."""
+    if not runs:
+        return ()
+    ends = position(np.array([[lo, hi] for lo, hi, _ in runs]), fmt)
+    return tuple(
+        FailureInterval(
+            status=status,
+            lo=lo,
+            hi=hi,
+            lo_exact=True,
+            hi_exact=True,
+            floats=int(p_hi - p_lo + 1),
+            evaluated=int(p_hi - p_lo + 1),
+            worst_input=worst_input,
+            worst_ulp=worst_ulp,
+        )
+        for (lo, hi, status), (worst_input, worst_ulp), (p_lo, p_hi) in zip(runs, worst, ends.tolist(), strict=True)
+    )

@@ -41,6 +41,9 @@ _Group = tuple[Domain, float, Reference]
 # Interior values evaluated per bracket per step: the gap narrows by this plus one each step.
 # Fewer means less truth to compute in all (the oracle dominates the cost), more means fewer steps.
 CANDIDATES_PER_STEP = 7
+# Steps whose candidates one torch call evaluates at once (see _Outputs): 2 turns each call's
+# 7 candidates per bracket into 7 + 8·7 = 63, and halves the calls.
+LOOKAHEAD_STEPS = 2
 # Batches are padded to a multiple of this many elements: a multiple of twice the widest vector
 # of any dtype (AVX-512: 32 halves), so that no candidate falls in a kernel's scalar tail.
 BATCH_MULTIPLE = 64
@@ -137,7 +140,7 @@ class _Truth:
         requests = []
         for (domain, label, reference), xs in wanted.items():
             keys, _ = self._group(domain, label, reference)
-            want = np.unique(np.ascontiguousarray(xs, dtype=np.float64).view(np.int64))
+            want = _distinct(np.ascontiguousarray(xs, dtype=np.float64).view(np.int64))
             at = np.searchsorted(keys, want).clip(0, max(len(keys) - 1, 0))
             missing = want[~(keys[at] == want)] if len(keys) else want
             if len(missing):
@@ -188,31 +191,118 @@ def _statuses(
     return found
 
 
+def _candidate_rows(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, valid): row k holds up to CANDIDATES_PER_STEP positions evenly spaced strictly
+    between lo[k] and hi[k] (every one of them when that few lie between), in increasing order;
+    valid marks the used columns.
+
+    The k-th of the evenly spaced ones is lo + floor(gap·k / (C+1)), computed without overflow as
+    q·k + floor(r·k / (C+1)) with gap = q·(C+1) + r, in unsigned 64-bit arithmetic (a float64 gap
+    can exceed 2^63): the same integers as exact arithmetic gives.
+    """
+    parts = CANDIDATES_PER_STEP + 1
+    lo_u = lo.astype(np.int64).view(np.uint64)
+    gap = hi.astype(np.int64).view(np.uint64) - lo_u  # wraps mod 2^64: exact, the gap is < 2^64
+    k = np.arange(1, parts, dtype=np.uint64)
+    q, r = gap // np.uint64(parts), gap % np.uint64(parts)
+    spaced = q[:, None] * k + (r[:, None] * k) // np.uint64(parts)
+    dense = gap[:, None] <= np.uint64(CANDIDATES_PER_STEP + 1)  # gap - 1 <= C: every float between
+    offset = np.where(dense, k[None, :], spaced)
+    valid = ~dense | (k[None, :] < gap[:, None])
+    positions = (lo_u[:, None] + offset).view(np.int64)
+    return positions, valid
+
+
+def _distinct(positions: np.ndarray) -> np.ndarray:
+    """The distinct positions, sorted (np.unique, without its hashing pass: cheaper here)."""
+    p: np.ndarray = np.sort(positions)
+    return p[np.concatenate([[True], p[1:] != p[:-1]])] if len(p) else p
+
+
+def _not_in(positions: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The positions (sorted, distinct) that the sorted ``known`` does not hold."""
+    if not len(known):
+        return positions
+    at = np.searchsorted(known, positions).clip(0, len(known) - 1)
+    missing: np.ndarray = positions[known[at] != positions]
+    return missing
+
+
 def _padded(xs: np.ndarray) -> np.ndarray:
     """xs followed by copies of its last value, to a multiple of BATCH_MULTIPLE elements."""
     extra = -len(xs) % BATCH_MULTIPLE
     return np.concatenate([xs, np.full(extra, xs[-1])]) if extra else xs
 
 
-def _candidates(lo: int, hi: int) -> list[int]:
-    """Up to CANDIDATES_PER_STEP positions evenly spaced strictly between lo and hi."""
-    gap = hi - lo
-    if gap - 1 <= CANDIDATES_PER_STEP:
-        return list(range(lo + 1, hi))
-    parts = CANDIDATES_PER_STEP + 1
-    return sorted({lo + (gap * k) // parts for k in range(1, parts)} - {lo, hi})
+def _lookahead(lo: np.ndarray, hi: np.ndarray, steps: int) -> np.ndarray:
+    """Every position (sorted, distinct) the next ``steps`` steps of the brackets (lo, hi) can
+    evaluate, whichever way each step narrows: a step keeps one of the stretches between
+    consecutive values of lo, its candidates, hi."""
+    found = []
+    for _ in range(steps):
+        if not len(lo):
+            break
+        cands, valid = _candidate_rows(lo, hi)
+        found.append(cands[valid])
+        # the columns past the last valid candidate repeat hi: their stretches are empty
+        ends = np.concatenate([lo[:, None], np.where(valid, cands, hi[:, None]), hi[:, None]], axis=1)
+        sub_lo, sub_hi = ends[:, :-1].ravel(), ends[:, 1:].ravel()
+        keep = sub_hi - sub_lo > 1
+        lo, hi = sub_lo[keep], sub_hi[keep]
+    return _distinct(np.concatenate(found)) if found else np.empty(0, np.int64)
 
 
-@dataclasses.dataclass
-class _Search:
-    """A bracket being narrowed: positions of its ends, and their statuses and ULP errors."""
+class _Outputs:
+    """A probe's outputs at the positions evaluated so far (sorted by position).
 
-    lo: int
-    hi: int
-    lo_status: str
-    lo_error: float
-    hi_status: str
-    hi_error: float
+    A step whose candidates are not all here evaluates them together with every candidate of the
+    next ``LOOKAHEAD_STEPS - 1`` steps, whichever way those narrow, in one batch: a call costs
+    about the same for a few hundred more inputs, and each input lies in the vectorized body of
+    its batch as it would among the step's candidates alone. The truth is still computed only at
+    the candidates a step uses.
+    """
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.keys = np.empty(0, np.int64)
+        self.loss = np.empty(0)
+        self.grad = np.empty(0)
+        self.raised = np.empty(0, dtype=bool)
+
+    def _add(self, keys: np.ndarray, outputs: tuple[np.ndarray, np.ndarray] | None) -> None:
+        n = len(keys)
+        loss, grad = (np.full(n, np.nan), np.full(n, np.nan)) if outputs is None else outputs
+        all_keys = np.concatenate([self.keys, keys])
+        order = np.argsort(all_keys, kind="stable")
+        self.keys = all_keys[order]
+        self.loss = np.concatenate([self.loss, loss[:n]])[order]
+        self.grad = np.concatenate([self.grad, grad[:n]])[order]
+        self.raised = np.concatenate([self.raised, np.full(n, outputs is None)])[order]
+
+    def _evaluate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        outputs = self.probe.evaluate(_padded(from_position(keys, self.probe.dtype.format)))
+        return None if outputs is None else (outputs[0][: len(keys)], outputs[1][: len(keys)])
+
+    def at(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(loss, grad) at the sorted positions ``keys``, a step's candidates of the brackets
+        (lo, hi), or None when the formulation raised on them."""
+        if len(_not_in(keys, self.keys)):
+            ahead = _not_in(_lookahead(lo, hi, LOOKAHEAD_STEPS), self.keys)
+            outputs = self._evaluate(ahead)
+            if outputs is not None:
+                self._add(ahead, outputs)
+            else:  # the step's own candidates alone, as a step without lookahead evaluates them
+                missing = _not_in(keys, self.keys)
+                self._add(missing, self._evaluate(missing))
+        at = np.searchsorted(self.keys, keys)
+        if self.raised[at].any():
+            return None
+        return self.loss[at], self.grad[at]
+
+
+# the state of every bracket during the search, one array each: positions of the ends, the left
+# end's status and ULP error, the right end's status and ULP error
+_State = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def refine(
@@ -221,44 +311,55 @@ def refine(
     threshold: float,
     cache: TruthCache | None = None,
 ) -> list[Edge]:
-    """One exact edge per bracket (see the module's docstring), in the order of the brackets."""
+    """One exact edge per bracket (see the module's docstring), in the order of the brackets.
+
+    The brackets' state lives in arrays, and a step narrows all the open brackets of a probe at
+    once."""
     truth = _Truth(cache)
-    searches = []
-    for b in brackets:
-        p_lo, p_hi = (int(v) for v in position(np.array([b.lo, b.hi]), probes[b.probe].dtype.format))
-        searches.append(_Search(p_lo, p_hi, b.lo_status, b.lo_error, b.hi_status, b.hi_error))
-    open_ = [k for k, s in enumerate(searches) if s.hi - s.lo > 1]
-    while open_:
-        # every open bracket's candidates, grouped by probe (one batch each)
-        steps = {k: _candidates(searches[k].lo, searches[k].hi) for k in open_}
-        wanted: dict[int, dict[int, None]] = {}
-        for k in open_:
-            wanted.setdefault(brackets[k].probe, {}).update(dict.fromkeys(steps[k]))
-        inputs = {
-            i: from_position(np.array(sorted(ps), dtype=np.int64), probes[i].dtype.format) for i, ps in wanted.items()
-        }
+    n = len(brackets)
+    probe_of = np.array([b.probe for b in brackets], dtype=np.int64)
+    lo, hi = np.empty(n, np.int64), np.empty(n, np.int64)
+    for i in np.unique(probe_of).tolist():
+        at = np.nonzero(probe_of == i)[0]
+        fmt = probes[i].dtype.format
+        lo[at] = position(np.array([brackets[k].lo for k in at.tolist()]), fmt)
+        hi[at] = position(np.array([brackets[k].hi for k in at.tolist()]), fmt)
+    lo_status = np.array([b.lo_status for b in brackets], dtype=object)
+    hi_status = np.array([b.hi_status for b in brackets], dtype=object)
+    lo_error = np.array([b.lo_error for b in brackets], dtype=np.float64)
+    hi_error = np.array([b.hi_error for b in brackets], dtype=np.float64)
+    is_loss = np.array([b.quantity is Quantity.LOSS for b in brackets], dtype=bool)
+    outputs = {i: _Outputs(probes[i]) for i in np.unique(probe_of).tolist()}
+    open_ = np.nonzero(hi - lo > 1)[0]
+    while len(open_):
+        cands, valid = _candidate_rows(lo[open_], hi[open_])
+        rows_of = {i: np.nonzero(probe_of[open_] == i)[0] for i in np.unique(probe_of[open_]).tolist()}
+        keys = {i: _distinct(cands[rows][valid[rows]]) for i, rows in rows_of.items()}
+        inputs = {i: from_position(ks, probes[i].dtype.format) for i, ks in keys.items()}
         _fetch(truth, probes, inputs)
-        found: dict[int, dict[Quantity, tuple[np.ndarray, np.ndarray]]] = {}
-        for i, xs in inputs.items():
-            outputs = probes[i].evaluate(_padded(xs))
-            if outputs is not None:
-                outputs = (outputs[0][: len(xs)], outputs[1][: len(xs)])
-            found[i] = _statuses(probes[i], xs, outputs, truth, threshold)
-        still_open = []
-        for k in open_:
-            b, s = brackets[k], searches[k]
-            xs = inputs[b.probe]
-            statuses, errors = found[b.probe][b.quantity]
-            at = np.searchsorted(position(xs, probes[b.probe].dtype.format), np.array(steps[k], dtype=np.int64))
-            for p, a in zip(steps[k], at.tolist(), strict=True):
-                if statuses[a] != s.lo_status:
-                    s.hi, s.hi_status, s.hi_error = p, str(statuses[a]), float(errors[a])
-                    break
-                s.lo, s.lo_error = p, float(errors[a])
-            if s.hi - s.lo > 1:
-                still_open.append(k)
-        open_ = still_open
-    edges = _edges(probes, brackets, searches, truth, threshold)
+        for i, rows in rows_of.items():
+            k = open_[rows]
+            found = _statuses(probes[i], inputs[i], outputs[i].at(keys[i], lo[k], hi[k]), truth, threshold)
+            row_cands, row_valid = cands[rows], valid[rows]
+            at = np.searchsorted(keys[i], row_cands).clip(0, len(keys[i]) - 1)
+            (loss_st, loss_err), (grad_st, grad_err) = found[Quantity.LOSS], found[Quantity.GRAD]
+            mine = is_loss[k][:, None]
+            st = np.where(mine, loss_st[at], grad_st[at])
+            err = np.where(mine, loss_err[at], grad_err[at])
+            differ = (st != lo_status[k][:, None]) & row_valid
+            hit = differ.any(axis=1)
+            # the first candidate of another status ends the bracket and the one before it (or the
+            # old left end) starts it; with none, the last candidate starts it
+            first = np.where(hit, differ.argmax(axis=1), row_valid.sum(axis=1))
+            r = np.arange(len(k))
+            moved = first >= 1
+            lo[k[moved]] = row_cands[r[moved], first[moved] - 1]
+            lo_error[k[moved]] = err[r[moved], first[moved] - 1]
+            hi[k[hit]] = row_cands[r[hit], first[hit]]
+            hi_status[k[hit]] = st[r[hit], first[hit]]
+            hi_error[k[hit]] = err[r[hit], first[hit]]
+        open_ = open_[hi[open_] - lo[open_] > 1]
+    edges = _edges(probes, brackets, (lo, hi, lo_status, lo_error, hi_status, hi_error), truth, threshold)
     truth.store()
     return edges
 
@@ -272,33 +373,55 @@ def _fetch(truth: _Truth, probes: Sequence[Probe], inputs: dict[int, np.ndarray]
 
 
 def _edges(
-    probes: Sequence[Probe], brackets: Sequence[Bracket], searches: list[_Search], truth: _Truth, threshold: float
+    probes: Sequence[Probe], brackets: Sequence[Bracket], state: _State, truth: _Truth, threshold: float
 ) -> list[Edge]:
     """The edges, each side also evaluated alone (one element: the scalar path)."""
-    ends: list[tuple[float, float]] = []
-    points: dict[int, dict[float, None]] = {}
-    for b, s in zip(brackets, searches, strict=True):
-        x_lo, x_hi = from_position(np.array([s.lo, s.hi], dtype=np.int64), probes[b.probe].dtype.format).tolist()
-        ends.append((x_lo, x_hi))
-        points.setdefault(b.probe, {}).update(dict.fromkeys((x_lo, x_hi)))
-    _fetch(truth, probes, {i: np.array(list(xs)) for i, xs in points.items()})
-    alone: dict[tuple[int, float], dict[Quantity, str]] = {}
-    for i, xs in points.items():
-        values = list(xs)
+    lo, hi, lo_status, lo_error, hi_status, hi_error = state
+    n = len(brackets)
+    probe_of = np.array([b.probe for b in brackets], dtype=np.int64)
+    x_lo, x_hi = np.empty(n), np.empty(n)
+    points: dict[int, np.ndarray] = {}
+    for i in np.unique(probe_of).tolist():
+        at = np.nonzero(probe_of == i)[0]
+        fmt = probes[i].dtype.format
+        x_lo[at], x_hi[at] = from_position(lo[at], fmt), from_position(hi[at], fmt)
+        # both ends of each bracket in turn, each float once (at its first place)
+        both = np.stack([x_lo[at], x_hi[at]], axis=1).ravel()
+        first = np.unique(both.view(np.int64), return_index=True)[1]
+        points[i] = both[np.sort(first)]
+    _fetch(truth, probes, points)
+    alone: dict[int, dict[Quantity, tuple[np.ndarray, np.ndarray]]] = {}
+    for i, values in points.items():
         size = ALONE_GROUP[probes[i].dtype]
+        loss, grad = np.full(len(values), np.nan), np.full(len(values), np.nan)
+        raised = np.zeros(len(values), dtype=bool)
         for start in range(0, len(values), size):
-            group = np.array(values[start : start + size])
-            found = _statuses(probes[i], group, probes[i].evaluate(group), truth, threshold)
-            for k, x in enumerate(group.tolist()):
-                alone[(i, x)] = {q: str(found[q][0][k]) for q in Quantity}
+            outputs = probes[i].evaluate(values[start : start + size])
+            if outputs is None:
+                raised[start : start + size] = True
+            else:
+                loss[start : start + size], grad[start : start + size] = outputs
+        # the statuses of every group at once: each value's status depends on its outputs alone
+        found = _statuses(probes[i], values, (loss, grad), truth, threshold)
+        keys = values.view(np.int64)
+        order = np.argsort(keys)
+        for q in Quantity:
+            found[q][0][raised] = Status.ERROR.value
+        alone[i] = {q: (keys[order], found[q][0][order]) for q in Quantity}
+
+    def alone_status(i: int, q: Quantity, x: float) -> str:
+        keys, statuses = alone[i][q]
+        return str(statuses[np.searchsorted(keys, np.array([x]).view(np.int64))[0]])
+
     edges = []
-    for b, s, (x_lo, x_hi) in zip(brackets, searches, ends, strict=True):
+    for k, b in enumerate(brackets):
+        below, above = float(x_lo[k]), float(x_hi[k])
         edges.append(
             Edge(
                 b.probe,
                 b.quantity,
-                EdgePoint(x_lo, s.lo_status, s.lo_error, alone[(b.probe, x_lo)][b.quantity]),
-                EdgePoint(x_hi, s.hi_status, s.hi_error, alone[(b.probe, x_hi)][b.quantity]),
+                EdgePoint(below, str(lo_status[k]), float(lo_error[k]), alone_status(b.probe, b.quantity, below)),
+                EdgePoint(above, str(hi_status[k]), float(hi_error[k]), alone_status(b.probe, b.quantity, above)),
             )
         )
     return edges

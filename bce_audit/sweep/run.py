@@ -407,6 +407,7 @@ def run_sweep(
                 settings.logit_range,
                 settings.ulp_threshold,
                 None if case_progress is None else (lambda n: case_progress(n, evaluations)),
+                keep_runs=True,  # the failure maps: every interval enumerated
             )
             cases.extend(streamed_cases)
     seen = _first_seen_variants(cases)

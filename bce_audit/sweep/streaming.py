@@ -77,30 +77,54 @@ class ErrorHistogram:
 
 
 class StatusRuns:
-    """Maximal runs of one status over inputs given in increasing order, chunk by chunk."""
+    """Maximal runs of one status over inputs given in increasing order, chunk by chunk.
+
+    runs: [lo, hi, status] per run; worst: (input, ULP error) of each run's largest ULP error
+    (the first input of equals; NaN, NaN when no input of the run has one), when the ULP errors
+    are given to ``add``."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[float, float, Status]] = []
+        self.worst: list[tuple[float, float]] = []
         self._open: tuple[float, float, int] | None = None
+        self._open_worst = (math.nan, math.nan)
 
-    def add(self, inputs: np.ndarray, codes: np.ndarray) -> None:
+    def add(self, inputs: np.ndarray, codes: np.ndarray, ulp_errors: np.ndarray | None = None) -> None:
         if not len(inputs):
             return
         starts = np.flatnonzero(np.diff(codes)) + 1
         firsts = np.concatenate([[0], starts])
         lasts = np.concatenate([starts - 1, [len(codes) - 1]])
-        for a, b in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        worst = [(math.nan, math.nan)] * len(firsts)
+        if ulp_errors is not None:
+            # each run's largest defined error, and the first input that has it
+            e = np.where(np.isnan(ulp_errors), -np.inf, ulp_errors)
+            top = np.maximum.reduceat(e, firsts)
+            index = np.arange(len(e))
+            at = np.minimum.reduceat(np.where(e == np.repeat(top, lasts - firsts + 1), index, len(e)), firsts)
+            worst = [
+                (float(inputs[i]), float(t)) if t > -np.inf else (math.nan, math.nan)
+                for i, t in zip(at.tolist(), top.tolist(), strict=True)
+            ]
+        for a, b, w in zip(firsts.tolist(), lasts.tolist(), worst, strict=True):
             lo, hi, code = float(inputs[a]), float(inputs[b]), int(codes[a])
             if self._open is not None and self._open[2] == code:
                 lo = self._open[0]
+                if not w[1] > self._open_worst[1] and not math.isnan(self._open_worst[1]):
+                    w = self._open_worst  # strictly larger only: the first of equals wins
             elif self._open is not None:
-                self.runs.append((self._open[0], self._open[1], _STATUSES[self._open[2]]))
-            self._open = (lo, hi, code)
+                self._close()
+            self._open, self._open_worst = (lo, hi, code), w
+
+    def _close(self) -> None:
+        assert self._open is not None
+        self.runs.append((self._open[0], self._open[1], _STATUSES[self._open[2]]))
+        self.worst.append(self._open_worst)
+        self._open, self._open_worst = None, (math.nan, math.nan)
 
     def finish(self) -> list[tuple[float, float, Status]]:
         if self._open is not None:
-            self.runs.append((self._open[0], self._open[1], _STATUSES[self._open[2]]))
-            self._open = None
+            self._close()
         return self.runs
 
 
@@ -161,7 +185,7 @@ class CaseStream:
             self.worst_bits, self.worst_input = float(bits[k]), float(inputs[k])
         self._stable(inputs, codes == Status.OK.severity)
         if self.runs is not None:
-            self.runs.add(inputs, codes)
+            self.runs.add(inputs, codes, errs)
         return codes
 
     def _stable(self, inputs: np.ndarray, ok: np.ndarray) -> None:

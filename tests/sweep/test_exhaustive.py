@@ -3,11 +3,15 @@ grid of the same inputs gives and status runs whose edges torch and the oracle c
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from bce_audit.cli import main
 from bce_audit.engines import get_engine
 from bce_audit.errors import UsageError
 from bce_audit.floats import from_ordinal, ordinal
@@ -16,7 +20,7 @@ from bce_audit.oracle.crossings import find_crossings
 from bce_audit.oracle.table import column, evaluate_points
 from bce_audit.settings import Settings
 from bce_audit.sweep.exhaustive import chunks, count_inputs, exhaustive_cases, status_runs
-from bce_audit.sweep.metrics import summarize
+from bce_audit.sweep.metrics import point_status, summarize, ulp_error
 from bce_audit.sweep.run import run_sweep
 from bce_audit.vocabulary import Domain, DType, Quantity, Sampling, Status
 
@@ -151,3 +155,76 @@ def test_exhaustive_float32_refuses_references_other_than_plain_bce(formulations
     )
     with pytest.raises(UsageError, match=culprit):
         run_sweep(settings)
+
+
+def _failures_csv(tmp_path, args: list[str]) -> list[dict[str, str]]:
+    """The rows of --failures of `bce-audit sweep ARGS`, run through the CLI; the JSON report of
+    the same run lists the same failing intervals."""
+    path, report = tmp_path / "f.csv", tmp_path / "r.json"
+    outcome = CliRunner().invoke(main, ["sweep", *args, "--failures", str(path), "--json", str(report)])
+    assert outcome.exit_code == 0, outcome.output
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    listed = [
+        (case["quantity"], iv["status"], iv["lo"], iv["hi"], iv["edges"], iv["floats"])
+        for case in json.loads(report.read_text())["cases"]
+        for iv in case["failures"]
+    ]
+    assert listed == [
+        (r["quantity"], r["status"], float(r["lo"]), float(r["hi"]), r["edges"], int(r["floats"])) for r in rows
+    ]
+    return rows
+
+
+def test_exhaustive_float32_maps_naive_inaccurate_floats_as_enumerated_intervals(tmp_path):
+    """naive, float32, y = 0, every float32 in [1.6, 1.7]: the loss is more than 4 ULPs off at
+    scattered floats (one near 1.6528). Every failing interval of --failures is enumerated, and in
+    a window around 1.6528 they are exactly the failing floats of a dense scan: torch on every
+    float of a wider window in one batch (its ends, where the batch's scalar tail lies, are not
+    compared), the truth from the oracle's reference."""
+    rows = _failures_csv(
+        tmp_path,
+        "--sampling exhaustive -d float32 --range 1.6:1.7 -f naive --domain logits -y 0".split(),
+    )
+    assert rows and {r["edges"] for r in rows} == {"enumerated"}
+    assert all(int(r["floats"]) == len(all_float32(float(r["lo"]), float(r["hi"]))) for r in rows)
+    window = (1.652, 1.654)
+    xs = all_float32(1.651, 1.655)
+    ev = evaluate(get_formulation("naive"), Domain.LOGITS, DType.FLOAT32, xs, np.empty(0), 0.0).finite
+    truth = evaluate_points(Domain.LOGITS, xs, 0.0)[:, column(Quantity.LOSS, F32)]
+    statuses = point_status(ev.loss, truth, ulp_error(ev.loss, truth, F32), 4.0)
+    inside = (xs >= window[0]) & (xs <= window[1])
+    failing = xs[inside & (statuses != Status.OK.value)]
+    assert len(failing) and any(1.6527 < x < 1.6529 for x in failing.tolist())
+    listed = [
+        x
+        for r in rows
+        if r["quantity"] == "loss" and window[0] <= float(r["lo"]) <= window[1]
+        for x in all_float32(float(r["lo"]), float(r["hi"])).tolist()
+    ]
+    assert listed == failing.tolist()
+    assert {r["status"] for r in rows if r["quantity"] == "loss"} == {"inaccurate"}
+
+
+def test_exhaustive_float32_maps_the_logsigmoid_underflow_band_as_one_zero_interval(tmp_path):
+    """torch-logsigmoid, float32, y = 0: the loss is 0 on about [-103.97, -102.87) where the truth
+    is a subnormal. The map holds one `zero` interval there, enumerated, whose ends are the first
+    and last float of a dense scan (torch in one batch, the oracle's truth) with 0 for a nonzero
+    truth."""
+    rows = _failures_csv(
+        tmp_path,
+        "--sampling exhaustive -d float32 --range -104:-102 -f torch-logsigmoid --domain logits -y 0".split(),
+    )
+    zero = [r for r in rows if r["quantity"] == "loss" and r["status"] == "zero"]
+    assert len(zero) == 1 and zero[0]["edges"] == "enumerated"
+    xs = all_float32(-104.0, -102.0)
+    pad = np.concatenate([xs, all_float32(-102.0, -101.99)[1:]])  # keeps -102 out of the scalar tail
+    loss = evaluate(get_formulation("torch-logsigmoid"), Domain.LOGITS, DType.FLOAT32, pad, np.empty(0), 0.0)
+    out = loss.finite.loss[: len(xs)]
+    truth = evaluate_points(Domain.LOGITS, xs, 0.0)[:, column(Quantity.LOSS, F32)]
+    band = np.flatnonzero((out == 0) & (truth != 0))
+    assert len(band) == band[-1] - band[0] + 1  # one run of consecutive floats
+    lo, hi = float(xs[band[0]]), float(xs[band[-1]])
+    assert (float(zero[0]["lo"]), float(zero[0]["hi"])) == (lo, hi)
+    assert int(zero[0]["floats"]) == len(band)
+    assert -103.98 < lo < -103.97 and -102.88 < hi < -102.87

@@ -159,3 +159,48 @@ def test_transitions_skip_neighbours_and_equal_statuses():
     st = np.array(["ok", "nan", "nan", "ok"], dtype=object)
     # 1.0 -> its successor: already an exact edge; nan -> nan: none; 2.0 -> 3.0: a bracket
     assert transitions(xs, st, DType.FLOAT32) == [2]
+
+
+def test_candidates_are_the_exact_integer_spacing_even_across_all_of_float64():
+    """The candidates, computed in unsigned 64-bit arithmetic for every bracket at once, are the
+    integers exact arithmetic gives (Python ints here): lo + floor(gap·k / 8), or every position
+    between when at most 7 lie there; brackets as wide as float64's whole range included, whose
+    gap does not fit an int64."""
+    fmt = DType.FLOAT64.format
+    top = int(position(np.array([fmt.largest_finite]), fmt)[0])
+    rng = np.random.default_rng(3)
+    ends = [(-top, top), (-top, -top + 2), (0, 9), (5, 13), (5, 14), (-1, 1), (top - 8, top)]
+    ends += [tuple(sorted(int(v) for v in rng.integers(-top, top, size=2))) for _ in range(200)]
+    ends = [(lo, hi) for lo, hi in ends if hi - lo > 1]
+    lo, hi = (np.array(side, dtype=np.int64) for side in zip(*ends, strict=True))
+    cands, valid = refine_module._candidate_rows(lo, hi)
+    parts = refine_module.CANDIDATES_PER_STEP + 1
+    for row, (a, b) in enumerate(ends):
+        gap = b - a
+        want = list(range(a + 1, b)) if gap - 1 <= parts - 1 else [a + gap * k // parts for k in range(1, parts)]
+        assert cands[row][valid[row]].tolist() == want, (a, b)
+
+
+def test_lookahead_changes_the_number_of_calls_not_the_edges(monkeypatch):
+    """Evaluating the next step's candidates ahead (LOOKAHEAD_STEPS) is only a saving: from the
+    same brackets (several per probe, both quantities, one far apart), the same edges with one
+    step per call as with two steps per call, in fewer batch calls."""
+    probe = torch_probe("naive", Domain.LOGITS, DType.FLOAT32, 0.0)
+    brackets = [
+        Bracket(0, Quantity.GRAD, 1.0, 100.0, "ok", "nan", 0.0, math.nan),
+        Bracket(0, Quantity.LOSS, 1.64, 1.645, "ok", "ok", 0.0, 0.0),
+        Bracket(0, Quantity.LOSS, -200.0, -1.0, "ok", "ok", 0.0, 0.0),
+    ]
+    found = {}
+    for steps in (1, 2):
+        calls: list[int] = []
+
+        def counting(xs: np.ndarray, calls: list[int] = calls) -> tuple[np.ndarray, np.ndarray] | None:
+            calls.append(len(xs))
+            return probe.evaluate(xs)
+
+        monkeypatch.setattr(refine_module, "LOOKAHEAD_STEPS", steps)
+        edges = refine([Probe(probe.domain, probe.dtype, probe.label, counting)], brackets, THRESHOLD)
+        found[steps] = (edges, [n for n in calls if n > ALONE_GROUP[DType.FLOAT32]])
+    assert repr(found[1][0]) == repr(found[2][0])  # repr: a NaN ULP error equals itself
+    assert len(found[2][1]) < len(found[1][1])

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from bce_audit.sweep.metrics import summarize
-from bce_audit.sweep.streaming import CaseStream, ErrorHistogram
+from bce_audit.floats import from_ordinal
+from bce_audit.sweep.failure_map import build_map, enumerated_map
+from bce_audit.sweep.metrics import point_status, status_codes, summarize
+from bce_audit.sweep.streaming import CaseStream, ErrorHistogram, StatusRuns
 from bce_audit.vocabulary import Domain, DType, Status
 
 F32 = DType.FLOAT32.format
@@ -86,3 +88,23 @@ def test_histogram_coarsens_to_an_upper_bound():
     assert small.dropped_bits > 0 and len(small.keys) <= 500
     got = small.higher_percentile(0.99)
     assert want <= got <= want * (1 + 2.0 ** -(52 - small.dropped_bits))
+
+
+def test_status_runs_track_each_runs_worst_error_across_chunks_as_the_map_does():
+    """Status runs fed in chunks of every size (a run cut by a chunk's end included) give the same
+    intervals, worst inputs and worst errors as the failure map built from all points at once:
+    the first input of the largest error, NaN where no error of the run is defined."""
+    rng = np.random.default_rng(11)
+    fmt = DType.FLOAT32.format
+    xs = from_ordinal(np.arange(1000, 1400), fmt)
+    errs = rng.choice([0.0, 1.0, 2.0, 7.0, 7.0, np.nan], size=len(xs))
+    out = np.where(np.isnan(errs), np.nan, 1.0)
+    codes = status_codes(out, np.ones(len(xs)), errs, 4.0)
+    statuses = point_status(out, np.ones(len(xs)), errs, 4.0)
+    want = build_map(xs, statuses, errs, fmt, (float(xs[0]), float(xs[-1])))
+    for size in (1, 3, 50, 400):
+        runs = StatusRuns()
+        for start in range(0, len(xs), size):
+            runs.add(xs[start : start + size], codes[start : start + size], errs[start : start + size])
+        got = enumerated_map(runs.finish(), runs.worst, fmt)
+        assert [repr(iv) for iv in got] == [repr(iv) for iv in want], size
