@@ -47,9 +47,10 @@ def run(
     warn: Callable[[str], None] | None = None,
     progress: Progress | None = None,
     case_progress: Progress | None = None,
+    full_map: bool = True,
 ) -> AuditResult:
     """Run a sweep with its run options: the truth cache (warnings go to ``warn``), the oracle's
-    processes, the sandbox for user code."""
+    processes, the sandbox for user code; ``full_map``: see ``sweep.run.run_sweep``."""
     from bce_audit.oracle.cache import TruthCache
     from bce_audit.sweep.run import run_sweep
 
@@ -62,6 +63,7 @@ def run(
         cache=cache,
         case_progress=case_progress,
         sandbox=sandbox,
+        full_map=full_map,
     )
 
 

@@ -202,7 +202,11 @@ def sweep_command(**flags: Any) -> None:
     with Sandbox() as sandbox:
         inv = _prepare(flags, sandbox)
         directories = _directories(flags, inv)
-        result = _run_with_progress(inv, keep_details="details" in inv.outputs or bool(directories))
+        result = _run_with_progress(
+            inv,
+            keep_details="details" in inv.outputs or bool(directories),
+            full_map=_shows_map(inv) or bool(directories),
+        )
         files = _directory_files(result, directories, sandbox)
     _report(result, _report_console(inv.outputs), inv.verbose)
     exports = _exports(result, inv.outputs)
@@ -287,7 +291,7 @@ def check_command(**flags: Any) -> None:
             paths=list(inv.outputs.values()) + list(reports.values()),
             inputs=_inputs(flags, inv.config_source, inv.settings),
         )
-        result = _run_with_progress(inv, keep_details="details" in inv.outputs)
+        result = _run_with_progress(inv, keep_details="details" in inv.outputs, full_map=_shows_map(inv))
     console = _report_console({**inv.outputs, **reports})
     if inv.verbose:
         _report(result, console, verbose=True)
@@ -391,7 +395,13 @@ def _gate(
     return verdict.exit_code
 
 
-def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
+def _shows_map(inv: _Invocation) -> bool:
+    """Whether an output holds the failure map (so every edge of it is refined); the terminal and
+    the summary show stable ranges only, exact with just their own ends refined."""
+    return any(name in inv.outputs for name in ("failures", "json"))
+
+
+def _run_with_progress(inv: _Invocation, keep_details: bool, full_map: bool = True) -> AuditResult:
     from bce_audit.api import run
     from bce_audit.cli.console import stderr
     from bce_audit.sweep.run import effective_sampling
@@ -409,7 +419,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
     # the failure map's causes are traced only for the outputs that hold them (docs/reports.md)
     causes = inv.causes
     if not (err.is_terminal and not os.environ.get("CI")):
-        result = run(settings, inv.options, inv.sandbox, keep_details, warn)
+        result = run(settings, inv.options, inv.sandbox, keep_details, warn, full_map=full_map)
         return _with_causes(result, inv.sandbox) if causes else result
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -431,6 +441,7 @@ def _run_with_progress(inv: _Invocation, keep_details: bool) -> AuditResult:
             warn,
             progress=lambda n, total: bar.update(truth, advance=n, total=total),
             case_progress=lambda n, total: bar.update(cases, advance=n, total=total),
+            full_map=full_map,
         )
         if not causes:
             return result

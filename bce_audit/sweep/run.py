@@ -158,18 +158,39 @@ def _evaluator(
     return evaluate
 
 
+def _stable_range_ends(s: _Sampled, domain: Domain) -> set[float]:
+    """The sampled inputs that end the intervals a stable range is read from (the one holding the
+    centre and its neighbours, for "all but 0"): the only transitions a run must refine when it
+    shows stable ranges but not the map."""
+    fmt = s.grid.dtype.format
+    intervals = build_map(s.grid.finite, s.statuses, s.ulp_errors, fmt, s.bounds, {})
+    at = [k for k, iv in enumerate(intervals) if iv.contains(domain.centre)]
+    near = range(max(at[0] - 1, 0), min(at[-1] + 2, len(intervals))) if at else range(0)
+    return {end for k in near for end in (intervals[k].lo, intervals[k].hi)}
+
+
 def _mapped(
-    settings: Settings, cases: list[CaseResult], sampled: list[_Sampled], probes: list[Probe], cache: Any
+    settings: Settings,
+    cases: list[CaseResult],
+    sampled: list[_Sampled],
+    probes: list[Probe],
+    cache: Any,
+    full_map: bool = True,
 ) -> list[CaseResult]:
-    """The cases with their failure maps: every sampled status transition refined to an exact
-    edge (``sweep.refine``), and the stable range read from the map."""
+    """The cases with their failure maps and the stable range read from the map: every sampled
+    status transition refined to an exact edge (``sweep.refine``), or, without ``full_map``, the
+    two that end the stable range (the scoreboard's and the summary's figure, exact either way;
+    the map's other edges then stay sampled, as its ``edges`` say)."""
     brackets: list[Bracket] = []
     for s in sampled:
         if s.probe is None:
             continue
         quantity = cases[s.case].quantity
         xs = s.grid.finite
+        ends = None if full_map else _stable_range_ends(s, cases[s.case].domain)
         for i in transitions(xs, s.statuses, s.grid.dtype):
+            if ends is not None and float(xs[i]) not in ends and float(xs[i + 1]) not in ends:
+                continue
             brackets.append(
                 Bracket(
                     s.probe,
@@ -242,6 +263,7 @@ def run_sweep(
     cache: TruthCache | None = None,
     case_progress: Progress | None = None,
     sandbox: Sandbox | None = None,
+    full_map: bool = True,
 ) -> AuditResult:
     """Run the audit. jobs: processes for the oracle; cache: a ``TruthCache`` or None.
 
@@ -249,12 +271,15 @@ def run_sweep(
     progress(n, total) counts truth points computed; case_progress(n, total) counts the
     (grid, label, formulation) evaluations that follow. sandbox: the ``engines.sandbox.Sandbox``
     that runs the user's targets (one is made for the sweep when None and one is needed).
+    full_map: refine every status change of every case's failure map; False refines only the ends
+    of each stable range (the same stable ranges and figures, in a fraction of the time), for a
+    run that reports no map.
     """
     if sandbox is None and any(not spec.is_builtin for spec in settings.user_formulations):
         from bce_audit.engines.sandbox import Sandbox
 
         with Sandbox() as box:
-            return run_sweep(settings, keep_details, progress, jobs, cache, case_progress, box)
+            return run_sweep(settings, keep_details, progress, jobs, cache, case_progress, box, full_map)
     start = time.perf_counter()
     stream_float32 = streamed(settings, DType.FLOAT32) and DType.FLOAT32 in settings.dtypes
     check_device(settings.device)  # no such device here: one line, exit 2, before any work
@@ -396,7 +421,7 @@ def run_sweep(
                             output_dtype=ev.output_dtype,
                         )
                     )
-    cases = _mapped(settings, cases, sampled, probes, cache)
+    cases = _mapped(settings, cases, sampled, probes, cache, full_map)
     if stream_float32:
         for domain in settings.domains:
             streamed_cases, _ = exhaustive_cases(

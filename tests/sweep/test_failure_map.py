@@ -212,3 +212,25 @@ def test_failures_csv_has_exactly_its_columns_and_one_row_per_failing_interval(n
     for case in naive_float32.cases:
         ends = [(iv.lo, iv.hi) for iv in case.failure_map]
         assert all(a[1] < b[0] or (a[1] == b[0] == 0) for a, b in zip(ends, ends[1:], strict=False))
+
+
+def test_refining_only_the_stable_ranges_gives_the_same_figures_as_the_whole_map():
+    """A run that shows no map refines only the transitions that end each stable range: the
+    figures, stable ranges and "but 0" must be those of the fully refined map."""
+    from bce_audit.settings import Settings
+    from bce_audit.sweep.run import run_sweep
+
+    settings = Settings(
+        formulations=("naive", "max-abs", "torch-bce-with-logits"),
+        dtypes=(DType.FLOAT16, DType.FLOAT32),
+        points=300,
+    )
+    full = run_sweep(settings, full_map=True)
+    ends_only = run_sweep(settings, full_map=False)
+    assert [c.key for c in full.cases] == [c.key for c in ends_only.cases]
+    for a, b in zip(full.cases, ends_only.cases, strict=True):
+        assert a.figures == b.figures, a.key
+        assert a.stable_but_centre == b.stable_but_centre, a.key
+    # and the map of the quick run is honest about what it did not refine
+    assert sum(iv.edges == "sampled" for c in ends_only.cases for iv in c.failure_map) > 0
+    assert sum(len(c.failure_map) for c in ends_only.cases) <= sum(len(c.failure_map) for c in full.cases)
