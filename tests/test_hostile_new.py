@@ -39,11 +39,6 @@ def test_explain_uses_the_formulations_own_reference() -> None:
     assert abs(explanation.output / want - 1) > 1e-6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an exhaustive float32 sweep writes an empty failure map (--failures CSV and the JSON "
-    "'failures' lists) although its summary counts every point as inaccurate or inf",
-)
 def test_failure_map_of_an_exhaustive_float32_sweep_is_not_empty(tmp_path: Path) -> None:
     failures = tmp_path / "f.csv"
     args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
