@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import NUMPY_ERRORS
-from bce_audit.errors import MissingExtra, stops_the_run
+from bce_audit.errors import MissingExtra, describe, stops_the_run
 from bce_audit.formulations.interface import DEFAULT_CALLING, ArgumentOrder, Calling, CallShape
 from bce_audit.vocabulary import DType
 
@@ -69,6 +70,22 @@ def its_own_failure(exc: BaseException) -> bool:
     """Whether an exception out of a formulation's forward or backward pass is its failure (error
     rows) rather than the end of the run (``errors.stops_the_run``)."""
     return not stops_the_run(exc)
+
+
+def failed_evaluation(exc: BaseException, n: int) -> Evaluation:
+    """The error rows of a formulation that raised on n inputs (its own failure, a finding), or
+    ``exc`` again where it is the run being stopped (``errors.stops_the_run``)."""
+    if not its_own_failure(exc):
+        raise exc
+    nan = np.full(n, np.nan)
+    return Evaluation(nan, nan.copy(), error=describe(exc))
+
+
+def each_nonfinite_alone(
+    evaluate: Callable[[np.ndarray], Evaluation], finite: np.ndarray, nonfinite: np.ndarray
+) -> GridEvaluation:
+    """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
+    return GridEvaluation(evaluate(finite), tuple(evaluate(np.array([x])) for x in nonfinite))
 
 
 def numpy_dtype(dtype: DType) -> np.dtype[Any]:

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import jax.scipy.special
 import numpy as np
 
-from bce_audit.engines.common import contained, exact_array, implementation, its_own_failure
+from bce_audit.engines.common import contained, each_nonfinite_alone, exact_array, failed_evaluation, implementation
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
-from bce_audit.errors import ReducedLoss, describe
+from bce_audit.errors import ReducedLoss
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -121,10 +121,7 @@ class JaxEngine:
             try:
                 return _run(fn, x, y)
             except BaseException as exc:  # noqa: BLE001 - the formulation's own failure is a finding, not a crash
-                if not its_own_failure(exc):
-                    raise
-                nan = np.full(len(inputs), np.nan)
-                return Evaluation(nan, nan.copy(), error=describe(exc))
+                return failed_evaluation(exc, len(inputs))
 
     def evaluate_grid(
         self,
@@ -136,9 +133,7 @@ class JaxEngine:
         label: float,
     ) -> GridEvaluation:
         """The finite inputs in one batch, then each non-finite input alone (see GridEvaluation)."""
-        batch = self.evaluate(formulation, domain, dtype, finite, label)
-        singles = tuple(self.evaluate(formulation, domain, dtype, np.array([x]), label) for x in nonfinite)
-        return GridEvaluation(batch, singles)
+        return each_nonfinite_alone(lambda xs: self.evaluate(formulation, domain, dtype, xs, label), finite, nonfinite)
 
     def provenance(self) -> dict[str, str]:
         return {
