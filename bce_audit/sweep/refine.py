@@ -310,8 +310,11 @@ def refine(
     brackets: Sequence[Bracket],
     threshold: float,
     cache: TruthCache | None = None,
+    alone: bool = True,
 ) -> list[Edge]:
     """One exact edge per bracket (see the module's docstring), in the order of the brackets.
+    ``alone``: also evaluate each edge float alone (for a map that reports where the batch and the
+    scalar path disagree); without it, an edge's status alone is its batch status.
 
     The brackets' state lives in arrays, and a step narrows all the open brackets of a probe at
     once."""
@@ -359,7 +362,7 @@ def refine(
             hi_status[k[hit]] = st[r[hit], first[hit]]
             hi_error[k[hit]] = err[r[hit], first[hit]]
         open_ = open_[hi[open_] - lo[open_] > 1]
-    edges = _edges(probes, brackets, (lo, hi, lo_status, lo_error, hi_status, hi_error), truth, threshold)
+    edges = _edges(probes, brackets, (lo, hi, lo_status, lo_error, hi_status, hi_error), truth, threshold, alone)
     truth.store()
     return edges
 
@@ -373,9 +376,14 @@ def _fetch(truth: _Truth, probes: Sequence[Probe], inputs: dict[int, np.ndarray]
 
 
 def _edges(
-    probes: Sequence[Probe], brackets: Sequence[Bracket], state: _State, truth: _Truth, threshold: float
+    probes: Sequence[Probe],
+    brackets: Sequence[Bracket],
+    state: _State,
+    truth: _Truth,
+    threshold: float,
+    evaluate_alone: bool = True,
 ) -> list[Edge]:
-    """The edges, each side also evaluated alone (one element: the scalar path)."""
+    """The edges, each side also evaluated alone (one element: the scalar path) where asked."""
     lo, hi, lo_status, lo_error, hi_status, hi_error = state
     n = len(brackets)
     probe_of = np.array([b.probe for b in brackets], dtype=np.int64)
@@ -389,6 +397,16 @@ def _edges(
         both = np.stack([x_lo[at], x_hi[at]], axis=1).ravel()
         first = np.unique(both.view(np.int64), return_index=True)[1]
         points[i] = both[np.sort(first)]
+    if not evaluate_alone:
+        return [
+            Edge(
+                b.probe,
+                b.quantity,
+                EdgePoint(float(x_lo[k]), str(lo_status[k]), float(lo_error[k]), str(lo_status[k])),
+                EdgePoint(float(x_hi[k]), str(hi_status[k]), float(hi_error[k]), str(hi_status[k])),
+            )
+            for k, b in enumerate(brackets)
+        ]
     _fetch(truth, probes, points)
     alone: dict[int, dict[Quantity, tuple[np.ndarray, np.ndarray]]] = {}
     for i, values in points.items():

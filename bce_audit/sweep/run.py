@@ -204,7 +204,7 @@ def _mapped(
                 )
             )
     edges: dict[tuple[int, Quantity], list[Edge]] = {}
-    for edge in refine(probes, brackets, settings.ulp_threshold, cache=cache):
+    for edge in refine(probes, brackets, settings.ulp_threshold, cache=cache, alone=full_map):
         edges.setdefault((edge.probe, edge.quantity), []).append(edge)
     mapped = list(cases)
     for s in sampled:
