@@ -21,7 +21,7 @@ import numpy as np
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import NUMPY_ERRORS
 from bce_audit.errors import MissingExtra, describe, stops_the_run
-from bce_audit.formulations.interface import DEFAULT_CALLING, ArgumentOrder, Calling, CallShape
+from bce_audit.formulations.interface import DEFAULT_CALLING, ArgumentOrder, Calling, CallShape, Formulation
 from bce_audit.vocabulary import DType
 
 
@@ -70,6 +70,21 @@ def its_own_failure(exc: BaseException) -> bool:
     """Whether an exception out of a formulation's forward or backward pass is its failure (error
     rows) rather than the end of the run (``errors.stops_the_run``)."""
     return not stops_the_run(exc)
+
+
+def loss_function(
+    formulation: Formulation, reshape: Callable[[Any, tuple[int, ...]], Any] | None = None
+) -> Callable[[Any, Any], Any]:
+    """``loss(x, y)`` for a formulation that runs in this process, its parameters bound, in any
+    engine's arrays (``reshape``: the framework's, for a user function's calling shape)."""
+    parameters = dict(formulation.parameters)
+    if formulation.implementation is not None:  # a built-in: our own code
+        return functools.partial(implementation(formulation.implementation), **parameters)
+    if formulation.function is not None:
+        if reshape is None:
+            return contained(formulation.function, parameters, formulation.calling)
+        return contained(formulation.function, parameters, formulation.calling, reshape)
+    raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
 def failed_evaluation(exc: BaseException, n: int) -> Evaluation:

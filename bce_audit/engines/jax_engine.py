@@ -22,7 +22,12 @@ import jax.numpy as jnp
 import jax.scipy.special
 import numpy as np
 
-from bce_audit.engines.common import contained, each_nonfinite_alone, exact_array, failed_evaluation, implementation
+from bce_audit.engines.common import (
+    each_nonfinite_alone,
+    exact_array,
+    failed_evaluation,
+    loss_function,
+)
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.errors import ReducedLoss
@@ -57,16 +62,6 @@ def _config() -> Any:
 @functools.cache
 def cpu_device() -> Any:
     return jax.devices("cpu")[0]
-
-
-def loss_function(formulation: Formulation) -> Loss:
-    """``loss(x, y)`` for a formulation that runs in this process, its parameters bound."""
-    parameters = dict(formulation.parameters)
-    if formulation.implementation is not None:  # a built-in: our own code
-        return functools.partial(implementation(formulation.implementation), **parameters)
-    if formulation.function is not None:
-        return contained(formulation.function, parameters, formulation.calling)
-    raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
 def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:

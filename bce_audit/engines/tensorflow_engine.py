@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bce_audit.engines.common import contained, each_nonfinite_alone, exact_array, failed_evaluation, implementation
+from bce_audit.engines.common import each_nonfinite_alone, exact_array, failed_evaluation
+from bce_audit.engines.common import loss_function as _bound_loss
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.errors import ReducedLoss, UsageError
@@ -91,13 +92,8 @@ def pinned(with_keras: bool) -> Iterator[None]:
 
 
 def loss_function(formulation: Formulation) -> Loss:
-    """``loss(x, y)`` for a formulation that runs in this process, its parameters bound."""
-    parameters = dict(formulation.parameters)
-    if formulation.implementation is not None:  # a built-in: our own code
-        return functools.partial(implementation(formulation.implementation), **parameters)
-    if formulation.function is not None:
-        return contained(formulation.function, parameters, formulation.calling, tf.reshape)
-    raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
+    """``loss(x, y)`` with TensorFlow's reshape for a user function's calling shape."""
+    return _bound_loss(formulation, tf.reshape)
 
 
 def logit(p: Any) -> Any:

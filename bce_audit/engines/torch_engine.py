@@ -17,7 +17,6 @@ the caller or a user's function left behind.
 
 from __future__ import annotations
 
-import functools
 import math
 import platform
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bce_audit.engines.common import contained, implementation, its_own_failure
+from bce_audit.engines.common import its_own_failure, loss_function
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
 from bce_audit.errors import ReducedLoss, UsageError, describe
@@ -39,16 +38,6 @@ Loss = Callable[[torch.Tensor, torch.Tensor], Any]
 def torch_dtype(dtype: DType) -> torch.dtype:
     result: torch.dtype = getattr(torch, dtype.value)
     return result
-
-
-def loss_function(formulation: Formulation) -> Loss:
-    """``loss(x, y)`` for a formulation that runs in this process, its parameters bound."""
-    parameters = dict(formulation.parameters)
-    if formulation.implementation is not None:  # a built-in: our own code
-        return functools.partial(implementation(formulation.implementation), **parameters)
-    if formulation.function is not None:
-        return contained(formulation.function, parameters, formulation.calling)
-    raise ValueError(f"{formulation.name}: a user's target runs in the sandbox, not here")
 
 
 def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bce_audit.engines.common import its_own_failure
-from bce_audit.engines.torch_engine import adapt, loss_function, torch_dtype
+from bce_audit.engines.common import its_own_failure, loss_function
+from bce_audit.engines.torch_engine import adapt, torch_dtype
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
 from bce_audit.errors import describe
 from bce_audit.explanation.interface import BATCH_BLOCK, Layout, Operand, OperandKind, Phase, Trace, TracedOp

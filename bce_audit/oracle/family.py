@@ -64,6 +64,7 @@ from bce_audit.oracle.reference import (
     _MAX_PRECISION,
     _START_PRECISION,
     TruthPoint,
+    _dyadic_quotient,
     _mp,
     _round_mpf,
     _round_unambiguously,
@@ -242,20 +243,6 @@ def _div(u: _V, v: _V) -> _V:
         assert n_err is not None
         return _V(mpmath.mpf(0), q, n_err - (_mag(d) - 1) + 1)
     return _from_rel(q, worst + 2)
-
-
-def _dyadic_quotient(num: mpf, den: mpf) -> mpf | None:
-    """num/den exactly if it is a dyadic rational, else None."""
-    mpmath = _mp()
-    ns, nm, ne, _ = num._mpf_
-    ds, dm, de, _ = den._mpf_
-    nm, dm = int(nm), int(dm)
-    if nm == 0:
-        return mpmath.mpf(0)
-    if nm % dm:
-        return None
-    sign = -1 if ns ^ ds else 1
-    return mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(sign * (nm // dm), ne - de))
 
 
 def _exp(u: _V) -> _V:

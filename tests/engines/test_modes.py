@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import bce_audit
-from bce_audit.engines.torch_engine import TorchEngine, adapt, loss_function
+from bce_audit.engines.common import loss_function
+from bce_audit.engines.torch_engine import TorchEngine, adapt
 from bce_audit.engines.torch_state import pinned
 from bce_audit.errors import UsageError
 from bce_audit.formulations.builtins import DEFAULT, get_formulation

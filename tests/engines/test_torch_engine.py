@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from bce_audit.engines.torch_engine import TorchEngine, adapt, elementwise_grad, loss_function, torch_dtype
+from bce_audit.engines.common import loss_function
+from bce_audit.engines.torch_engine import TorchEngine, adapt, elementwise_grad, torch_dtype
 from bce_audit.engines.torch_state import pinned
 from bce_audit.floats import round_float
 from bce_audit.formulations.builtins import BUILTINS
