@@ -22,8 +22,16 @@ y/p² + (1-y)/(1-p)², is positive) and the gradient increasing. So the gradient
 dtype's inputs into at most two runs on which every predicate changes at most once, and a
 bisection on the inputs' ordinals (neighbouring values differ by 1) finds each change as a pair
 of neighbouring inputs evaluated by the exact oracle: one beyond the threshold, one not. All the
-bisections of a (dtype, domain) run in lockstep, one call to ``oracle.table.evaluate_points``
-per step.
+bisections of a (dtype, domain) run in lockstep.
+
+Each bisection runs first on a float64 estimate of the truth (numpy: a few operations on every
+search at once, ``_estimated_rows``), and only its result is evaluated exactly: the pair it ends
+on is the crossing when the exact predicate differs between its two inputs, since the predicate
+changes once on the run. The estimate only saves work, never decides: where it is off (near a
+midpoint of the dtype, or where numpy's exp and log lose digits), the exact values of that pair
+still narrow the bracket soundly; exact values at 2, 8, 32, ... ordinals beyond the pair then
+find a narrow bracket (the estimate is rarely far off), and the bisection ends on the exact
+truth, one call to ``oracle.table.evaluate_points`` per step for every search left.
 
 Intermediate thresholds (logits only) are derived exactly, not searched: the boundary of
 exp(±z) overflowing (z = ±log(largest finite + half its ULP), the dtype's rounding midpoint to
@@ -43,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from bce_audit.floats import from_ordinal, ordinal, round_to_format
-from bce_audit.oracle.table import column, evaluate_points
+from bce_audit.floats import from_ordinal, ordinal, round_array, round_to_format
+from bce_audit.oracle.table import FORMATS, column, evaluate_points
 from bce_audit.vocabulary import FLOAT64, Domain, FloatFormat, Quantity
 
 # Inputs added beyond each side of a crossing pair.
@@ -119,6 +127,39 @@ class _Truth:
                 self._rows[point] = row
         return np.array([self._rows[p] for p in points]).reshape(len(points), -1)
 
+    def estimated_rows(self, points: Sequence[tuple[int, float]]) -> np.ndarray:
+        xs = from_ordinal(np.array([o for o, _ in points], dtype=np.int64), self.fmt)
+        return _estimated_rows(self.domain, xs, np.array([y for _, y in points], dtype=np.float64))
+
+
+def _estimated_rows(domain: Domain, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Truth rows (see ``oracle.table.FORMATS``) as float64 arithmetic estimates them: the usual
+    stable formulas, then each rounded into every format. Close to the truth (a few float64 ULPs
+    where the values are normal), not equal to it: only a guide for the bisections."""
+    with np.errstate(all="ignore"):
+        if domain is Domain.LOGITS:
+            a = np.abs(xs)
+            e = np.exp(-a)
+            tail = e / (1 + e)  # sigmoid(-|z|)
+            positive = xs > 0
+            loss = np.where(positive, (1 - ys) * xs, ys * a) + np.log1p(e)
+            grad = np.where(positive, (1 - ys) - tail, tail - ys)
+            # near its root z0 = logit(y) that difference cancels (for y = 1/2 it is 0 for every
+            # |z| < 2^-54): there, sigmoid(z) - y = -sigmoid(z)·(1-y)·expm1(z0 - z) instead
+            z0 = np.log(ys) - np.log1p(-ys)
+            near = (ys > 0) & (ys < 1) & (np.abs(xs - z0) < 1)
+            sigmoid = np.where(positive, 1 / (1 + e), tail)
+            grad = np.where(near, -sigmoid * (1 - ys) * np.expm1(z0 - xs), grad)
+        else:
+            # y·log p and (1-y)·log(1-p) without 0·inf at p = 0 or 1
+            loss = np.where(ys != 0, -ys * np.log(xs), 0.0) + np.where(ys != 1, -(1 - ys) * np.log1p(-xs), 0.0)
+            grad = (xs - ys) / (xs * (1 - xs))
+    rows = np.empty((len(xs), len(FORMATS) * 2))
+    for quantity, values in ((Quantity.LOSS, loss), (Quantity.GRAD, grad)):
+        for fmt in FORMATS:
+            rows[:, column(quantity, fmt)] = round_array(values, fmt)
+    return rows
+
 
 @dataclasses.dataclass
 class _Search:
@@ -132,17 +173,59 @@ class _Search:
     tag: tuple[Quantity, str]
 
 
-def _bisect_all(truth: _Truth, searches: list[_Search]) -> None:
+def _bisect(rows_at: Callable[[Sequence[tuple[int, float]]], np.ndarray], searches: list[_Search]) -> None:
+    """Bisect every search to neighbouring ordinals on the rows ``rows_at`` gives, in lockstep."""
     active = [s for s in searches if s.hi - s.lo > 1]
     while active:
         mids = [(s.lo + s.hi) // 2 for s in active]
-        rows = truth.rows([(m, s.label) for m, s in zip(mids, active, strict=True)])
+        rows = rows_at([(m, s.label) for m, s in zip(mids, active, strict=True)])
         for i, (m, s) in enumerate(zip(mids, active, strict=True)):
             if bool(s.predicate(rows[i : i + 1])[0]) == s.value_lo:
                 s.lo = m
             else:
                 s.hi = m
         active = [s for s in active if s.hi - s.lo > 1]
+
+
+def _bisect_all(truth: _Truth, searches: list[_Search]) -> None:
+    """Bisect every search to its exact crossing: on the estimate first, then on the exact truth
+    from the bracket the exact values at and near the estimate's pair prove (see the module
+    docstring)."""
+    active = [s for s in searches if s.hi - s.lo > 1]
+    if not active:
+        return
+    guesses = [dataclasses.replace(s) for s in active]
+    _bisect(truth.estimated_rows, guesses)
+    n = len(guesses)
+    rows = truth.rows([(g.lo, g.label) for g in guesses] + [(g.hi, g.label) for g in guesses])
+    # the predicate changes once on [s.lo, s.hi]: each exact value says on which side of the change
+    # its input lies. direction: where the change lies from the estimate's pair (0: between them)
+    direction: list[int] = []
+    for i, (s, g) in enumerate(zip(active, guesses, strict=True)):
+        if bool(s.predicate(rows[i : i + 1])[0]) != s.value_lo:
+            s.hi, d = g.lo, -1
+        elif bool(s.predicate(rows[n + i : n + i + 1])[0]) == s.value_lo:
+            s.lo, d = g.hi, 1
+        else:
+            s.lo, s.hi, d = g.lo, g.hi, 0
+        direction.append(d)
+    # where the estimate was off, the change is usually a few ULPs away: gallop towards it (steps
+    # of 2, 8, 32, ... ordinals) to a narrow proven bracket before bisecting
+    moving = [(s, d) for s, d in zip(active, direction, strict=True) if d]
+    step = 2
+    while moving := [(s, d) for s, d in moving if s.hi - s.lo > step]:
+        probes = [s.hi - step if d < 0 else s.lo + step for s, d in moving]
+        rows = truth.rows([(p, s.label) for p, (s, _) in zip(probes, moving, strict=True)])
+        still = []
+        for i, (p, (s, d)) in enumerate(zip(probes, moving, strict=True)):
+            if bool(s.predicate(rows[i : i + 1])[0]) == s.value_lo:
+                s.lo = p
+            else:
+                s.hi = p
+            if (s.lo == p) == (d > 0):  # not past the change yet: go on
+                still.append((s, d))
+        moving, step = still, step * 4
+    _bisect(truth.rows, active)
 
 
 def find_crossings(fmt: FloatFormat, domain: Domain, labels: Sequence[float]) -> list[Crossing]:

@@ -145,3 +145,71 @@ def test_the_logsigmoid_float32_underflow_band_is_found():
     # the sampled inputs alone never land in the band
     plain = build_grid(DType.FLOAT32, Domain.LOGITS, settings.points, Sampling.BITS, settings.seed)
     assert not ((plain.finite >= -103.97) & (plain.finite < -102.87)).any()
+
+
+def _crossing_tuples(fmt, domain, labels):  # type: ignore[no-untyped-def]
+    return [(c.quantity, c.threshold, c.label, c.before, c.after) for c in find_crossings(fmt, domain, labels)]
+
+
+# labels of every kind: the ends, 1/2 (whose gradient root is z = 0 exactly), inexact roots, a
+# subnormal and the largest value below 1
+_MANY_LABELS = [0.0, 1.0, 0.5, 0.25, 0.1, 0.999, 1e-30, 5e-324, 1 - 2.0**-53]
+
+
+@pytest.mark.parametrize("dtype", list(DType), ids=str)
+@pytest.mark.parametrize("domain", list(Domain), ids=str)
+def test_the_estimate_guided_search_finds_what_a_plain_exact_bisection_finds(monkeypatch, dtype, domain):
+    """The float64 estimate only guides the search: with the exact truth alone (every bisection
+    step evaluated by the oracle), the same crossings are found."""
+    from bce_audit.floats import round_array
+    from bce_audit.oracle import crossings
+
+    fmt = dtype.format
+    labels = sorted({float(y) for y in round_array(np.array(_MANY_LABELS), fmt)})
+    guided = _crossing_tuples(fmt, domain, labels)
+    monkeypatch.setattr(crossings, "_bisect_all", lambda truth, searches: crossings._bisect(truth.rows, searches))
+    assert guided == _crossing_tuples(fmt, domain, labels)
+
+
+@pytest.mark.parametrize("domain", list(Domain), ids=str)
+def test_a_wrong_estimate_changes_no_crossing(monkeypatch, domain):
+    """An estimate far off (the truth at inputs 2^40 ordinals away, or plain noise) costs exact
+    steps, never a crossing: only the exact values decide."""
+    from bce_audit.oracle import crossings
+
+    fmt = DType.FLOAT64.format
+    labels = [0.0, 1.0, 0.5, 0.25]
+    expected = _crossing_tuples(fmt, domain, labels)
+    real = crossings._estimated_rows
+    rng = np.random.default_rng(7)
+
+    def shifted(d, xs, ys):  # type: ignore[no-untyped-def]
+        return real(d, from_ordinal(ordinal(xs, fmt) + 2**40, fmt), ys)
+
+    def noise(d, xs, ys):  # type: ignore[no-untyped-def]
+        with np.errstate(over="ignore"):
+            return real(d, xs, ys) * rng.uniform(-2, 2, size=(len(xs), 1))
+
+    for wrong in (shifted, noise):
+        monkeypatch.setattr(crossings, "_estimated_rows", wrong)
+        assert _crossing_tuples(fmt, domain, labels) == expected
+
+
+def test_the_estimate_settles_the_default_labels_in_two_exact_calls(monkeypatch):
+    """The point of the estimate: for labels 0 and 1 the exact oracle is called twice per grid
+    (the domain's ends, then every search's final pair at once), not once per bisection step."""
+    from bce_audit.oracle import crossings
+
+    calls = []
+    real = crossings.evaluate_points
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(crossings, "evaluate_points", counting)
+    for dtype in DType:
+        for domain in Domain:
+            calls.clear()
+            assert find_crossings(dtype.format, domain, [0.0, 1.0])
+            assert len(calls) == 2, (dtype, domain, calls)
