@@ -64,6 +64,24 @@ def evaluate_variant(
     return get_engine(formulation.engine).evaluate_grid(formulation, domain, dtype, finite, nonfinite, label)
 
 
+def evaluate_labelled(
+    formulation: Formulation,
+    mode: Mode,
+    device: Device,
+    domain: Domain,
+    dtype: DType,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+) -> Evaluation:
+    """A torch formulation's loss and gradient at inputs with one label each, in one batch (the
+    refinement shares batches between the labels of a built-in: ``sweep.refine``)."""
+    if formulation.engine != "torch":
+        raise ValueError(f"one label per input is for torch formulations, not {formulation.engine}")
+    from bce_audit.engines.torch_engine import TorchEngine
+
+    return TorchEngine().evaluate(formulation, domain, dtype, inputs, labels, mode, device)
+
+
 def check_device(device: Device) -> None:
     """A UsageError (one line, exit 2) when torch has no such device here; nothing for the CPU."""
     if device is not Device.CPU:
@@ -78,6 +96,7 @@ __all__ = [
     "Engine",
     "Evaluation",
     "GridEvaluation",
+    "evaluate_labelled",
     "check_device",
     "evaluate_variant",
     "get_engine",

@@ -162,11 +162,12 @@ class TorchEngine:
         domain: Domain,
         dtype: DType,
         inputs: np.ndarray,
-        label: float,
+        label: float | np.ndarray,
         mode: Mode = Mode.EAGER,
         device: Device = Device.CPU,
     ) -> Evaluation:
-        """The formulation's loss and gradient at every input, in one batch (one torch call)."""
+        """The formulation's loss and gradient at every input, in one batch (one torch call).
+        label: one label for every input, or one per input (an array as long as ``inputs``)."""
         with pinned():
             tdtype = torch_dtype(dtype)
             try:
@@ -181,7 +182,10 @@ class TorchEngine:
             # pinned, never flushes a subnormal input to zero)
             x = torch.tensor(inputs, dtype=torch.float64).to(device=str(device), dtype=tdtype)
             x.requires_grad_(True)
-            y = torch.full_like(x, label, requires_grad=False)
+            if isinstance(label, np.ndarray):
+                y = torch.tensor(label, dtype=torch.float64).to(device=str(device), dtype=tdtype)
+            else:
+                y = torch.full_like(x, label, requires_grad=False)
             try:
                 return _run(fn, x, y, tdtype, mode)
             except BaseException as exc:  # noqa: BLE001 - the formulation's own failure is a finding, not a crash

@@ -21,7 +21,7 @@ bracket of the run, and is kept in the truth cache at the end.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,6 +57,8 @@ ALONE_GROUP = {DType.FLOAT64: 7, DType.FLOAT32: 15, DType.FLOAT16: 15, DType.BFL
 
 # evaluate(inputs) -> (loss, grad) at the inputs, or None when the formulation raised
 Evaluate = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
+# evaluate_labels(inputs, labels) -> the same, with one label per input
+EvaluateLabels = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,10 @@ class Probe:
 
     label: the label rounded into the dtype (what the truth is computed at).
     reference: the member of the BCE family the formulation is measured against.
+    together: probes with the same key (not None) are evaluated in one batch by
+        ``evaluate_labels``, each with its own label (see ``_evaluate_together``): only for a
+        formulation whose outputs at an input depend on nothing but that input, its label and
+        its place in the vectorized body (a built-in: our own elementwise code).
     """
 
     domain: Domain
@@ -72,6 +78,8 @@ class Probe:
     label: float
     evaluate: Evaluate
     reference: Reference = PLAIN_BCE
+    together: Hashable | None = None
+    evaluate_labels: EvaluateLabels | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,11 +291,19 @@ class _Outputs:
         outputs = self.probe.evaluate(_padded(from_position(keys, self.probe.dtype.format)))
         return None if outputs is None else (outputs[0][: len(keys)], outputs[1][: len(keys)])
 
+    def missing(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """What ``at`` evaluates for a step's candidates ``keys`` of the brackets (lo, hi): nothing
+        when every candidate is known, else each position of the next LOOKAHEAD_STEPS steps not yet
+        known."""
+        if not len(_not_in(keys, self.keys)):
+            return np.empty(0, np.int64)
+        return _not_in(_lookahead(lo, hi, LOOKAHEAD_STEPS), self.keys)
+
     def at(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(loss, grad) at the sorted positions ``keys``, a step's candidates of the brackets
         (lo, hi), or None when the formulation raised on them."""
-        if len(_not_in(keys, self.keys)):
-            ahead = _not_in(_lookahead(lo, hi, LOOKAHEAD_STEPS), self.keys)
+        ahead = self.missing(keys, lo, hi)
+        if len(ahead):
             outputs = self._evaluate(ahead)
             if outputs is not None:
                 self._add(ahead, outputs)
@@ -298,6 +314,26 @@ class _Outputs:
         if self.raised[at].any():
             return None
         return self.loss[at], self.grad[at]
+
+
+def _evaluate_together(group: list[tuple[_Outputs, np.ndarray]]) -> None:
+    """The positions each probe of a group needs, evaluated in one batch with each probe's own
+    label. Each probe's stretch is padded as its own batch would be (``_padded``: a multiple of
+    BATCH_MULTIPLE long, so its stretch starts on a multiple too), so that every input lies in the
+    vectorized body at the same place as in a batch of its own and gets the same outputs, bit for
+    bit (tests/sweep/test_refine.py checks every built-in). When the batch raises, nothing is kept:
+    each probe then evaluates its own positions, and the error lands on the probe that raised."""
+    evaluate_labels = group[0][0].probe.evaluate_labels
+    assert evaluate_labels is not None
+    xs = [_padded(from_position(need, o.probe.dtype.format)) for o, need in group]
+    labels = [np.full(len(x), o.probe.label) for (o, _), x in zip(group, xs, strict=True)]
+    outputs = evaluate_labels(np.concatenate(xs), np.concatenate(labels))
+    if outputs is None:
+        return
+    start = 0
+    for (o, need), x in zip(group, xs, strict=True):
+        o._add(need, (outputs[0][start : start + len(need)], outputs[1][start : start + len(need)]))
+        start += len(x)
 
 
 # the state of every bracket during the search, one array each: positions of the ends, the left
@@ -333,6 +369,7 @@ def refine(
     hi_error = np.array([b.hi_error for b in brackets], dtype=np.float64)
     is_loss = np.array([b.quantity is Quantity.LOSS for b in brackets], dtype=bool)
     outputs = {i: _Outputs(probes[i]) for i in np.unique(probe_of).tolist()}
+    dtype_of = np.array([list(DType).index(probes[b.probe].dtype) for b in brackets], dtype=np.int64)
     open_ = np.nonzero(hi - lo > 1)[0]
     while len(open_):
         cands, valid = _candidate_rows(lo[open_], hi[open_])
@@ -340,27 +377,53 @@ def refine(
         keys = {i: _distinct(cands[rows][valid[rows]]) for i, rows in rows_of.items()}
         inputs = {i: from_position(ks, probes[i].dtype.format) for i, ks in keys.items()}
         _fetch(truth, probes, inputs)
+        # the probes that may share a batch (a built-in at every label of a grid): one torch call
+        groups: dict[Hashable, list[tuple[_Outputs, np.ndarray]]] = {}
         for i, rows in rows_of.items():
-            k = open_[rows]
-            found = _statuses(probes[i], inputs[i], outputs[i].at(keys[i], lo[k], hi[k]), truth, threshold)
-            row_cands, row_valid = cands[rows], valid[rows]
-            at = np.searchsorted(keys[i], row_cands).clip(0, len(keys[i]) - 1)
-            (loss_st, loss_err), (grad_st, grad_err) = found[Quantity.LOSS], found[Quantity.GRAD]
+            if probes[i].together is not None:
+                k = open_[rows]
+                need = outputs[i].missing(keys[i], lo[k], hi[k])
+                if len(need):
+                    groups.setdefault(probes[i].together, []).append((outputs[i], need))
+        for group in groups.values():
+            if len(group) > 1:
+                _evaluate_together(group)
+        # each candidate's output and truth, of its bracket's quantity; statuses are computed below
+        # for every bracket of a dtype at once (a step's cost is then a few array operations per
+        # probe, not a status computation each)
+        out, exact = np.full(cands.shape, np.nan), np.full(cands.shape, np.nan)
+        raised = np.zeros(len(open_), dtype=bool)
+        for i, rows in rows_of.items():
+            k, probe = open_[rows], probes[i]
+            at = np.searchsorted(keys[i], cands[rows]).clip(0, len(keys[i]) - 1)
             mine = is_loss[k][:, None]
-            st = np.where(mine, loss_st[at], grad_st[at])
-            err = np.where(mine, loss_err[at], grad_err[at])
-            differ = (st != lo_status[k][:, None]) & row_valid
-            hit = differ.any(axis=1)
-            # the first candidate of another status ends the bracket and the one before it (or the
-            # old left end) starts it; with none, the last candidate starts it
-            first = np.where(hit, differ.argmax(axis=1), row_valid.sum(axis=1))
-            r = np.arange(len(k))
-            moved = first >= 1
-            lo[k[moved]] = row_cands[r[moved], first[moved] - 1]
-            lo_error[k[moved]] = err[r[moved], first[moved] - 1]
-            hi[k[hit]] = row_cands[r[hit], first[hit]]
-            hi_status[k[hit]] = st[r[hit], first[hit]]
-            hi_error[k[hit]] = err[r[hit], first[hit]]
+            found = outputs[i].at(keys[i], lo[k], hi[k])
+            if found is None:
+                raised[rows] = True
+            else:
+                out[rows] = np.where(mine, found[0][at], found[1][at])
+            t = truth.rows(probe.domain, probe.label, inputs[i], probe.reference)
+            fmt = probe.dtype.format
+            exact[rows] = np.where(mine, t[:, column(Quantity.LOSS, fmt)][at], t[:, column(Quantity.GRAD, fmt)][at])
+        st, err = np.empty(cands.shape, dtype=object), np.full(cands.shape, np.nan)
+        for d in np.unique(dtype_of[open_]).tolist():
+            rows = dtype_of[open_] == d
+            fmt = list(DType)[d].format
+            err[rows] = ulp_error(out[rows], exact[rows], fmt)
+            st[rows] = point_status(out[rows], exact[rows], err[rows], threshold)
+        st[raised], err[raised] = Status.ERROR.value, np.nan
+        differ = (st != lo_status[open_][:, None]) & valid
+        hit = differ.any(axis=1)
+        # the first candidate of another status ends the bracket and the one before it (or the
+        # old left end) starts it; with none, the last candidate starts it
+        first = np.where(hit, differ.argmax(axis=1), valid.sum(axis=1))
+        r = np.arange(len(open_))
+        moved = first >= 1
+        lo[open_[moved]] = cands[r[moved], first[moved] - 1]
+        lo_error[open_[moved]] = err[r[moved], first[moved] - 1]
+        hi[open_[hit]] = cands[r[hit], first[hit]]
+        hi_status[open_[hit]] = st[r[hit], first[hit]]
+        hi_error[open_[hit]] = err[r[hit], first[hit]]
         open_ = open_[hi[open_] - lo[open_] > 1]
     edges = _edges(probes, brackets, (lo, hi, lo_status, lo_error, hi_status, hi_error), truth, threshold, alone)
     truth.store()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from bce_audit.engines import check_device, evaluate_variant, get_engine, require
+from bce_audit.engines import check_device, evaluate_labelled, evaluate_variant, get_engine, require
 from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
@@ -24,7 +24,7 @@ from bce_audit.sweep.exhaustive import check_streamed, check_streamed_formulatio
 from bce_audit.sweep.failure_map import build_map, error_map, stable_range
 from bce_audit.sweep.grid import Grid, _inward, build_grid, probability_bounds
 from bce_audit.sweep.metrics import point_status, summarize, ulp_error
-from bce_audit.sweep.refine import Bracket, Edge, Evaluate, Probe, refine, transitions
+from bce_audit.sweep.refine import Bracket, Edge, Evaluate, EvaluateLabels, Probe, refine, transitions
 from bce_audit.sweep.result import AuditResult, CaseResult, NonFinitePoint, PointDetails
 from bce_audit.version import __version__
 from bce_audit.vocabulary import FLOAT64, Device, Domain, DType, Mode, Quantity, Sampling, Status
@@ -156,6 +156,17 @@ def _evaluator(
         return None if ev.error is not None else (ev.loss, ev.grad)
 
     return evaluate
+
+
+def _labelled_evaluator(formulation: Formulation, mode: Mode, device: Device, grid: Grid) -> EvaluateLabels:
+    """evaluate_labels(inputs, labels) -> (loss, grad) of a built-in torch formulation at more
+    inputs of a grid, one label per input, in one batch."""
+
+    def evaluate_labels(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        ev = evaluate_labelled(formulation, mode, device, grid.domain, grid.dtype, xs, ys)
+        return None if ev.error is not None else (ev.loss, ev.grad)
+
+    return evaluate_labels
 
 
 def _stable_range_ends(s: _Sampled, domain: Domain) -> set[float]:
@@ -345,6 +356,11 @@ def run_sweep(
                 probe: int | None = None
                 if ev.error is None:
                     probe = len(probes)
+                    # a built-in in torch is our own elementwise code: its probes at every label of
+                    # a grid share the refinement's batches (sweep.refine); a user's never do
+                    together = None
+                    if formulation.spec is None and formulation.engine == "torch" and mode is Mode.EAGER:
+                        together = (formulation, parameters, grid.domain, grid.dtype)
                     probes.append(
                         Probe(
                             grid.domain,
@@ -352,6 +368,8 @@ def run_sweep(
                             y,
                             _evaluator(formulation, sandbox, mode, settings.device, grid, y),
                             formulation.reference,
+                            together,
+                            None if together is None else _labelled_evaluator(formulation, mode, settings.device, grid),
                         )
                     )
                 for quantity in Quantity:

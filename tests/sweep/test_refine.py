@@ -204,3 +204,74 @@ def test_lookahead_changes_the_number_of_calls_not_the_edges(monkeypatch):
         found[steps] = (edges, [n for n in calls if n > ALONE_GROUP[DType.FLOAT32]])
     assert repr(found[1][0]) == repr(found[2][0])  # repr: a NaN ULP error equals itself
     assert len(found[2][1]) < len(found[1][1])
+
+
+@pytest.mark.parametrize("dtype", list(DType))
+@pytest.mark.parametrize("name", sorted(n for n, f in BUILTINS.items() if f.engine == "torch"))
+def test_labels_sharing_a_batch_give_each_label_its_own_batchs_outputs(name, dtype):
+    """The premise of Probe.together: stretches padded as their own batches and laid end to end,
+    each with its own label, come out bit for bit as each stretch in a batch of its own."""
+    from bce_audit.engines import evaluate_labelled
+    from bce_audit.vocabulary import Device, Mode
+
+    fmt = dtype.format
+    rng = np.random.default_rng(11)
+    formulation, engine = get_formulation(name), get_engine("torch")
+    labels = [0.0, 1.0, 0.25, float(np.float64(0.1).astype(np.float32)) if fmt.precision <= 24 else 0.1]
+    for domain, (lo, hi) in ((Domain.LOGITS, (-120.0, 120.0)), (Domain.PROBABILITIES, (0.0, 1.0))):
+        p = position(np.array([lo, hi]), fmt)
+        stretches = [
+            refine_module._padded(from_position(np.sort(rng.integers(p[0], p[1], size=n, endpoint=True)), fmt))
+            for n in (5, 64, 100, 130)
+        ]
+        ys = [np.full(len(s), y) for s, y in zip(stretches, labels, strict=True)]
+        joint = evaluate_labelled(
+            formulation, Mode.EAGER, Device.CPU, domain, dtype, np.concatenate(stretches), np.concatenate(ys)
+        )
+        assert joint.error is None
+        start = 0
+        for s, y in zip(stretches, labels, strict=True):
+            own = engine.evaluate(formulation, domain, dtype, s, y)
+            for a, b in ((joint.loss, own.loss), (joint.grad, own.grad)):
+                assert np.array_equal(a[start : start + len(s)], b, equal_nan=True), (domain, y)
+            start += len(s)
+
+
+def test_probes_evaluated_together_find_the_same_edges_in_fewer_calls(monkeypatch):
+    """Probes of one built-in at several labels share the refinement's batches: the same edges
+    as each probe evaluating alone, in fewer calls."""
+    from bce_audit.engines import evaluate_labelled
+    from bce_audit.vocabulary import Device, Mode
+
+    formulation = get_formulation("naive")
+    labels = [0.0, 1.0, 0.25]
+    brackets = [
+        Bracket(k, q, lo, hi, "ok", bad, 0.0, math.nan)
+        for k in range(len(labels))
+        for q, lo, hi, bad in ((Quantity.GRAD, 1.0, 100.0, "nan"), (Quantity.LOSS, -200.0, -1.0, "ok"))
+    ]
+    calls: list[int] = []
+
+    def evaluate_labels(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        calls.append(len(xs))
+        ev = evaluate_labelled(formulation, Mode.EAGER, Device.CPU, Domain.LOGITS, DType.FLOAT32, xs, ys)
+        return None if ev.error is not None else (ev.loss, ev.grad)
+
+    found = {}
+    for shared in (False, True):
+        calls.clear()
+        probes = []
+        for y in labels:
+            own = torch_probe("naive", Domain.LOGITS, DType.FLOAT32, y)
+
+            def counting(xs: np.ndarray, own: Probe = own) -> tuple[np.ndarray, np.ndarray] | None:
+                calls.append(len(xs))
+                return own.evaluate(xs)
+
+            together = "naive" if shared else None
+            probes.append(
+                Probe(Domain.LOGITS, DType.FLOAT32, y, counting, together=together, evaluate_labels=evaluate_labels)
+            )
+        found[shared] = (repr(refine(probes, brackets, THRESHOLD, alone=False)), len(calls))
+    assert found[True][0] == found[False][0]
+    assert found[True][1] < found[False][1]
