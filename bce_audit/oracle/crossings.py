@@ -173,18 +173,31 @@ class _Search:
     tag: tuple[Quantity, str]
 
 
-def _bisect(rows_at: Callable[[Sequence[tuple[int, float]]], np.ndarray], searches: list[_Search]) -> None:
-    """Bisect every search to neighbouring ordinals on the rows ``rows_at`` gives, in lockstep."""
+def _bisect(
+    rows_at: Callable[[Sequence[tuple[int, float]]], np.ndarray], searches: list[_Search], parts: int = 2
+) -> None:
+    """Narrow every search to neighbouring ordinals on the rows ``rows_at`` gives, in lockstep: each
+    step cuts each bracket into ``parts`` stretches (2: a bisection) at evenly spaced ordinals and
+    keeps the one where the predicate changes."""
     active = [s for s in searches if s.hi - s.lo > 1]
     while active:
-        mids = [(s.lo + s.hi) // 2 for s in active]
-        rows = rows_at([(m, s.label) for m, s in zip(mids, active, strict=True)])
-        for i, (m, s) in enumerate(zip(mids, active, strict=True)):
-            if bool(s.predicate(rows[i : i + 1])[0]) == s.value_lo:
-                s.lo = m
-            else:
-                s.hi = m
+        cuts = [sorted({s.lo + (s.hi - s.lo) * k // parts for k in range(1, parts)} - {s.lo}) for s in active]
+        rows = rows_at([(m, s.label) for s, ms in zip(active, cuts, strict=True) for m in ms])
+        start = 0
+        for s, ms in zip(active, cuts, strict=True):
+            beyond = s.predicate(rows[start : start + len(ms)]) != s.value_lo
+            start += len(ms)
+            first = int(beyond.argmax()) if beyond.any() else len(ms)
+            if first < len(ms):
+                s.hi = ms[first]
+            if first > 0:
+                s.lo = ms[first - 1]
         active = [s for s in active if s.hi - s.lo > 1]
+
+
+# Stretches per step of the search on the estimate: more means fewer steps (each costs a fixed
+# overhead of numpy calls) and more estimated points per step (cheap).
+ESTIMATE_PARTS = 16
 
 
 def _bisect_all(truth: _Truth, searches: list[_Search]) -> None:
@@ -195,7 +208,7 @@ def _bisect_all(truth: _Truth, searches: list[_Search]) -> None:
     if not active:
         return
     guesses = [dataclasses.replace(s) for s in active]
-    _bisect(truth.estimated_rows, guesses)
+    _bisect(truth.estimated_rows, guesses, ESTIMATE_PARTS)
     n = len(guesses)
     rows = truth.rows([(g.lo, g.label) for g in guesses] + [(g.hi, g.label) for g in guesses])
     # the predicate changes once on [s.lo, s.hi]: each exact value says on which side of the change

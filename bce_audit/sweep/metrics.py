@@ -134,16 +134,19 @@ def summarize(
     centre on which every sampled input is ok (the run replaces it with the one read from the
     failure map: see ``sweep.failure_map.stable_range``)."""
     errs = ulp_error(output, truth, fmt)
-    status = point_status(output, truth, errs, threshold)
+    codes = status_codes(output, truth, errs, threshold)
+    status: np.ndarray = _STATUS_VALUES[codes]
     bits = bits_of_error(output, truth, fmt)
     finite_errs = errs[~np.isnan(errs)]
     with np.errstate(all="ignore"):
         rel = np.minimum(np.abs(output - truth_f64) / np.abs(truth_f64), ERROR_CAP)
     rel = rel[np.isfinite(output) & np.isfinite(truth_f64) & (truth_f64 != 0)]
-    counts = {s.value: int(np.count_nonzero(status == s.value)) for s in COUNTED_STATUSES}
+    # counted on the codes: comparing an array of str objects costs a Python call per point
+    per_code = np.bincount(codes, minlength=len(Status))
+    counts = {s.value: int(per_code[s.severity]) for s in COUNTED_STATUSES}
     # no worst input when every point is exact (the first of equals would mean nothing)
     worst = float(inputs[int(np.argmax(bits))]) if len(bits) and bits.max() > 0 else math.nan
-    lo, hi = stable_range(inputs, status == Status.OK.value, domain.centre)
+    lo, hi = stable_range(inputs, codes == Status.OK.severity, domain.centre)
     figures = CaseFigures(
         points=len(inputs),
         **counts,
