@@ -74,16 +74,18 @@ def build_map(
     ends = np.concatenate([starts[1:] - 1, [len(st) - 1]]) if len(st) else starts
     worst = _worst_of_runs(x, err, starts, ends)
     intervals = []
+    # Python numbers from here on: indexing numpy arrays one element at a time costs more
+    pos_list, x_list, n = pos.tolist(), x.tolist(), len(st)
     for i, j, (worst_input, worst_ulp) in zip(starts.tolist(), ends.tolist(), worst, strict=True):
-        p_lo, p_hi = int(pos[i]), int(pos[j])
-        lo_exact = (i > 0 and p_lo - int(pos[i - 1]) == 1) or (i == 0 and p_lo == first)
-        hi_exact = (j < len(st) - 1 and int(pos[j + 1]) - p_hi == 1) or (j == len(st) - 1 and p_hi == last)
-        ends_alone = tuple((float(v), alone[float(v)]) for v in dict.fromkeys((x[i], x[j])) if float(v) in alone)
+        p_lo, p_hi = pos_list[i], pos_list[j]
+        lo_exact = (i > 0 and p_lo - pos_list[i - 1] == 1) or (i == 0 and p_lo == first)
+        hi_exact = (j < n - 1 and pos_list[j + 1] - p_hi == 1) or (j == n - 1 and p_hi == last)
+        ends_alone = tuple((v, alone[v]) for v in dict.fromkeys((x_list[i], x_list[j])) if v in alone) if alone else ()
         intervals.append(
             FailureInterval(
                 status=Status(st[i]),
-                lo=float(x[i]),
-                hi=float(x[j]),
+                lo=x_list[i],
+                hi=x_list[j],
                 lo_exact=bool(lo_exact),
                 hi_exact=bool(hi_exact),
                 floats=p_hi - p_lo + 1,

@@ -357,9 +357,10 @@ def run_sweep(
                 if ev.error is None:
                     probe = len(probes)
                     # a built-in in torch is our own elementwise code: its probes at every label of
-                    # a grid share the refinement's batches (sweep.refine); a user's never do
+                    # a grid share the refinement's batches (sweep.refine); a user's (a target in
+                    # the sandbox, a function given to the API) may look at its whole batch: never
                     together = None
-                    if formulation.spec is None and formulation.engine == "torch" and mode is Mode.EAGER:
+                    if formulation.implementation is not None and formulation.engine == "torch" and mode is Mode.EAGER:
                         together = (formulation, parameters, grid.domain, grid.dtype)
                     probes.append(
                         Probe(

@@ -275,3 +275,32 @@ def test_probes_evaluated_together_find_the_same_edges_in_fewer_calls(monkeypatc
         found[shared] = (repr(refine(probes, brackets, THRESHOLD, alone=False)), len(calls))
     assert found[True][0] == found[False][0]
     assert found[True][1] < found[False][1]
+
+
+def test_only_built_ins_share_batches_between_labels(monkeypatch):
+    """A function given to the API (run in this process, like a built-in) may look at its whole
+    batch, so its probes never share one; a built-in's probes at every label of a grid do."""
+    import bce_audit
+    from bce_audit.formulations import user
+    from bce_audit.sweep import run as run_module
+
+    @user.formulation(domain="logits")
+    def batch_mean_bce(z, y):  # type: ignore[no-untyped-def]
+        import torch
+
+        return torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none") + 0 * z.mean()
+
+    seen: list[Probe] = []
+    real = run_module.refine
+
+    def capture(probes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.extend(probes)
+        return real(probes, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "refine", capture)
+    bce_audit.audit([batch_mean_bce, "naive"], dtypes="float32", domain="logits", points=50, labels=[0.0, 1.0])
+    assert len(seen) == 4
+    together = [p.together for p in seen]
+    assert together.count(None) == 2  # the function's two probes
+    shared = [t for t in together if t is not None]
+    assert len(shared) == 2 and shared[0] == shared[1]  # naive's two labels, one key
