@@ -602,3 +602,70 @@ def test_a_config_that_is_not_utf8_is_a_usage_error(tmp_path, monkeypatch, where
     else:
         (tmp_path / "pyproject.toml").write_bytes(b"[tool.bce-audit]\n# caf\xe9\n")
         assert_usage_error(runner().invoke(main, ["sweep"]), "pyproject.toml", "UTF-8")
+
+
+def test_a_function_that_switches_state_inside_a_pinned_run_reaches_no_built_in():
+    """A sweep pins torch once around all its evaluations and built-ins skip their own pin: a
+    function given to the API (run in this process, between built-ins) that turns on flush-denormal
+    and anomaly mode must still reach no built-in evaluated after it, and the caller's state
+    comes back at the end."""
+    import torch
+
+    import bce_audit
+
+    @bce_audit.formulation(domain="logits")
+    def switches(z, y):  # type: ignore[no-untyped-def]
+        torch.set_flush_denormal(True)
+        torch.autograd.set_detect_anomaly(True)
+        return torch.clamp_min(z, 0) - y * z + torch.log1p(torch.exp(-torch.abs(z)))
+
+    small = dict(dtypes="float32", domain="logits", points=200, labels=[0.0, 1.0])
+    alone = bce_audit.audit("max-abs", **small).to_records()
+    beside = bce_audit.audit([switches, "max-abs"], **small).to_records()
+    assert [r for r in beside if r["formulation"] == "max-abs"] == alone
+    assert torch.tensor(1.401298464324817e-45, dtype=torch.float32).mul(1).item() != 0
+    assert not torch.is_anomaly_enabled()
+
+
+def test_a_trusted_pin_inside_a_pin_costs_nothing_and_an_untrusted_one_restores_the_outer():
+    import torch
+
+    from bce_audit.engines import torch_state
+
+    calls = []
+    real = torch_state.capture
+
+    def counting():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch_state, "capture", counting)
+        with torch_state.pinned():
+            outer = len(calls)
+            with torch_state.pinned(trusted=True):
+                pass
+            assert len(calls) == outer  # nothing captured, nothing applied
+            with torch_state.pinned():
+                torch.set_flush_denormal(True)
+            assert len(calls) > outer
+            assert torch.tensor(1.401298464324817e-45, dtype=torch.float32).mul(1).item() != 0
+        with torch_state.pinned(trusted=True):  # outside any pin, a trusted one pins too
+            assert torch.get_num_threads() == 1
+
+
+def test_the_flush_denormal_probe_is_right_when_first_made_while_flushing():
+    """The probe's subnormal is made from its bits: made by converting the float while denormals
+    were flushed, it held 0, and every later probe said 'flushing' (a pinned block then gave its
+    caller flush-denormal on at exit, and a sweep ran built-ins with it)."""
+    import torch
+
+    from bce_audit.engines import torch_state
+
+    torch_state._subnormal.cache_clear()
+    torch.set_flush_denormal(True)
+    try:
+        assert torch_state.capture().flush_denormal
+    finally:
+        torch.set_flush_denormal(False)
+    assert not torch_state.capture().flush_denormal

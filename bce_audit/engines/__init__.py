@@ -7,8 +7,10 @@ in a child process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from bce_audit.engines.common import REQUIREMENTS, require
@@ -82,6 +84,21 @@ def evaluate_labelled(
     return TorchEngine().evaluate(formulation, domain, dtype, inputs, labels, mode, device)
 
 
+@contextlib.contextmanager
+def pinned_run(engines: Iterable[str]) -> Iterator[None]:
+    """The global state of each engine in ``engines`` (those that run in this process) pinned once
+    around a run's evaluations, so that each evaluation of a built-in need not pin its own (see
+    ``torch_state.pinned``); the caller's state is given back at the end. Only torch has such a
+    pin; a run without torch does not import it."""
+    if "torch" not in engines:
+        yield
+        return
+    from bce_audit.engines.torch_state import pinned
+
+    with pinned():
+        yield
+
+
 def check_device(device: Device) -> None:
     """A UsageError (one line, exit 2) when torch has no such device here; nothing for the CPU."""
     if device is not Device.CPU:
@@ -97,6 +114,7 @@ __all__ = [
     "Evaluation",
     "GridEvaluation",
     "evaluate_labelled",
+    "pinned_run",
     "check_device",
     "evaluate_variant",
     "get_engine",

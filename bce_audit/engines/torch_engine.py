@@ -171,7 +171,8 @@ class TorchEngine:
     ) -> Evaluation:
         """The formulation's loss and gradient at every input, in one batch (one torch call).
         label: one label for every input, or one per input (an array as long as ``inputs``)."""
-        with pinned():
+        # a built-in switches nothing, except through torch.compile's machinery
+        with pinned(trusted=formulation.implementation is not None and mode is not Mode.COMPILE):
             tdtype = torch_dtype(dtype)
             try:
                 if mode is Mode.COMPILE:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -61,10 +62,12 @@ class TorchState:
 
 @functools.cache
 def _subnormal() -> torch.Tensor:
-    """A CPU tensor holding _TINY, made once (flush-denormal is a CPU switch; any default device)."""
+    """A CPU tensor holding _TINY, made once (flush-denormal is a CPU switch; any default device).
+    Made from its bit pattern: converting the float would give 0 if denormals were being flushed
+    at that moment, and every later probe would then say they are."""
     import torch
 
-    return torch.tensor(_TINY, dtype=torch.float32, device="cpu")
+    return torch.tensor([1], dtype=torch.int32, device="cpu").view(torch.float32)[0]
 
 
 def _flushing_denormals() -> bool:
@@ -163,15 +166,31 @@ def canonical() -> TorchState:
     )
 
 
+# How many pinned blocks the current thread is in. Inside one, the state is the canonical one
+# between evaluations: each block that runs code which may switch something (a user's function)
+# gives back, on exit, the state it found, which was canonical.
+_nesting = threading.local()
+
+
 @contextlib.contextmanager
-def pinned() -> Iterator[None]:
+def pinned(trusted: bool = False) -> Iterator[None]:
     """Run the block in the canonical state; give the caller its own state (and its warning
-    filters) back afterwards, whatever the block did."""
+    filters) back afterwards, whatever the block did.
+
+    trusted: the block runs only bce-audit's own code (a built-in), which switches nothing: inside
+    another pinned block, where the state is already canonical, it then costs nothing (a sweep
+    pins once around all its evaluations; ``engines.pinned_run``)."""
+    depth = getattr(_nesting, "depth", 0)
+    if trusted and depth:
+        yield
+        return
     target = canonical()
     before = capture()
+    _nesting.depth = depth + 1
     with warnings.catch_warnings():
         apply(target, before)
         try:
             yield
         finally:
             apply(before, capture())
+            _nesting.depth = depth

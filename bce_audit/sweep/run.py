@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from bce_audit.engines import check_device, evaluate_labelled, evaluate_variant, get_engine, require
+from bce_audit.engines import check_device, evaluate_labelled, evaluate_variant, get_engine, pinned_run, require
 from bce_audit.engines.interface import GridEvaluation
 from bce_audit.errors import UsageError
 from bce_audit.floats import round_float
@@ -335,112 +335,130 @@ def run_sweep(
     if stream_float32:
         chunked = sum(chunk_count(domain, settings.logit_range) for domain in settings.domains)
         evaluations += chunked * len(settings.labels) * len(formulations)
-    for grid, inputs, labels in plan:
-        fmt = grid.dtype.format
-        n = len(grid.finite)
-        bounds = grid_bounds(settings, grid)
-        for label, y in labels:
-            truths = {}
-            for ref in references:
-                rows = table.rows(grid.domain, y, inputs, ref)
-                truths[ref] = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
-            for formulation, parameters, mode in variants:
-                truth = truths[formulation.reference]
-                evaluation = _evaluate(
-                    formulation, sandbox, grid.domain, grid.dtype, grid.finite, grid.nonfinite, y, mode, settings.device
-                )
-                ev, singles = evaluation.finite, evaluation.nonfinite
-                nf_errors = [e.error for e in singles]
-                if case_progress is not None:
-                    case_progress(1, evaluations)
-                probe: int | None = None
-                if ev.error is None:
-                    probe = len(probes)
-                    # a built-in in torch is our own elementwise code: its probes at every label of
-                    # a grid share the refinement's batches (sweep.refine); a user's (a target in
-                    # the sandbox, a function given to the API) may look at its whole batch: never
-                    together = None
-                    if formulation.implementation is not None and formulation.engine == "torch" and mode is Mode.EAGER:
-                        together = (formulation, parameters, grid.domain, grid.dtype)
-                    probes.append(
-                        Probe(
-                            grid.domain,
-                            grid.dtype,
-                            y,
-                            _evaluator(formulation, sandbox, mode, settings.device, grid, y),
-                            formulation.reference,
-                            together,
-                            None if together is None else _labelled_evaluator(formulation, mode, settings.device, grid),
+    # one pinned state around every evaluation in this process (built-ins then skip their own pin)
+    with pinned_run({f.engine for f in formulations if not f.sandboxed}):
+        for grid, inputs, labels in plan:
+            fmt = grid.dtype.format
+            n = len(grid.finite)
+            bounds = grid_bounds(settings, grid)
+            for label, y in labels:
+                truths = {}
+                for ref in references:
+                    rows = table.rows(grid.domain, y, inputs, ref)
+                    truths[ref] = {q: (rows[:, column(q, fmt)], rows[:, column(q, FLOAT64)]) for q in Quantity}
+                for formulation, parameters, mode in variants:
+                    truth = truths[formulation.reference]
+                    evaluation = _evaluate(
+                        formulation,
+                        sandbox,
+                        grid.domain,
+                        grid.dtype,
+                        grid.finite,
+                        grid.nonfinite,
+                        y,
+                        mode,
+                        settings.device,
+                    )
+                    ev, singles = evaluation.finite, evaluation.nonfinite
+                    nf_errors = [e.error for e in singles]
+                    if case_progress is not None:
+                        case_progress(1, evaluations)
+                    probe: int | None = None
+                    if ev.error is None:
+                        probe = len(probes)
+                        # a built-in in torch is our own elementwise code: its probes at every label of
+                        # a grid share the refinement's batches (sweep.refine); a user's (a target in
+                        # the sandbox, a function given to the API) may look at its whole batch: never
+                        together = None
+                        if (
+                            formulation.implementation is not None
+                            and formulation.engine == "torch"
+                            and mode is Mode.EAGER
+                        ):
+                            together = (formulation, parameters, grid.domain, grid.dtype)
+                        probes.append(
+                            Probe(
+                                grid.domain,
+                                grid.dtype,
+                                y,
+                                _evaluator(formulation, sandbox, mode, settings.device, grid, y),
+                                formulation.reference,
+                                together,
+                                None
+                                if together is None
+                                else _labelled_evaluator(formulation, mode, settings.device, grid),
+                            )
                         )
-                    )
-                for quantity in Quantity:
-                    key = _CaseName(
-                        formulation=formulation.name,
-                        domain=grid.domain,
-                        dtype=grid.dtype,
-                        label=float(label),
-                        quantity=quantity,
-                        parameters=parameters,
-                        mode=str(mode),
-                        device=str(settings.device),
-                    )
-                    t, t64 = truth[quantity]
-                    if ev.error is not None:
+                    for quantity in Quantity:
+                        key = _CaseName(
+                            formulation=formulation.name,
+                            domain=grid.domain,
+                            dtype=grid.dtype,
+                            label=float(label),
+                            quantity=quantity,
+                            parameters=parameters,
+                            mode=str(mode),
+                            device=str(settings.device),
+                        )
+                        t, t64 = truth[quantity]
+                        if ev.error is not None:
+                            details = None
+                            if keep_details:  # every point of the case, each with the `error` status
+                                details = PointDetails(
+                                    inputs=inputs,
+                                    outputs=np.full(len(inputs), np.nan),  # there is no output
+                                    truth_f64=t64,
+                                    ulp_errors=np.full(len(inputs), np.nan),
+                                    statuses=np.full(len(inputs), Status.ERROR.value, dtype=object),
+                                )
+                            sampled.append(_Sampled(len(cases), None, grid, bounds, np.empty(0), np.empty(0)))
+                            cases.append(
+                                CaseResult(**key, figures=None, error=ev.error, details=details, lost=evaluation.lost)
+                            )
+                            continue
+                        loss = quantity is Quantity.LOSS
+                        nf_out = np.array([(e.loss if loss else e.grad)[0] for e in singles])
+                        out = np.concatenate([ev.loss if loss else ev.grad, nf_out])
+                        nf_err = ulp_error(out[n:], t[n:], fmt)
+                        nf_status = point_status(out[n:], t[n:], nf_err, settings.ulp_threshold)
+                        nf_status[[e is not None for e in nf_errors]] = Status.ERROR.value
+                        nonfinite = tuple(
+                            NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
+                            for x, o, tt, s, err in zip(
+                                grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True
+                            )
+                        )
+                        figures, errs, status = summarize(
+                            grid.finite,
+                            out[:n],
+                            t[:n],
+                            t64[:n],
+                            fmt,
+                            grid.domain,
+                            settings.ulp_threshold,
+                            nonfinite=sum(p.status is not Status.OK for p in nonfinite),
+                        )
                         details = None
-                        if keep_details:  # every point of the case, each with the `error` status
+                        if keep_details:
                             details = PointDetails(
                                 inputs=inputs,
-                                outputs=np.full(len(inputs), np.nan),  # there is no output
+                                outputs=out,
                                 truth_f64=t64,
-                                ulp_errors=np.full(len(inputs), np.nan),
-                                statuses=np.full(len(inputs), Status.ERROR.value, dtype=object),
+                                ulp_errors=np.concatenate([errs, nf_err]),
+                                statuses=np.concatenate([status, nf_status]),
+                                truth=t,
                             )
-                        sampled.append(_Sampled(len(cases), None, grid, bounds, np.empty(0), np.empty(0)))
+                        sampled.append(_Sampled(len(cases), probe, grid, bounds, status, errs))
                         cases.append(
-                            CaseResult(**key, figures=None, error=ev.error, details=details, lost=evaluation.lost)
+                            CaseResult(
+                                **key,
+                                figures=figures,
+                                nonfinite=nonfinite,
+                                details=details,
+                                output_dtype=ev.output_dtype,
+                            )
                         )
-                        continue
-                    loss = quantity is Quantity.LOSS
-                    nf_out = np.array([(e.loss if loss else e.grad)[0] for e in singles])
-                    out = np.concatenate([ev.loss if loss else ev.grad, nf_out])
-                    nf_err = ulp_error(out[n:], t[n:], fmt)
-                    nf_status = point_status(out[n:], t[n:], nf_err, settings.ulp_threshold)
-                    nf_status[[e is not None for e in nf_errors]] = Status.ERROR.value
-                    nonfinite = tuple(
-                        NonFinitePoint(float(x), float(o), float(tt), Status(s), err)
-                        for x, o, tt, s, err in zip(grid.nonfinite, out[n:], t64[n:], nf_status, nf_errors, strict=True)
-                    )
-                    figures, errs, status = summarize(
-                        grid.finite,
-                        out[:n],
-                        t[:n],
-                        t64[:n],
-                        fmt,
-                        grid.domain,
-                        settings.ulp_threshold,
-                        nonfinite=sum(p.status is not Status.OK for p in nonfinite),
-                    )
-                    details = None
-                    if keep_details:
-                        details = PointDetails(
-                            inputs=inputs,
-                            outputs=out,
-                            truth_f64=t64,
-                            ulp_errors=np.concatenate([errs, nf_err]),
-                            statuses=np.concatenate([status, nf_status]),
-                            truth=t,
-                        )
-                    sampled.append(_Sampled(len(cases), probe, grid, bounds, status, errs))
-                    cases.append(
-                        CaseResult(
-                            **key,
-                            figures=figures,
-                            nonfinite=nonfinite,
-                            details=details,
-                            output_dtype=ev.output_dtype,
-                        )
-                    )
-    cases = _mapped(settings, cases, sampled, probes, cache, full_map)
+        cases = _mapped(settings, cases, sampled, probes, cache, full_map)
     if stream_float32:
         for domain in settings.domains:
             streamed_cases, _ = exhaustive_cases(
