@@ -716,3 +716,30 @@ def test_a_losss_value_the_member_refuses_is_a_one_line_error(unnamed, sweep_cal
     for command in ("sweep", "list"):
         assert_usage_error(runner().invoke(main, [command, "--config", "c.toml"]), "formulations[0]", *culprits)
     assert sweep_calls == []
+
+
+def test_the_api_reads_a_callables_signature_default_for_its_reference():
+    """A decorated callable whose reference does not name alpha: the reference reads its
+    signature's alpha=0.25, and its figures are the built-in torchvision-focal's, row for row."""
+    import torch
+
+    import bce_audit
+    from bce_audit import formulation
+
+    @formulation(domain="logits", reference="focal")
+    def api_focal(z, y, gamma=2.0, alpha=0.25):
+        p = torch.sigmoid(z)
+        ce_loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        loss = ce_loss * ((1 - p_t) ** gamma)
+        return (alpha * y + (1 - alpha) * (1 - y)) * loss
+
+    result = bce_audit.audit(
+        [api_focal, "torchvision-focal"], dtypes=["float32", "float64"], domain="logits", points=80, cache=False
+    )
+    assert dict(result.references)["api_focal"] == "focal(gamma=2.0, alpha=0.25, form=torchvision)"
+    by = {(c.formulation, c.dtype, c.label, c.quantity): c for c in result.cases}
+    mine = [k for k in by if k[0] == "api_focal"]
+    assert len(mine) == 8
+    for key in mine:
+        assert by[key].figures == by[("torchvision-focal", *key[1:])].figures, key
