@@ -112,9 +112,10 @@ class Formulation:
         declared parameters with their values (defaults, or a config table's), a user's own.
     reference_member: the member of the BCE family it implements (``bce_audit.reference``); each
         of its parameters is the reference's own value (``reference_parameters``), else the loss's
-        own of that name (``parameters``, a class target's ``init``, ``signature_defaults``), else
-        the family's default (``reference``), so a formulation is measured against the loss it
-        claims to compute. None (the default): plain BCE, whatever its parameters are called.
+        own of that name (``parameters``, a class target's ``init``, ``constructor_defaults``,
+        ``signature_defaults``), else the family's default (``Reference.for_loss``), so a
+        formulation is measured against the loss it computes. None (the default): plain BCE,
+        whatever its parameters are called.
     reference_parameters: the member's parameters the user names explicitly (the config's
         ``reference = { loss = "focal", gamma = 2.0 }``); they stay fixed whatever the loss is
         called with. None: none named (``reference = "focal"``).
@@ -200,7 +201,7 @@ class UserFormulationSpec:
         ``reference`` key); None: plain BCE. Its parameters: see ``Formulation.reference_member``.
     reference_parameters: the member's parameters the config names in a ``reference`` table
         (``{ loss = "focal", gamma = 2.0 }``); the others are the loss's own (``parameters``,
-        ``init``, ``signature_defaults``), else the family's defaults.
+        ``init``, the defaults below), else the family's defaults.
     init: the target is a class: its constructor's keyword arguments (the config's ``init``);
         it is instantiated once per sandbox process and the instance is the loss. None: the
         target is called as it is (a class without ``init`` is instantiated with no argument).
