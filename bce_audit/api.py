@@ -118,9 +118,18 @@ def _parameter_texts(parameters: Mapping[str, Any] | None) -> tuple[str, ...]:
         return ()
     texts = []
     for name, values in parameters.items():
-        items = [values] if isinstance(values, str | int | float) else list(values)
-        texts.append(f"{name}=" + ",".join(repr(v) if isinstance(v, float) else str(v) for v in items))
+        items = [values] if values is None or isinstance(values, str | int | float) else list(values)
+        texts.append(f"{name}=" + ",".join(_parameter_text(v) for v in items))
     return tuple(texts)
+
+
+def _parameter_text(value: object) -> str:
+    """One swept value as --param spells it: None as ``none``, booleans as ``true``/``false``."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _in_given_order(settings: Settings, formulations: Formulations) -> Settings:

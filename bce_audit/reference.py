@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from bce_audit.errors import UsageError
@@ -163,6 +163,43 @@ class Reference:
         formulation's other parameters, e.g. a clamp epsilon, are not the reference's)."""
         own = {k: v for k, v in parameters.items() if k in MEMBER_PARAMETERS[member]}
         return cls(member, **own)  # type: ignore[arg-type]  # validated by __post_init__
+
+    @classmethod
+    def for_loss(
+        cls,
+        member: Member,
+        named: Mapping[str, object],
+        sources: Sequence[tuple[str, Mapping[str, object]]],
+    ) -> Reference:
+        """The reference of a loss that implements ``member``: each of the member's parameters
+        as the reference names it (``named``: the user's explicit value), else as the loss itself
+        has it, from the first of ``sources`` that holds the name (its call's parameters, its
+        constructor's ``init``, its signature's literal defaults: (what, values) pairs, in that
+        order), else the family's default. So a focal loss called with ``alpha=0.25`` (or whose
+        signature defaults to it) is measured against α = 0.25, never silently against none.
+
+        None from the loss is what torch means by it: the parameter's neutral value (``alpha``
+        none, ``pos_weight`` and ``weight`` 1, ``gamma`` and ``smoothing`` 0: the family's
+        default). A value of the loss that the member refuses (``alpha = "0.25"``, a list) is a
+        UsageError naming the parameter and where it was taken from.
+        """
+        values: dict[str, object] = {k: v for k, v in named.items() if k in MEMBER_PARAMETERS[member]}
+        for name in MEMBER_PARAMETERS[member]:
+            if name in values:
+                continue
+            source = next(((what, given) for what, given in sources if name in given), None)
+            if source is None or source[1][name] is None:
+                continue  # the family's default (None from the loss: its neutral value, the same)
+            what, value = source[0], source[1][name]
+            try:
+                cls(member, **{name: value})  # type: ignore[arg-type]  # validated by __post_init__
+            except UsageError as exc:
+                raise UsageError(
+                    f"{exc}; the reference takes {name} from the loss's {what}: name {name} in the "
+                    "reference to measure it against another value"
+                ) from None
+            values[name] = value
+        return cls(member, **values)  # type: ignore[arg-type]  # validated by __post_init__
 
     # --- exact coefficients (dyadic rationals) ---------------------------------------------------
 

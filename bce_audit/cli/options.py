@@ -126,7 +126,9 @@ SWEEP_OPTIONS = [
         metavar="NAME=V1,V2,...",
         help="Sweep a parameter as a case dimension: every selected formulation that takes it runs once per "
         "value, measured against its reference at that value (repeatable; e.g. -f torchvision-focal "
-        "--param gamma=0,0.5,2).",
+        "--param gamma=0,0.5,2). Values take the type of the parameter's own (number, true/false, "
+        "string); 'none' is None for your own function (--param alpha=none,0.25); a list-valued "
+        "parameter cannot be swept.",
     ),
     click.option(
         "--mode",

@@ -111,9 +111,12 @@ def adapt(loss: Loss, native: Domain, domain: Domain) -> Loss:
     return lambda p, y: loss(logit(p), y)
 
 
-def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None) -> Evaluation:
-    """Loss and gradient; ``dtype_changes``: where a loss in another dtype than its input is a
-    finding to record ("float64 -> float32") rather than an error (Keras)."""
+def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None = None) -> Evaluation:
+    """Loss and gradient. A loss in another floating dtype than its input's (float64 in, float32
+    out: a cast inside a user's loss, Keras computing in another dtype) is audited as it is, as the
+    torch and JAX engines do: its values are exact in float64 and compared with the truth rounded
+    into the input's dtype, and the dtype it returned is recorded in the Evaluation (and, for
+    Keras, the change added to ``dtype_changes`` for the provenance)."""
     if not tf.executing_eagerly():  # a user's code may have disabled it: error rows, not a crash
         raise RuntimeError("TensorFlow is not executing eagerly (eager execution was disabled in this process)")
     with tf.GradientTape() as tape:
@@ -128,10 +131,13 @@ def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None) -> Evaluation
         raise ValueError(
             f"returned shape {tuple(loss.shape)}, expected {expected} (the elementwise loss, no reduction)"
         )
+    if not loss.dtype.is_floating:
+        raise ValueError(f"returned dtype {loss.dtype.name}, expected a floating-point loss")
+    output_dtype = None
     if loss.dtype != x.dtype:
-        if dtype_changes is None:
-            raise ValueError(f"returned dtype {loss.dtype.name}, expected {x.dtype.name}")
-        dtype_changes.add(f"{x.dtype.name} -> {loss.dtype.name}")
+        output_dtype = loss.dtype.name
+        if dtype_changes is not None:
+            dtype_changes.add(f"{x.dtype.name} -> {loss.dtype.name}")
     # Seeded with ones, not the gradient of reduce_sum(loss): a reduction could overflow in half
     # precision and would not be the elementwise derivative users get.
     grad = tape.gradient(loss, x, output_gradients=tf.ones_like(loss))
@@ -140,6 +146,7 @@ def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None) -> Evaluation
     return Evaluation(
         loss=np.asarray(loss.numpy()).astype(np.float64),
         grad=np.asarray(grad.numpy()).astype(np.float64).reshape(-1),
+        output_dtype=output_dtype,
     )
 
 
@@ -150,7 +157,7 @@ class TensorFlowEngine:
     uses_keras = False
 
     def __init__(self) -> None:
-        # the output dtypes that differed from the input's (Keras only; see _run), in this process
+        # the output dtypes that differed from the input's (the Keras provenance lists them; see _run)
         self.dtype_changes: set[str] = set()
 
     def _shape(self, values: np.ndarray) -> np.ndarray:

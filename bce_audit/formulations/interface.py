@@ -110,13 +110,21 @@ class Formulation:
     spec: a user's target (--impl, a config table, an entry point), run only in the sandbox.
     parameters: the keyword arguments of every call, as (name, value) pairs: a built-in's
         declared parameters with their values (defaults, or a config table's), a user's own.
-    reference_member: the member of the BCE family it implements (``bce_audit.reference``); its
-        parameters are those of ``parameters`` named as the member's (``reference``), so a
-        formulation is measured against the loss it claims to compute. None (the default): plain
-        BCE, whatever its parameters are called.
-    reference_parameters: the member's parameters when they are declared apart from the call's
-        (the config's ``reference = { loss = "focal", gamma = 2.0 }``); None: from ``parameters``.
+    reference_member: the member of the BCE family it implements (``bce_audit.reference``); each
+        of its parameters is the reference's own value (``reference_parameters``), else the loss's
+        own of that name (``parameters``, a class target's ``init``, ``constructor_defaults``,
+        ``signature_defaults``), else the family's default (``Reference.for_loss``), so a
+        formulation is measured against the loss it computes. None (the default): plain BCE,
+        whatever its parameters are called.
+    reference_parameters: the member's parameters the user names explicitly (the config's
+        ``reference = { loss = "focal", gamma = 2.0 }``); they stay fixed whatever the loss is
+        called with. None: none named (``reference = "focal"``).
     calling: how the function is called (argument order, shape); a user's function only.
+    signature_defaults: the literal defaults the loss's call signature (a function's, an
+        ``nn.Module``'s ``forward``) gives the member's parameters that ``parameters`` does not
+        (read where the function is loaded); ``--param`` sweeps them as parameters.
+    constructor_defaults: a class target's: the literal defaults its constructor gives the
+        member's parameters that ``init`` does not (the instance was built with them).
 
     Exactly one of implementation, function and spec is set.
     """
@@ -132,6 +140,8 @@ class Formulation:
     reference_member: Member | None = None
     reference_parameters: tuple[tuple[str, Value], ...] | None = None
     calling: Calling = Calling()
+    signature_defaults: tuple[tuple[str, Value], ...] = ()
+    constructor_defaults: tuple[tuple[str, Value], ...] = ()
 
     def __post_init__(self) -> None:
         given = [x for x in (self.implementation, self.function, self.spec) if x is not None]
@@ -143,8 +153,15 @@ class Formulation:
         """The exact function its figures are measured against: its member with its parameters."""
         if self.reference_member is None:
             return PLAIN_BCE
-        own = self.parameters if self.reference_parameters is None else self.reference_parameters
-        return Reference.for_member(self.reference_member, dict(own))
+        init = None if self.spec is None else self.spec.init
+        return reference_of_loss(
+            self.reference_member,
+            self.reference_parameters,
+            self.parameters,
+            init,
+            self.constructor_defaults,
+            self.signature_defaults,
+        )
 
     @property
     def sandboxed(self) -> bool:
@@ -181,15 +198,20 @@ class UserFormulationSpec:
         ``complete`` reads it from the decorator, the docstring or the target).
     builtin: the target is a built-in's name (a config table that runs it with other parameters).
     reference: the member of the BCE family the function implements (a config table's
-        ``reference`` key), its parameters taken from ``parameters``; None: plain BCE.
-    reference_parameters: the member's parameters, when the config declares them in a
-        ``reference`` table (``{ loss = "focal", gamma = 2.0 }``) rather than in ``parameters``.
+        ``reference`` key); None: plain BCE. Its parameters: see ``Formulation.reference_member``.
+    reference_parameters: the member's parameters the config names in a ``reference`` table
+        (``{ loss = "focal", gamma = 2.0 }``); the others are the loss's own (``parameters``,
+        ``init``, the defaults below), else the family's defaults.
     init: the target is a class: its constructor's keyword arguments (the config's ``init``);
         it is instantiated once per sandbox process and the instance is the loss. None: the
         target is called as it is (a class without ``init`` is instantiated with no argument).
     calling: the loss's own calling convention (argument order, shape).
     engine: the framework that evaluates it (the config's ``engine``, else the decorator's, else
         torch; None until ``complete`` reads it).
+    signature_defaults, constructor_defaults: the literal defaults of the loss's call and (a
+        class target's) constructor signatures for the reference's parameters (as
+        ``Formulation``'s; read by ``complete`` in the sandbox: derived from the code, not part
+        of what identifies the spec).
 
     Only name, target, domain, parameters, the reference (when given), init, a calling
     convention other than the default and an engine other than torch identify a spec (and go
@@ -210,11 +232,19 @@ class UserFormulationSpec:
     reference_parameters: tuple[tuple[str, Value], ...] | None = None
     init: tuple[tuple[str, Value], ...] | None = None
     calling: Calling = Calling()
+    signature_defaults: tuple[tuple[str, Value], ...] = dataclasses.field(default=(), compare=False)
+    constructor_defaults: tuple[tuple[str, Value], ...] = dataclasses.field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.reference is not None:  # the member and its parameters, checked once here
-            own = self.parameters if self.reference_parameters is None else self.reference_parameters
-            Reference.for_member(self.reference, dict(own))
+            reference_of_loss(
+                self.reference,
+                self.reference_parameters,
+                self.parameters,
+                self.init,
+                self.constructor_defaults,
+                self.signature_defaults,
+            )
         elif self.reference_parameters is not None:
             raise UsageError(f"{self.where or self.target}: reference parameters without a reference loss")
         for kind, pairs in (("parameter", self.parameters), ("init argument", self.init or ())):
@@ -266,6 +296,8 @@ class UserFormulationSpec:
             "formula": self.formula,
             "builtin": self.builtin,
             "engine": self.engine,
+            "signature_defaults": [[k, v] for k, v in self.signature_defaults],
+            "constructor_defaults": [[k, v] for k, v in self.constructor_defaults],
         }
 
     @classmethod
@@ -290,7 +322,32 @@ class UserFormulationSpec:
             calling=Calling(
                 ArgumentOrder(data.get("arguments", "input, target")), CallShape(data.get("shape", "(N,)"))
             ),
+            signature_defaults=_pairs(data.get("signature_defaults", [])),
+            constructor_defaults=_pairs(data.get("constructor_defaults", [])),
         )
+
+
+def reference_of_loss(
+    member: Member,
+    named: tuple[tuple[str, Value], ...] | None,
+    parameters: tuple[tuple[str, Value], ...],
+    init: tuple[tuple[str, Value], ...] | None,
+    constructor_defaults: tuple[tuple[str, Value], ...],
+    signature_defaults: tuple[tuple[str, Value], ...],
+) -> Reference:
+    """The reference of a loss that implements ``member``: the parameters the reference names,
+    else the loss's own (its call's parameters, its init, its constructor's defaults, its call
+    signature's defaults), else the family's defaults (``Reference.for_loss``)."""
+    return Reference.for_loss(
+        member,
+        dict(named or ()),
+        (
+            ("parameters", dict(parameters)),
+            ("init", dict(init or ())),
+            ("constructor default", dict(constructor_defaults)),
+            ("signature default", dict(signature_defaults)),
+        ),
+    )
 
 
 def _pairs(data: list[list[Any]]) -> tuple[tuple[str, Value], ...]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bce_audit.errors import UsageError, did_you_mean
 from bce_audit.formulations.builtins import BUILTINS, DEFAULT, get_formulation
-from bce_audit.formulations.interface import Formulation, Origin, Scalar, UserFormulationSpec
+from bce_audit.formulations.interface import Formulation, Origin, Scalar, UserFormulationSpec, Value
 from bce_audit.formulations.user import (
     NAME_PATTERN,
     complete,
@@ -199,26 +199,50 @@ def catalogue(
 ParameterSweep = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-def _parameter_value(formulation: Formulation, name: str, text: str) -> Scalar:
-    """A swept value as the type of the formulation's own value of that parameter."""
-    current = dict(formulation.parameters)[name]
+# The spelling of None in --param (TOML's ``{ none = true }``): a user's function may be called
+# with None (``alpha=None``: no class weighting); a string parameter's ``none`` stays a string.
+NONE_TEXT = "none"
+
+
+def _parameter_value(formulation: Formulation, name: str, text: str) -> Scalar | None:
+    """A swept value as the type of the formulation's own value of that parameter: a string
+    parameter's text as it is; a boolean's ``true`` or ``false``; a number's number, or ``none``
+    (None) for a user's function (a built-in takes numbers only); a parameter that is None now,
+    ``none``, a number, ``true`` or ``false``. A list-valued parameter is not swept (a one-line
+    UsageError), nor is any text its parameter cannot take."""
+    current = _sweepable(formulation)[name]
+    where = f"--param {name}={text}"
+    if isinstance(current, tuple):
+        shown = "[" + ", ".join(_value_text(v) for v in current) + "]"
+        raise UsageError(
+            f"--param {name}: {formulation.name}'s {name} is a list ({shown}), and --param sweeps single values; "
+            "give each list its own config table"
+        )
     if isinstance(current, str):
         return text
     if isinstance(current, bool):
-        if text.lower() not in ("true", "false"):
-            raise UsageError(f"--param {name}={text}: {formulation.name} takes true or false")
-        return text.lower() == "true"
+        if text not in ("true", "false"):
+            raise UsageError(f"{where}: {formulation.name} takes true or false")
+        return text == "true"
+    user = formulation.implementation is None  # a user's function, which may be given None
+    if text == NONE_TEXT and (user or current is None):
+        return None
+    if current is None and text in ("true", "false"):
+        return text == "true"
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"--param {name}={text}: {formulation.name} takes a number") from None
+        takes = "none or a number" if user else "a number"
+        raise UsageError(f"{where}: {formulation.name} takes {takes}") from None
     return int(value) if isinstance(current, int) and value.is_integer() else value
 
 
-def _value_text(value: Scalar) -> str:
+def _value_text(value: Scalar | None) -> str:
     """A swept value as the variant's text shows it, the same however it was spelled (0.5, 0.50
     and 5e-1 are one case, so a baseline keys on the value): the shortest text that reads back as
     the value, without a trailing ``.0``."""
+    if value is None:
+        return NONE_TEXT
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -227,23 +251,40 @@ def _value_text(value: Scalar) -> str:
     return str(value)
 
 
+def _sweepable(formulation: Formulation) -> dict[str, Value]:
+    """The parameters --param can sweep, with their current values: the formulation's own, and a
+    user's keywords whose signature default its reference reads (``signature_defaults``: a
+    focal loss's ``gamma=2.0`` is swept as if it were in its parameters)."""
+    return {**dict(formulation.signature_defaults), **dict(formulation.parameters)}
+
+
 def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -> list[tuple[Formulation, str]]:
     """Each formulation once per combination of the swept values of the parameters it takes,
     with the text of that combination (``gamma=0.5``; "" for a formulation that takes none of
-    them, which runs once as it is). Its reference follows its parameters. A swept parameter
-    that no formulation takes, or a value a formulation or its reference refuses, is a
-    UsageError."""
+    them, which runs once as it is). Its reference follows its parameters where it takes them
+    from the loss (``Reference.for_loss``). A swept parameter that no formulation takes, one its
+    reference names explicitly (the reference would stay fixed while the loss changes), or a
+    value a formulation or its reference refuses, is a UsageError."""
     if not sweep:
         return [(f, "") for f in formulations]
     out: list[tuple[Formulation, str]] = []
     taken: set[str] = set()
     for f in formulations:
         declared = dict(f.parameters)
-        mine = [(name, texts) for name, texts in sweep if name in declared]
+        mine = [(name, texts) for name, texts in sweep if name in _sweepable(f)]
         if not mine:
             out.append((f, ""))
             continue
         taken.update(name for name, _ in mine)
+        named = dict(f.reference_parameters or ()) if f.reference_member is not None else {}
+        fixed = [name for name, _ in mine if name in named]
+        if fixed:
+            name = fixed[0]
+            value = _value_text(named[name])  # type: ignore[arg-type]  # a reference's value is a scalar
+            raise UsageError(
+                f"--param {name}: {f.name}'s reference names {name} = {value} itself, so it would stay fixed while "
+                f"the loss's {name} changes; drop {name} from its reference to let it follow the swept value"
+            )
         seen: set[str] = set()
         for combination in itertools.product(*[[(name, t) for t in texts] for name, texts in mine]):
             values = {name: _parameter_value(f, name, t) for name, t in combination}
@@ -261,7 +302,7 @@ def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -
             out.append((variant, text))
     for name, _ in sweep:
         if name not in taken:
-            takers = sorted({k for f in formulations for k, _ in f.parameters})
+            takers = sorted({k for f in formulations for k in _sweepable(f)})
             known = f"; the selected formulations take {', '.join(takers)}" if takers else ""
             raise UsageError(f"--param {name}: no selected formulation takes it{known}")
     return out
@@ -288,6 +329,8 @@ def _canonical(text: str) -> str:
     this."""
     if text.lower() in ("true", "false"):
         return text.lower()
+    if text == NONE_TEXT:
+        return text
     try:
         return _value_text(float(text))
     except ValueError:

@@ -607,6 +607,8 @@ def complete(spec: UserFormulationSpec, sandbox: Loader) -> UserFormulationSpec:
         calling=done.calling,
         reference=done.reference,
         reference_parameters=done.reference_parameters,
+        signature_defaults=done.signature_defaults,
+        constructor_defaults=done.constructor_defaults,
     )
     sandbox.refuse_a_reduction(completed)
     return completed
@@ -674,6 +676,10 @@ def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
     if reference is None and hasattr(fn, REFERENCE_ATTR):
         reference, reference_parameters = getattr(fn, REFERENCE_ATTR)
     _check_call(fn, spec.parameters, spec.where, calling)
+    built = any(fn is instance for instance in _INSTANCES.values())
+    constructor_defaults, signature_defaults = _loss_defaults(
+        fn, reference, reference_parameters, spec.parameters, init, built, spec.where
+    )
     formula = getattr(fn, FORMULA_ATTR, None) or _first_doc_line(fn) or spec.target
     if init is not None:
         formula += f"  as {type(fn).__name__}({_parameters_text(init)})"
@@ -693,9 +699,79 @@ def complete_here(spec: UserFormulationSpec, pin: Pin = contextlib.nullcontext) 
             calling=calling,
             reference=reference,
             reference_parameters=reference_parameters,
+            signature_defaults=signature_defaults,
+            constructor_defaults=constructor_defaults,
         )
     except UsageError as exc:  # the decorator's reference with the config's parameters
         raise UsageError(f"{spec.where}: {exc}") from None
+
+
+def _literal_defaults(
+    target: object, member: Member | None, skip: set[str], needed: set[str], where: str, what: str
+) -> tuple[tuple[str, Value], ...]:
+    """The literal defaults ``target``'s signature gives the parameters of ``member`` that are
+    not in ``skip``. A default that is not a literal (a tensor) for a name the reference has
+    nowhere else (``needed``) is a UsageError: the reference cannot take it, and must not fall
+    back to the family's default silently. ``what``: how the message names the signature."""
+    import inspect
+
+    if member is None:
+        return ()
+    try:
+        signature = inspect.signature(target)  # type: ignore[arg-type]  # any callable
+    except (TypeError, ValueError):  # not introspectable (a C function): no defaults to read
+        return ()
+    found: list[tuple[str, Value]] = []
+    for name in MEMBER_PARAMETERS[member]:
+        parameter = signature.parameters.get(name)
+        if name in skip or parameter is None or parameter.default is parameter.empty:
+            continue
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
+            continue
+        try:
+            found.append((name, value_from_data(parameter.default)))
+        except TypeError:
+            if name in needed:
+                raise UsageError(
+                    f"{where}: reference {member} takes {name} from the loss's {what}, "
+                    f"{type(parameter.default).__name__} {parameter.default!r}, which is not a number: name {name} "
+                    "in the reference"
+                ) from None
+    return tuple(found)
+
+
+def _loss_defaults(
+    fn: object,
+    member: Member | None,
+    named: tuple[tuple[str, Value], ...] | None,
+    parameters: tuple[tuple[str, Value], ...],
+    init: tuple[tuple[str, Value], ...] | None,
+    built: bool,
+    where: str,
+) -> tuple[tuple[tuple[str, Value], ...], tuple[tuple[str, Value], ...]]:
+    """(constructor defaults, call defaults) of a loss for its reference ``member``: for an
+    instance bce-audit built from a class target (``built``), the literal defaults of its
+    constructor's keywords that ``init`` does not give (it was built with them); and the literal
+    defaults of its call's keywords (``forward`` for an ``nn.Module``) that ``parameters`` does not
+    give (``--param`` can sweep those). See ``Formulation.signature_defaults``."""
+    import inspect
+
+    if member is None:  # plain BCE: no parameter to read
+        return (), ()
+    given = {k for pairs in (named or (), parameters, init or ()) for k, _ in pairs}
+    constructor: tuple[tuple[str, Value], ...] = ()
+    if built:
+        skip = {k for k, _ in init or ()}
+        constructor = _literal_defaults(
+            type(fn), member, skip, set(MEMBER_PARAMETERS[member]) - given, where, "constructor default"
+        )
+        given |= {k for k, _ in constructor}
+    forward = getattr(fn, "forward", None) if not inspect.isfunction(fn) else None
+    needed = set(MEMBER_PARAMETERS[member]) - given
+    call = _literal_defaults(
+        forward if callable(forward) else fn, member, {k for k, _ in parameters}, needed, where, "signature default"
+    )
+    return constructor, call
 
 
 def _declared_engine(fn: object, where: str) -> str:
@@ -733,6 +809,8 @@ def load(spec: UserFormulationSpec) -> Formulation:
         reference_member=spec.reference,
         reference_parameters=spec.reference_parameters,
         calling=spec.calling,
+        signature_defaults=spec.signature_defaults,
+        constructor_defaults=spec.constructor_defaults,
     )
 
 
@@ -778,6 +856,8 @@ def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
     # the decorator's calling convention and reference (a class's init is for targets: give an instance)
     calling = Calling(getattr(fn, ARGUMENTS_ATTR, ArgumentOrder.INPUT_TARGET), getattr(fn, SHAPE_ATTR, CallShape.FLAT))
     member, reference_parameters = getattr(fn, REFERENCE_ATTR, (None, None))
+    # an instance given here was built by the caller, with arguments unknown: only its call's defaults
+    _, defaults = _loss_defaults(fn, member, reference_parameters, (), None, False, label)
     return Formulation(
         name,
         Domain.parse(str(declared), "domain"),
@@ -787,6 +867,7 @@ def formulation_of_callable(fn: Callable[..., Any]) -> Formulation:
         calling=calling,
         reference_member=member,
         reference_parameters=reference_parameters,
+        signature_defaults=defaults,
     )
 
 

@@ -257,3 +257,171 @@ def test_check_keeps_parameter_variants_in_its_baseline(tmp_path):
     again = runner().invoke(main, args)
     assert_exit(again, 0)
     assert "8 cases checked, 0 failed" in " ".join(again.stdout.split())
+
+
+# --- --param on a user's loss: its reference follows, None and lists, each value's type ----------
+
+PARAM_LOSSES = '''
+import torch
+import torch.nn.functional as F
+
+
+def focal(z, y, gamma=2.0, alpha=0.25):
+    """torchvision's sigmoid focal loss, line for line (as the built-in torchvision-focal)"""
+    p = torch.sigmoid(z)
+    ce_loss = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    return loss
+
+
+def typed(z, y, flag=True, mode="a", n=1, scale=1.0, weights=None, extra=None):
+    """raises unless every parameter has the type it is declared with"""
+    for value, kind in ((flag, bool), (mode, str), (n, int), (scale, float)):
+        if type(value) is not kind:
+            raise TypeError(f"{value!r} is not a {kind.__name__}")
+    if extra is not None and type(extra) is not float:
+        raise TypeError(f"extra {extra!r}")
+    return F.binary_cross_entropy_with_logits(z, y, reduction="none") * scale
+'''
+
+
+def _param_project(tmp_path, monkeypatch):
+    import uuid
+
+    monkeypatch.chdir(tmp_path)
+    module = f"param_losses_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{module}.py").write_text(PARAM_LOSSES)
+    return module
+
+
+def _param_run(tmp_path, config, *args):
+    """The summary rows by (formulation, parameters, dtype, label, quantity), the references."""
+    import json
+
+    (tmp_path / "c.toml").write_text(config)
+    common = ["-d", "float32", "-d", "float64", "--domain", "logits", "--points", "80"]
+    result = runner().invoke(
+        main, ["sweep", "--config", "c.toml", *common, *args, "--csv", "s.csv", "--json", "r.json"]
+    )
+    assert_exit(result, 0)
+    _, rows = read_csv((tmp_path / "s.csv").read_text())
+    by = {(r["formulation"], r.get("parameters", ""), r["dtype"], r["label"], r["quantity"]): r for r in rows}
+    return by, json.loads((tmp_path / "r.json").read_text()).get("references", {})
+
+
+STATUS_COLUMNS = ("points", "ok", "inaccurate", "zero", "inf", "nan", "max_ulp", "stable_lo", "stable_hi")
+
+
+def _same_rows(by, mine, theirs):
+    """Every row of the variant ``mine`` has the status columns of the variant ``theirs``."""
+    keys = [k[2:] for k in by if k[:2] == mine]
+    assert len(keys) == 8
+    for key in keys:
+        a, b = by[(*mine, *key)], by[(*theirs, *key)]
+        assert {c: a[c] for c in STATUS_COLUMNS} == {c: b[c] for c in STATUS_COLUMNS}, (mine, theirs, key)
+
+
+def test_param_on_a_users_focal_loss_moves_its_reference_with_the_swept_value(tmp_path, monkeypatch):
+    """gamma is only a keyword default of the user's loss and its reference (reference = "focal")
+    names it nowhere: --param sweeps it, and each variant is measured against focal at that gamma,
+    as the built-in's variants are: the same rows, variant for variant."""
+    module = _param_project(tmp_path, monkeypatch)
+    config = (
+        '[[formulations]]\ntarget = "torchvision-focal"\n\n'
+        f'[[formulations]]\nname = "mine"\ntarget = "{module}:focal@logits"\nreference = "focal"\n'
+    )
+    by, references = _param_run(tmp_path, config, "--param", "gamma=0,0.5,2")
+    for gamma, shown in (("0", "0.0"), ("0.5", "0.5"), ("2", "2.0")):
+        _same_rows(by, ("mine", f"gamma={gamma}"), ("torchvision-focal", f"gamma={gamma}"))
+        assert references[f"mine gamma={gamma}"] == f"focal(gamma={shown}, alpha=0.25, form=torchvision)"
+    # the variants differ from each other (the sweep is not a no-op): gamma 0 has no NaN gradient
+    assert by[("mine", "gamma=0", "float32", "1.0", "grad")]["nan"] == "0"
+    assert int(by[("mine", "gamma=0.5", "float32", "1.0", "grad")]["nan"]) > 0
+
+
+def test_param_none_calls_a_users_loss_with_none_and_its_reference_follows(tmp_path, monkeypatch):
+    """--param alpha=none,0.25: the user's loss called with alpha=None is measured against
+    focal(alpha=none), exactly as the built-in with its own spelling of no weighting (alpha=-1)."""
+    module = _param_project(tmp_path, monkeypatch)
+    mine = f'[[formulations]]\nname = "mine"\ntarget = "{module}:focal@logits"\nreference = "focal"\n'
+    by, references = _param_run(tmp_path, mine, "--param", "alpha=none,0.25")
+    assert references["mine alpha=none"] == "focal(gamma=2.0, alpha=none, form=torchvision)"
+    assert references["mine alpha=0.25"] == "focal(gamma=2.0, alpha=0.25, form=torchvision)"
+    theirs, _ = _param_run(tmp_path, '[[formulations]]\ntarget = "torchvision-focal"\n', "--param", "alpha=-1,0.25")
+    both = {**by, **theirs}
+    _same_rows(both, ("mine", "alpha=none"), ("torchvision-focal", "alpha=-1"))
+    _same_rows(both, ("mine", "alpha=0.25"), ("torchvision-focal", "alpha=0.25"))
+    # a parameter that is None now: none and numbers are its values, other text is refused
+    none_now = mine + "parameters = { alpha = { none = true } }\n"
+    by, references = _param_run(tmp_path, none_now, "--param", "alpha=0.25,none")
+    assert [k[1] for k in by if k[2:] == ("float32", "0.0", "loss")] == ["alpha=0.25", "alpha=none"]
+    (tmp_path / "c.toml").write_text(none_now)
+    assert_usage_error(
+        runner().invoke(main, ["sweep", "--config", "c.toml", "--param", "alpha=abc"]),
+        "--param alpha=abc",
+        "mine takes none or a number",
+    )
+
+
+def test_param_refuses_what_it_cannot_sweep_in_one_line(tmp_path, monkeypatch):
+    module = _param_project(tmp_path, monkeypatch)
+
+    def sweep(config, *args):
+        (tmp_path / "c.toml").write_text(config)
+        return runner().invoke(main, ["sweep", "--config", "c.toml", "-d", "float32", "--points", "20", *args])
+
+    # a parameter the reference names explicitly would stay fixed while the loss's changes
+    named = f'[[formulations]]\nname = "mine"\ntarget = "{module}:focal@logits"\n'
+    named += 'reference = { loss = "focal", gamma = 2.0 }\n'
+    assert_usage_error(sweep(named, "--param", "gamma=0,2"), "--param gamma", "mine's reference names gamma", "drop")
+    # a list-valued parameter: --param sweeps single values
+    lists = (
+        f'[[formulations]]\nname = "mine"\ntarget = "{module}:typed@logits"\nparameters = {{ weights = [1.0, 2.0] }}\n'
+    )
+    assert_usage_error(sweep(lists, "--param", "weights=1,2"), "--param weights", "is a list ([1, 2])")
+    # a built-in takes numbers only (torchvision-focal spells no weighting alpha=-1)
+    assert_usage_error(
+        sweep('[[formulations]]\ntarget = "torchvision-focal"\n', "--param", "alpha=none"),
+        "--param alpha=none",
+        "torchvision-focal takes a number",
+    )
+
+
+def test_param_keeps_each_parameters_type(tmp_path, monkeypatch):
+    """bool, str, int and float parameters get values of their own type (the loss raises
+    otherwise: error rows); a string parameter's none is the string; a mistyped value is refused."""
+    module = _param_project(tmp_path, monkeypatch)
+    config = (
+        f'[[formulations]]\nname = "typed"\ntarget = "{module}:typed@logits"\n'
+        'parameters = { flag = true, mode = "a", n = 1, scale = 1.0 }\n'
+    )
+    args = ["--param", "flag=true,false", "--param", "mode=b,none", "--param", "n=2", "--param", "scale=0.5"]
+    by, _ = _param_run(tmp_path, config, *args)
+    runs = list(dict.fromkeys(k[1] for k in by))
+    assert runs == [
+        "flag=true mode=b n=2 scale=0.5",
+        "flag=true mode=none n=2 scale=0.5",
+        "flag=false mode=b n=2 scale=0.5",
+        "flag=false mode=none n=2 scale=0.5",
+    ]
+    assert all(r["points"] != "0" for r in by.values())  # no error rows: every value had its type
+    for text, culprit in (("flag=1", "takes true or false"), ("n=x", "takes none or a number")):
+        (tmp_path / "c.toml").write_text(config)
+        result = runner().invoke(main, ["sweep", "--config", "c.toml", "--param", text])
+        assert_usage_error(result, f"--param {text}", culprit)
+
+
+def test_the_api_sweeps_none_as_the_command_line_does(tmp_path, monkeypatch):
+    import bce_audit
+
+    module = _param_project(tmp_path, monkeypatch)
+    config = {"formulations": [{"name": "mine", "target": f"{module}:focal@logits", "reference": "focal"}]}
+    result = bce_audit.audit(
+        config=config, dtypes="float32", domain="logits", points=30, parameters={"alpha": [None, 0.25]}
+    )
+    assert {c.error for c in result.cases} == {None}
+    assert list(dict.fromkeys(c.parameters for c in result.cases)) == ["alpha=none", "alpha=0.25"]
+    assert dict(result.references)["mine alpha=none"] == "focal(gamma=2.0, alpha=none, form=torchvision)"

@@ -131,3 +131,82 @@ class _x64:
 
     def __exit__(self, *exc):
         self.jax.config.update("jax_enable_x64", self.saved)
+
+
+# Each framework's loss that computes in float32 whatever it is given (a cast inside, as training
+# code that forgot its dtype does): float64 in, float32 out.
+CASTING_LOSSES = {
+    "tensorflow": """
+import tensorflow as tf
+
+
+def float32_inside(z, y):
+    z, y = tf.cast(z, tf.float32), tf.cast(y, tf.float32)
+    return tf.math.softplus(z) - y * z
+""",
+    "jax": """
+import jax
+import jax.numpy as jnp
+
+
+def float32_inside(z, y):
+    z, y = z.astype(jnp.float32), y.astype(jnp.float32)
+    return jax.nn.softplus(z) - y * z
+""",
+    "keras": """
+import keras
+import tensorflow as tf
+
+
+def float32_inside(y_true, y_pred):
+    return keras.losses.binary_crossentropy(tf.cast(y_true, "float32"), tf.cast(y_pred, "float32"), from_logits=True)
+""",
+}
+
+
+@pytest.mark.parametrize("engine", ["tensorflow", "jax", "keras"])
+def test_a_loss_returning_another_dtype_is_audited_against_the_inputs_dtype_as_in_torch(tmp_path, engine):
+    """float64 in, float32 out is a finding, not an error: the case is audited, its output dtype
+    recorded, and its statuses are those of its own outputs against the float64 truth (the truth
+    the torch built-in max-abs is measured against on the same grid)."""
+    pytest.importorskip("keras" if engine == "keras" else engine, reason=f"the {engine} extra is not installed")
+    from bce_audit.sweep.metrics import point_status, ulp_error
+    from bce_audit.vocabulary import DType
+
+    module = f"losses_cast_{engine}"
+    _write(tmp_path, f"{module}.py", CASTING_LOSSES[engine])
+    keras_order = 'arguments = "target, input"\nshape = "(N, 1)"\n' if engine == "keras" else ""
+    (tmp_path / "c.toml").write_text(
+        f'[[formulations]]\ntarget = "max-abs"\n[[formulations]]\nname = "cast"\n'
+        f'target = "{module}.py:float32_inside@logits"\nengine = "{engine}"\n{keras_order}'
+    )
+    result = bce_audit.audit(
+        config=tmp_path / "c.toml",
+        dtypes=["float32", "float64"],
+        domain="logits",
+        labels=[0.0, 1.0],
+        points=80,
+        details=True,
+        cache=False,
+    )
+    cases = {(c.key.subject, str(c.dtype), c.label, str(c.quantity)): c for c in result.cases}
+    cast = {k: c for k, c in cases.items() if k[0] == "cast"}
+    assert len(cast) == 8 and {c.error for c in cast.values()} == {None}
+    assert {k[1]: c.output_dtype for k, c in cast.items()} == {"float32": None, "float64": "float32"}
+    for (_, dtype, label, quantity), case in cast.items():
+        mine, torch_case = case.details, cases[("max-abs", dtype, label, quantity)].details
+        assert mine is not None and torch_case is not None
+        n = case.figures.points
+        np.testing.assert_array_equal(mine.inputs, torch_case.inputs)  # one grid, one truth
+        truth = torch_case.truth[:n]
+        fmt = DType(dtype).format
+        expected = point_status(mine.outputs[:n], truth, ulp_error(mine.outputs[:n], truth, fmt), 4)
+        assert list(mine.statuses[:n]) == list(expected)
+        if dtype == "float64" and quantity == "loss":
+            out = mine.outputs[:n][np.isfinite(mine.outputs[:n])]
+            # every output is a float32 value: far from the float64 truth almost everywhere
+            assert np.array_equal(out.astype(np.float32).astype(np.float64), out)
+            assert np.mean(mine.statuses[:n] == "inaccurate") > 0.5
+    from bce_audit.report.terminal import output_dtype_lines
+
+    assert output_dtype_lines(result) == ["cast (4 cases): float64 in, float32 out"]  # as the report shows it

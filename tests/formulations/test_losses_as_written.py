@@ -10,6 +10,7 @@ result.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import textwrap
@@ -547,3 +548,198 @@ def test_the_api_calls_a_decorated_function_as_it_is_written():
     for a, b in zip(mine, builtin, strict=True):
         for figure in ("points", "ok", "inaccurate", "inf", "nan", "zero", "max_ulp"):
             assert a[figure] == b[figure], (figure, a, b)
+
+
+# --- a reference parameter the user does not name is the loss's own ------------------------------
+
+# torchvision's sigmoid focal loss (as the built-in torchvision-focal computes it, line for line),
+# with alpha given in each of the places a loss keeps it, and none of them named by the reference.
+UNNAMED = '''
+import torch
+import torch.nn.functional as F
+
+
+def _focal(z, y, gamma, alpha):
+    p = torch.sigmoid(z)
+    ce_loss = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    return loss
+
+
+def focal_defaults(z, y, gamma=2.0, alpha=0.25):
+    """alpha (and gamma) only in the signature"""
+    return _focal(z, y, gamma, alpha)
+
+
+def focal_keywords(z, y, gamma, alpha):
+    """alpha only in the config's parameters"""
+    return _focal(z, y, gamma, alpha)
+
+
+class FocalModule(torch.nn.Module):
+    """alpha only in init (the constructor has no default for it)"""
+
+    def __init__(self, alpha, gamma=2.0):
+        super().__init__()
+        self.alpha, self.gamma = alpha, gamma
+
+    def forward(self, z, y):
+        return _focal(z, y, self.gamma, self.alpha)
+
+
+def tensor_default(z, y, alpha=torch.tensor(0.25)):
+    return _focal(z, y, 2.0, float(alpha))
+'''
+
+
+@pytest.fixture
+def unnamed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = f"unnamed_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{module}.py").write_text(UNNAMED)
+    return tmp_path, module
+
+
+def _unnamed_config(module: str, wrong: bool = False) -> str:
+    # wrong: each reference names alpha = 0.5 explicitly, where the loss computes with 0.25
+    alpha = ", alpha = 0.5" if wrong else ""
+    return f"""
+        dtypes = ["float32", "float64"]
+        domain = "logits"
+        labels = [0.0, 1.0]
+        points = 120
+
+        [[formulations]]
+        target = "torchvision-focal"
+
+        [[formulations]]
+        name = "in-signature"
+        target = "{module}:focal_defaults@logits"
+        reference = {{ loss = "focal"{alpha} }}
+
+        [[formulations]]
+        name = "in-parameters"
+        target = "{module}:focal_keywords@logits"
+        parameters = {{ gamma = 2.0, alpha = 0.25 }}
+        reference = {{ loss = "focal", gamma = 2.0{alpha} }}
+
+        [[formulations]]
+        name = "in-init"
+        target = "{module}:FocalModule@logits"
+        init = {{ alpha = 0.25 }}
+        reference = {{ loss = "focal"{alpha} }}
+        """
+
+
+USERS = ("in-signature", "in-parameters", "in-init")
+
+
+def test_a_reference_parameter_not_named_is_the_losss_own(unnamed):
+    """alpha in the signature's default, in parameters or in init, named by no reference: each
+    loss is measured against focal(gamma=2, alpha=0.25), the loss it computes, so its figures are
+    the built-in torchvision-focal's (the same computation, the same reference), row for row."""
+    directory, module = unnamed
+    result = _run(directory, _unnamed_config(module))
+    assert_exit(result, 0)
+    for name in USERS:
+        _same_outputs(directory, name, "torchvision-focal")
+    summary = _summary(directory)
+    builtin = {k[1:]: r for k, r in summary.items() if k[0] == "torchvision-focal"}
+    assert len(builtin) == 8
+    for name in USERS:
+        for key, theirs in builtin.items():
+            mine = summary[(name, *key)]
+            assert {c: mine[c] for c in STATUS_COLUMNS} == {c: theirs[c] for c in STATUS_COLUMNS}, (name, key)
+    loss = [r for k, r in summary.items() if k[0] in USERS and k[3] == "loss"]
+    points = sum(int(r["points"]) for r in loss)
+    assert sum(int(r["ok"]) for r in loss) > 0.8 * points  # mostly ok: not measured against alpha none
+    assert sum(int(r["inaccurate"]) for r in loss) < 0.1 * points
+    references = json.loads((directory / "r.json").read_text())["references"]
+    assert {name: references[name] for name in USERS} == dict.fromkeys(
+        USERS, "focal(gamma=2.0, alpha=0.25, form=torchvision)"
+    )
+    listed = runner().invoke(main, ["list", "--config", "c.toml"], env={"COLUMNS": "300"})
+    assert_exit(listed, 0)
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+    for name in USERS:  # the reference column shows the parameters actually used
+        assert "focal(gamma=2.0, alpha=0.25, form=torchvision)" in rows[name], rows[name]
+
+
+def test_an_explicit_reference_value_is_kept_and_shows_a_mismatch(unnamed):
+    """The same losses with alpha = 0.5 named by the reference: it wins over the loss's 0.25, so
+    the loss, right for 0.25, is inaccurate against it (a factor 0.25/0.5 at y = 1, 0.75/0.5 at
+    y = 0) wherever the built-in, measured against 0.25, is ok."""
+    directory, module = unnamed
+    result = _run(directory, _unnamed_config(module, wrong=True))
+    assert_exit(result, 0)
+    references = json.loads((directory / "r.json").read_text())["references"]
+    rows = read_csv((directory / "d.csv").read_text())[1]
+    status = {(r["formulation"], r["dtype"], r["label"], r["quantity"], r["input"]): r["status"] for r in rows}
+    # the points where the built-in is right with an output that is not 0 (a truth that does not
+    # round to 0 in the dtype): there the loss is a factor 0.25/0.5 or 0.75/0.5 off the reference
+    output = {
+        (r["dtype"], r["label"], r["quantity"], r["input"]): float(r["output"])
+        for r in rows
+        if r["formulation"] == "torchvision-focal"
+    }
+    right = [k[1:] for k, v in status.items() if k[0] == "torchvision-focal" and v == "ok" and output[k[1:]] != 0]
+    assert len(right) > 500
+    for name in USERS:
+        assert references[name] == "focal(gamma=2.0, alpha=0.5, form=torchvision)"
+        wrong = collections.Counter(status[(name, *k)] for k in right)
+        assert wrong["inaccurate"] > 0.95 * len(right), (name, wrong, len(right))
+
+
+@pytest.mark.parametrize(
+    ("table", "culprits"),
+    [
+        (
+            'target = "{m}:focal_keywords@logits"\nparameters = {{ gamma = 2.0, alpha = "0.25" }}\nreference = "focal"',
+            ("alpha", "'0.25'", "from the loss's parameters"),
+        ),
+        (
+            'target = "{m}:FocalModule@logits"\ninit = {{ alpha = [0.25] }}\nreference = "focal"',
+            ("alpha", "(0.25,)", "from the loss's init"),
+        ),
+        (
+            'target = "{m}:tensor_default@logits"\nreference = "focal"',
+            ("alpha", "signature default", "Tensor", "not a number"),
+        ),
+    ],
+)
+def test_a_losss_value_the_member_refuses_is_a_one_line_error(unnamed, sweep_calls, table, culprits):
+    directory, module = unnamed
+    (directory / "c.toml").write_text("[[formulations]]\n" + table.format(m=module) + "\n")
+    for command in ("sweep", "list"):
+        assert_usage_error(runner().invoke(main, [command, "--config", "c.toml"]), "formulations[0]", *culprits)
+    assert sweep_calls == []
+
+
+def test_the_api_reads_a_callables_signature_default_for_its_reference():
+    """A decorated callable whose reference does not name alpha: the reference reads its
+    signature's alpha=0.25, and its figures are the built-in torchvision-focal's, row for row."""
+    import torch
+
+    import bce_audit
+    from bce_audit import formulation
+
+    @formulation(domain="logits", reference="focal")
+    def api_focal(z, y, gamma=2.0, alpha=0.25):
+        p = torch.sigmoid(z)
+        ce_loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        loss = ce_loss * ((1 - p_t) ** gamma)
+        return (alpha * y + (1 - alpha) * (1 - y)) * loss
+
+    result = bce_audit.audit(
+        [api_focal, "torchvision-focal"], dtypes=["float32", "float64"], domain="logits", points=80, cache=False
+    )
+    assert dict(result.references)["api_focal"] == "focal(gamma=2.0, alpha=0.25, form=torchvision)"
+    by = {(c.formulation, c.dtype, c.label, c.quantity): c for c in result.cases}
+    mine = [k for k in by if k[0] == "api_focal"]
+    assert len(mine) == 8
+    for key in mine:
+        assert by[key].figures == by[("torchvision-focal", *key[1:])].figures, key
