@@ -7,6 +7,12 @@ and their truth rows (see ``table.FORMATS``). The format is data only, never pic
     line 2   a JSON header: format, oracle version, domain, label, points, sha256 of the payload
     payload  points int64 keys, then points x 8 float64 values, little-endian
 
+Crossings (``oracle.crossings``: the inputs where the truth crosses a threshold of a dtype, which
+every sampled grid holds) are derived from the truth alone, so they are kept here too, one file
+per (dtype, domain, labels): ``crossings-<16 hex of the key>.values``, the same layout with the
+magic b"bce-audit crossings\\n", a header of format, oracle version, key, points and sha256, and
+the inputs' float64 bit patterns as the payload.
+
 A family member other than plain BCE (``bce_audit.reference``) has files of its own: the name
 carries a digest of the reference's key (``logits-r<16 hex>-y<label bits>.truth``) and the
 header a ``reference`` field with the key itself, checked on reading. Plain BCE's files, names
@@ -109,6 +115,44 @@ def _decode(
     return keys, rows
 
 
+_CROSSINGS_MAGIC = b"bce-audit crossings\n"
+
+
+def _encode_values(key: str, values: np.ndarray) -> bytes:
+    payload = np.ascontiguousarray(values, dtype="<f8").tobytes()
+    header = {
+        "format": FILE_FORMAT,
+        "oracle": ORACLE_VERSION,
+        "key": key,
+        "points": len(values),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    return _CROSSINGS_MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+
+
+def _decode_values(data: bytes, key: str) -> np.ndarray:
+    if not data.startswith(_CROSSINGS_MAGIC):
+        raise CorruptCacheFile("not a bce-audit crossings file")
+    end = data.find(b"\n", len(_CROSSINGS_MAGIC))
+    if end < 0:
+        raise CorruptCacheFile("truncated header")
+    try:
+        header = json.loads(data[len(_CROSSINGS_MAGIC) : end])
+        n = int(header["points"])
+        found = (header["format"], header["oracle"], header["key"])
+        digest = header["sha256"]
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
+        raise CorruptCacheFile("unreadable header") from None
+    if found != (FILE_FORMAT, ORACLE_VERSION, key):
+        raise CorruptCacheFile(f"header {found} does not match this file's place")
+    payload = data[end + 1 :]
+    if n < 0 or len(payload) != 8 * n:
+        raise CorruptCacheFile(f"{len(payload)} payload bytes for {n} points (truncated?)")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCacheFile("checksum mismatch")
+    return np.frombuffer(payload, dtype="<f8").astype(np.float64)
+
+
 class TruthCache:
     """Truth rows on disk under ``root``, by (domain, label).
 
@@ -197,6 +241,43 @@ class TruthCache:
         rows = rows[first]
         try:
             self._private.write(self.filename(domain, label, reference), _encode(domain, label, keys, rows, reference))
+        except OSError as exc:
+            self._write_failed = True
+            self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")
+
+    @staticmethod
+    def crossings_filename(key: str) -> str:
+        return f"crossings-{hashlib.sha256(key.encode()).hexdigest()[:16]}.values"
+
+    def load_crossings(self, key: str) -> np.ndarray | None:
+        """The crossing inputs stored under ``key`` (see ``oracle.crossings.crossing_inputs``), or
+        None; a link, an unreadable or a corrupt file is reported in one line and recomputed."""
+        name = self.crossings_filename(key)
+        path = self.dir / name
+        try:
+            data = self._private.read(name)
+        except LinkRefused as exc:
+            if name not in self._refused:
+                self._refused.add(name)
+                self._warn(f"truth cache: {exc.strerror}; not used (bce-audit never follows a link in its cache)")
+            return None
+        except OSError as exc:
+            self._warn(f"cannot read cache file {path} ({exc.strerror or exc}); recomputing")
+            return None
+        if data is None:
+            return None
+        try:
+            return _decode_values(data, key)
+        except CorruptCacheFile as exc:
+            self._warn(f"ignoring corrupt cache file {path} ({exc}); recomputing")
+            return None
+
+    def store_crossings(self, key: str, values: np.ndarray) -> None:
+        """Keep the crossing inputs of ``key`` (atomically: written to a temporary name, renamed)."""
+        if self._write_failed:
+            return
+        try:
+            self._private.write(self.crossings_filename(key), _encode_values(key, values))
         except OSError as exc:
             self._write_failed = True
             self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")

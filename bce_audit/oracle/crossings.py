@@ -47,13 +47,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bce_audit.floats import from_ordinal, ordinal, round_array, round_to_format
 from bce_audit.oracle.table import FORMATS, column, evaluate_points
 from bce_audit.vocabulary import FLOAT64, Domain, FloatFormat, Quantity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.oracle.cache import TruthCache
 
 # Inputs added beyond each side of a crossing pair.
 NEIGHBOURS = 2
@@ -321,10 +324,31 @@ def _clipped_values(ordinals: list[int], fmt: FloatFormat, domain: Domain) -> np
     return from_ordinal(np.array(kept, dtype=np.int64), fmt)
 
 
-def crossing_inputs(fmt: FloatFormat, domain: Domain, labels: Sequence[float]) -> np.ndarray:
+# Bump when what crossing_inputs returns changes (its thresholds, NEIGHBOURS): the truth cache keys
+# its stored crossings on this too.
+CROSSINGS_VERSION = 1
+
+
+def crossing_inputs(
+    fmt: FloatFormat, domain: Domain, labels: Sequence[float], cache: TruthCache | None = None
+) -> np.ndarray:
     """Sorted distinct inputs of ``fmt`` at every crossing of ``find_crossings`` (for all
     ``labels``) and, on logits, every intermediate threshold, each with NEIGHBOURS more on both
-    sides. Deterministic: no randomness is involved."""
+    sides. Deterministic: no randomness is involved. cache: where they are kept once found (they
+    depend on the truth alone), so that a run with a warm cache computes none of them."""
+    labels = sorted(dict.fromkeys(float(y) + 0.0 for y in labels))
+    key = f"crossings v{CROSSINGS_VERSION} {fmt.name} {domain} labels " + " ".join(y.hex() for y in labels)
+    if cache is not None:
+        kept = cache.load_crossings(key)
+        if kept is not None:
+            return kept
+    values = _crossing_inputs(fmt, domain, labels)
+    if cache is not None:
+        cache.store_crossings(key, values)
+    return values
+
+
+def _crossing_inputs(fmt: FloatFormat, domain: Domain, labels: Sequence[float]) -> np.ndarray:
     ordinals: list[int] = []
     for c in find_crossings(fmt, domain, labels):
         a, b = ordinal(np.array([c.before, c.after]), fmt).tolist()

@@ -88,6 +88,8 @@ def evaluate_points(
     reference: the family member whose truth is wanted; plain BCE (the default) takes the fast
     path and the reference oracle, every other member ``oracle.family``.
     """
+    if not len(inputs):  # a warm cache leaves nothing to compute: then mpmath is not even imported
+        return np.empty((0, COLUMNS), dtype=np.float64)
     from mpmath.libmp import fone, from_float, mpf_sub
 
     from bce_audit.oracle.fast import logit_float64, probability_float64

@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bce_audit.floats import from_ordinal, ordinal, round_array
 from bce_audit.vocabulary import Domain, DType, FloatFormat, Sampling
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bce_audit.oracle.cache import TruthCache
 
 # Where ML logits live: a band sampled uniformly in value (not in bit patterns), so that the
 # breakdown points of the common formulations (|z| of a few to a few dozen) are resolved finely.
@@ -92,10 +96,12 @@ def build_grid(
     seed: int,
     logit_range: tuple[float, float] | None = None,
     labels: Sequence[float] = (),
+    cache: TruthCache | None = None,
 ) -> Grid:
     """The grid of one (dtype, domain). labels: the run's labels, rounded to the dtype; with
     sampled grids, the inputs where the truth crosses a threshold of the dtype for any of them
-    are added (``oracle.crossings``, the union over the labels: one grid per (dtype, domain))."""
+    are added (``oracle.crossings``, the union over the labels: one grid per (dtype, domain)),
+    found once and kept in ``cache`` when one is given."""
     fmt = dtype.format
     if sampling is Sampling.EXHAUSTIVE and not fmt.is_16bit:
         # 2^32 or 2^64 values: the sweep falls back to bit patterns before it gets here
@@ -138,7 +144,7 @@ def build_grid(
     if labels and sampling is not Sampling.EXHAUSTIVE:
         from bce_audit.oracle.crossings import crossing_inputs
 
-        parts.append(crossing_inputs(fmt, domain, labels))
+        parts.append(crossing_inputs(fmt, domain, labels, cache))
     values = np.concatenate(parts + [np.array(specials, dtype=np.float64)])
     values = values[(values >= lo) & (values <= hi)]
     if domain is Domain.PROBABILITIES and logit_range is not None:

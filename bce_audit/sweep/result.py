@@ -6,8 +6,9 @@ What every report renders, what the gate judges, and what ``bce_audit.audit()`` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from bce_audit.figures import FIGURES, CaseFigures, Kind
@@ -294,7 +295,7 @@ class AuditResult:
     """Every case of an audit, the settings that produced them, and where they were computed.
 
     cases: in report order (formulation, parameters, mode, device, domain, dtype, label, quantity).
-    provenance: versions and machine (bce-audit, torch, numpy, mpmath, CPU capability, ...).
+    provenance_source: makes ``provenance`` when it is first asked for (see there).
     elapsed_s: wall time of the audit.
     truth_points: distinct (domain, label, input) points the exact truth was needed at.
     truth_computed: how many of them the oracle evaluated (the rest came from the cache).
@@ -304,11 +305,18 @@ class AuditResult:
 
     settings: Settings
     cases: tuple[CaseResult, ...]
-    provenance: dict[str, str]
-    elapsed_s: float
-    truth_points: int
-    truth_computed: int
+    provenance_source: Callable[[], dict[str, str]] = dataclasses.field(repr=False, compare=False)
+    elapsed_s: float = 0.0
+    truth_points: int = 0
+    truth_computed: int = 0
     references: tuple[tuple[str, str], ...] = ()
+
+    @functools.cached_property
+    def provenance(self) -> dict[str, str]:
+        """Versions and machine (bce-audit, torch, numpy, mpmath, CPU capability, ...), made when
+        first asked for: it imports mpmath and reads the platform (tens of milliseconds), which a
+        run that reports no provenance (the scoreboard alone) then never pays for."""
+        return self.provenance_source()
 
     @property
     def variants(self) -> tuple[str, ...]:

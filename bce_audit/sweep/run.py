@@ -64,7 +64,7 @@ def streamed(settings: Settings, dtype: DType) -> bool:
     return dtype is DType.FLOAT32 and effective_sampling(settings, dtype) is Sampling.EXHAUSTIVE
 
 
-def grids(settings: Settings) -> Iterator[Grid]:
+def grids(settings: Settings, cache: TruthCache | None = None) -> Iterator[Grid]:
     for dtype in settings.dtypes:
         if streamed(settings, dtype):
             continue
@@ -77,6 +77,7 @@ def grids(settings: Settings) -> Iterator[Grid]:
                 settings.seed,
                 settings.logit_range,
                 labels=[round_float(float(y), dtype.format) for y in settings.labels],
+                cache=cache,
             )
 
 
@@ -301,7 +302,7 @@ def run_sweep(
                 "--mode and --device are not supported with exhaustive float32 (streamed) yet; "
                 "leave float32 out (-d) or use --sampling bits"
             )
-    all_grids = list(grids(settings))
+    all_grids = list(grids(settings, cache))
     for grid in all_grids:
         if len(grid.finite) == 0:
             raise UsageError(empty_grid_message(settings, grid))
@@ -477,7 +478,7 @@ def run_sweep(
     return AuditResult(
         settings=settings,
         cases=tuple(cases),
-        provenance={
+        provenance_source=lambda: {
             **provenance(list(dict.fromkeys(f.engine for f in formulations))),
             # where the torch engine ran: the CPU the engines report, unless --device says otherwise
             **({"device": str(settings.device)} if settings.device is not Device.CPU else {}),

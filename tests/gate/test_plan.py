@@ -311,7 +311,7 @@ def test_a_case_that_still_raises_passes_with_a_warning(tmp_path: Path):
 
 def test_a_baseline_from_another_environment_only_warns(tmp_path: Path):
     other = dataclasses.replace(
-        RUN, provenance=PROVENANCE | {"torch": "1.0.0", "cpu_capability": "NEON", "platform": "x"}
+        RUN, provenance_source=lambda: PROVENANCE | {"torch": "1.0.0", "cpu_capability": "NEON", "platform": "x"}
     )
     v = _judge(RUN, other, tmp_path)
     assert v.exit_code is ExitCode.OK

@@ -220,3 +220,80 @@ def test_bad_jobs_and_cache_dir_in_the_config_name_the_key(tmp_path):
     assert_usage_error(runner().invoke(main, ["sweep", *TINY, "--config", str(cfg)]), "config jobs", "0")
     cfg.write_text(f'cache_dir = "{blocker}"\n')
     assert_usage_error(runner().invoke(main, ["sweep", *TINY, "--config", str(cfg)]), "config cache_dir", str(blocker))
+
+
+# --------------------------------------------------------------------------- kept crossings
+
+
+def _crossing_files(root: Path) -> list[Path]:
+    return sorted((root / f"oracle-v{ORACLE_VERSION}").glob("crossings-*.values"))
+
+
+@pytest.mark.parametrize("dtype", [DType.FLOAT16, DType.FLOAT64], ids=str)
+def test_kept_crossings_are_the_computed_ones_and_a_warm_grid_computes_none(tmp_path, monkeypatch, dtype):
+    from bce_audit.oracle import crossings
+
+    labels = [0.0, 1.0, 0.25]
+    fresh = build_grid(dtype, Domain.LOGITS, 200, Sampling.BITS, 0, labels=labels).finite
+    kept = build_grid(dtype, Domain.LOGITS, 200, Sampling.BITS, 0, labels=labels, cache=TruthCache(tmp_path)).finite
+    assert len(_crossing_files(tmp_path)) == 1
+    monkeypatch.setattr(crossings, "_crossing_inputs", lambda *a: pytest.fail("computed again"))
+    warm = build_grid(dtype, Domain.LOGITS, 200, Sampling.BITS, 0, labels=labels, cache=TruthCache(tmp_path)).finite
+    assert fresh.tobytes() == kept.tobytes() == warm.tobytes()
+    # the labels are the key, in any order: another set is another file
+    assert build_grid(dtype, Domain.LOGITS, 200, Sampling.BITS, 0, labels=[0.25, 1.0, 0.0], cache=TruthCache(tmp_path))
+    with pytest.raises(pytest.fail.Exception):
+        build_grid(dtype, Domain.LOGITS, 200, Sampling.BITS, 0, labels=[0.5], cache=TruthCache(tmp_path))
+
+
+@pytest.mark.parametrize("how", ["flip a value", "truncate", "garbage", "other oracle", "empty", "link"])
+def test_corrupt_or_linked_crossings_are_reported_and_recomputed(tmp_path, how):
+    cache_dir = tmp_path / "cache"
+    _, clean = _sweep([*TINY, "--cache-dir", str(cache_dir)], tmp_path)
+    victim = _crossing_files(cache_dir)[0]
+    secret = tmp_path / "secret"
+    if how == "link":
+        secret.write_bytes(victim.read_bytes())
+        victim.unlink()
+        victim.symlink_to(secret)
+    elif how == "other oracle":
+        data = victim.read_bytes()
+        victim.write_bytes(data.replace(f'"oracle": {ORACLE_VERSION}'.encode(), b'"oracle": 999'))
+    else:
+        _corrupt(victim, how)
+    result, again = _sweep([*TINY, "--cache-dir", str(cache_dir)], tmp_path)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert victim.name in warnings[0]
+    assert again == clean  # recomputed: the same grid, the same figures
+    if how == "link":
+        assert victim.is_symlink() or victim.is_file()
+        assert secret.read_bytes() != b""  # the target was never written through
+
+
+def test_a_warm_default_sweep_imports_no_mpmath_and_reports_it_when_asked(tmp_path):
+    """With every truth point and crossing in the cache, the default sweep needs nothing of the
+    oracle's arithmetic: mpmath is not imported (a tenth of a second of every everyday run); the
+    JSON report still names its version, imported then."""
+    code = (
+        "import sys; from bce_audit.cli.app import main\n"
+        "try: main(sys.argv[1:], standalone_mode=False)\n"
+        "finally: print('MPMATH', 'mpmath' in sys.modules, file=sys.stderr)\n"
+    )
+    env = {**__import__("os").environ, "BCE_AUDIT_CACHE_DIR": str(tmp_path / "cache")}
+    for expected in ("True", "False"):  # cold, then warm
+        run = subprocess.run(
+            [sys.executable, "-c", code, "sweep"], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr
+        assert f"MPMATH {expected}" in run.stderr
+    report = tmp_path / "r.json"
+    run = subprocess.run(
+        [sys.executable, "-c", code, "sweep", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(report.read_text())["provenance"]["mpmath"]
