@@ -103,22 +103,32 @@ def test_baseline_keys_parameters_on_their_value(tmp_path: Path) -> None:
 
 def test_repro_on_exhaustive_float32_names_repro(tmp_path: Path) -> None:
     args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
-    args += ["--sampling", "exhaustive", "--range", "16:17", "--repro", str(tmp_path / "r")]
+    # every float32 in [-20, 20]: 2.1e9 inputs, far more rows than per-point data can hold
+    args += ["--sampling", "exhaustive", "--range", "-20:20", "--repro", str(tmp_path / "r")]
     line = assert_usage_error(runner().invoke(main, args), "--repro")
     assert "drop --details" not in line  # it names what needs the points, not an option never given
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--details is refused for an exhaustive float32 sweep of any size, even 1,678 rows "
-    "(--range 1:1.0001), with a message that calls that count too many",
-)
 def test_details_of_a_small_exhaustive_float32_range(tmp_path: Path) -> None:
     details = tmp_path / "d.csv"
     args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
     args += ["--sampling", "exhaustive", "--range", "1:1.0001", "--details", str(details)]
     assert_exit(runner().invoke(main, args), 0)
-    assert len(details.read_text().splitlines()) > 1000
+    _, rows = read_csv(details.read_text())
+    # every float32 in [1, 1.0001]: 1 + floor(0.0001 / 2^-23) = 839 inputs, plus ±inf and NaN, twice
+    assert len(rows) == 2 * (839 + 3)
+    assert float(rows[0]["input"]) == 1.0 and float(rows[838]["input"]) == 1.0000998973846436
+
+
+def test_details_of_a_large_exhaustive_float32_range_give_the_count_and_the_limit(tmp_path: Path) -> None:
+    from bce_audit.sweep.exhaustive import MAX_DETAIL_ROWS
+
+    args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
+    args += ["--sampling", "exhaustive", "--range", "1:2", "--details", str(tmp_path / "d.csv")]
+    line = assert_usage_error(runner().invoke(main, args), "--details")
+    # [1, 2]: 2^23 + 1 inputs, plus ±inf and NaN, for the loss and the gradient
+    assert f"{2 * (2**23 + 4):,} rows" in line and f"{MAX_DETAIL_ROWS:,}" in line
+    assert not (tmp_path / "d.csv").exists()
 
 
 @pytest.mark.xfail(

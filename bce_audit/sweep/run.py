@@ -433,6 +433,7 @@ def run_sweep(
                 settings.ulp_threshold,
                 None if case_progress is None else (lambda n: case_progress(n, evaluations)),
                 keep_runs=True,  # the failure maps: every interval enumerated
+                keep_details=keep_details,  # a range small enough for it (check_streamed)
             )
             cases.extend(streamed_cases)
     seen = _first_seen_variants(cases)
