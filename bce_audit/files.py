@@ -121,7 +121,13 @@ def check_ours_to_replace(members: Sequence[Output]) -> None:
         if output.path is None:
             continue
         try:
-            if not stat.S_ISREG(os.lstat(output.path).st_mode):
+            mode = os.lstat(output.path).st_mode
+            if stat.S_ISDIR(mode):  # a rename never replaces a directory with a file
+                raise UsageError(
+                    f"{output.name} {shown(output.path)} is a directory, where bce-audit writes a file; "
+                    "move it, or name another directory"
+                )
+            if not stat.S_ISREG(mode):
                 continue
             with open(output.path, "rb") as f:
                 head = f.read(_MARK_WITHIN)
@@ -134,10 +140,35 @@ def check_ours_to_replace(members: Sequence[Output]) -> None:
             )
 
 
+def _probe(directory: Path, make_directory: bool = False) -> str | None:
+    """Why nothing can be created in ``directory``, or None: an exclusive temporary file (or
+    directory) made there and removed at once. ``os.access`` is not enough: it says yes to root
+    in /proc and /sys, and on a read-only mount."""
+    try:
+        if make_directory:
+            os.rmdir(tempfile.mkdtemp(prefix=".bce-audit-probe.", dir=directory))
+        else:
+            fd, name = tempfile.mkstemp(prefix=".bce-audit-probe.", dir=directory)
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _dangling_target(path: Path) -> str | None:
+    """Where ``path`` points when it is a symbolic link to nothing, else None."""
+    try:
+        return os.readlink(path) if os.path.islink(path) and not os.path.exists(path) else None
+    except (OSError, ValueError):
+        return None
+
+
 def check_writable_dir(output: OutputDir) -> None:
     """Fail before any work when a directory output cannot be written: it exists and is not a
-    directory (a file is never replaced by one), or it is missing and its parent is, or either
-    is not writable."""
+    directory (a file is never replaced by one), it is a link to nothing (what it names is not
+    created through it), or it is missing and its parent is, or nothing can be created in it (or
+    in its parent, to make it)."""
     path = output.path
     try:
         info = os.stat(path)
@@ -152,13 +183,25 @@ def check_writable_dir(output: OutputDir) -> None:
             raise UsageError(f"{output}: exists and is not a directory; name a directory")
         if not os.access(path, os.W_OK | os.X_OK):
             raise UsageError(f"{output}: permission denied")
+        reason = _probe(path)
+        if reason is not None:
+            raise UsageError(f"{output}: cannot write in it: {reason}")
         return
+    dangling = _dangling_target(path)
+    if dangling is not None:
+        raise UsageError(
+            f"{output}: a symbolic link to {shown(dangling)}, which does not exist; "
+            "create that directory, or name another"
+        )
     parent = Path(os.path.realpath(path)).parent
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
-        raise UsageError(f"{output}: {parent} {what}")
+        raise UsageError(f"{output}: {shown(parent)} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{output}: permission denied")
+    reason = _probe(parent, make_directory=True)
+    if reason is not None:
+        raise UsageError(f"{output}: cannot create it in {shown(parent)}: {reason}")
 
 
 def shown(path: str | Path) -> str:
@@ -200,9 +243,30 @@ def check_writable(output: Output) -> None:
     parent = target.parent
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
-        raise UsageError(f"{output}: {parent} {what}")
+        raise UsageError(f"{output}: {shown(parent)} {what}")
     if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(f"{output}: permission denied")
+    reason = _probe(parent)  # where the temporary file that replaces it is made
+    if reason is not None:
+        raise UsageError(f"{output}: cannot write in {shown(parent)}: {reason}")
+
+
+def check_outputs(outputs: Sequence[Output | OutputDir], inputs: Sequence[Output] = ()) -> None:
+    """The one check every output the user names goes through, before any work: each can be
+    written (``check_writable`` for a file, ``check_writable_dir`` for a directory), and none is
+    another or an input (``check_distinct``; two directories may be one: --repro and --plot
+    share a directory, their files' names differ). A failure is one UsageError naming the option
+    and the path; nothing is written (a probe file is made and removed at once)."""
+    files = [o for o in outputs if isinstance(o, Output)]
+    directories = [o for o in outputs if isinstance(o, OutputDir)]
+    for output in outputs:
+        if isinstance(output, OutputDir):
+            check_writable_dir(output)
+        else:
+            check_writable(output)
+    check_distinct(files, inputs)
+    for directory in directories:
+        check_distinct([*files, directory.as_output()], inputs)
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import TINY, assert_exit, runner
+from helpers import TINY, assert_exit, assert_usage_error, runner
 
 from bce_audit.cli import main
 from bce_audit.errors import UsageError
@@ -109,3 +109,82 @@ def test_a_directory_output_is_created_and_its_files_written_together(tmp_path):
         check_writable_dir(OutputDir("--plot", tmp_path / "file"))
     with pytest.raises(UsageError, match="standard output"):
         OutputDir.parse("--plot", "-")
+
+
+# --------------------------------------------------------------------------- every output, checked before any work
+
+# every output of sweep and of check, as (command, option, file or directory)
+FILE_OUTPUTS = [("sweep", o) for o in ("--csv", "--details", "--json", "--failures")]
+FILE_OUTPUTS += [("check", o) for o in ("--csv", "--junit", "--markdown", "--baseline")]
+DIR_OUTPUTS = [("sweep", "--repro"), ("sweep", "--plot")]
+
+
+def _args(command: str, option: str, path: Path | str) -> list[str]:
+    args = [command, *TINY, option, str(path)]
+    if option == "--baseline":
+        args.append("--update-baseline")  # the baseline is an output only then
+    elif command == "check":
+        args += ["--baseline", os.devnull]  # something to check against; never read here
+    return args
+
+
+def _refused_before_the_run(result, option: str, path: Path | str, *words: str) -> str:
+    """One line naming the option and the path, exit 2, and no sweep ran (no scoreboard)."""
+    line = assert_usage_error(result, f"{option} {path}", *words)
+    assert "cases," not in result.output and "formulation" not in result.stdout
+    return line
+
+
+@pytest.mark.parametrize(("command", "option"), FILE_OUTPUTS)
+def test_a_file_output_that_cannot_be_written_is_refused_before_the_sweep(tmp_path, command, option):
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (tmp_path / "dir.csv", "is a directory"),
+        (tmp_path / "missing" / "o.csv", "does not exist"),
+        (tmp_path / "file" / "o.csv", "is not a directory"),
+    ]
+    if Path("/proc/self").is_dir():  # root may write anywhere by access(), yet nothing can be created in /proc
+        cases.append((Path("/proc/o.csv"), "cannot write in /proc"))
+    for path, words in cases:
+        _refused_before_the_run(runner().invoke(main, _args(command, option, path)), option, path, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "file"]
+    assert not any((tmp_path / "dir.csv").iterdir())
+
+
+@pytest.mark.parametrize(("command", "option"), DIR_OUTPUTS)
+def test_a_directory_output_that_cannot_be_written_is_refused_before_the_sweep(tmp_path, command, option):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    cases = [
+        (tmp_path / "file", "not a directory"),
+        (tmp_path / "dangling", "symbolic link", str(tmp_path / "nowhere"), "does not exist"),
+        (tmp_path / "missing" / "d", "does not exist"),
+    ]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/d"), "cannot create it in /proc"))
+    for path, *words in cases:
+        _refused_before_the_run(runner().invoke(main, _args(command, option, path)), option, path, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "file"]
+    assert (tmp_path / "file").read_text() == "x" and not (tmp_path / "nowhere").exists()
+
+
+def test_the_probe_leaves_nothing_behind_and_a_good_run_writes_everything(tmp_path):
+    args = ["sweep", *TINY, "-y", "1", "--csv", str(tmp_path / "a.csv"), "--repro", str(tmp_path / "r")]
+    assert_exit(runner().invoke(main, args), 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "r"]
+    assert all(p.suffix == ".py" for p in (tmp_path / "r").iterdir())
+
+
+def test_a_directory_where_a_repro_file_goes_is_refused_before_anything_is_written(tmp_path):
+    """The names of --repro's files come from the failing cases, known after the sweep: a
+    directory at one of them is found then, before the first output is written."""
+    out = tmp_path / "r"
+    (out / "test_naive_logits_float16_y1_loss.py").mkdir(parents=True)
+    args = ["sweep", *TINY, "-y", "1", "--csv", str(tmp_path / "a.csv"), "--repro", str(out)]
+    result = runner().invoke(main, args)
+    assert_exit(result, 2)
+    (line,) = result.stderr.splitlines()
+    assert "--repro" in line and "test_naive_logits_float16_y1_loss.py is a directory" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert [p.name for p in out.iterdir()] == ["test_naive_logits_float16_y1_loss.py"]

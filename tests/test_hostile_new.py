@@ -131,11 +131,6 @@ def test_details_of_a_large_exhaustive_float32_range_give_the_count_and_the_limi
     assert not (tmp_path / "d.csv").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a repro directory that is a dangling symlink is found only after the whole sweep "
-    "ran ('cannot write: No such file or directory'); outputs are to be checked before any work",
-)
 def test_repro_dangling_symlink_checked_before_the_run(tmp_path: Path) -> None:
     link = tmp_path / "r"
     link.symlink_to(tmp_path / "missing")
@@ -145,11 +140,6 @@ def test_repro_dangling_symlink_checked_before_the_run(tmp_path: Path) -> None:
     assert "cases," not in result.output  # no sweep was run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bce_audit.audit(42) and write_repro('x', dir) raise raw TypeError/AttributeError "
-    "instead of a UsageError naming the argument",
-)
 def test_api_nonsense_arguments_are_usage_errors() -> None:
     import bce_audit
     from bce_audit.errors import UsageError
