@@ -188,3 +188,120 @@ def test_a_directory_where_a_repro_file_goes_is_refused_before_anything_is_writt
     assert "--repro" in line and "test_naive_logits_float16_y1_loss.py is a directory" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
     assert [p.name for p in out.iterdir()] == ["test_naive_logits_float16_y1_loss.py"]
+
+
+# --------------------------------------------------------------------------- all or nothing
+
+
+def _three_outputs(tmp_path: Path) -> list[tuple[Output, str]]:
+    (tmp_path / "a.csv").write_text("old a\n")
+    (tmp_path / "b.json").write_text("old b\n")
+    return [
+        (Output("--csv", tmp_path / "a.csv"), "new a\n"),
+        (Output("--json", tmp_path / "b.json"), "new b\n"),
+        (Output("--details", tmp_path / "c.csv"), "new c\n"),
+    ]
+
+
+def _failing_on(calls: set[int], monkeypatch) -> list[tuple[str, str]]:
+    """os.replace failing (EIO) on the calls numbered in ``calls`` (1 is the first); returns the log."""
+    real = os.replace
+    log: list[tuple[str, str]] = []
+
+    def replace(src, dst, *args, **kwargs):
+        log.append((str(src), str(dst)))
+        if len(log) in calls:
+            raise OSError(5, "Input/output error")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return log
+
+
+def test_a_rename_that_fails_midway_puts_back_the_outputs_already_renamed(tmp_path, monkeypatch):
+    from bce_audit.errors import OutputsNotWritten
+    from bce_audit.files import write_outputs
+
+    items = _three_outputs(tmp_path)
+    log = _failing_on({2}, monkeypatch)
+    announced: list[Output] = []
+    with pytest.raises(OutputsNotWritten) as caught:
+        write_outputs(items, announce=announced.append)
+    message = str(caught.value)
+    assert message.startswith(f"--json {tmp_path / 'b.json'}: cannot write: Input/output error; nothing was written")
+    assert f"put back as they were: --csv {tmp_path / 'a.csv'}" in message and "\n" not in message
+    # the first rename was undone (the old a.csv renamed back over the new one), the third never made
+    assert [dst for _, dst in log] == [str(tmp_path / "a.csv"), str(tmp_path / "b.json"), str(tmp_path / "a.csv")]
+    assert (tmp_path / "a.csv").read_text() == "old a\n" and (tmp_path / "b.json").read_text() == "old b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]  # no backup, no temporary file
+    assert announced == []
+
+
+def test_a_new_output_renamed_before_the_failure_is_removed(tmp_path, monkeypatch):
+    from bce_audit.errors import OutputsNotWritten
+    from bce_audit.files import write_outputs
+
+    a, b, c = _three_outputs(tmp_path)
+    _failing_on({2}, monkeypatch)
+    with pytest.raises(OutputsNotWritten, match="nothing was written; put back as they were: --details"):
+        write_outputs([c, a, b])  # c.csv did not exist: it is removed again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]
+
+
+def test_a_target_that_became_a_directory_after_the_check_leaves_every_output_as_it_was(tmp_path):
+    """A real fault, nothing injected: the second target is a directory by the time of the
+    renames (it was checked before the sweep), so its rename fails and the first is undone."""
+    from bce_audit.errors import OutputsNotWritten
+    from bce_audit.files import write_outputs
+
+    items = _three_outputs(tmp_path)
+    (tmp_path / "b.json").unlink()
+    (tmp_path / "b.json").mkdir()
+    with pytest.raises(OutputsNotWritten, match=r"--json .*b\.json: cannot write: Is a directory; nothing was written"):
+        write_outputs(items)
+    assert (tmp_path / "a.csv").read_text() == "old a\n" and not (tmp_path / "c.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]
+    assert not any((tmp_path / "b.json").iterdir())
+
+
+def test_an_output_that_cannot_be_put_back_is_named_with_where_its_old_file_is(tmp_path, monkeypatch):
+    from bce_audit.errors import OutputsNotWritten
+    from bce_audit.files import write_outputs
+
+    items = _three_outputs(tmp_path)
+    _failing_on({2, 3}, monkeypatch)  # the rename of b.json, then the one that would put a.csv back
+    with pytest.raises(OutputsNotWritten) as caught:
+        write_outputs(items)
+    message = str(caught.value)
+    assert f"written: --csv {tmp_path / 'a.csv'}" in message and "could not be put back (Input/output error" in message
+    (backup,) = [p for p in tmp_path.iterdir() if p.name.endswith(".bak")]
+    assert f"its old file is {backup}" in message
+    assert backup.read_text() == "old a\n" and (tmp_path / "a.csv").read_text() == "new a\n"
+    assert (tmp_path / "b.json").read_text() == "old b\n" and not (tmp_path / "c.csv").exists()
+
+
+def test_outputs_written_together_leave_no_backup(tmp_path):
+    from bce_audit.files import write_outputs
+
+    write_outputs(_three_outputs(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json", "c.csv"]
+    assert [(tmp_path / n).read_text() for n in ("a.csv", "b.json", "c.csv")] == ["new a\n", "new b\n", "new c\n"]
+
+
+def test_without_hard_links_the_outputs_are_written_and_a_failure_says_what_could_not_be_undone(tmp_path, monkeypatch):
+    from bce_audit.errors import OutputsNotWritten
+    from bce_audit.files import write_outputs
+
+    def no_links(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # as on FAT or some network file systems
+    write_outputs(_three_outputs(tmp_path))
+    assert (tmp_path / "a.csv").read_text() == "new a\n"
+    _failing_on({2}, monkeypatch)
+    with pytest.raises(OutputsNotWritten) as caught:
+        write_outputs(_three_outputs(tmp_path))
+    message = str(caught.value)
+    assert f"written: --csv {tmp_path / 'a.csv'}" in message
+    assert "could not be put back (its old file could not be kept: Operation not permitted)" in message
+    assert (tmp_path / "b.json").read_text() == "old b\n"
