@@ -61,7 +61,8 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
 def _load(path: Path) -> dict[str, Any]:
     data = read_input(path, "config")
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        # utf-8-sig: a byte-order mark that a Windows editor put first is not part of the TOML
+        return tomllib.loads(data.decode("utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -91,7 +92,8 @@ def validate(table: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in table.items():
         _check_key(key, value, KEYS, where)
         if key in PATH_KEYS and not value.strip():
-            raise UsageError(f"{where}.{key}: empty path; name a file, or leave the key out")
+            what = "a directory" if key == "cache_dir" else "a file"
+            raise UsageError(f"{where}.{key}: empty path; name {what}, or leave the key out")
         if key in CHOICE_KEYS and not value:
             raise UsageError(f"{where}.{key}: empty list; name at least one, or leave the key out for the default")
         if isinstance(value, list):

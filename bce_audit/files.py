@@ -156,7 +156,7 @@ def _probe(directory: Path, make_directory: bool = False) -> str | None:
     return None
 
 
-def _dangling_target(path: Path) -> str | None:
+def dangling_target(path: Path) -> str | None:
     """Where ``path`` points when it is a symbolic link to nothing, else None."""
     try:
         return os.readlink(path) if os.path.islink(path) and not os.path.exists(path) else None
@@ -187,7 +187,7 @@ def check_writable_dir(output: OutputDir) -> None:
         if reason is not None:
             raise UsageError(f"{output}: cannot write in it: {reason}")
         return
-    dangling = _dangling_target(path)
+    dangling = dangling_target(path)
     if dangling is not None:
         raise UsageError(
             f"{output}: a symbolic link to {shown(dangling)}, which does not exist; "
