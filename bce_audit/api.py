@@ -81,6 +81,8 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         raise arguments.fail("formulations", "a name, a target, a callable, or a list of them", formulations)
     else:
         items = list(formulations)
+        if not items:
+            raise arguments.empty_list("formulations")
     for item in items:
         if isinstance(item, str):
             # MODULE:FUNCTION or FILE.py:FUNCTION is a target (it runs in the sandbox); else a name
@@ -97,10 +99,7 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
 
     dtypes = arguments.texts(kw["dtypes"], "dtypes")
     arguments.text(kw["domain"], "domain")
-    labels = kw["labels"]
-    if labels is not None and not isinstance(labels, str | int | float):
-        if isinstance(labels, bytes | bytearray | Mapping) or not isinstance(labels, Iterable):
-            raise arguments.fail("labels", "a number in [0, 1] or a list of them", labels)
+    labels = arguments.numbers(kw["labels"], "labels", "a number in [0, 1] or a list of them")
     arguments.text(kw["sampling"], "sampling")
     arguments.number(kw["ulp_threshold"], "ulp_threshold")
     arguments.flag(kw["cache"], "cache", optional=True)
@@ -122,7 +121,7 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         cache_dir=kw["cache_dir"],
         timeout=kw["timeout"],
         parameters=_parameter_texts(kw.get("parameters")),
-        modes=strings(kw.get("modes")),
+        modes=strings(arguments.texts(kw.get("modes"), "modes")),
         device=kw.get("device"),
     )
 

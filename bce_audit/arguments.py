@@ -38,24 +38,57 @@ def text(value: Any, name: str, optional: bool = True) -> None:
 
 def texts(value: Any, name: str) -> Any:
     """None, a string, or a list (any iterable but a string, bytes or a mapping) of strings;
-    returned as given, an iterable as a tuple (a generator is read once, here)."""
+    returned as given, an iterable as a tuple (a generator is read once, here). An empty list
+    is refused: it would quietly mean the default, everything (as the config refuses one)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
         raise fail(name, "a name or a list of names", value)
     items = tuple(value)
+    if not items:
+        raise empty_list(name)
     for item in items:
         if not isinstance(item, str):
             raise fail(name, "a name or a list of names", item)
     return items
 
 
+def empty_list(name: str) -> ArgumentError:
+    """The error for an empty list where one chooses what to sweep."""
+    return ArgumentError(f"{name}: an empty list chooses nothing; leave it out (None) for the default")
+
+
+def numbers(value: Any, name: str, expects: str) -> Any:
+    """None, a number, or a non-empty list of numbers (not bools); a string passes, as the
+    command line's text, to be parsed where the flag's is. Returned as given, a list as a tuple."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number(value, name)
+        return value
+    if isinstance(value, bool | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise fail(name, expects, value)
+    items = tuple(value)
+    if not items:
+        raise empty_list(name)
+    for item in items:
+        if not isinstance(item, str):
+            number(item, name, optional=False)
+    return items
+
+
 def number(value: Any, name: str, optional: bool = True) -> None:
-    """An int or a float, not a bool (or None when ``optional``)."""
+    """An int or a float, not a bool, that a float holds (or None when ``optional``)."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise fail(name, "a number" + (" or None" if optional else ""), value)
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            beyond = "below -1.8e308" if value < 0 else "beyond 1.8e308"
+            raise ArgumentError(f"{name}: expected a number a float holds, got an integer {beyond}") from None
 
 
 def flag(value: Any, name: str, optional: bool = False) -> None:
@@ -94,9 +127,15 @@ def logit_range(value: Any, name: str) -> Any:
     """None, "LO:HI" or a pair of numbers (their values are checked with --range's)."""
     if value is None or isinstance(value, str):
         return value
+    expects = '"LO:HI" or a pair of numbers (lo, hi)'
     if isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
-        raise fail(name, '"LO:HI" or a pair of numbers (lo, hi)', value)
-    return tuple(value)
+        raise fail(name, expects, value)
+    items = tuple(value)
+    if len(items) != 2:
+        raise fail(name, expects, value)
+    for item in items:
+        number(item, name, optional=False)
+    return items
 
 
 def parameter_values(value: Any, name: str) -> tuple[Any, ...]:
