@@ -60,9 +60,13 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
 
 def _load(path: Path) -> dict[str, Any]:
     data = read_input(path, "config")
+    if data.startswith(b"\xef\xbb\xbf"):  # tomllib's own message: "Invalid statement (at line 1, column 1)"
+        raise UsageError(
+            f"config {path}: starts with a UTF-8 byte-order mark, which TOML does not allow; save it as UTF-8 "
+            "without one"
+        )
     try:
-        # utf-8-sig: a byte-order mark that a Windows editor put first is not part of the TOML
-        return tomllib.loads(data.decode("utf-8-sig"))
+        return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError as exc:
