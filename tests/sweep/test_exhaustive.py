@@ -285,3 +285,24 @@ def test_exhaustive_float32_maps_the_logsigmoid_underflow_band_as_one_zero_inter
     assert (float(zero[0]["lo"]), float(zero[0]["hi"])) == (lo, hi)
     assert int(zero[0]["floats"]) == len(band)
     assert -103.98 < lo < -103.97 and -102.88 < hi < -102.87
+
+
+def test_kept_points_of_a_formulation_that_raises_are_every_input_with_the_error_status():
+    import bce_audit
+
+    @bce_audit.formulation(domain="logits")
+    def raises(z, y):
+        raise RuntimeError("nope")
+
+    result = bce_audit.audit(
+        [raises], dtypes="float32", domain="logits", sampling="exhaustive", range=(1, 1.0001), labels=0.0, details=True
+    )
+    n = count_inputs(Domain.LOGITS, (1.0, 1.0001))
+    assert n == 839
+    for case in result.cases:
+        d = case.details
+        assert case.figures is None and case.error is not None and d is not None
+        assert len(d.inputs) == n + 3 and set(d.statuses.tolist()) == {"error"} and np.isnan(d.outputs).all()
+        # the truth is still there, exact: softplus(1) = 1.3132616875182228 at z = 1
+        want = evaluate_points(Domain.LOGITS, d.inputs, 0.0)[:, column(case.quantity, DType.FLOAT64.format)]
+        assert np.array_equal(d.truth_f64, want, equal_nan=True)
