@@ -301,22 +301,33 @@ def status_runs(
     return runs.get((formulation.name, float(label), quantity), [])
 
 
-def detail_rows(settings: Settings) -> int:
-    """How many rows of per-point data an exhaustive float32 sweep of the settings has: every
-    input of each domain (finite ones, then ±inf and NaN on logits, NaN on probabilities) for each
-    label, formulation and quantity. On probabilities with a range it may be a few more than are
-    evaluated (see ``chunks``)."""
-    inputs = sum(count_inputs(d, settings.logit_range) + (3 if d is Domain.LOGITS else 1) for d in settings.domains)
-    return inputs * len(settings.labels) * len(settings.formulations) * len(Quantity)
+def detail_rows(settings: Settings) -> tuple[int, bool]:
+    """(rows, exact): how many rows of per-point data an exhaustive float32 sweep of the settings
+    has: every input of each domain (finite ones, then ±inf and NaN on logits, NaN on
+    probabilities) for each label, formulation and quantity. On probabilities with a range,
+    ``count_inputs`` may count a few inputs at the ends that the sweep leaves out (see ``chunks``):
+    those are enumerated when that is cheap (a range near the limit), else the count is an upper
+    bound, far above the limit, and ``exact`` is False."""
+    inputs, exact = 0, True
+    for domain in settings.domains:
+        n = count_inputs(domain, settings.logit_range)
+        if domain is Domain.PROBABILITIES and settings.logit_range is not None:
+            if n <= 2 * MAX_DETAIL_ROWS:
+                n = sum(len(values) for values in chunks(domain, settings.logit_range))
+            else:
+                exact = False
+        inputs += n + (3 if domain is Domain.LOGITS else 1)
+    return inputs * len(settings.labels) * len(settings.formulations) * len(Quantity), exact
 
 
 def check_streamed(settings: Settings, keep_details: bool) -> None:
     """A user mistake in an exhaustive float32 sweep, as a UsageError, before anything runs."""
     counts = {domain: count_inputs(domain, settings.logit_range) for domain in settings.domains}
-    rows = detail_rows(settings)
-    if keep_details and rows > MAX_DETAIL_ROWS:
+    rows, exact = detail_rows(settings) if keep_details else (0, True)
+    if rows > MAX_DETAIL_ROWS:
         raise UsageError(
-            f"an exhaustive float32 sweep of this range has {rows:,} rows of per-point data, more than the "
+            f"an exhaustive float32 sweep of this range has {'' if exact else 'about '}{rows:,} rows of per-point "
+            "data, more than the "
             f"{MAX_DETAIL_ROWS:,} that --details, --repro and --plot (details=True in the API) can hold; "
             "narrow --range, or sample float32 (--sampling bits)"
         )

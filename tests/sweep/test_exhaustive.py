@@ -19,7 +19,7 @@ from bce_audit.formulations.builtins import get_formulation
 from bce_audit.oracle.crossings import find_crossings
 from bce_audit.oracle.table import column, evaluate_points
 from bce_audit.settings import Settings
-from bce_audit.sweep.exhaustive import MAX_DETAIL_ROWS, chunks, count_inputs, exhaustive_cases, status_runs
+from bce_audit.sweep.exhaustive import MAX_DETAIL_ROWS, chunks, count_inputs, detail_rows, exhaustive_cases, status_runs
 from bce_audit.sweep.metrics import point_status, summarize, ulp_error
 from bce_audit.sweep.run import run_sweep
 from bce_audit.vocabulary import Domain, DType, Quantity, Sampling, Status
@@ -306,3 +306,21 @@ def test_kept_points_of_a_formulation_that_raises_are_every_input_with_the_error
         # the truth is still there, exact: softplus(1) = 1.3132616875182228 at z = 1
         want = evaluate_points(Domain.LOGITS, d.inputs, 0.0)[:, column(case.quantity, DType.FLOAT64.format)]
         assert np.array_equal(d.truth_f64, want, equal_nan=True)
+
+
+def test_the_row_count_is_the_rows_kept_on_probabilities_with_a_range():
+    settings = Settings(
+        formulations=("naive",),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.PROBABILITIES, Domain.LOGITS),
+        labels=(0.0, 1.0),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(1.0, 1.0001),
+    )
+    rows, exact = detail_rows(settings)
+    result = run_sweep(settings, keep_details=True)
+    assert exact and rows == sum(len(c.details.inputs) for c in result.cases if c.details is not None)
+    # the probabilities whose float64 logit lies in the range: fewer than count_inputs' bound may say
+    kept = sum(len(c) for c in chunks(Domain.PROBABILITIES, (1.0, 1.0001)))
+    assert kept <= count_inputs(Domain.PROBABILITIES, (1.0, 1.0001))
+    assert rows == (kept + 1 + 839 + 3) * 2 * 2
