@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bce_audit import arguments
 from bce_audit.errors import ExitCode, UsageError
 from bce_audit.settings import Request, RunOptions, Settings, resolve
 
@@ -74,8 +75,14 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
     items: Iterable[Any]
     if isinstance(formulations, str) or callable(formulations):
         items = [formulations]
+    elif formulations is None:
+        items = []
+    elif isinstance(formulations, bytes | bytearray | Mapping) or not isinstance(formulations, Iterable):
+        raise arguments.fail("formulations", "a name, a target, a callable, or a list of them", formulations)
     else:
-        items = [] if formulations is None else formulations
+        items = list(formulations)
+        if not items:
+            raise arguments.empty_list("formulations")
     for item in items:
         if isinstance(item, str):
             # MODULE:FUNCTION or FILE.py:FUNCTION is a target (it runs in the sandbox); else a name
@@ -90,14 +97,21 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
             return ()
         return (value,) if isinstance(value, str | int | float) else tuple(value)
 
+    dtypes = arguments.texts(kw["dtypes"], "dtypes")
+    arguments.text(kw["domain"], "domain")
+    labels = arguments.numbers(kw["labels"], "labels", "a number in [0, 1] or a list of them")
+    arguments.text(kw["sampling"], "sampling")
+    arguments.number(kw["ulp_threshold"], "ulp_threshold")
+    arguments.flag(kw["cache"], "cache", optional=True)
+    arguments.path(kw["cache_dir"], "cache_dir")
     return Request(
         formulations=tuple(names),
         impl=tuple(targets),
         functions=tuple(functions),
-        dtypes=strings(kw["dtypes"]),
+        dtypes=strings(dtypes),
         domain=kw["domain"],
-        labels=strings(kw["labels"]),
-        range=kw["range"],
+        labels=strings(labels),
+        range=arguments.logit_range(kw["range"], "range"),
         points=kw["points"],
         sampling=kw["sampling"],
         seed=kw["seed"],
@@ -107,18 +121,19 @@ def _request(formulations: Formulations, **kw: Any) -> Request:
         cache_dir=kw["cache_dir"],
         timeout=kw["timeout"],
         parameters=_parameter_texts(kw.get("parameters")),
-        modes=strings(kw.get("modes")),
+        modes=strings(arguments.texts(kw.get("modes"), "modes")),
         device=kw.get("device"),
     )
 
 
 def _parameter_texts(parameters: Mapping[str, Any] | None) -> tuple[str, ...]:
     """{"gamma": [0, 0.5, 2]} as the texts of --param (``gamma=0,0.5,2``)."""
+    arguments.mapping(parameters, "parameters", "values by parameter name")
     if not parameters:
         return ()
     texts = []
     for name, values in parameters.items():
-        items = [values] if values is None or isinstance(values, str | int | float) else list(values)
+        items = arguments.parameter_values(values, f"parameters[{name!r}]")
         texts.append(f"{name}=" + ",".join(_parameter_text(v) for v in items))
     return tuple(texts)
 
@@ -156,6 +171,7 @@ def _in_given_order(settings: Settings, formulations: Formulations) -> Settings:
 def _config(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None]:
     from bce_audit.config import load_config, validate
 
+    arguments.path_or_mapping(config, "config")
     if config is None:
         return {}, None
     if isinstance(config, Mapping):
@@ -207,6 +223,9 @@ def audit(
     Raises ``bce_audit.UsageError`` for bad arguments, as the command line exits 2.
     """
     from bce_audit.engines.sandbox import Sandbox
+
+    arguments.flag(details, "details")
+    arguments.flag(causes, "causes")
 
     request = _request(
         formulations,
@@ -305,7 +324,13 @@ def check(
     from bce_audit.files import write_outputs
     from bce_audit.gate.plan import judge, plan_check, render_update_file
 
-    details = bool(audit_arguments.pop("details", False))
+    details = audit_arguments.pop("details", False)
+    arguments.flag(details, "details")
+    rules = arguments.mappings(thresholds, "thresholds", "rules, as the config's [[thresholds]] tables")
+    arguments.path(baseline, "baseline")
+    arguments.mapping(tolerance, "tolerance", "allowances by figure")
+    arguments.flag(allow_missing, "allow_missing", optional=True)
+    arguments.flag(update_baseline, "update_baseline")
     keys = (
         "dtypes",
         "domain",
@@ -325,8 +350,8 @@ def check(
         raise UsageError(f"check() got unexpected arguments: {', '.join(sorted(unknown))}")
     request = _request(formulations, **{k: audit_arguments.get(k, 1 if k == "jobs" else None) for k in keys})
     table, source = _config(config)
-    if thresholds is not None:
-        table["thresholds"] = [dict(rule) for rule in thresholds]
+    if rules is not None:
+        table["thresholds"] = [dict(rule) for rule in rules]
     if tolerance is not None:
         table["tolerance"] = dict(tolerance)
     if allow_missing is not None:
@@ -390,11 +415,13 @@ def write_repro(result: AuditResult, directory: str | os.PathLike[str]) -> list[
     ``details=True``) into ``directory`` (created if missing), as `bce-audit sweep --repro DIR`
     does, and return their paths. Each test fails, naming the status and the ULP error, while
     the formulation misses the exact value at that input (docs/repro-and-plots.md)."""
-    from bce_audit.files import OutputDir, check_writable_dir
+    from bce_audit.files import OutputDir, check_outputs
 
+    arguments.audit_result(result, "write_repro: result")
+    arguments.path(directory, "write_repro: directory", optional=False)
     out = OutputDir.parse("write_repro", directory)
     _needs_details(result, "a repro")
-    check_writable_dir(out)
+    check_outputs([out])
     return _write_directory(repro_outputs(result, out))
 
 
@@ -403,13 +430,15 @@ def write_plots(result: AuditResult, directory: str | os.PathLike[str]) -> list[
     ``details=True``), as PNG and SVG, into ``directory`` (created if missing), as
     `bce-audit sweep --plot DIR` does, and return their paths. Needs matplotlib
     (``pip install 'bce-audit[plot]'``)."""
-    from bce_audit.files import OutputDir, check_writable_dir
+    from bce_audit.files import OutputDir, check_outputs
     from bce_audit.report.plot import require_matplotlib
 
+    arguments.audit_result(result, "write_plots: result")
+    arguments.path(directory, "write_plots: directory", optional=False)
     require_matplotlib()
     out = OutputDir.parse("write_plots", directory)
     _needs_details(result, "a plot")
-    check_writable_dir(out)
+    check_outputs([out])
     return _write_directory(plot_outputs(result, out))
 
 
@@ -454,12 +483,13 @@ def explain(
     from bce_audit.formulations.selection import resolve as formulations_of
     from bce_audit.vocabulary import Domain, Quantity
 
-    if isinstance(formulation, str | bytes) or callable(formulation):
+    if isinstance(formulation, str) or callable(formulation):
         given: Formulations = formulation
     else:
-        raise UsageError(f"explain() takes one formulation (a name, a target or a callable), not {formulation!r}")
-    if at is not None and not isinstance(at, int | float):
-        raise UsageError(f"at must be a number, got {at!r}")
+        raise arguments.fail("formulation", "one formulation: a name, a target or a callable", formulation)
+    arguments.number(at, "at")
+    arguments.text(layout, "layout", optional=False)
+    arguments.text(quantity, "quantity")
     shape = Layout.parse(layout, "layout")
     quantities = tuple(Quantity) if quantity is None else (Quantity.parse(quantity, "quantity"),)
     request = _request(

@@ -60,6 +60,11 @@ FORMULATION_KEYS: dict[str, type | tuple[type, ...]] = {
 
 def _load(path: Path) -> dict[str, Any]:
     data = read_input(path, "config")
+    if data.startswith(b"\xef\xbb\xbf"):  # tomllib's own message: "Invalid statement (at line 1, column 1)"
+        raise UsageError(
+            f"config {path}: starts with a UTF-8 byte-order mark, which TOML does not allow; save it as UTF-8 "
+            "without one"
+        )
     try:
         return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -91,7 +96,8 @@ def validate(table: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in table.items():
         _check_key(key, value, KEYS, where)
         if key in PATH_KEYS and not value.strip():
-            raise UsageError(f"{where}.{key}: empty path; name a file, or leave the key out")
+            what = "a directory" if key == "cache_dir" else "a file"
+            raise UsageError(f"{where}.{key}: empty path; name {what}, or leave the key out")
         if key in CHOICE_KEYS and not value:
             raise UsageError(f"{where}.{key}: empty list; name at least one, or leave the key out for the default")
         if isinstance(value, list):

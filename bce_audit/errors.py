@@ -53,6 +53,12 @@ class UsageError(BceAuditError):
     exit_code = ExitCode.USAGE
 
 
+class ArgumentError(UsageError, TypeError, ValueError):
+    """A Python API function got an argument it cannot take (``audit(42)``): a UsageError naming
+    the argument and what it expects, and, for a caller's ``except``, the TypeError or ValueError
+    Python itself raises for a wrong argument."""
+
+
 class MissingExtra(UsageError):
     """A selected formulation needs a framework that is not installed (JAX, TensorFlow, Keras);
     the message names the pip command that installs it."""

@@ -121,7 +121,13 @@ def check_ours_to_replace(members: Sequence[Output]) -> None:
         if output.path is None:
             continue
         try:
-            if not stat.S_ISREG(os.lstat(output.path).st_mode):
+            mode = os.lstat(output.path).st_mode
+            if stat.S_ISDIR(mode):  # a rename never replaces a directory with a file
+                raise UsageError(
+                    f"{output.name} {shown(output.path)} is a directory, where bce-audit writes a file; "
+                    "move it, or name another directory"
+                )
+            if not stat.S_ISREG(mode):
                 continue
             with open(output.path, "rb") as f:
                 head = f.read(_MARK_WITHIN)
@@ -134,10 +140,35 @@ def check_ours_to_replace(members: Sequence[Output]) -> None:
             )
 
 
+def _probe(directory: Path, make_directory: bool = False) -> str | None:
+    """Why nothing can be created in ``directory``, or None: an exclusive temporary file (or
+    directory) made there and removed at once. ``os.access`` is not enough: it says yes to root
+    in /proc and /sys, and on a read-only mount."""
+    try:
+        if make_directory:
+            os.rmdir(tempfile.mkdtemp(prefix=".bce-audit-probe.", dir=directory))
+        else:
+            fd, name = tempfile.mkstemp(prefix=".bce-audit-probe.", dir=directory)
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def dangling_target(path: Path) -> str | None:
+    """Where ``path`` points when it is a symbolic link to nothing, else None."""
+    try:
+        return os.readlink(path) if os.path.islink(path) and not os.path.exists(path) else None
+    except (OSError, ValueError):
+        return None
+
+
 def check_writable_dir(output: OutputDir) -> None:
     """Fail before any work when a directory output cannot be written: it exists and is not a
-    directory (a file is never replaced by one), or it is missing and its parent is, or either
-    is not writable."""
+    directory (a file is never replaced by one), it is a link to nothing (what it names is not
+    created through it), or it is missing and its parent is, or nothing can be created in it (or
+    in its parent, to make it)."""
     path = output.path
     try:
         info = os.stat(path)
@@ -152,13 +183,25 @@ def check_writable_dir(output: OutputDir) -> None:
             raise UsageError(f"{output}: exists and is not a directory; name a directory")
         if not os.access(path, os.W_OK | os.X_OK):
             raise UsageError(f"{output}: permission denied")
+        reason = _probe(path)
+        if reason is not None:
+            raise UsageError(f"{output}: cannot write in it: {reason}")
         return
+    dangling = dangling_target(path)
+    if dangling is not None:
+        raise UsageError(
+            f"{output}: a symbolic link to {shown(dangling)}, which does not exist; "
+            "create that directory, or name another"
+        )
     parent = Path(os.path.realpath(path)).parent
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
-        raise UsageError(f"{output}: {parent} {what}")
+        raise UsageError(f"{output}: {shown(parent)} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{output}: permission denied")
+    reason = _probe(parent, make_directory=True)
+    if reason is not None:
+        raise UsageError(f"{output}: cannot create it in {shown(parent)}: {reason}")
 
 
 def shown(path: str | Path) -> str:
@@ -200,9 +243,30 @@ def check_writable(output: Output) -> None:
     parent = target.parent
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
-        raise UsageError(f"{output}: {parent} {what}")
+        raise UsageError(f"{output}: {shown(parent)} {what}")
     if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(f"{output}: permission denied")
+    reason = _probe(parent)  # where the temporary file that replaces it is made
+    if reason is not None:
+        raise UsageError(f"{output}: cannot write in {shown(parent)}: {reason}")
+
+
+def check_outputs(outputs: Sequence[Output | OutputDir], inputs: Sequence[Output] = ()) -> None:
+    """The one check every output the user names goes through, before any work: each can be
+    written (``check_writable`` for a file, ``check_writable_dir`` for a directory), and none is
+    another or an input (``check_distinct``; two directories may be one: --repro and --plot
+    share a directory, their files' names differ). A failure is one UsageError naming the option
+    and the path; nothing is written (a probe file is made and removed at once)."""
+    files = [o for o in outputs if isinstance(o, Output)]
+    directories = [o for o in outputs if isinstance(o, OutputDir)]
+    for output in outputs:
+        if isinstance(output, OutputDir):
+            check_writable_dir(output)
+        else:
+            check_writable(output)
+    check_distinct(files, inputs)
+    for directory in directories:
+        check_distinct([*files, directory.as_output()], inputs)
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -320,6 +384,10 @@ class _Staged:
         self.tmp: str | None = None
         self.target: Path | None = None
         self.created: Path | None = None  # the directory this made for it (a member's)
+        # what the target held before the rename, as a hard link beside it (None: nothing, or a
+        # directory, which no rename replaces); kept until every output is in place
+        self.backup: str | None = None
+        self.no_backup: str | None = None  # why no backup could be made, when one was needed
 
     @property
     def direct(self) -> bool:
@@ -386,9 +454,40 @@ class _Staged:
             f.write(self.data)
 
     def commit(self) -> None:
+        """Rename the temporary file over the target, first keeping what the target held as a
+        hard link beside it (``backup``), so that ``rollback`` can put it back."""
         assert self.tmp is not None and self.target is not None, "commit() before stage()"
+        try:
+            info = os.lstat(self.target)
+        except FileNotFoundError:
+            info = None
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            backup = str(self.target.parent / f".{self.target.name}.{secrets.token_hex(8)}.bak")
+            try:
+                os.link(self.target, backup, follow_symlinks=False)  # exclusive: fails if the name exists
+                self.backup = backup
+            except OSError as exc:  # a file system without hard links: written, but not undoable
+                self.no_backup = _reason(exc)
         os.replace(self.tmp, self.target)
         self.tmp = None
+
+    def rollback(self) -> None:
+        """Undo ``commit``: the old file renamed back over the target, or the new one removed
+        where there was none."""
+        assert self.target is not None
+        if self.no_backup is not None:
+            raise OSError(errno.ENOTSUP, f"its old file could not be kept: {self.no_backup}")
+        if self.backup is not None:
+            os.replace(self.backup, self.target)
+            self.backup = None
+        else:
+            os.unlink(self.target)
+
+    def drop_backup(self) -> None:
+        if self.backup is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.backup)
+            self.backup = None
 
     def discard(self) -> None:
         if self.tmp is not None:
@@ -401,17 +500,39 @@ def _written_text(done: list[Output]) -> str:
     return "written: " + ", ".join(str(o) for o in done) if done else "nothing was written"
 
 
+def _rolled_back(renamed: list[_Staged]) -> tuple[list[Output], list[Output], list[str]]:
+    """Undo the renames already made, last first: the outputs put back as they were, those that
+    could not be (still the new file), and for each of these why, and where its old file is."""
+    restored: list[Output] = []
+    stuck: list[Output] = []
+    why: list[str] = []
+    for staged in reversed(renamed):
+        try:
+            staged.rollback()
+            restored.append(staged.output)
+        except OSError as exc:
+            kept = f", its old file is {shown(staged.backup)}" if staged.backup is not None else ""
+            why.append(f"{staged.output} could not be put back ({_reason(exc)}{kept})")
+            staged.backup = None  # named in the message: left for the user, not removed
+            stuck.append(staged.output)
+    return restored[::-1], stuck[::-1], why
+
+
 def write_outputs(
     items: Sequence[tuple[Output, bytes | str]], announce: Callable[[Output], None] | None = None
 ) -> None:
-    """Write one run's outputs together: all of them replaced, or a message that says exactly
-    which were written.
+    """Write one run's outputs together: all of them replaced, or none, or a message that says
+    exactly which were written.
 
     1. Each file output is written to an exclusive temporary file beside its target and
        fsynced. A failure here (a full disk, say) removes the temporary files and replaces nothing.
-    2. Standard output, devices and pipes are written into (they cannot be replaced atomically).
+    2. Standard output, devices and pipes are written into (they cannot be replaced atomically,
+       nor taken back).
     3. The temporary files are renamed over their targets with SIGINT and SIGTERM held back, so
-       an interrupt lands before or after all the renames, never between two of them.
+       an interrupt lands before or after all the renames, never between two of them. Each
+       target's old file is kept as a hard link beside it until all are in place: when a rename
+       fails (the target became a directory since the check), the renames already made are
+       undone, the old files put back, and the error says so (and names any that could not be).
 
     ``announce(output)`` is called for each output once it is in place. Errors are
     ``OutputsNotWritten`` (exit 2) naming the output, the reason and what was written;
@@ -419,6 +540,7 @@ def write_outputs(
     """
     staged = [_Staged(o, d.encode("utf-8") if isinstance(d, str) else d) for o, d in items]
     done: list[Output] = []
+    renamed: list[_Staged] = []
     current: _Staged | None = None
     try:
         for current in staged:
@@ -429,10 +551,22 @@ def write_outputs(
                 done.append(current.output)
         current = None
         with signals_held():
-            for current in staged:
-                if not current.direct:
-                    current.commit()
-                    done.append(current.output)
+            try:
+                for current in staged:
+                    if not current.direct:
+                        current.commit()
+                        renamed.append(current)
+            except OSError as exc:
+                failed = current
+                restored, stuck, why = _rolled_back(renamed)
+                renamed, current = [], None
+                done += stuck
+                what = f"{failed.output}: cannot write: {_reason(exc)}" if failed is not None else _reason(exc)
+                parts = [_written_text(done)]
+                if restored:
+                    parts.append("put back as they were: " + ", ".join(str(o) for o in restored))
+                raise OutputsNotWritten(f"{what}; {'; '.join(parts + why)}") from None
+            done += [r.output for r in renamed]
             current = None
     except OSError as exc:
         what = f"{current.output}: cannot write: {_reason(exc)}" if current is not None else _reason(exc)
@@ -446,6 +580,7 @@ def write_outputs(
     finally:
         for s in staged:
             s.discard()
+            s.drop_backup()
         if not done:  # a directory made for members that never came: leave none behind
             for s in staged:
                 if s.created is not None:

@@ -320,6 +320,7 @@ def resolve(
 
 def run_options(request: Request, config: dict[str, Any]) -> RunOptions:
     """Jobs, cache and time limit from the request, the config and the defaults."""
+    from bce_audit.files import dangling_target, shown
     from bce_audit.oracle.cache import default_cache_dir
 
     jobs, jobs_from = (request.jobs, "--jobs") if request.jobs is not None else (config.get("jobs"), "config jobs")
@@ -334,7 +335,15 @@ def run_options(request: Request, config: dict[str, Any]) -> RunOptions:
         given, given_from = request.cache_dir, "--cache-dir"
         if given is None:
             given, given_from = config.get("cache_dir"), "config cache_dir"
+        if given is not None and not os.fspath(given).strip():  # Path("") would be ".": the cache in the cwd
+            raise UsageError(f"{given_from}: empty path; name a directory")
         cache_dir = Path(given) if given is not None else default_cache_dir()
         if given is not None and cache_dir.exists() and not cache_dir.is_dir():
-            raise UsageError(f"{given_from} {cache_dir}: not a directory")
+            raise UsageError(f"{given_from} {shown(cache_dir)}: not a directory")
+        dangling = dangling_target(cache_dir) if given is not None else None
+        if dangling is not None:
+            raise UsageError(
+                f"{given_from} {shown(cache_dir)}: a symbolic link to {shown(dangling)}, which does not exist; "
+                "create that directory, or name another"
+            )
     return RunOptions(jobs=jobs, cache_dir=cache_dir, timeout=timeout_option(request.timeout, config))

@@ -109,3 +109,85 @@ def test_the_package_exports_its_api():
         "ExitCode",
     ):
         assert name in bce_audit.__all__ and hasattr(bce_audit, name)
+
+
+# --------------------------------------------------------------------------- nonsense arguments
+
+
+def _result():
+    return bce_audit.audit("naive", dtypes="float16", points=20, labels=1.0, details=True)
+
+
+# (call, the argument named, what it says it expects): each public function of bce_audit, every
+# argument whose wrong kind used to surface as a raw TypeError or AttributeError from deep inside
+NONSENSE = [
+    (lambda: bce_audit.audit(42), "formulations", "a name, a target, a callable, or a list of them"),
+    (lambda: bce_audit.audit(b"naive"), "formulations", "a list of them"),
+    (lambda: bce_audit.audit("naive", dtypes=3), "dtypes", "a name or a list of names"),
+    (lambda: bce_audit.audit("naive", dtypes=[None]), "dtypes", "a name or a list of names"),
+    (lambda: bce_audit.audit("naive", domain=1), "domain", "a string"),
+    (lambda: bce_audit.audit("naive", labels={"y": 1}), "labels", "a number in [0, 1]"),
+    (lambda: bce_audit.audit("naive", range=5), "range", '"LO:HI" or a pair of numbers'),
+    (lambda: bce_audit.audit("naive", sampling=1), "sampling", "a string"),
+    (lambda: bce_audit.audit("naive", ulp_threshold="4"), "ulp_threshold", "a number"),
+    (lambda: bce_audit.audit("naive", config=5), "config", "a TOML file's path or a dict"),
+    (lambda: bce_audit.audit("naive", details="no"), "details", "True or False"),
+    (lambda: bce_audit.audit("naive", causes=1), "causes", "True or False"),
+    (lambda: bce_audit.audit("naive", cache="no"), "cache", "True, False or None"),
+    (lambda: bce_audit.audit("naive", cache_dir=5), "cache_dir", "a path"),
+    (lambda: bce_audit.audit("torchvision-focal", parameters=5), "parameters", "a dict"),
+    (lambda: bce_audit.audit("torchvision-focal", parameters={"gamma": object()}), "parameters['gamma']", "a value"),
+    (lambda: bce_audit.audit("torchvision-focal", parameters={1: 2}), "parameters key", "a string"),
+    (lambda: bce_audit.audit([]), "formulations", "an empty list chooses nothing"),
+    (lambda: bce_audit.audit("naive", dtypes=[]), "dtypes", "an empty list chooses nothing"),
+    (lambda: bce_audit.audit("naive", labels=[]), "labels", "an empty list chooses nothing"),
+    (lambda: bce_audit.audit("naive", modes=[]), "modes", "an empty list chooses nothing"),
+    (lambda: bce_audit.audit("naive", labels=True), "labels", "a number in [0, 1]"),
+    (lambda: bce_audit.audit("naive", labels=[0, None]), "labels", "a number"),
+    (lambda: bce_audit.audit("naive", range=("a", "b")), "range", "a number"),
+    (lambda: bce_audit.audit("naive", range=[]), "range", "a pair of numbers"),
+    (lambda: bce_audit.audit("naive", range=(1, 2, 3)), "range", "a pair of numbers"),
+    (lambda: bce_audit.audit("naive", ulp_threshold=10**400), "ulp_threshold", "an integer beyond 1.8e308"),
+    (lambda: bce_audit.explain("naive", at=-(10**400)), "at", "an integer below -1.8e308"),
+    (lambda: bce_audit.check(42), "formulations", "a list of them"),
+    (lambda: bce_audit.check("naive", thresholds=5), "thresholds", "a list of dicts"),
+    (lambda: bce_audit.check("naive", thresholds=[5]), "thresholds", "a list of dicts"),
+    (lambda: bce_audit.check("naive", baseline=5), "baseline", "a path"),
+    (lambda: bce_audit.check("naive", tolerance=5), "tolerance", "a dict"),
+    (lambda: bce_audit.check("naive", allow_missing="x"), "allow_missing", "True, False or None"),
+    (lambda: bce_audit.check("naive", update_baseline="x"), "update_baseline", "True or False"),
+    (lambda: bce_audit.check("naive", details="x"), "details", "True or False"),
+    (lambda: bce_audit.explain(42), "formulation", "one formulation"),
+    (lambda: bce_audit.explain(b"naive"), "formulation", "one formulation"),
+    (lambda: bce_audit.explain("naive", at="1"), "at", "a number"),
+    (lambda: bce_audit.explain("naive", at=True), "at", "a number"),
+    (lambda: bce_audit.explain("naive", quantity=5), "quantity", "a string"),
+    (lambda: bce_audit.explain("naive", layout=5), "layout", "a string"),
+    (lambda: bce_audit.formulation(domain="logits")(5), "@formulation", "a function or a class"),
+    (lambda: bce_audit.formulation(5), "@formulation", "keyword arguments only"),
+    (lambda: bce_audit.write_repro("x", "."), "write_repro: result", "the AuditResult"),
+    (lambda: bce_audit.write_plots(None, "."), "write_plots: result", "the AuditResult"),
+    (lambda: bce_audit.write_repro(_result(), 5), "write_repro: directory", "a path"),
+    (lambda: bce_audit.write_plots(_result(), None), "write_plots: directory", "a path"),
+]
+
+
+@pytest.mark.parametrize(("call", "argument", "expects"), NONSENSE)
+def test_a_nonsense_argument_is_a_usage_error_naming_it(call, argument, expects):
+    from bce_audit.errors import ArgumentError
+
+    with pytest.raises(bce_audit.UsageError) as caught:
+        call()
+    assert isinstance(caught.value, ArgumentError)
+    message = str(caught.value)
+    assert message.startswith(argument) and expects in message, message
+    # Python's own exceptions for a wrong argument still catch it
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, ValueError)
+
+
+def test_arguments_given_as_generators_are_read_once():
+    result = bce_audit.audit(
+        (f for f in ["naive"]), dtypes=(d for d in ["float16"]), labels=[1.0], points=20, range=iter([-5.0, 5.0])
+    )
+    assert {(c.formulation, str(c.dtype)) for c in result.cases} == {("naive", "float16")}
+    assert all(c.figures is not None and c.figures.points > 0 for c in result.cases)

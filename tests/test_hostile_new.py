@@ -103,29 +103,34 @@ def test_baseline_keys_parameters_on_their_value(tmp_path: Path) -> None:
 
 def test_repro_on_exhaustive_float32_names_repro(tmp_path: Path) -> None:
     args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
-    args += ["--sampling", "exhaustive", "--range", "16:17", "--repro", str(tmp_path / "r")]
+    # every float32 in [-20, 20]: 2.1e9 inputs, far more rows than per-point data can hold
+    args += ["--sampling", "exhaustive", "--range", "-20:20", "--repro", str(tmp_path / "r")]
     line = assert_usage_error(runner().invoke(main, args), "--repro")
     assert "drop --details" not in line  # it names what needs the points, not an option never given
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--details is refused for an exhaustive float32 sweep of any size, even 1,678 rows "
-    "(--range 1:1.0001), with a message that calls that count too many",
-)
 def test_details_of_a_small_exhaustive_float32_range(tmp_path: Path) -> None:
     details = tmp_path / "d.csv"
     args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
     args += ["--sampling", "exhaustive", "--range", "1:1.0001", "--details", str(details)]
     assert_exit(runner().invoke(main, args), 0)
-    assert len(details.read_text().splitlines()) > 1000
+    _, rows = read_csv(details.read_text())
+    # every float32 in [1, 1.0001]: 1 + floor(0.0001 / 2^-23) = 839 inputs, plus ±inf and NaN, twice
+    assert len(rows) == 2 * (839 + 3)
+    assert float(rows[0]["input"]) == 1.0 and float(rows[838]["input"]) == 1.0000998973846436
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a repro directory that is a dangling symlink is found only after the whole sweep "
-    "ran ('cannot write: No such file or directory'); outputs are to be checked before any work",
-)
+def test_details_of_a_large_exhaustive_float32_range_give_the_count_and_the_limit(tmp_path: Path) -> None:
+    from bce_audit.sweep.exhaustive import MAX_DETAIL_ROWS
+
+    args = ["sweep", "-f", "naive", "-d", "float32", "--domain", "logits", "-y", "0"]
+    args += ["--sampling", "exhaustive", "--range", "1:2", "--details", str(tmp_path / "d.csv")]
+    line = assert_usage_error(runner().invoke(main, args), "--details")
+    # [1, 2]: 2^23 + 1 inputs, plus ±inf and NaN, for the loss and the gradient
+    assert f"{2 * (2**23 + 4):,} rows" in line and f"{MAX_DETAIL_ROWS:,}" in line
+    assert not (tmp_path / "d.csv").exists()
+
+
 def test_repro_dangling_symlink_checked_before_the_run(tmp_path: Path) -> None:
     link = tmp_path / "r"
     link.symlink_to(tmp_path / "missing")
@@ -135,11 +140,6 @@ def test_repro_dangling_symlink_checked_before_the_run(tmp_path: Path) -> None:
     assert "cases," not in result.output  # no sweep was run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bce_audit.audit(42) and write_repro('x', dir) raise raw TypeError/AttributeError "
-    "instead of a UsageError naming the argument",
-)
 def test_api_nonsense_arguments_are_usage_errors() -> None:
     import bce_audit
     from bce_audit.errors import UsageError
@@ -148,3 +148,64 @@ def test_api_nonsense_arguments_are_usage_errors() -> None:
         bce_audit.audit(42, dtypes="float16", points=20)  # type: ignore[arg-type]
     with pytest.raises(UsageError):
         bce_audit.write_repro("not a result", HERE)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- a second hostile pass
+
+
+def test_a_range_with_no_float16_probability_is_a_usage_error_not_a_crash() -> None:
+    # logits 10:20 are probabilities in [0.99995, 1 - 2e-9]: float16 has none strictly inside
+    # (its largest below 1 is 1 - 2^-11 = 0.99951, logit 7.62), so there is nothing to sample from
+    args = ["sweep", "-f", "naive", "-d", "float16", "--domain", "probabilities", "--points", "50"]
+    line = assert_usage_error(runner().invoke(main, [*args, "--range", "10:20"]), "range 10:20")
+    assert "holds no float16 input on probabilities" in line and "7.62" in line
+
+
+def test_a_range_narrower_than_the_spacing_says_so() -> None:
+    # float16's smallest subnormal is 2^-24 = 6e-8: no float16 lies in [1e-8, 2e-8]
+    args = ["sweep", "-f", "naive", "-d", "float16", "--domain", "logits", "--points", "50"]
+    line = assert_usage_error(runner().invoke(main, [*args, "--range", "1e-8:2e-8"]), "range 1e-8:2e-8")
+    assert "no float16 value lies between its ends" in line and "largest finite" not in line
+    line = assert_usage_error(runner().invoke(main, [*args, "--range", "7e4:8e4"]), "range 70000:80000")
+    assert "float16's largest finite value is 65504" in line
+
+
+@pytest.mark.parametrize("command", ["sweep", "list", "explain"])
+def test_an_empty_config_path_is_refused_not_read_as_the_current_directory(command: str) -> None:
+    args = [command, "--config", ""] + (["naive"] if command == "explain" else [])
+    assert_usage_error(runner().invoke(main, args), "--config", "empty path")
+
+
+def test_an_empty_cache_dir_is_refused_not_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", "-f", "naive", "-d", "float16", "--points", "50"]
+    assert_usage_error(runner().invoke(main, [*args, "--cache-dir", ""]), "--cache-dir", "empty path")
+    (tmp_path / "c.toml").write_text('cache_dir = " "\n')
+    line = assert_usage_error(runner().invoke(main, [*args, "--config", "c.toml"]), "c.toml.cache_dir", "empty path")
+    assert "name a directory" in line
+    assert list(tmp_path.iterdir()) == [tmp_path / "c.toml"]  # no oracle-v2 made here
+
+
+def test_a_cache_dir_that_is_a_dangling_link_is_refused_before_the_run(tmp_path: Path) -> None:
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "nowhere")
+    args = ["sweep", "-f", "naive", "-d", "float16", "--points", "50", "--cache-dir", str(link)]
+    line = assert_usage_error(runner().invoke(main, args), f"--cache-dir {link}", str(tmp_path / "nowhere"))
+    assert "does not exist" in line and not (tmp_path / "nowhere").exists()
+
+
+def test_a_cache_directory_that_is_a_link_is_reported_once(tmp_path: Path) -> None:
+    (tmp_path / "oracle-v2").symlink_to(tmp_path / "oracle-v2")  # a link to itself, where bce-audit's directory goes
+    args = ["sweep", "-f", "naive", "-d", "float16", "--points", "50", "--cache-dir", str(tmp_path)]
+    result = runner().invoke(main, args)  # two domains, two labels: four files it would read and write
+    assert_exit(result, 0)
+    (line,) = result.stderr.splitlines()
+    assert "oracle-v2 is a symbolic link, not a directory bce-audit made" in line
+
+
+def test_a_config_saved_with_a_byte_order_mark_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_bytes(b"\xef\xbb\xbfpoints = 50\n")  # as some Windows editors save UTF-8
+    args = ["sweep", "-f", "naive", "-d", "float16", "--config", str(config)]
+    line = assert_usage_error(runner().invoke(main, args), str(config), "byte-order mark")
+    assert "Invalid statement" not in line  # tomllib's message, which names nothing

@@ -106,15 +106,19 @@ class _Invocation:
     settings: Settings
     options: RunOptions
     outputs: dict[str, Output]  # "csv" | "details" | "json" | "failures" -> Output, each checked writable
+    reports: dict[str, Output]  # check's "junit" | "markdown" -> Output, each checked writable
+    directories: dict[str, OutputDir]  # sweep's "repro" | "plot" -> OutputDir, each checked writable
     verbose: bool
     sandbox: Sandbox  # where the user's targets run
     causes: bool  # trace the failure map's causes: --failures or --json, without --no-causes
 
 
-def _prepare(flags: dict[str, Any], sandbox: Sandbox) -> _Invocation:
-    """Settings and outputs from the config and the flags (flags win), all checked before any work."""
+def _prepare(flags: dict[str, Any], sandbox: Sandbox, reports: tuple[str, ...] = ()) -> _Invocation:
+    """Settings and outputs from the config and the flags (flags win), all checked before any
+    work: every output the command names (the exports, ``reports``, the directories) goes
+    through one ``files.check_outputs``."""
     from bce_audit.config import load_config
-    from bce_audit.files import check_distinct
+    from bce_audit.files import check_outputs
     from bce_audit.settings import resolve, timeout_option
 
     config, source = load_config(flags["config_path"])
@@ -132,10 +136,19 @@ def _prepare(flags: dict[str, Any], sandbox: Sandbox) -> _Invocation:
             f"note: -j {asked} is more than the {options.jobs} cores here; using {options.jobs}", markup=False
         )
     outputs = _outputs(flags, config, source, SWEEP_OUTPUTS)
-    check_distinct(list(outputs.values()), _inputs(flags, source, settings))  # no output overwrites an input
+    report_outputs = _outputs(flags, config, source, reports)
+    directories = _directories(flags)
+    every: list[Output | OutputDir] = [*outputs.values(), *report_outputs.values(), *directories.values()]
+    check_outputs(every, _inputs(flags, source, settings))  # writable, none another or an input
+    if "plot" in directories:
+        from bce_audit.report.plot import require_matplotlib
+
+        require_matplotlib()
     verbose = flags["verbose"] if flags["verbose"] is not None else bool(config.get("verbose", False))
     causes = ("failures" in outputs or "json" in outputs) and not flags["no_causes"]
-    return _Invocation(config, source, settings, options, outputs, verbose, sandbox, causes)
+    return _Invocation(
+        config, source, settings, options, outputs, report_outputs, directories, verbose, sandbox, causes
+    )
 
 
 def _may_run_user_code(flags: dict[str, Any], config: dict[str, Any]) -> bool:
@@ -164,19 +177,15 @@ def _inputs(flags: dict[str, Any], source: str | None, settings: Settings) -> li
 def _outputs(
     flags: dict[str, Any], config: dict[str, Any], source: str | None, keys: tuple[str, ...]
 ) -> dict[str, Output]:
-    """key -> Output for each output that --KEY or the config's KEY names, each checked writable
-    before the sweep: never fail after minutes of work."""
-    from bce_audit.files import check_writable
-
+    """key -> Output for each output that --KEY or the config's KEY names (checked by
+    ``_prepare`` before the sweep: never fail after minutes of work)."""
     outputs = {}
     for key in keys:
         value, name = flags[f"{key}_path"], f"--{key}"
         if value is None:
             value, name = config.get(key), f"{key} (from {source})"
         if value is not None:
-            output = Output.parse(name, value)
-            check_writable(output)
-            outputs[key] = output
+            outputs[key] = Output.parse(name, value)
     return outputs
 
 
@@ -201,7 +210,7 @@ def sweep_command(**flags: Any) -> None:
 
     with Sandbox() as sandbox:
         inv = _prepare(flags, sandbox)
-        directories = _directories(flags, inv)
+        directories = inv.directories
         result = _run_with_progress(
             inv,
             keep_details="details" in inv.outputs or bool(directories),
@@ -218,26 +227,14 @@ def sweep_command(**flags: Any) -> None:
         stderr().print(f"{directories['repro']}: no failing case, so no file", markup=False)
 
 
-def _directories(flags: dict[str, Any], inv: _Invocation) -> dict[str, OutputDir]:
-    """ "repro" | "plot" -> the directory --repro or --plot names, each checked before the sweep: a
-    directory or creatable, neither an input nor another output (the two may share one), and
-    matplotlib installed for --plot."""
-    from bce_audit.files import check_distinct, check_writable_dir
-
+def _directories(flags: dict[str, Any]) -> dict[str, OutputDir]:
+    """ "repro" | "plot" -> the directory --repro or --plot names (checked by ``_prepare`` before
+    the sweep: a directory or creatable, neither an input nor another output)."""
     found = {}
     for key in ("repro", "plot"):
         value = flags.get(f"{key}_dir")
         if value is not None:
-            directory = OutputDir.parse(f"--{key}", value)
-            check_writable_dir(directory)
-            check_distinct(
-                [*inv.outputs.values(), directory.as_output()], _inputs(flags, inv.config_source, inv.settings)
-            )
-            found[key] = directory
-    if "plot" in found:
-        from bce_audit.report.plot import require_matplotlib
-
-        require_matplotlib()
+            found[key] = OutputDir.parse(f"--{key}", value)
     return found
 
 
@@ -278,8 +275,8 @@ def check_command(**flags: Any) -> None:
     from bce_audit.gate.plan import plan_check
 
     with Sandbox() as sandbox:
-        inv = _prepare(flags, sandbox)
-        reports = _outputs(flags, inv.config, inv.config_source, CHECK_REPORTS)
+        inv = _prepare(flags, sandbox, CHECK_REPORTS)
+        reports = inv.reports
         plan = plan_check(
             inv.config,
             inv.config_source,

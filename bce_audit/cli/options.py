@@ -31,6 +31,19 @@ Examples:
 """
 
 
+class _GivenPath(click.Path):
+    """click.Path as a ``Path``, refusing an empty or blank value: ``Path("")`` is the current
+    directory, so ``--cache-dir ""`` would quietly put the cache there and ``--config ""`` name it."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("empty path; name a directory" if not self.file_okay else "empty path; name a file", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         for option in reversed(options):
@@ -84,7 +97,7 @@ LIST_OPTIONS = [
     click.option(
         "--config",
         "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=_GivenPath(dir_okay=False),
         default=None,
         help="Also list the [[formulations]] of this TOML file. Default: [tool.bce-audit] in ./pyproject.toml.",
     ),
@@ -183,7 +196,7 @@ SWEEP_OPTIONS = [
     click.option(
         "--config",
         "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=_GivenPath(dir_okay=False),
         default=None,
         help="TOML file with the same settings; flags win. Default: [tool.bce-audit] in ./pyproject.toml.",
     ),
@@ -234,7 +247,7 @@ SWEEP_OPTIONS = [
     ),
     click.option(
         "--cache-dir",
-        type=click.Path(path_type=Path, file_okay=False),
+        type=_GivenPath(file_okay=False),
         default=None,
         help="Keep computed truth here (default: the user cache directory, or $BCE_AUDIT_CACHE_DIR).",
     ),
@@ -403,7 +416,7 @@ EXPLAIN_OPTIONS = [
     click.option(
         "--config",
         "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=_GivenPath(dir_okay=False),
         default=None,
         help="A TOML file as sweep's: FORMULATION may name one of its [[formulations]] tables (a built-in with "
         "other parameters, your function with its reference), e.g. --config family.toml. Flags win over its "

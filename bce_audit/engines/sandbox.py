@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bce_audit.engines.interface import Evaluation, GridEvaluation
+from bce_audit.engines.native_logs import quiet_tensorflow
 from bce_audit.errors import EvaluationLost, UsageError, describe
 from bce_audit.processes import (
     DEFAULT_TIMEOUT,
@@ -493,8 +494,9 @@ def _serve(
     formulation: Formulation | None
     if header["op"] == "describe":
         try:
-            done = complete_here(spec, pin=pinned)
-            formulation = load_here(done, pin=pinned)
+            with quiet_tensorflow():  # the user's module may import TensorFlow (or another C++ logger)
+                done = complete_here(spec, pin=pinned)
+                formulation = load_here(done, pin=pinned)
         except UsageError as exc:
             return {"usage_error": str(exc)}, b""
         loaded[key] = formulation
@@ -504,7 +506,7 @@ def _serve(
         formulation = loaded.get(key)
         try:
             if formulation is None:
-                formulation = loaded[key] = load_here(spec, pin=pinned)
+                formulation = loaded[key] = _load(spec)
             _refuse_a_reduction(formulation, spec.where)
         except UsageError as exc:
             return {"usage_error": str(exc)}, b""
@@ -515,7 +517,7 @@ def _serve(
         formulation = loaded.get(key)
         if formulation is None:
             try:
-                formulation = loaded[key] = load_here(spec, pin=pinned)
+                formulation = loaded[key] = _load(spec)
             except UsageError as exc:
                 return {"usage_error": str(exc)}, b""
         n, m = int(header["finite"]), int(header["nonfinite"])
@@ -541,7 +543,7 @@ def _serve(
         formulation = loaded.get(key)
         if formulation is None:
             try:
-                formulation = loaded[key] = load_here(spec, pin=pinned)
+                formulation = loaded[key] = _load(spec)
             except UsageError as exc:
                 return {"usage_error": str(exc)}, b""
         traces = trace_points(
@@ -554,6 +556,16 @@ def _serve(
         )
         return {"traces": traces}, b""
     raise ValueError(f"unknown request {header.get('op')!r}")
+
+
+def _load(spec: UserFormulationSpec) -> Formulation:
+    """A user's formulation loaded here, TensorFlow's C++ log lines kept off standard error if
+    its module imports it (``engines.native_logs``)."""
+    from bce_audit.engines.torch_state import pinned
+    from bce_audit.formulations.user import load_here
+
+    with quiet_tensorflow():
+        return load_here(spec, pin=pinned)
 
 
 def _refuse_a_reduction(formulation: Formulation, where: str) -> None:

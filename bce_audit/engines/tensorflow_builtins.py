@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# isort: off
+# the engine first: it imports TensorFlow with its C++ log lines kept off standard error
+from bce_audit.engines.tensorflow_engine import keras_module
 import tensorflow as tf
 
-from bce_audit.engines.tensorflow_engine import keras_module
+# isort: on
 
 
 def tf_sigmoid_ce(z: tf.Tensor, y: tf.Tensor) -> Any:

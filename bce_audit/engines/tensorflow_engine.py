@@ -7,7 +7,7 @@ is not one op with a gradient of its own: it is ``max(z, 0) - z*y + log1p(exp(-a
 with ``tf.where(z >= 0, ...)``, so at z = 0 the tape takes the z >= 0 branch of both terms and
 gives 1 - y - 1/2 = 1/2 - y, where torch autograd, differentiating ``clamp_min`` and ``abs`` of the
 same formula (``max-abs``), gives 1 - y (abs' (0) = 0). TensorFlow is
-imported with its C++ logging quiet, and runs eagerly, every op placed on ``/CPU:0`` (no
+imported with its C++ logging quiet (``engines.native_logs``), and runs eagerly, every op placed on ``/CPU:0`` (no
 process-wide device setting: a caller's own TensorFlow keeps its GPUs); Keras is imported
 with ``KERAS_BACKEND=tensorflow``. The environment variables are the caller's again once the
 import is done. Every evaluation runs with Keras' epsilon and floatx at their defaults and
@@ -29,6 +29,7 @@ from bce_audit.engines.common import each_nonfinite_alone, exact_array, failed_e
 from bce_audit.engines.common import loss_function as _bound_loss
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
+from bce_audit.engines.native_logs import quiet_tensorflow
 from bce_audit.errors import ReducedLoss, UsageError
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
@@ -55,15 +56,16 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-# TensorFlow imports Keras itself (2.16 on): with the TensorFlow backend, whatever the caller set
-with _environment(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow"):
+# TensorFlow imports Keras itself (2.16 on): with the TensorFlow backend, whatever the caller set;
+# and its C++ log lines kept off standard error, unless the caller set TF_CPP_MIN_LOG_LEVEL
+with _environment(KERAS_BACKEND="tensorflow"), quiet_tensorflow():
     import tensorflow as tf
 
 
 @functools.cache
 def keras_module() -> Any:
     """Keras 3 on its TensorFlow backend (a UsageError if the caller loaded it with another)."""
-    with _environment(KERAS_BACKEND="tensorflow"):
+    with _environment(KERAS_BACKEND="tensorflow"), quiet_tensorflow():
         import keras
     if keras.backend.backend() != "tensorflow":  # imported by the caller before bce-audit
         raise UsageError(

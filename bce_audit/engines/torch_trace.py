@@ -150,11 +150,13 @@ def _run(
         error = describe(exc)
     traces = []
     y_value = float(y[0].item()) if len(y) else label
+    # adapt's conversion into the formulation's own domain runs before anything of the formulation's
+    conversion = 0 if formulation.native_domain is not domain and recorder.ops else None
     for point, element in zip(points, elements, strict=True):
         ops = recorder.traced_ops(element)
         loss_operand = recorder.operand(loss, element) if isinstance(loss, torch.Tensor) else None
         grad_operand = recorder.operand(grad, element) if grad is not None else None
-        traces.append(Trace(float(point), y_value, layout, ops, loss_operand, grad_operand, error))
+        traces.append(Trace(float(point), y_value, layout, ops, loss_operand, grad_operand, error, conversion))
     return traces
 
 

@@ -196,6 +196,20 @@ def find_chain(trace: Trace, ops: tuple[OpAnalysis, ...], output: int) -> tuple[
     return tuple(chain), first
 
 
+def every_damage(trace: Trace, ops: tuple[OpAnalysis, ...], output: int) -> set[int]:
+    """Every damaged op whose departure reaches the output, with the departed ops that feed it:
+    where the chain shows the first, this holds the others too. A product of two factors that
+    each lost the value (a focal loss's ce and its factor (1 - p_t) ** gamma, both 0) is repaired
+    only by fixing both, so each one's fix is wanted."""
+    by_index = {a.op.index: a for a in ops}
+    reaching = _reaching(trace, ops, output)
+    found: set[int] = set()
+    for i in reaching:
+        if by_index[i].damaged:
+            found |= (dependencies(trace, i) & reaching) | {i}
+    return found
+
+
 def _value(op: TracedOp) -> float | None:
     value = op.outputs[0].value if op.outputs else None
     return float(value) if isinstance(value, float) else None
@@ -294,7 +308,7 @@ def explain_trace(
         output_op = operand.source[0]
         chain, first = find_chain(trace, ops, output_op)
         if chain:
-            fixes = find_fixes(trace, quantity, dtype, set(chain))
+            fixes = find_fixes(trace, quantity, dtype, set(chain) | every_damage(trace, ops, output_op))
         else:
             fixes = find_fixes(trace, quantity, dtype, dependencies(trace, output_op))
             chain = exact_program_chain(trace, fixes, output_op)

@@ -554,7 +554,8 @@ def _clip_changes_value(trace: Trace, quantity: Quantity, dtype: DType) -> list[
 def _logit_of_probability(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in forward_ops(trace):
-        if op.op == "logit" and op.inputs and op.inputs[0].name == "p":
+        # the sweep's conversion only: a logit of the formulation's own is not a domain mismatch
+        if op.op == "logit" and op.index == trace.conversion:
             found.append(
                 Fix(
                     "logit-of-probability",
@@ -572,7 +573,9 @@ def _logit_of_probability(trace: Trace, quantity: Quantity, dtype: DType) -> lis
 def _sigmoid_of_logits(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
     found = []
     for op in forward_ops(trace):
-        if op.op == "sigmoid" and op.inputs and op.inputs[0].name == "z":
+        # the sweep's conversion only: a logits formulation's own sigmoid(z) (p in a focal
+        # factor) is not "a probabilities formulation fed logits"
+        if op.op == "sigmoid" and op.index == trace.conversion:
             found.append(
                 Fix(
                     "sigmoid-of-logits",
@@ -584,6 +587,56 @@ def _sigmoid_of_logits(trace: Trace, quantity: Quantity, dtype: DType) -> list[F
                     op.index,
                 )
             )
+    return found
+
+
+# ops through which a value computed from sigmoid(z) is still "a probability" (p, 1 - p, p_t)
+_ARITHMETIC = ("mul", "add", "sub", "rsub", "neg", "clamp", "clamp_min", "clamp_max")
+
+
+def _sigmoid_under(trace: Trace, operand: Operand, depth: int = 6) -> TracedOp | None:
+    """The sigmoid op that ``operand`` is computed from through arithmetic (p, 1 - p,
+    p * y + (1 - p) * (1 - y)), else None."""
+    op = producer(trace, operand)
+    if op is None or depth == 0:
+        return None
+    if op.op == "sigmoid":
+        return op
+    if op.op in _ARITHMETIC:
+        for o in tensor_inputs(op):
+            found = _sigmoid_under(trace, o, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _one_minus_probability(trace: Trace, quantity: Quantity, dtype: DType) -> list[Fix]:
+    """1 - x with x computed from sigmoid(z) and near 1: the subtraction is exact (Sterbenz), so
+    it keeps nothing but x's rounding error, and is 0 once x rounds to 1 (sigmoid(z) for z
+    beyond about 17 in float32; a focal loss's 1 - p_t)."""
+    found = []
+    for op in forward_ops(trace):
+        if _one_minus(trace, op) is None:
+            continue
+        x = op.inputs[0] if op.op == "rsub" else op.inputs[1]
+        value = x.value
+        sig = _sigmoid_under(trace, x)
+        if sig is None or not isinstance(value, float) or not 0.5 <= value <= 1:
+            continue
+        direct = producer(trace, x) is sig
+        what = "sigmoid(z)" if direct else f"x, x = {_short(value)} computed from sigmoid(z)"
+        found.append(
+            Fix(
+                "one-minus-probability",
+                f"1 - {what}: exact arithmetic on a value that rounded next to 1, so it keeps only that "
+                "rounding (0 once the value is 1)",
+                "1 - sigmoid(z) is torch.sigmoid(-z), with no cancellation; a focal loss's 1 - p_t, p_t = "
+                "p * y + (1 - p) * (1 - y), is p * (1 - y) + (1 - p) * y: torch.sigmoid(z) * (1 - y) + "
+                "torch.sigmoid(-z) * y (terms >= 0), its ** gamma the focal factor",
+                (sig.index, op.index),
+                op.index,
+            )
+        )
     return found
 
 
@@ -618,8 +671,8 @@ def _bce_fix(title: str, op: TracedOp) -> Fix:
 
 
 CATALOGUE: tuple[Pattern, ...] = (
-    Pattern("log-of-sigmoid", _log_of_sigmoid, supersedes=("log1p", "sigmoid-of-logits")),
-    Pattern("log1p", _log_of_one_plus),
+    Pattern("log-of-sigmoid", _log_of_sigmoid, supersedes=("log1p", "sigmoid-of-logits", "one-minus-probability")),
+    Pattern("log1p", _log_of_one_plus, supersedes=("one-minus-probability",)),
     Pattern("where-discards-overflow", _where_discards_overflow, supersedes=("log1p-of-exp",)),
     Pattern("log1p-of-exp", _log1p_of_exp),
     Pattern("subgradient-at-kink", _subgradient),
@@ -636,6 +689,8 @@ CATALOGUE: tuple[Pattern, ...] = (
     Pattern("gradient-cancellation", _gradient_cancellation),
     Pattern("logit-of-probability", _logit_of_probability, supersedes=("zero-times-infinite-log",)),
     Pattern("sigmoid-of-logits", _sigmoid_of_logits),
+    # a log(1 - x) of it is the log patterns' (log1p: log1p(-x)); a pow(0, negative) of it, that one's
+    Pattern("one-minus-probability", _one_minus_probability),
 )
 
 

@@ -172,6 +172,9 @@ class Trace:
     loss / grad: the outputs (their ``source`` names the op that gave each); None when the run
         raised before giving it.
     error: what the formulation raised, on one line; None if nothing.
+    conversion: the index of the op that converted the input into the formulation's own domain
+        (sigmoid(z) for a probabilities formulation swept on logits, logit(p) the other way); None
+        when it takes the input as it is (a sigmoid(z) of its own formula is not one).
     """
 
     point: float
@@ -181,6 +184,7 @@ class Trace:
     loss: Operand | None
     grad: Operand | None
     error: str | None = None
+    conversion: int | None = None
 
     def output(self, quantity: Quantity) -> Operand | None:
         return self.loss if quantity is Quantity.LOSS else self.grad
@@ -194,6 +198,7 @@ class Trace:
             "loss": None if self.loss is None else self.loss.to_wire(),
             "grad": None if self.grad is None else self.grad.to_wire(),
             "error": self.error,
+            "conversion": self.conversion,
         }
 
     @classmethod
@@ -208,6 +213,7 @@ class Trace:
             None if data["loss"] is None else Operand.from_wire(data["loss"]),
             None if data["grad"] is None else Operand.from_wire(data["grad"]),
             data["error"],
+            None if data.get("conversion") is None else int(data["conversion"]),
         )
 
     @classmethod

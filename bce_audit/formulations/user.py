@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
-from bce_audit.errors import UsageError, describe, did_you_mean, stops_the_run
+from bce_audit.errors import ArgumentError, UsageError, describe, did_you_mean, stops_the_run
 from bce_audit.formulations.builtins import BUILTINS
 from bce_audit.formulations.interface import (
     DEFAULT_CALLING,
@@ -146,7 +146,7 @@ def formulation(
     # checked here, at the decorator's call: a mistake shows where it is written
     if fn is not None and not callable(fn):
         example = f'domain="{fn}"' if str(fn) in {str(d) for d in Domain} else 'domain="logits"'
-        raise TypeError(
+        raise ArgumentError(
             f"@formulation takes keyword arguments only: write @formulation({example}), not @formulation({fn!r})"
         )
     marks: dict[str, object] = {}
@@ -154,10 +154,10 @@ def formulation(
         try:
             marks[DOMAIN_ATTR] = str(Domain.parse(str(domain), "domain"))
         except UsageError as exc:
-            raise ValueError(f"@formulation: {exc}") from None
+            raise ArgumentError(f"@formulation: {exc}") from None
     if name is not None:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ValueError(f"@formulation: name {name!r} must be {_NAME_RULE}")
+            raise ArgumentError(f"@formulation: name {name!r} must be {_NAME_RULE}")
         marks[NAME_ATTR] = name
     if formula is not None:
         marks[FORMULA_ATTR] = str(formula)
@@ -165,7 +165,7 @@ def formulation(
         try:
             marks[ENGINE_ATTR] = str(EngineName.parse(str(engine), "engine"))
         except UsageError as exc:
-            raise ValueError(f"@formulation: {exc}") from None
+            raise ArgumentError(f"@formulation: {exc}") from None
 
     try:
         if reference is not None:
@@ -179,9 +179,11 @@ def formulation(
         if shape is not None:
             marks[SHAPE_ATTR] = CallShape.parse_spaced(str(shape), "shape")
     except (UsageError, TypeError) as exc:
-        raise ValueError(f"@formulation: {exc}") from None
+        raise ArgumentError(f"@formulation: {exc}") from None
 
     def mark(f: _F) -> _F:
+        if not callable(f):
+            raise ArgumentError(f"@formulation marks a function or a class, not {type(f).__name__} {f!r}")
         for attr, value in marks.items():
             setattr(f, attr, value)
         return f

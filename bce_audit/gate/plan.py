@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from bce_audit.errors import IncompleteRun, UsageError
-from bce_audit.files import Output, check_distinct, check_writable
+from bce_audit.files import Output, check_distinct, check_outputs
 from bce_audit.gate.baseline import (
     Baseline,
     fingerprint,
@@ -143,7 +143,7 @@ def plan_check(
             raise UsageError(
                 '--update-baseline needs a baseline file: --baseline FILE, or baseline = "FILE" in the config'
             )
-        check_writable(output)
+        check_outputs([output])  # as every output is (its distinctness checked above)
         if path.exists() and not path.is_file():  # a baseline is a file: never a device or a pipe
             raise UsageError(f"{name} {path}: not a regular file (a device, a pipe or a socket)")
         baseline, unreadable = None, None

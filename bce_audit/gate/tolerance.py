@@ -23,7 +23,7 @@ def _tolerance_value(key: str, value: Any, what: str) -> float:
         hint = " (the stable range may never shrink)" if key == "stable_range" else ""
         raise UsageError(f"{what}: unknown figure {key!r}{hint}; choose from {', '.join(TOLERANCE_KEYS)}")
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or math.isinf(value):
-        raise UsageError(f"{what}: {key} must be a number >= 0, got {value!r}")
+        raise UsageError(f"{what}: {key} must be a finite number >= 0, got {value!r}")
     if key in GATED_COUNTS:
         if value != int(value):
             raise UsageError(f"{what}: {key} must be a whole number of points, got {value!r}")

@@ -166,7 +166,7 @@ class TruthCache:
         self.dir = self._private.path
         self._warn = warn or (lambda message: None)
         self._write_failed = False
-        self._refused: set[str] = set()  # links already reported
+        self._refused: set[str] = set()  # the links already reported, by message
         # what this process read, by file name, until it writes that file: a sweep reads each
         # file for its grid and again for the refinement of its failure maps (the arrays are
         # read-only, so no reader can change another's copy)
@@ -190,8 +190,10 @@ class TruthCache:
         try:
             return self._private.read(name)
         except LinkRefused as exc:
-            if name not in self._refused:
-                self._refused.add(name)
+            # once per link: the cache directory itself a link is one finding, however many files
+            # the run would read there
+            if str(exc.strerror) not in self._refused:
+                self._refused.add(str(exc.strerror))
                 self._warn(f"truth cache: {exc.strerror}; not used (bce-audit never follows a link in its cache)")
             return None
 
@@ -243,6 +245,8 @@ class TruthCache:
             self._private.write(self.filename(domain, label, reference), _encode(domain, label, keys, rows, reference))
         except OSError as exc:
             self._write_failed = True
+            if isinstance(exc, LinkRefused) and str(exc.strerror) in self._refused:
+                return  # that link was reported when it was read
             self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")
 
     @staticmethod

@@ -139,7 +139,7 @@ def build_grid(
             low = _sample_ordinals(max(lo, 0.0), min(hi, 0.5), n_low, fmt, rng)
             dist = _sample_ordinals(spacing_below_one, 0.5, n_high, fmt, rng)
             high = round_array(1.0 - dist, fmt)
-            band = round_array(rng.uniform(lo, hi, size=n_band), fmt)
+            band = round_array(rng.uniform(lo, hi, size=n_band) if lo <= hi else np.empty(0), fmt)
             parts = [low, high, band]
     if labels and sampling is not Sampling.EXHAUSTIVE:
         from bce_audit.oracle.crossings import crossing_inputs

@@ -92,8 +92,10 @@ def empty_grid_message(settings: Settings, grid: Grid) -> str:
         z_lo, z_hi = (math.log(p) - math.log1p(-p) for p in (p_lo, p_hi))
         logits = f"{numbers.short(z_lo)} to {numbers.short(z_hi)}"
         span = f"{grid.dtype} probabilities other than 0 and 1 have logits from {logits}"
-    else:
+    elif lo > fmt.largest_finite or hi < -fmt.largest_finite:
         span = f"{grid.dtype}'s largest finite value is {numbers.compact(fmt.largest_finite, 5)}"
+    else:  # a range narrower than the dtype's spacing there
+        span = f"no {grid.dtype} value lies between its ends"
     return (
         f"{where} holds no {grid.dtype} input on {grid.domain}, so those cases would test nothing ({span}); "
         "widen the range, or drop that dtype or domain"
@@ -471,6 +473,7 @@ def run_sweep(
                 settings.ulp_threshold,
                 None if case_progress is None else (lambda n: case_progress(n, evaluations)),
                 keep_runs=True,  # the failure maps: every interval enumerated
+                keep_details=keep_details,  # a range small enough for it (check_streamed)
             )
             cases.extend(streamed_cases)
     seen = _first_seen_variants(cases)

@@ -330,3 +330,55 @@ def test_pos_weight_gradient_weighted_sigmoid_minus_label(tmp_path):
     assert "pos_weight" in fix.rewrite
     after = _explain("pw-logsigmoid", **case)
     assert after.reference == before.reference and after.status is Status.OK and after.ulp <= 1, after.cause
+
+
+FOCAL_FIXED = """
+    import torch
+    import torch.nn.functional as F
+
+    def focal_fixed(z, y, gamma, alpha):
+        # the two rewrites explain names for torchvision-focal at |z| = 30: ce from logsigmoid
+        # (bce-with-logits-cancels, sigmoid-minus-label), and 1 - p_t without cancellation
+        # (one-minus-probability)
+        ce = -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))
+        one_minus_p_t = torch.sigmoid(z) * (1 - y) + torch.sigmoid(-z) * y
+        alpha_t = alpha * y + (1 - alpha) * (1 - y)
+        return alpha_t * ce * one_minus_p_t**gamma
+"""
+
+
+@pytest.mark.parametrize(("at", "label"), [(30.0, 1.0), (-30.0, 0.0)])
+def test_torchvision_focal_at_large_logits_gets_the_focal_factors_fix_and_it_works(tmp_path, at, label):
+    """At z = 30, y = 1 (and z = -30, y = 0) p_t = sigmoid(z) (1 - sigmoid(z)) rounds to 1 in
+    float32, so 1 - p_t = 0 and the focal factor with it (derived from torch: sigmoid(30) == 1).
+    The fix is for 1 - p_t, never "a probabilities formulation fed logits" (torchvision-focal
+    takes logits; its sigmoid(z) is its own), and with the ce fixes it gives the exact values."""
+    z = torch.tensor([at], dtype=torch.float32)
+    p_t = torch.sigmoid(z) * label + (1 - torch.sigmoid(z)) * (1 - label)
+    assert p_t.item() == 1.0 and (1 - p_t).item() == 0.0
+    config = _config(tmp_path, "focal_fixed", FOCAL_FIXED, **FOCAL)
+    for quantity in ("loss", "grad"):
+        case = {"dtypes": "float32", "labels": label, "quantity": quantity, "at": at}
+        before = _explain("torchvision-focal", **case)
+        assert before.status is Status.ZERO, before.cause
+        patterns = [f.pattern for f in before.fixes]
+        assert "one-minus-probability" in patterns and "sigmoid-of-logits" not in patterns, patterns
+        fix = next(f for f in before.fixes if f.pattern == "one-minus-probability")
+        assert "torch.sigmoid(z) * (1 - y) + torch.sigmoid(-z) * y" in fix.rewrite
+        # the rewrites named, applied: the exact value, within the threshold
+        after = _explain("focal-fixed", config=config, **case)
+        assert after.truth == before.truth != 0
+        assert after.status is Status.OK, after.cause
+        assert math.isclose(after.output, after.truth, rel_tol=2e-6), (after.output, after.truth)
+
+
+def test_a_probabilities_formulation_fed_logits_is_still_told_so():
+    """sigmoid-of-logits names the sweep's own conversion (torch-bce, on probabilities, swept on
+    logits), found in the trace: sigmoid(30) rounds to 1 in float32, and the loss with y = 1 is 0."""
+    assert torch.sigmoid(torch.tensor(30.0)).item() == 1.0
+    (e,) = bce_audit.explain("torch-bce", dtypes="float32", domain="logits", labels=1, quantity="loss", at=30.0)
+    assert e.status is Status.ZERO
+    assert [f.pattern for f in e.fixes] == ["sigmoid-of-logits"]
+    # on its own domain there is no conversion, so no such fix, whatever the formula's ops
+    (e,) = bce_audit.explain("torch-bce", dtypes="float32", domain="probabilities", labels=1, quantity="loss", at=1.0)
+    assert "sigmoid-of-logits" not in [f.pattern for f in e.fixes]

@@ -54,11 +54,11 @@ def test_a_whole_count_given_as_a_float_is_a_count():
             + ", ".join(TOLERANCE_KEYS),
         ),
         ({"zero": 0.5}, "c.toml: tolerance: zero must be a whole number of points, got 0.5"),
-        ({"max_ulp": -1}, "c.toml: tolerance: max_ulp must be a number >= 0, got -1"),
-        ({"max_ulp": math.inf}, "c.toml: tolerance: max_ulp must be a number >= 0, got inf"),
-        ({"max_ulp": math.nan}, "c.toml: tolerance: max_ulp must be a number >= 0, got nan"),
-        ({"max_ulp": True}, "c.toml: tolerance: max_ulp must be a number >= 0, got True"),
-        ({"mean_bits": "0.1"}, "c.toml: tolerance: mean_bits must be a number >= 0, got '0.1'"),
+        ({"max_ulp": -1}, "c.toml: tolerance: max_ulp must be a finite number >= 0, got -1"),
+        ({"max_ulp": math.inf}, "c.toml: tolerance: max_ulp must be a finite number >= 0, got inf"),
+        ({"max_ulp": math.nan}, "c.toml: tolerance: max_ulp must be a finite number >= 0, got nan"),
+        ({"max_ulp": True}, "c.toml: tolerance: max_ulp must be a finite number >= 0, got True"),
+        ({"mean_bits": "0.1"}, "c.toml: tolerance: mean_bits must be a finite number >= 0, got '0.1'"),
     ],
 )
 def test_a_bad_tolerance_table(table, message):
@@ -75,9 +75,9 @@ def test_a_bad_tolerance_table(table, message):
         ("max_ulp:", "--tolerance 'max_ulp:' is not of the form FIGURE:+N (for example max_ulp:+2)"),
         ("bogus:+1", "--tolerance 'bogus:+1': unknown figure 'bogus'; choose from " + ", ".join(TOLERANCE_KEYS)),
         ("zero:+0.5", "--tolerance 'zero:+0.5': zero must be a whole number of points, got 0.5"),
-        ("max_ulp:-1", "--tolerance 'max_ulp:-1': max_ulp must be a number >= 0, got -1.0"),
-        ("max_ulp:+inf", "--tolerance 'max_ulp:+inf': max_ulp must be a number >= 0, got inf"),
-        ("max_ulp:nan", "--tolerance 'max_ulp:nan': max_ulp must be a number >= 0, got nan"),
+        ("max_ulp:-1", "--tolerance 'max_ulp:-1': max_ulp must be a finite number >= 0, got -1.0"),
+        ("max_ulp:+inf", "--tolerance 'max_ulp:+inf': max_ulp must be a finite number >= 0, got inf"),
+        ("max_ulp:nan", "--tolerance 'max_ulp:nan': max_ulp must be a finite number >= 0, got nan"),
         (
             "stable_range:+1",
             "--tolerance 'stable_range:+1': unknown figure 'stable_range' (the stable range may never shrink); "

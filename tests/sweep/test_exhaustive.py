@@ -19,7 +19,7 @@ from bce_audit.formulations.builtins import get_formulation
 from bce_audit.oracle.crossings import find_crossings
 from bce_audit.oracle.table import column, evaluate_points
 from bce_audit.settings import Settings
-from bce_audit.sweep.exhaustive import chunks, count_inputs, exhaustive_cases, status_runs
+from bce_audit.sweep.exhaustive import MAX_DETAIL_ROWS, chunks, count_inputs, detail_rows, exhaustive_cases, status_runs
 from bce_audit.sweep.metrics import point_status, summarize, ulp_error
 from bce_audit.sweep.run import run_sweep
 from bce_audit.vocabulary import Domain, DType, Quantity, Sampling, Status
@@ -119,7 +119,64 @@ def test_an_exhaustive_float32_sweep_counts_the_band():
     truth = evaluate_points(Domain.LOGITS, band, 0.0)[:, column(Quantity.LOSS, F32)]
     assert loss.figures.zero == int(((ev.loss == 0) & (truth != 0)).sum()) > 100_000
     assert loss.figures.points == count_inputs(Domain.LOGITS, (-104.0, -102.0))
-    with pytest.raises(UsageError, match="details"):
+    # the range is small enough to keep every point: the details agree with the figures, point by point
+    kept = run_sweep(settings, keep_details=True)
+    for case in kept.cases:
+        d, figures = case.details, case.figures
+        assert d is not None and figures is not None
+        n = figures.points
+        assert len(d.inputs) == n + 3 and d.inputs[:n].tolist() == sorted(d.inputs[:n].tolist())
+        assert math.isinf(d.inputs[n]) and np.isnan(d.inputs[-1])
+        statuses = d.statuses[:n].tolist()
+        for status in ("ok", "inaccurate", "inf", "nan", "zero"):
+            assert statuses.count(status) == getattr(figures, status), (case.quantity, status)
+        assert float(np.nanmax(d.ulp_errors[:n])) == figures.max_ulp
+    kept_loss = next(c for c in kept.cases if c.quantity is Quantity.LOSS)
+    assert kept_loss.details is not None
+    assert kept_loss.details.statuses.tolist().count("zero") == loss.figures.zero
+
+
+def test_details_of_an_exhaustive_float32_range_hold_the_exact_truth():
+    """The truth in the kept points (the vectorized oracle) is the exact path's, correctly rounded,
+    for every float32 in a range across the binade edge at 16, both labels; and the outputs are
+    torch's own on those inputs."""
+    lo, hi = 16 - 2**-10, 16 + 2**-10  # 6,145 inputs
+    settings = Settings(
+        formulations=("naive",),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.LOGITS,),
+        labels=(0.0, 1.0),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(lo, hi),
+    )
+    result = run_sweep(settings, keep_details=True)
+    xs = all_float32(lo, hi)
+    f = get_formulation("naive")
+    for case in result.cases:
+        d = case.details
+        assert d is not None and d.truth is not None
+        n = len(xs)
+        assert d.inputs[:n].tolist() == xs.tolist()
+        rows = evaluate_points(Domain.LOGITS, d.inputs, case.label)
+        assert np.array_equal(d.truth, rows[:, column(case.quantity, F32)], equal_nan=True)
+        assert np.array_equal(d.truth_f64, rows[:, column(case.quantity, DType.FLOAT64.format)], equal_nan=True)
+        ev = evaluate(f, Domain.LOGITS, DType.FLOAT32, xs, np.empty(0), case.label).finite
+        out = ev.loss if case.quantity is Quantity.LOSS else ev.grad
+        assert np.array_equal(d.outputs[:n], out, equal_nan=True)
+
+
+def test_details_of_an_exhaustive_float32_sweep_too_big_to_hold_is_refused_with_its_count():
+    settings = Settings(
+        formulations=("naive", "torch-logsigmoid"),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.LOGITS,),
+        labels=(0.0, 1.0),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(-1.0, 1.0),
+    )
+    # (every float32 in [-1, 1]: 2 * (127 << 23) + 2, with -0, plus ±inf and NaN) * 2 labels * 2 formulations * 2
+    rows = (2 * (127 << 23) + 2 + 3) * 8
+    with pytest.raises(UsageError, match=f"has {rows:,} rows .* more than the {MAX_DETAIL_ROWS:,}"):
         run_sweep(settings, keep_details=True)
 
 
@@ -228,3 +285,42 @@ def test_exhaustive_float32_maps_the_logsigmoid_underflow_band_as_one_zero_inter
     assert (float(zero[0]["lo"]), float(zero[0]["hi"])) == (lo, hi)
     assert int(zero[0]["floats"]) == len(band)
     assert -103.98 < lo < -103.97 and -102.88 < hi < -102.87
+
+
+def test_kept_points_of_a_formulation_that_raises_are_every_input_with_the_error_status():
+    import bce_audit
+
+    @bce_audit.formulation(domain="logits")
+    def raises(z, y):
+        raise RuntimeError("nope")
+
+    result = bce_audit.audit(
+        [raises], dtypes="float32", domain="logits", sampling="exhaustive", range=(1, 1.0001), labels=0.0, details=True
+    )
+    n = count_inputs(Domain.LOGITS, (1.0, 1.0001))
+    assert n == 839
+    for case in result.cases:
+        d = case.details
+        assert case.figures is None and case.error is not None and d is not None
+        assert len(d.inputs) == n + 3 and set(d.statuses.tolist()) == {"error"} and np.isnan(d.outputs).all()
+        # the truth is still there, exact: softplus(1) = 1.3132616875182228 at z = 1
+        want = evaluate_points(Domain.LOGITS, d.inputs, 0.0)[:, column(case.quantity, DType.FLOAT64.format)]
+        assert np.array_equal(d.truth_f64, want, equal_nan=True)
+
+
+def test_the_row_count_is_the_rows_kept_on_probabilities_with_a_range():
+    settings = Settings(
+        formulations=("naive",),
+        dtypes=(DType.FLOAT32,),
+        domains=(Domain.PROBABILITIES, Domain.LOGITS),
+        labels=(0.0, 1.0),
+        sampling=Sampling.EXHAUSTIVE,
+        logit_range=(1.0, 1.0001),
+    )
+    rows, exact = detail_rows(settings)
+    result = run_sweep(settings, keep_details=True)
+    assert exact and rows == sum(len(c.details.inputs) for c in result.cases if c.details is not None)
+    # the probabilities whose float64 logit lies in the range: fewer than count_inputs' bound may say
+    kept = sum(len(c) for c in chunks(Domain.PROBABILITIES, (1.0, 1.0001)))
+    assert kept <= count_inputs(Domain.PROBABILITIES, (1.0, 1.0001))
+    assert rows == (kept + 1 + 839 + 3) * 2 * 2
