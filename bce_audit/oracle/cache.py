@@ -184,9 +184,11 @@ class TruthCache:
         return self.dir / self.filename(domain, label, reference)
 
     def _read(self, domain: Domain, label: float, reference: Reference = PLAIN_BCE) -> bytes | None:
+        return self._read_file(self.filename(domain, label, reference))
+
+    def _read_file(self, name: str) -> bytes | None:
         """The file's bytes; None when absent. A link (or any non-regular file) is reported once
         and treated as absent: it is not the tool's, and is never read through."""
-        name = self.filename(domain, label, reference)
         try:
             return self._private.read(name)
         except LinkRefused as exc:
@@ -241,8 +243,12 @@ class TruthCache:
             rows = np.concatenate([on_disk[1], rows])
         keys, first = np.unique(keys, return_index=True)
         rows = rows[first]
+        self._write_file(self.filename(domain, label, reference), _encode(domain, label, keys, rows, reference))
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        """Write a file here atomically; the first failure is reported once and ends writing."""
         try:
-            self._private.write(self.filename(domain, label, reference), _encode(domain, label, keys, rows, reference))
+            self._private.write(name, data)
         except OSError as exc:
             self._write_failed = True
             if isinstance(exc, LinkRefused) and str(exc.strerror) in self._refused:
@@ -259,12 +265,7 @@ class TruthCache:
         name = self.crossings_filename(key)
         path = self.dir / name
         try:
-            data = self._private.read(name)
-        except LinkRefused as exc:
-            if name not in self._refused:
-                self._refused.add(name)
-                self._warn(f"truth cache: {exc.strerror}; not used (bce-audit never follows a link in its cache)")
-            return None
+            data = self._read_file(name)
         except OSError as exc:
             self._warn(f"cannot read cache file {path} ({exc.strerror or exc}); recomputing")
             return None
@@ -278,10 +279,5 @@ class TruthCache:
 
     def store_crossings(self, key: str, values: np.ndarray) -> None:
         """Keep the crossing inputs of ``key`` (atomically: written to a temporary name, renamed)."""
-        if self._write_failed:
-            return
-        try:
-            self._private.write(self.crossings_filename(key), _encode_values(key, values))
-        except OSError as exc:
-            self._write_failed = True
-            self._warn(f"cannot write the truth cache in {self.dir} ({exc.strerror or exc}); going on without it")
+        if not self._write_failed:
+            self._write_file(self.crossings_filename(key), _encode_values(key, values))
