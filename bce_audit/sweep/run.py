@@ -304,10 +304,6 @@ def run_sweep(
                 "--mode and --device are not supported with exhaustive float32 (streamed) yet; "
                 "leave float32 out (-d) or use --sampling bits"
             )
-    all_grids = list(grids(settings, cache))
-    for grid in all_grids:
-        if len(grid.finite) == 0:
-            raise UsageError(empty_grid_message(settings, grid))
     # each formulation, once per value of a swept parameter it takes (--param)
     runs = parameter_variants(resolve(settings.selection, settings.functions), settings.parameter_sweep)
     formulations = [f for f, _ in runs]
@@ -315,6 +311,12 @@ def run_sweep(
         require(formulation.engine, f"formulation {formulation.name!r}")
     if stream_float32:
         check_streamed_formulations(runs)
+    # the grids find their threshold crossings with the oracle (and keep them in the cache): after
+    # every check that can refuse the run
+    all_grids = list(grids(settings, cache))
+    for grid in all_grids:
+        if len(grid.finite) == 0:
+            raise UsageError(empty_grid_message(settings, grid))
     cases: list[CaseResult] = []
     sampled: list[_Sampled] = []
     probes: list[Probe] = []
