@@ -21,6 +21,7 @@ from helpers import TINY, assert_exit, assert_usage_error, read_csv, runner
 
 from bce_audit import files as _io
 from bce_audit.cli import main
+from bce_audit.oracle.cache import ORACLE_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +48,7 @@ def _cli(*args, cwd=None, **popen):
 
 
 def _cache_file(cache: Path) -> Path:
-    files = sorted((cache / "oracle-v2").glob("logits-*.truth"))
+    files = sorted((cache / f"oracle-v{ORACLE_VERSION}").glob("logits-*.truth"))
     assert files, list(cache.rglob("*"))
     return files[0]
 
@@ -71,7 +72,7 @@ def test_a_version_directory_replaced_by_a_link_is_not_used(tmp_path):
     cache, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
     elsewhere.mkdir()
     cache.mkdir()
-    (cache / "oracle-v2").symlink_to(elsewhere)
+    (cache / f"oracle-v{ORACLE_VERSION}").symlink_to(elsewhere)
     result = runner().invoke(main, ["sweep", *TINY, "--cache-dir", str(cache)])
     assert_exit(result, 0)
     assert list(elsewhere.iterdir()) == []  # nothing written through the planted link

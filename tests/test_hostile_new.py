@@ -15,6 +15,7 @@ import pytest
 from helpers import assert_exit, assert_usage_error, read_csv, runner
 
 from bce_audit.cli import main
+from bce_audit.oracle.cache import ORACLE_VERSION
 
 HERE = Path(__file__).resolve().parent
 
@@ -183,7 +184,7 @@ def test_an_empty_cache_dir_is_refused_not_the_current_directory(tmp_path: Path,
     (tmp_path / "c.toml").write_text('cache_dir = " "\n')
     line = assert_usage_error(runner().invoke(main, [*args, "--config", "c.toml"]), "c.toml.cache_dir", "empty path")
     assert "name a directory" in line
-    assert list(tmp_path.iterdir()) == [tmp_path / "c.toml"]  # no oracle-v2 made here
+    assert list(tmp_path.iterdir()) == [tmp_path / "c.toml"]  # no oracle-v* made here
 
 
 def test_a_cache_dir_that_is_a_dangling_link_is_refused_before_the_run(tmp_path: Path) -> None:
@@ -195,12 +196,13 @@ def test_a_cache_dir_that_is_a_dangling_link_is_refused_before_the_run(tmp_path:
 
 
 def test_a_cache_directory_that_is_a_link_is_reported_once(tmp_path: Path) -> None:
-    (tmp_path / "oracle-v2").symlink_to(tmp_path / "oracle-v2")  # a link to itself, where bce-audit's directory goes
+    own = tmp_path / f"oracle-v{ORACLE_VERSION}"
+    own.symlink_to(own)  # a link to itself, where bce-audit's directory goes
     args = ["sweep", "-f", "naive", "-d", "float16", "--points", "50", "--cache-dir", str(tmp_path)]
     result = runner().invoke(main, args)  # two domains, two labels: four files it would read and write
     assert_exit(result, 0)
     (line,) = result.stderr.splitlines()
-    assert "oracle-v2 is a symbolic link, not a directory bce-audit made" in line
+    assert f"oracle-v{ORACLE_VERSION} is a symbolic link, not a directory bce-audit made" in line
 
 
 def test_a_config_saved_with_a_byte_order_mark_says_so(tmp_path: Path) -> None:

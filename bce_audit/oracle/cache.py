@@ -48,7 +48,7 @@ from bce_audit.vocabulary import Domain
 
 # Bump when anything changes what the oracle returns or how rows are laid out: the cache of an
 # older oracle is then ignored (it sits in another directory) instead of being trusted.
-ORACLE_VERSION = 2
+ORACLE_VERSION = 3  # 3: the BCE family's log of exact values in [1/4, 1/2) next to 1/4 (oracle.family._mp_log)
 FILE_FORMAT = 1
 _MAGIC = b"bce-audit truth cache\n"
 _COLUMNS = 8

@@ -264,6 +264,24 @@ def _exp(u: _V) -> _V:
     return _from_rel(x * y, max(rel, rel_y) + 2)
 
 
+def _mp_log(v: mpf) -> mpf:
+    """mp.log(v) for v > 0, at the working precision.
+
+    mpmath 1.3.0's log is wrong for v in [1/4, 1/2) within a relative 2^-(precision + 20) of 1/4:
+    its shortcut for v next to 1 (log v ~ v - 1) is taken for |magnitude| <= 1, so for magnitude
+    -1 as well, and drops the factor 1/4 (log(1/4 + 2^-1000) comes out as 2^-998). An exact value
+    with a long mantissa gets there (the focal factor 1 - p_t = (1-y)p + y(1-p) is 1/4 + p/2 at
+    y = 1/4 and a tiny p): such a v is doubled, into [1/2, 1), where the shortcut is right, and
+    log 2 taken off (tests/oracle/test_family.py checks it against log1p)."""
+    mpmath = _mp()
+    mp = mpmath.mp
+    if _mag(v) != -1:
+        return mp.log(v)
+    with mpmath.workprec(mp.prec + 8):  # two roundings, no cancellation (both terms near -log 2)
+        r = mp.log(mpmath.ldexp(v, 1)) - mp.ln2
+    return +r
+
+
 def _log(u: _V) -> _V:
     """log of a positive value."""
     mpmath = _mp()
@@ -273,12 +291,12 @@ def _log(u: _V) -> _V:
     if err is None:
         if v == 1:
             return _exact(0)
-        return _approx(mp.log(v))
+        return _approx(_mp_log(v))
     r = _rel(v, err)
     assert r is not None
     if r > -3:
         return _V(mpmath.mpf(0), mpmath.mpf(0), 2)  # unknown: more precision needed
-    lv = mp.log(v)
+    lv = _mp_log(v)
     # |log(v(1+d)) - log v| <= 2|d|, plus log's rounding
     errs = [r + 1] + ([] if _is_zero(lv) else [_mag(lv) - prec + _ULPS])
     return _V(mpmath.mpf(0), lv, _combine(*errs))
