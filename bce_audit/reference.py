@@ -65,6 +65,12 @@ MEMBER_PARAMETERS: dict[Member, tuple[str, ...]] = {
 }
 
 
+# The largest focusing exponent the oracle takes. Above about 50,000 its precision loop (up to
+# 49,152 bits) cannot always settle (1 - p_t)^γ next to where it underflows every format; 10,000
+# is verified (tests/oracle/test_family.py), and published focal losses use γ from 0 to 5.
+MAX_GAMMA = 10_000
+
+
 @dataclasses.dataclass(frozen=True)
 class Reference:
     """One member of the BCE family with its parameters: the exact function figures are
@@ -116,6 +122,9 @@ class Reference:
             raise bad("pos_weight", f"must be >= 0, not {self.pos_weight!r}")
         if self.gamma < 0:
             raise bad("gamma", f"must be >= 0, not {self.gamma!r}")
+        if self.gamma > MAX_GAMMA:
+            limit = f"must be at most {MAX_GAMMA:,} (the oracle's limit; focal losses use 0 to 5)"
+            raise bad("gamma", f"{limit}, not {self.gamma!r}")
         if not 0 <= self.smoothing <= 1:
             raise bad("smoothing", f"must be in [0, 1], not {self.smoothing!r}")
         defaults = Reference.__dataclass_fields__

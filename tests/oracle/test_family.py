@@ -576,3 +576,20 @@ def test_the_family_log_of_exact_values_next_to_a_power_of_two(k, j):
     want = k * mp.ln2 + mp.log1p(mp.ldexp(mpf(1), -j))
     mp.prec = 100
     assert abs(found - want) <= abs(want) * mpf(2) ** -97, (k, j, found, want)
+
+
+@pytest.mark.parametrize("form", list(FocalForm), ids=str)
+def test_the_largest_gamma_the_oracle_takes_settles_and_one_more_is_refused(form):
+    """gamma = MAX_GAMMA: the oracle settles every point (a gamma of 100,000 ran out of precision,
+    exit 3) and agrees with the textbook; above it, a one-line UsageError."""
+    from bce_audit.reference import MAX_GAMMA
+
+    ref = Reference(member=Member.FOCAL, gamma=MAX_GAMMA, alpha=0.25, form=form)
+    fmt = DType.FLOAT32.format
+    for y in (0.0, 0.3, 1.0):
+        for z in (-30.0, -1.0, -(2.0**-20), 0.0, 2.0**-20, 1.0, 30.0, 1e4):
+            assert check_point(ref, LOGITS, z, y, fmt)
+        for p in (2.0**-149, 1e-3, 0.5, 0.999, 1 - 2.0**-24):
+            assert check_point(ref, PROBS, p, y, fmt)
+    with pytest.raises(UsageError, match="at most 10,000"):
+        Reference(member=Member.FOCAL, gamma=MAX_GAMMA + 1, form=form)
