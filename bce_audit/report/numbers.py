@@ -54,6 +54,20 @@ def short(x: float) -> str:
     return compact(x, 2)
 
 
+def apart(a: float, b: float) -> tuple[str, str]:
+    """``short`` texts of two values, with more digits where those would read the same for
+    different values (got 0.09999990463256836, want 0.10000002384185791: not 0.1 and 0.1)."""
+    ta, tb = short(a), short(b)
+    same = a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    if ta != tb or same or math.isnan(a) or math.isnan(b):
+        return ta, tb
+    for digits in range(4, 18):
+        ta, tb = compact(a, digits), compact(b, digits)
+        if ta != tb:
+            return ta, tb
+    return repr(a), repr(b)  # -0.0 and 0.0
+
+
 def stat(x: float) -> str:
     """A figure in a table: `-` when it is not defined (NaN)."""
     return "-" if isinstance(x, float) and math.isnan(x) else short(x)

@@ -188,11 +188,13 @@ def nonfinite_lines(result: AuditResult) -> list[str]:
         bad = [p for p in c.nonfinite if p.status is not Status.OK]
         if not bad:
             continue
-        parts = [
-            f"{numbers.short(p.input)} -> {p.status.value}"
-            + (f" ({p.error})" if p.error else f" (got {numbers.short(p.output)}, want {numbers.short(p.truth)})")
-            for p in bad
-        ]
+        parts = []
+        for p in bad:
+            got, want = numbers.apart(p.output, p.truth)
+            parts.append(
+                f"{numbers.short(p.input)} -> {p.status.value}"
+                + (f" ({p.error})" if p.error else f" (got {got}, want {want})")
+            )
         lines.append(f"{c.key}: " + "; ".join(parts))
     return lines
 

@@ -258,3 +258,37 @@ def test_an_undefined_figure_is_never_a_number_in_any_report():
     assert [row[k] for k in ("max_ulp", "worst_input", "stable_lo")] == ["", "", ""]
     (doc,) = json.loads(JsonFormat().render(result))["cases"]
     assert [doc[k] for k in ("max_ulp", "worst_input", "stable_lo")] == ["nan", "nan", "nan"]
+
+
+def test_got_and_want_never_read_the_same_for_different_values():
+    """A non-finite input's line gives its output and the truth apart: neighbouring floats of
+    every magnitude get texts that differ (0.0999999 and 0.1, not 0.1 and 0.1), equal values the
+    same short text, and the two zeros their signs."""
+    import numpy as np
+
+    from bce_audit.report.numbers import apart, short
+
+    rng = np.random.default_rng(5)
+    for x in [0.1, 1.0, 3.0, 1e-300, 5e-324, 1e308, *rng.uniform(-1e6, 1e6, 50).tolist()]:
+        for other in (np.nextafter(x, np.inf), np.nextafter(x, -np.inf)):
+            a, b = apart(x, float(other))
+            assert a != b, (x, other)
+        assert apart(x, x) == (short(x), short(x))
+    assert apart(-0.0, 0.0) == ("-0", "0")
+    # the line itself, from a real run: pos_weight 3 at z = +inf and y = 0.9 in float32 is 16 ULPs off
+    from helpers import runner
+
+    from bce_audit.cli import main
+
+    out = (
+        runner()
+        .invoke(
+            main,
+            ["sweep", "-f", "torch-bce-with-logits", "--param", "pos_weight=3", "-d", "float32", "--domain", "logits"]
+            + ["-y", "0.9", "--points", "50"],
+        )
+        .stdout
+    )
+    (line,) = [t for t in out.splitlines() if "grad: inf ->" in t]
+    got, want = line.split("(got ")[1].rstrip(")").split(", want ")
+    assert got != want
