@@ -77,7 +77,7 @@ def _run(fn: Loss, x: Any, y: Any) -> Evaluation:
     loss, pullback = jax.vjp(lambda v: fn(v, y), x)
     if not isinstance(loss, jax.Array):
         raise TypeError(f"returned {type(loss).__name__}, expected a jax.Array")
-    if loss.ndim == 0:
+    if loss.size < x.size:  # a mean or a sum, of any shape
         raise ReducedLoss(tuple(loss.shape), int(x.size))
     if loss.shape != x.shape:
         raise ValueError(

@@ -269,6 +269,18 @@ def _evaluate(
     return evaluate_variant(formulation, mode, device, *args)
 
 
+def _refuse_reducing_variants(runs: list[tuple[Formulation, str]], sandbox: Sandbox) -> None:
+    """A UsageError, before any sweep work, when a swept value makes a user's loss reduce
+    (``--param reduction=none,mean``): the sandbox's first-call check (``refuse_a_reduction``),
+    which ``complete`` ran on its declared parameters, run again on each swept variant."""
+    for formulation, parameters in runs:
+        if parameters and formulation.spec is not None and not formulation.spec.is_builtin:
+            try:
+                sandbox.refuse_a_reduction(formulation.spec)
+            except UsageError as exc:
+                raise UsageError(f"--param for {formulation.name} ({parameters}): {exc}") from None
+
+
 def run_sweep(
     settings: Settings,
     keep_details: bool = False,
@@ -309,6 +321,8 @@ def run_sweep(
     formulations = [f for f, _ in runs]
     for formulation in dict.fromkeys(formulations):  # a missing framework (an extra) is a usage error, before any work
         require(formulation.engine, f"formulation {formulation.name!r}")
+    if sandbox is not None:
+        _refuse_reducing_variants(runs, sandbox)
     if stream_float32:
         check_streamed_formulations(runs)
     # the grids find their threshold crossings with the oracle (and keep them in the cache): after
