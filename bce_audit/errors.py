@@ -135,9 +135,17 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+def is_reduced(values: int, inputs: int) -> bool:
+    """Whether a loss that returned ``values`` values for ``inputs`` inputs reduced them: fewer
+    values, each standing for an equal share of the inputs (one for the batch, one per row of a
+    ``(1, N)`` layout). A count that does not divide the inputs (``loss[1:]``) is a wrong shape,
+    not a reduction."""
+    return 0 < values < inputs and inputs % values == 0
+
+
 class ReducedLoss(ValueError):
-    """A loss returned fewer values than it was given inputs (one for the batch, one per row of a
-    ``(1, N)`` layout, any shape): it reduces (a mean or a sum), so its elementwise
+    """A loss returned fewer values than it was given inputs, an equal share each (one for the
+    batch, one per row of a ``(1, N)`` layout; ``is_reduced``): it reduces (a mean or a sum), so its elementwise
     accuracy cannot be audited. Raised by an engine on the call's result; the sandbox's check of
     a user's loss turns it into a UsageError before any sweep work (never a silently audited mean)."""
 

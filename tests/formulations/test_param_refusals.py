@@ -215,7 +215,9 @@ def test_a_swept_reduction_that_reduces_is_refused_before_any_output(project):
     assert not (directory / "s.csv").exists()
 
 
-@pytest.mark.parametrize("reduce", [lambda t: t.mean(-1), lambda t: t.sum().reshape(1), lambda t: t.flatten()[:2]])
+@pytest.mark.parametrize(
+    "reduce", [lambda t: t.mean(-1), lambda t: t.sum().reshape(1), lambda t: t.mean(-1, keepdim=True)]
+)
 def test_the_torch_engine_calls_fewer_values_than_inputs_a_reduction(reduce):
     import torch.nn.functional as F
 
@@ -360,3 +362,21 @@ def test_config_mistakes_say_what_is_expected(project, sweep_calls, table, culpr
     )
     assert "(1.0, 2.0)" not in line and "wrong type list" not in line
     assert sweep_calls == []
+
+
+def test_a_python_callable_that_reduces_is_refused_by_the_api():
+    import torch.nn.functional as F
+
+    @bce_audit.formulation(domain="logits", shape="(1, N)")
+    def row_mean(z, y):
+        return F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1)
+
+    with pytest.raises(UsageError, match=r"row_mean: the loss returned 1 value \(shape \(1,\)\) for 3 inputs"):
+        bce_audit.audit([row_mean], dtypes="float32", points=10, labels=1.0)
+
+    @bce_audit.formulation(domain="logits")
+    def elementwise(z, y):
+        return F.binary_cross_entropy_with_logits(z, y, reduction="none")
+
+    result = bce_audit.audit([elementwise], dtypes="float32", points=10, labels=1.0)
+    assert {case.formulation for case in result.cases} == {"elementwise"}
