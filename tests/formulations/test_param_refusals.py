@@ -338,6 +338,7 @@ def test_param_values_given_twice_or_with_underscores_are_refused(value, culprit
         ([], r"parameters\['gamma'\]: an empty list sweeps nothing"),
         (["2"], r"parameters\['gamma'\]: '2' is a string; give the number 2"),
         ([[1.0]], r"parameters\['gamma'\]: expected numbers, strings or None"),
+        ([1, 1.0], r"parameters\['gamma'\]: the value 1.0 is given twice \(as 1\); list it once"),
     ],
 )
 def test_the_apis_parameters_name_themselves(values, match):
