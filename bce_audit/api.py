@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bce_audit import arguments
-from bce_audit.errors import ExitCode, UsageError
+from bce_audit.errors import ArgumentError, ExitCode, UsageError
 from bce_audit.settings import Request, RunOptions, Settings, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,10 +131,17 @@ def _parameter_texts(parameters: Mapping[str, Any] | None) -> tuple[str, ...]:
     arguments.mapping(parameters, "parameters", "values by parameter name")
     if not parameters:
         return ()
+    from bce_audit.formulations.selection import parse_parameter_sweep
+
     texts = []
     for name, values in parameters.items():
         items = arguments.parameter_values(values, f"parameters[{name!r}]")
-        texts.append(f"{name}=" + ",".join(_parameter_text(v) for v in items))
+        text = f"{name}=" + ",".join(_parameter_text(v) for v in items)
+        try:  # a value given twice ([1, 1.0]): named as the API's argument, not as --param
+            parse_parameter_sweep([text])
+        except UsageError as exc:
+            raise ArgumentError(f"parameters[{name!r}]: {str(exc).partition(': ')[2] or exc}") from None
+        texts.append(text)
     return tuple(texts)
 
 

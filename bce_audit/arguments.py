@@ -139,16 +139,32 @@ def logit_range(value: Any, name: str) -> Any:
 
 
 def parameter_values(value: Any, name: str) -> tuple[Any, ...]:
-    """A swept parameter's values: a number, a string or None, or a list of them; as a tuple."""
+    """A swept parameter's values: a number, a string or None, or a non-empty list of them; as a
+    tuple. A string that reads as a number (``"2"``) is refused: a number parameter takes numbers."""
     if value is None or isinstance(value, str | int | float):
-        return (value,)
+        return parameter_values((value,), name)
     if isinstance(value, bytes | bytearray | Mapping) or not isinstance(value, Iterable):
         raise fail(name, "a value or a list of values", value)
     items = tuple(value)
+    if not items:
+        raise ArgumentError(f"{name}: an empty list sweeps nothing; give at least one value, or leave the name out")
     for item in items:
         if item is not None and not isinstance(item, str | int | float):
-            raise fail(name, "numbers, strings or None", item)
+            raise fail(name, "numbers, strings or None (a list of them sweeps each one)", item)
+        if isinstance(item, str) and _reads_as_number(item):  # "2" is not 2: a string is a string parameter's
+            raise ArgumentError(
+                f"{name}: {item!r} is a string; give the number {item.strip()} (a string is a string parameter's "
+                "value, such as form)"
+            )
     return items
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def mappings(value: Any, name: str, of: str) -> tuple[Mapping[str, Any], ...] | None:

@@ -82,7 +82,26 @@ def _check_key(key: str, value: object, allowed: dict[str, type | tuple[type, ..
     expected = allowed[key]
     # TOML booleans are Python ints: `points = true` must not pass as a number
     if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
-        raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}")
+        raise UsageError(f"{where}.{key}: wrong type {type(value).__name__}; expected {_expected(expected)}")
+
+
+# What a key's type is called in a message: the TOML user's words, not Python's.
+_TYPE_WORDS: dict[type, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _expected(expected: type | tuple[type, ...]) -> str:
+    """``(str, dict)`` as "a string or a table"; an integer-or-float as "a number"."""
+    kinds = list(expected) if isinstance(expected, tuple) else [expected]
+    if int in kinds and float in kinds:
+        kinds.remove(int)
+    return " or ".join(_TYPE_WORDS.get(kind, kind.__name__) for kind in kinds)
 
 
 # Keys that name a file or a directory: an empty string names none (and would quietly be `.`).
@@ -136,6 +155,11 @@ def _check_value(value: object, where: str) -> None:
         return
     items = value if isinstance(value, list) else [value]
     for item in items:
+        if isinstance(value, list) and isinstance(item, list | dict):
+            what = "list" if isinstance(item, list) else "table"
+            raise UsageError(
+                f"{where}: a {what} inside a list; a list's items are numbers, bools or strings (lists do not nest)"
+            )
         if not isinstance(item, PARAMETER_TYPES):  # keyword arguments of the function: data only
             raise UsageError(
                 f"{where}: wrong type {type(item).__name__} (a number, bool, string, list or {{ none = true }})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 from collections.abc import Iterable
 
 
@@ -134,14 +135,25 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+def is_reduced(values: int, inputs: int) -> bool:
+    """Whether a loss that returned ``values`` values for ``inputs`` inputs reduced them: fewer
+    values, each standing for an equal share of the inputs (one for the batch, one per row of a
+    ``(1, N)`` layout). A count that does not divide the inputs (``loss[1:]``) is a wrong shape,
+    not a reduction."""
+    return 0 < values < inputs and inputs % values == 0
+
+
 class ReducedLoss(ValueError):
-    """A loss returned one value for a batch: it reduces (a mean or a sum), so its elementwise
+    """A loss returned fewer values than it was given inputs, an equal share each (one for the
+    batch, one per row of a ``(1, N)`` layout; ``is_reduced``): it reduces (a mean or a sum), so its elementwise
     accuracy cannot be audited. Raised by an engine on the call's result; the sandbox's check of
     a user's loss turns it into a UsageError before any sweep work (never a silently audited mean)."""
 
     def __init__(self, shape: tuple[int, ...], n: int):
+        size = math.prod(shape)
+        what = "a scalar" if not shape else f"{size} value{'s' if size != 1 else ''}"
         super().__init__(
-            f"returned a scalar (shape {shape}) for {n} inputs: it reduces (mean or sum), which cannot be "
+            f"returned {what} (shape {shape}) for {n} inputs: it reduces (mean or sum), which cannot be "
             'audited elementwise; call it with reduction="none" (in init or parameters), or with '
             'shape = "(N, 1)" if it averages over its last axis (Keras)'
         )

@@ -104,11 +104,11 @@ class Reference:
         for name in ("pos_weight", "weight", "gamma", "smoothing"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise bad(name, f"must be a finite number, not {value!r}")
+                raise bad(name, f"must be a finite number, not {_given(value)}")
             object.__setattr__(self, name, float(value) + 0.0)  # -0.0 and 0.0: one reference
         if self.alpha is not None:
             if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or math.isnan(self.alpha):
-                raise bad("alpha", f"must be a number in [0, 1] or none, not {self.alpha!r}")
+                raise bad("alpha", f"must be a number in [0, 1] or none, not {_given(self.alpha)}")
             if self.alpha < 0:  # torchvision: a negative alpha means no weighting
                 object.__setattr__(self, "alpha", None)
             elif self.alpha > 1:
@@ -248,6 +248,11 @@ class Reference:
         if self.alpha is None:
             return Fraction(1), Fraction(1)
         return Fraction(self.alpha), 1 - Fraction(self.alpha)
+
+
+def _given(value: object) -> str:
+    """A value a user gave, as they wrote it: a list (a TOML array, held as a tuple) as a list."""
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 def _show(value: float | str | None) -> str:

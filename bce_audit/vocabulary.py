@@ -21,8 +21,10 @@ class ParsableEnum(enum.StrEnum):
             return cls(text)
         except ValueError:
             names = [m.value for m in cls]
+            # a choice with a comma or a space in it ("target, input") is quoted, each one then
+            shown = [repr(n) for n in names] if any(c in n for n in names for c in ", ") else names
             raise UsageError(
-                f"unknown {what} {text!r}{did_you_mean(text, names)}; choose from {', '.join(names)}"
+                f"unknown {what} {text!r}{did_you_mean(text, names)}; choose from {', '.join(shown)}"
             ) from None
 
     def __str__(self) -> str:

@@ -30,7 +30,7 @@ from bce_audit.engines.common import (
 )
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
-from bce_audit.errors import ReducedLoss
+from bce_audit.errors import ReducedLoss, is_reduced
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -77,7 +77,7 @@ def _run(fn: Loss, x: Any, y: Any) -> Evaluation:
     loss, pullback = jax.vjp(lambda v: fn(v, y), x)
     if not isinstance(loss, jax.Array):
         raise TypeError(f"returned {type(loss).__name__}, expected a jax.Array")
-    if loss.ndim == 0:
+    if is_reduced(int(loss.size), int(x.size)):  # a mean or a sum, of any shape
         raise ReducedLoss(tuple(loss.shape), int(x.size))
     if loss.shape != x.shape:
         raise ValueError(

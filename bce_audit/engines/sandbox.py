@@ -295,7 +295,7 @@ class Sandbox:
 
     def refuse_a_reduction(self, spec: UserFormulationSpec) -> None:
         """A UsageError when the completed spec's loss returns one value for a batch (a mean or a
-        sum: see ``_refuse_a_reduction``). Checked apart from ``describe``, so that a function that
+        sum: see ``refuse_a_reduction_here``). Checked apart from ``describe``, so that a function that
         kills its process or hangs when called is still found by the sweep, as lost evaluations:
         a probe that gets no answer refuses nothing (one that hung gives up on the function, as
         a hung evaluation would)."""
@@ -507,7 +507,7 @@ def _serve(
         try:
             if formulation is None:
                 formulation = loaded[key] = _load(spec)
-            _refuse_a_reduction(formulation, spec.where)
+            refuse_a_reduction_here(formulation, spec.where)
         except UsageError as exc:
             return {"usage_error": str(exc)}, b""
         return {}, b""
@@ -568,7 +568,7 @@ def _load(spec: UserFormulationSpec) -> Formulation:
         return load_here(spec, pin=pinned)
 
 
-def _refuse_a_reduction(formulation: Formulation, where: str) -> None:
+def refuse_a_reduction_here(formulation: Formulation, where: str) -> None:
     """A UsageError, before any sweep work, when the loss returns one value for a batch (a mean or
     a sum): its figures would be a mean's, never an elementwise audit. Three float64 points of its
     own domain, at label 1; any other failure is left for the sweep's error rows."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import platform
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from bce_audit.engines.common import loss_function as _bound_loss
 from bce_audit.engines.common import numpy_errors as _numpy_errors
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.native_logs import quiet_tensorflow
-from bce_audit.errors import ReducedLoss, UsageError
+from bce_audit.errors import ReducedLoss, UsageError, is_reduced
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Domain, DType
 
@@ -127,8 +128,8 @@ def _run(fn: Loss, x: Any, y: Any, dtype_changes: set[str] | None = None) -> Eva
     if not isinstance(loss, tf.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a tf.Tensor")
     expected = (int(x.shape[0]),)  # one loss per input, whatever shape the input went in with
-    if len(loss.shape) == 0:
-        raise ReducedLoss((), int(x.shape[0]))
+    if is_reduced(math.prod(int(d) for d in loss.shape), expected[0]):  # a mean or a sum, of any shape
+        raise ReducedLoss(tuple(int(d) for d in loss.shape), expected[0])
     if tuple(loss.shape) != expected:
         raise ValueError(
             f"returned shape {tuple(loss.shape)}, expected {expected} (the elementwise loss, no reduction)"

@@ -28,7 +28,7 @@ import torch
 from bce_audit.engines.common import its_own_failure, loss_function
 from bce_audit.engines.interface import Evaluation, GridEvaluation
 from bce_audit.engines.torch_state import apply, canonical, capture, pinned
-from bce_audit.errors import ReducedLoss, UsageError, describe
+from bce_audit.errors import ReducedLoss, UsageError, describe, is_reduced
 from bce_audit.formulations.interface import Formulation
 from bce_audit.vocabulary import Device, Domain, DType, Mode
 
@@ -72,10 +72,11 @@ def elementwise_grad(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _checked(loss: Any, shape: tuple[int, ...]) -> torch.Tensor:
     """The loss, once it is a floating-point tensor of the shape expected. Its dtype may differ from
     the input's (autocast computes in another; a user's loss may return float32 for float64): it
-    is audited as it is, and the dtype recorded. A scalar for a batch is a loss that reduces."""
+    is audited as it is, and the dtype recorded. Fewer values than inputs (a scalar for a batch, a
+    row's mean) is a loss that reduces."""
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"returned {type(loss).__name__}, expected a torch.Tensor")
-    if loss.ndim == 0 and shape != ():
+    if is_reduced(loss.numel(), math.prod(shape)):  # a mean or a sum, of any shape (a row's mean: (1,) for (1, N))
         raise ReducedLoss(tuple(loss.shape), math.prod(shape))
     if tuple(loss.shape) != shape:
         raise ValueError(f"returned shape {tuple(loss.shape)}, expected {shape} (the elementwise loss, no reduction)")

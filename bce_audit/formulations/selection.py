@@ -26,6 +26,7 @@ from bce_audit.formulations.user import (
     spec_from_impl,
     spec_from_table,
 )
+from bce_audit.reference import MEMBER_PARAMETERS, Reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.metadata import EntryPoint
@@ -258,13 +259,86 @@ def _sweepable(formulation: Formulation) -> dict[str, Value]:
     return {**dict(formulation.signature_defaults), **dict(formulation.parameters)}
 
 
+# A parameter that never changes the elementwise loss: sweeping it against a fixed reference is
+# meaningful ("none" keeps the loss elementwise; any reducing value is refused by the first-call check).
+_REFERENCE_FREE = ("reduction",)
+
+
+def _fixed_reference(f: Formulation, name: str) -> str | None:
+    """Why ``f``'s reference cannot follow the swept parameter ``name`` that it does not read
+    (not one of its member's), or None when it can or need not. It cannot when the reference is a
+    table (``reference_parameters``) that fixes every parameter of its member, or one the swept
+    name stands for under another name (``label_smoothing`` for ``smoothing``): the loss would
+    change while its reference stays where the table put it. ``reduction`` never changes the
+    elementwise loss, and is swept."""
+    if f.reference_member is None or f.reference_parameters is None or name in _REFERENCE_FREE:
+        return None
+    own = MEMBER_PARAMETERS[f.reference_member]
+    if name in own:
+        return None
+    named = dict(f.reference_parameters)
+    # another name for a named one: one name inside the other (a short one, "a", is no evidence)
+    low = name.lower()
+    alias = [p for p in named if min(len(p), len(name)) >= 4 and (p.lower() in low or low in p.lower())]
+    if not alias and not all(p in named for p in own):
+        return None
+    shown = ", ".join(f"{k}={_value_text(v)}" for k, v in named.items())  # type: ignore[arg-type]  # scalars
+    if alias:
+        follow = f"name the loss's parameter {alias[0]} as the reference does and drop it from the reference"
+    else:
+        follow = "drop a parameter from the reference to let it come from the loss"
+    return (
+        f"--param {name}: {f.name}'s reference is fixed ({f.reference_member} with {shown}), so it cannot follow "
+        f"the loss's {name}; to let it follow, {follow}, or give each value its own config table and reference"
+    )
+
+
+def _not_taken(name: str, formulations: list[Formulation]) -> str:
+    """Why no selected formulation takes ``name``, and how one would, for --param's error."""
+    for f in formulations:
+        spec = f.spec
+        init = dict(spec.init or ()) if spec is not None else {}
+        if name in init or name in dict(f.constructor_defaults):
+            return (
+                f"; {f.name}'s {name} is a constructor (init) argument, which --param cannot sweep: give each "
+                "value its own config table (init = { " + name + " = ... })"
+            )
+    members = [m for m, names in MEMBER_PARAMETERS.items() if name in names]
+    if members and any(f.spec is not None and f.reference_member not in members for f in formulations):
+        return (
+            f"; a keyword's signature default (def loss(z, y, {name}=...)) is swept only when the loss's "
+            f'reference is {members[0]} (reference = "{members[0]}"), which has {name}; or give {name} in the '
+            "config table's parameters"
+        )
+    takers = sorted({k for f in formulations for k in _sweepable(f)})
+    if takers:
+        return f"; the selected formulations take {', '.join(takers)}"
+    return "; --param sweeps a formulation's parameters (a config table's parameters = { ... })"
+
+
+def _check_reference_value(f: Formulation, name: str, value: Scalar | None, text: str) -> None:
+    """The swept value against the reference that takes it (``gamma = -1`` is no focal loss): a
+    UsageError naming --param and the formulation, without the hint meant for a config (a swept
+    value is the loss's own, and its reference follows it)."""
+    member = f.reference_member
+    if member is None or name not in MEMBER_PARAMETERS[member] or name in dict(f.reference_parameters or ()):
+        return
+    if value is None:  # None from the loss: the parameter's neutral value (Reference.for_loss)
+        return
+    try:
+        Reference.for_member(member, {name: value})
+    except UsageError as exc:
+        raise UsageError(f"--param for {f.name}: {name}={text}: {exc}") from None
+
+
 def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -> list[tuple[Formulation, str]]:
     """Each formulation once per combination of the swept values of the parameters it takes,
     with the text of that combination (``gamma=0.5``; "" for a formulation that takes none of
     them, which runs once as it is). Its reference follows its parameters where it takes them
-    from the loss (``Reference.for_loss``). A swept parameter that no formulation takes, one its
-    reference names explicitly (the reference would stay fixed while the loss changes), or a
-    value a formulation or its reference refuses, is a UsageError."""
+    from the loss (``Reference.for_loss``). A swept parameter that no formulation takes (with why
+    and how one would), one its reference cannot follow (named explicitly in its reference table,
+    or the reference table is fixed: ``_fixed_reference``), or a value a formulation or its
+    reference refuses, is a UsageError naming --param and the formulation."""
     if not sweep:
         return [(f, "") for f in formulations]
     out: list[tuple[Formulation, str]] = []
@@ -285,31 +359,37 @@ def parameter_variants(formulations: list[Formulation], sweep: ParameterSweep) -
                 f"--param {name}: {f.name}'s reference names {name} = {value} itself, so it would stay fixed while "
                 f"the loss's {name} changes; drop {name} from its reference to let it follow the swept value"
             )
+        for name, _ in mine:
+            why = _fixed_reference(f, name)
+            if why is not None:
+                raise UsageError(why)
         seen: set[str] = set()
         for combination in itertools.product(*[[(name, t) for t in texts] for name, texts in mine]):
             values = {name: _parameter_value(f, name, t) for name, t in combination}
+            for name, t in combination:
+                _check_reference_value(f, name, values[name], t)
             text = " ".join(f"{name}={_value_text(value)}" for name, value in values.items())
-            if text in seen:  # 0.5 and 0.50: one value, one case
+            if text in seen:  # 1 and 1.0 for an integer parameter: one value, one case
                 continue
             seen.add(text)
             merged = tuple({**declared, **values}.items())
-            spec = None if f.spec is None else dataclasses.replace(f.spec, parameters=merged)
-            variant = dataclasses.replace(f, parameters=merged, spec=spec)
             try:
+                spec = None if f.spec is None else dataclasses.replace(f.spec, parameters=merged)
+                variant = dataclasses.replace(f, parameters=merged, spec=spec)
                 variant.reference  # noqa: B018  # validates the values against the reference
             except UsageError as exc:
-                raise UsageError(f"--param for {f.name}: {exc}") from None
+                raise UsageError(f"--param for {f.name} ({text}): {exc}") from None
             out.append((variant, text))
     for name, _ in sweep:
         if name not in taken:
-            takers = sorted({k for f in formulations for k in _sweepable(f)})
-            known = f"; the selected formulations take {', '.join(takers)}" if takers else ""
-            raise UsageError(f"--param {name}: no selected formulation takes it{known}")
+            raise UsageError(f"--param {name}: no selected formulation takes it{_not_taken(name, formulations)}")
     return out
 
 
 def parse_parameter_sweep(texts: Iterable[str]) -> ParameterSweep:
-    """``NAME=V1,V2,...`` texts as (name, values), values deduplicated in the order given."""
+    """``NAME=V1,V2,...`` texts as (name, values). A value given twice (``gamma=1,1``, or
+    ``0.5,0.50``: one number) is an error, as is a number written with ``_`` (``1_0``: Python
+    reads it as 10, but a typo is likelier)."""
     out: dict[str, tuple[str, ...]] = {}
     for text in texts:
         name, sep, values = text.partition("=")
@@ -319,7 +399,21 @@ def parse_parameter_sweep(texts: Iterable[str]) -> ParameterSweep:
             raise UsageError(f"--param {text!r} is not of the form NAME=V1,V2,... (for example gamma=0,0.5,2)")
         if name in out:
             raise UsageError(f"--param {name} is given twice; list its values once: {name}=V1,V2,...")
-        out[name] = tuple(dict.fromkeys(_canonical(part) for part in parts))
+        canonical: dict[str, str] = {}
+        for part in parts:
+            if "_" in part and _reads_as_number(part):
+                raise UsageError(
+                    f"--param {name}={values.strip()}: {part!r} is not a number as --param reads them (no '_' "
+                    "in numbers); write it without"
+                )
+            value = _canonical(part)
+            if value in canonical:
+                same = "" if canonical[value] == part else f" (as {canonical[value]})"
+                raise UsageError(
+                    f"--param {name}={values.strip()}: the value {part} is given twice{same}; list it once"
+                )
+            canonical[value] = part
+        out[name] = tuple(canonical)
     return tuple(out.items())
 
 
@@ -335,6 +429,14 @@ def _canonical(text: str) -> str:
         return _value_text(float(text))
     except ValueError:
         return text
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def resolve(selection: Selection, functions: tuple[Formulation, ...] = ()) -> list[Formulation]:

@@ -181,9 +181,16 @@ def formulation(
     except (UsageError, TypeError) as exc:
         raise ArgumentError(f"@formulation: {exc}") from None
 
+    import inspect
+
     def mark(f: _F) -> _F:
         if not callable(f):
             raise ArgumentError(f"@formulation marks a function or a class, not {type(f).__name__} {f!r}")
+        if INIT_ATTR in marks and not inspect.isclass(f):  # as the config's init on a function target
+            raise ArgumentError(
+                f"@formulation: init is for a class, and {getattr(f, '__name__', f)!r} is a "
+                f"{type(f).__name__}; give a function's keyword arguments in the config's parameters"
+            )
         for attr, value in marks.items():
             setattr(f, attr, value)
         return f
@@ -468,6 +475,9 @@ def _import_file(path: Path, where: str, pin: Pin) -> ModuleType:
     try:
         with _user_code(str(path.parent), where, pin):
             spec.loader.exec_module(module)
+    except ArgumentError as exc:  # a mistake in its @formulation, raised as the module is imported
+        del sys.modules[name]
+        raise UsageError(f"{where}: {path.name}: {exc}") from None
     except UsageError:
         del sys.modules[name]
         raise
@@ -490,6 +500,8 @@ def _import_module(name: str, base_dir: str | None, where: str, pin: Pin) -> Mod
     try:
         with _user_code(base_dir, where, pin):
             return importlib.import_module(name)
+    except ArgumentError as exc:  # as in _import_file
+        raise UsageError(f"{where}: {name}: {exc}") from None
     except UsageError:
         raise
     except BaseException as exc:  # noqa: BLE001 - as in _import_file

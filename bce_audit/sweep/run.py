@@ -269,6 +269,27 @@ def _evaluate(
     return evaluate_variant(formulation, mode, device, *args)
 
 
+def _refuse_reducing(runs: list[tuple[Formulation, str]], sandbox: Sandbox | None) -> None:
+    """A UsageError, before any sweep work, when a loss reduces (``errors.ReducedLoss``): the
+    first-call check ``complete`` runs on a target's declared parameters, run again on each swept
+    variant of a user's target (``--param reduction=none,mean``), and on a Python callable given
+    to the API (which no sandbox loaded), here in this process."""
+    from bce_audit.engines.sandbox import refuse_a_reduction_here
+
+    for formulation, parameters in runs:
+        try:
+            if formulation.function is not None:
+                with pinned_run({formulation.engine}):  # as its evaluations will run
+                    refuse_a_reduction_here(formulation, formulation.name)
+            elif parameters and formulation.spec is not None and not formulation.spec.is_builtin:
+                assert sandbox is not None  # run_sweep makes one for the user's targets
+                sandbox.refuse_a_reduction(formulation.spec)
+        except UsageError as exc:
+            if not parameters:
+                raise
+            raise UsageError(f"--param for {formulation.name} ({parameters}): {exc}") from None
+
+
 def run_sweep(
     settings: Settings,
     keep_details: bool = False,
@@ -309,6 +330,7 @@ def run_sweep(
     formulations = [f for f, _ in runs]
     for formulation in dict.fromkeys(formulations):  # a missing framework (an extra) is a usage error, before any work
         require(formulation.engine, f"formulation {formulation.name!r}")
+    _refuse_reducing(runs, sandbox)
     if stream_float32:
         check_streamed_formulations(runs)
     # the grids find their threshold crossings with the oracle (and keep them in the cache): after
