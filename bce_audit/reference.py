@@ -65,6 +65,11 @@ MEMBER_PARAMETERS: dict[Member, tuple[str, ...]] = {
 }
 
 
+# The parameter that makes a member more than plain BCE: a loss that declares the member and has
+# it nowhere (a class whose forward hard-codes gamma) is refused, not silently measured against
+# plain BCE.
+_DEFINING = {Member.FOCAL: "gamma", Member.LABEL_SMOOTHED: "smoothing"}
+
 # The largest focusing exponent the oracle takes. Above about 50,000 its precision loop (up to
 # 49,152 bits) cannot always settle (1 - p_t)^γ next to where it underflows every format; 10,000
 # is verified (tests/oracle/test_family.py), and published focal losses use γ from 0 to 5.
@@ -179,6 +184,7 @@ class Reference:
         member: Member,
         named: Mapping[str, object],
         sources: Sequence[tuple[str, Mapping[str, object]]],
+        complete: bool = False,
     ) -> Reference:
         """The reference of a loss that implements ``member``: each of the member's parameters
         as the reference names it (``named``: the user's explicit value), else as the loss itself
@@ -190,13 +196,22 @@ class Reference:
         None from the loss is what torch means by it: the parameter's neutral value (``alpha``
         none, ``pos_weight`` and ``weight`` 1, ``gamma`` and ``smoothing`` 0: the family's
         default). A value of the loss that the member refuses (``alpha = "0.25"``, a list) is a
-        UsageError naming the parameter and where it was taken from.
+        UsageError naming the parameter and where it was taken from. complete: every source is
+        known (the loss is loaded): then the parameter that makes the member more than plain BCE
+        (focal's gamma, label smoothing's smoothing) found nowhere is a UsageError too.
         """
         values: dict[str, object] = {k: v for k, v in named.items() if k in MEMBER_PARAMETERS[member]}
         for name in MEMBER_PARAMETERS[member]:
             if name in values:
                 continue
             source = next(((what, given) for what, given in sources if name in given), None)
+            if source is None and complete and name == _DEFINING.get(member):
+                looked = ", ".join(what for what, _ in sources) or "parameters"
+                raise UsageError(
+                    f"reference {member}: {name} is given nowhere (not in the reference, nor in the loss's "
+                    f"{looked}), and the family's default would make it plain BCE; name it: "
+                    f'reference = {{ loss = "{member}", {name} = ... }}'
+                )
             if source is None or source[1][name] is None:
                 continue  # the family's default (None from the loss: its neutral value, the same)
             what, value = source[0], source[1][name]

@@ -147,10 +147,20 @@ class Formulation:
         given = [x for x in (self.implementation, self.function, self.spec) if x is not None]
         if len(given) != 1:
             raise ValueError(f"formulation {self.name!r}: give exactly one of implementation, function, spec")
+        if self.reference_member is not None and self.implementation is None:
+            # a user's loss, loaded: every source of its reference's parameters is known now
+            try:
+                self._reference(complete=True)
+            except UsageError as exc:
+                where = self.spec.where if self.spec is not None and self.spec.where else f"formulation {self.name!r}"
+                raise UsageError(f"{where}: {exc}") from None
 
     @property
     def reference(self) -> Reference:
         """The exact function its figures are measured against: its member with its parameters."""
+        return self._reference()
+
+    def _reference(self, complete: bool = False) -> Reference:
         if self.reference_member is None:
             return PLAIN_BCE
         init = None if self.spec is None else self.spec.init
@@ -161,6 +171,7 @@ class Formulation:
             init,
             self.constructor_defaults,
             self.signature_defaults,
+            complete,
         )
 
     @property
@@ -334,6 +345,7 @@ def reference_of_loss(
     init: tuple[tuple[str, Value], ...] | None,
     constructor_defaults: tuple[tuple[str, Value], ...],
     signature_defaults: tuple[tuple[str, Value], ...],
+    complete: bool = False,
 ) -> Reference:
     """The reference of a loss that implements ``member``: the parameters the reference names,
     else the loss's own (its call's parameters, its init, its constructor's defaults, its call
@@ -347,6 +359,7 @@ def reference_of_loss(
             ("constructor default", dict(constructor_defaults)),
             ("signature default", dict(signature_defaults)),
         ),
+        complete,
     )
 
 

@@ -61,6 +61,13 @@ class Focal(torch.nn.Module):
 
     def forward(self, z, y):
         return focal(z, y, self.gamma)
+
+
+class HardCodedFocal(torch.nn.Module):
+    """MONAI-like: gamma fixed inside forward, found nowhere a reference can read it."""
+
+    def forward(self, z, y):
+        return focal(z, y, 2.0)
 '''
 
 DECORATED_INIT = """
@@ -381,3 +388,24 @@ def test_a_python_callable_that_reduces_is_refused_by_the_api():
 
     result = bce_audit.audit([elementwise], dtypes="float32", points=10, labels=1.0)
     assert {case.formulation for case in result.cases} == {"elementwise"}
+
+
+@pytest.mark.parametrize(
+    ("target", "reference"),
+    [("HardCodedFocal", '"focal"'), ("with_reduction", '{ loss = "label-smoothed-bce", convention = "keras" }')],
+)
+def test_a_member_whose_defining_parameter_is_found_nowhere_is_refused(project, target, reference):
+    """A focal reference without gamma anywhere (the reference, parameters, init, a constructor or
+    signature default) would be focal(gamma=0): plain BCE, silently. Likewise label smoothing
+    without smoothing. One line naming the parameter and what to write; nothing written."""
+    directory, module = project
+    config = f"""
+        [[formulations]]
+        name = "mine"
+        target = "{module}:{target}@logits"
+        reference = {reference}
+    """
+    parameter = "gamma" if "focal" in reference else "smoothing"
+    line = assert_usage_error(_sweep(directory, config), "c.toml formulations[0]", f"{parameter} is given nowhere")
+    assert "plain BCE" in line and f"{parameter} = ..." in line
+    assert not (directory / "s.csv").exists()
