@@ -47,6 +47,25 @@ def _worst_of_runs(x: np.ndarray, err: np.ndarray, starts: np.ndarray, ends: np.
     ]
 
 
+def ends_near(inputs: np.ndarray, statuses: np.ndarray, fmt: FloatFormat, centre: float) -> set[float]:
+    """The ends of the intervals ``build_map`` would make that hold ``centre``, and of their two
+    neighbours: where a stable range (or an "all but the centre") is read from. The same
+    intervals, without building them."""
+    x = np.asarray(inputs, dtype=np.float64)
+    order = np.argsort(position(x, fmt), kind="stable")
+    x, st = x[order], np.asarray(statuses, dtype=object)[order]
+    starts = _run_starts(st)
+    if not len(starts):
+        return set()
+    ends = np.concatenate([starts[1:] - 1, [len(st) - 1]])
+    lo, hi = x[starts], x[ends]
+    at = np.nonzero((lo <= centre) & (centre <= hi))[0]
+    if not len(at):
+        return set()
+    near = slice(max(int(at[0]) - 1, 0), min(int(at[-1]) + 2, len(starts)))
+    return set(lo[near].tolist()) | set(hi[near].tolist())
+
+
 def build_map(
     inputs: np.ndarray,
     statuses: np.ndarray,

@@ -21,7 +21,7 @@ from bce_audit.oracle import build_truth_table, column, oracle_provenance
 from bce_audit.report import numbers
 from bce_audit.settings import Settings
 from bce_audit.sweep.exhaustive import check_streamed, check_streamed_formulations, chunk_count, exhaustive_cases
-from bce_audit.sweep.failure_map import build_map, error_map, stable_range
+from bce_audit.sweep.failure_map import build_map, ends_near, error_map, stable_range
 from bce_audit.sweep.grid import Grid, _inward, build_grid, probability_bounds
 from bce_audit.sweep.metrics import point_status, summarize, ulp_error
 from bce_audit.sweep.refine import Bracket, Edge, Evaluate, EvaluateLabels, Probe, refine, transitions
@@ -176,11 +176,7 @@ def _stable_range_ends(s: _Sampled, domain: Domain) -> set[float]:
     """The sampled inputs that end the intervals a stable range is read from (the one holding the
     centre and its neighbours, for "all but 0"): the only transitions a run must refine when it
     shows stable ranges but not the map."""
-    fmt = s.grid.dtype.format
-    intervals = build_map(s.grid.finite, s.statuses, s.ulp_errors, fmt, s.bounds, {})
-    at = [k for k, iv in enumerate(intervals) if iv.contains(domain.centre)]
-    near = range(max(at[0] - 1, 0), min(at[-1] + 2, len(intervals))) if at else range(0)
-    return {end for k in near for end in (intervals[k].lo, intervals[k].hi)}
+    return ends_near(s.grid.finite, s.statuses, s.grid.dtype.format, domain.centre)
 
 
 def _mapped(

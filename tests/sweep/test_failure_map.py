@@ -234,3 +234,30 @@ def test_refining_only_the_stable_ranges_gives_the_same_figures_as_the_whole_map
     # and the map of the quick run is honest about what it did not refine
     assert sum(iv.edges == "sampled" for c in ends_only.cases for iv in c.failure_map) > 0
     assert sum(len(c.failure_map) for c in ends_only.cases) <= sum(len(c.failure_map) for c in full.cases)
+
+
+def test_ends_near_are_the_ends_of_the_built_maps_intervals_around_the_centre():
+    """ends_near gives, without building the map, the ends of the intervals that hold the centre
+    and of their neighbours, as read from build_map: on random status runs, both zeros, an
+    isolated failure at the centre, and a centre outside every interval."""
+    from bce_audit.floats import from_position, position
+    from bce_audit.sweep.failure_map import build_map, ends_near
+
+    rng = np.random.default_rng(3)
+    fmt = DType.FLOAT32.format
+    names = np.array([s.value for s in Status], dtype=object)
+    for trial in range(300):
+        p = position(np.array([-50.0, 50.0]), fmt)
+        xs = from_position(np.unique(rng.integers(p[0], p[1], size=int(rng.integers(1, 60)))), fmt)
+        if trial % 3 == 0:
+            xs = np.unique(np.concatenate([xs, [-0.0, 0.0]]).view(np.int64)).view(np.float64)
+        statuses = names[rng.integers(0, 3, size=len(xs))] if trial % 2 else names[np.zeros(len(xs), int)]
+        if trial % 5 == 0:
+            statuses = statuses.copy()
+            statuses[np.abs(xs) == 0] = Status.NAN.value
+        centre = 0.0 if trial % 7 else 60.0
+        intervals = build_map(xs, statuses, np.zeros(len(xs)), fmt, None, {})
+        at = [k for k, iv in enumerate(intervals) if iv.contains(centre)]
+        near = range(max(at[0] - 1, 0), min(at[-1] + 2, len(intervals))) if at else range(0)
+        expected = {end for k in near for end in (intervals[k].lo, intervals[k].hi)}
+        assert ends_near(xs, statuses, fmt, centre) == expected, trial
