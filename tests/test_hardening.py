@@ -673,3 +673,27 @@ def test_the_flush_denormal_probe_is_right_when_first_made_while_flushing():
     finally:
         torch.set_flush_denormal(False)
     assert not torch_state.capture().flush_denormal
+
+
+def test_a_function_of_another_engine_that_switches_torch_state_reaches_no_built_in():
+    """A JAX function given to the API runs in this process outside torch's pin: if it turns on
+    flush-denormal, the torch built-ins evaluated after it (which rely on the run's single pin)
+    must still see the canonical state, point for point."""
+    pytest.importorskip("jax", reason="the jax extra is not installed (pip install 'bce-audit[jax]')")
+    import jax.numpy as jnp
+    import torch
+
+    import bce_audit
+
+    @bce_audit.formulation(domain="logits", engine="jax")
+    def flips(z, y):  # type: ignore[no-untyped-def]
+        torch.set_flush_denormal(True)
+        return jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))
+
+    small = dict(dtypes="float32", domain="logits", points=400, labels=[0.0], cache=False, details=True)
+    alone = [r for r in bce_audit.audit("max-abs", **small).point_records()]
+    try:
+        beside = [r for r in bce_audit.audit([flips, "max-abs"], **small).point_records()]
+    finally:
+        torch.set_flush_denormal(False)
+    assert repr([r for r in beside if r["formulation"] == "max-abs"]) == repr(alone)

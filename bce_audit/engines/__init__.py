@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,15 @@ def evaluate_variant(
     if mode is not Mode.EAGER or device is not Device.CPU:
         why = f"mode {mode} on {device} is for the torch engine only ({formulation.name} runs in {formulation.engine})"
         return GridEvaluation.refused(why, len(finite), len(nonfinite))
-    return get_engine(formulation.engine).evaluate_grid(formulation, domain, dtype, finite, nonfinite, label)
+    try:
+        return get_engine(formulation.engine).evaluate_grid(formulation, domain, dtype, finite, nonfinite, label)
+    finally:
+        if formulation.implementation is None and "torch" in sys.modules:
+            # a user's function, in this process, may switch torch's state too: the built-ins
+            # evaluated after it rely on a run's single pin (pinned_run), so it is set again
+            from bce_audit.engines.torch_state import repin
+
+            repin()
 
 
 def evaluate_labelled(

@@ -172,6 +172,13 @@ def canonical() -> TorchState:
 _nesting = threading.local()
 
 
+def repin() -> None:
+    """Inside a pinned block, set the canonical state again (after code that may have switched
+    it ran outside any pin of its own: a user's function in another engine); elsewhere nothing."""
+    if getattr(_nesting, "depth", 0):
+        apply(canonical(), capture())
+
+
 @contextlib.contextmanager
 def pinned(trusted: bool = False) -> Iterator[None]:
     """Run the block in the canonical state; give the caller its own state (and its warning
