@@ -291,6 +291,21 @@ class CaseResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class KnownProvenance:
+    """A ``provenance_source`` that gives a provenance already made: what a pickled result carries,
+    so that it names the machine that computed its figures, not the one that unpickles it."""
+
+    values: tuple[tuple[str, str], ...]
+
+    def __call__(self) -> dict[str, str]:
+        return dict(self.values)
+
+
+def _rebuilt(fields: dict[str, Any]) -> AuditResult:
+    return AuditResult(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class AuditResult:
     """Every case of an audit, the settings that produced them, and where they were computed.
 
@@ -317,6 +332,12 @@ class AuditResult:
         first asked for: it imports mpmath and reads the platform (tens of milliseconds), which a
         run that reports no provenance (the scoreboard alone) then never pays for."""
         return self.provenance_source()
+
+    def __reduce__(self) -> tuple[Callable[[dict[str, Any]], AuditResult], tuple[dict[str, Any]]]:
+        """Pickled with its provenance made now (the source may be a closure over the run)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["provenance_source"] = KnownProvenance(tuple(self.provenance.items()))
+        return _rebuilt, (fields,)
 
     @property
     def variants(self) -> tuple[str, ...]:

@@ -39,3 +39,19 @@ def test_every_record_of_a_run_has_the_same_fields():
     plain = [r for r in records if r["formulation"] == "max-abs"]
     assert [(r["parameters"], r["mode"]) for r in plain] == [("", "eager"), ("", "eager")]
     assert "parameters" not in synthetic.awkward_result().to_records()[0]
+
+
+def test_a_result_pickles_with_the_provenance_of_the_machine_that_made_it():
+    """The provenance is made when first asked for, by a closure over the run; a pickled result
+    carries it made (a KnownProvenance), so unpickling elsewhere names this machine, and pickling
+    works at all (a closure does not pickle)."""
+    import pickle
+
+    import bce_audit
+    from bce_audit.sweep.result import KnownProvenance
+
+    result = bce_audit.audit("naive", dtypes="float16", domain="logits", points=20)
+    again = pickle.loads(pickle.dumps(result))
+    assert isinstance(again.provenance_source, KnownProvenance)
+    assert again.provenance == result.provenance and again.provenance["torch"]
+    assert again.to_records() == result.to_records()
