@@ -343,6 +343,16 @@ def _power(m: _V, gamma: Fraction, log_m: Callable[[], _V] | None = None) -> _V:
     elif not _is_zero(m.e):
         ratio = _div(_V(mpmath.mpf(0), m.a, m.err), _V(m.e))
         rv, rerr = _collapse(ratio)
+        spread = max(1, math.ceil(gamma)).bit_length()
+        if _is_zero(rv) and rerr is not None and rerr + spread <= -4:
+            # the rounded part came out 0 (terms that cancel exactly in the truth, e.g. y·Q and
+            # (1-y)·P at y = 1/2): m = E(1 + r) with |r| <= 2^rerr, and |(1+r)^γ - 1| <= 2γ|r|
+            # for γ|r| <= 1/16, so the exact power keeps its exact part (else the result is all
+            # rounded, and a truth that sits on a midpoint plus e^-65408 is never settled)
+            ex = _exact_power(m.e, gamma)
+            base = _V(ex) if ex is not None else _exp(_mul(g, _log(_V(m.e))))
+            bound = _V(mpmath.mpf(0), mpmath.mpf(0), rerr + spread + 1)
+            return _add(base, _mul(base, bound))
         rr = _rel(rv, rerr)
         if rv is not None and abs(rv) <= 0.5 and rr is not None and rr <= -4:
             # (1 + ratio)^γ - 1 = expm1(γ·log1p(ratio)), to a relative error that grows with

@@ -593,3 +593,17 @@ def test_the_largest_gamma_the_oracle_takes_settles_and_one_more_is_refused(form
             assert check_point(ref, PROBS, p, y, fmt)
     with pytest.raises(UsageError, match="at most 10,000"):
         Reference(member=Member.FOCAL, gamma=MAX_GAMMA + 1, form=form)
+
+
+@pytest.mark.parametrize(("z", "gamma"), [(65408.0, 2.0), (-65408.0, 2.0), (1e5, 1.0), (65408.0, 3.0)])
+def test_focal_at_label_one_half_and_huge_logits_settles_on_a_midpoint(z, gamma):
+    """y = 1/2: 1 - p_t is exactly 1/2, and the loss is an exact value plus e^-|z| (65408/8 = 4088
+    is a bfloat16 midpoint, 6250 a float16 one). The rounded parts of y·Q and (1-y)·P cancel
+    exactly; the oracle used to lose the power's exact part there and ran out of precision
+    (exit 3 for `-f torchvision-focal -d float16 -y 0 -y 0.5`). Against the textbook at 2|z| +
+    2,000 bits, enough to see e^-|z| = 2^-1.44|z| beside the exact part."""
+    ref = Reference(member=Member.FOCAL, gamma=gamma, alpha=0.25)
+    t = family_truth(ref, LOGITS, z, 0.5, FORMATS)
+    loss, grad = textbook(ref, LOGITS, z, 0.5, int(2 * abs(z)) + 2000)
+    assert all_same(t.loss, [rnd(loss, f) for f in FORMATS])
+    assert all_same(t.grad, [rnd(grad, f) for f in FORMATS])
