@@ -274,10 +274,45 @@ def _compute(
         finished = True
     finally:
         if not finished:  # an error, Ctrl-C or SIGTERM: end the workers now, not after their chunks
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.kill()
+            _abandon(pool)
         pool.shutdown(wait=True, cancel_futures=True)
     return out, jobs
+
+
+def _abandon(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Kill a pool's workers, and make sure its shutdown cannot then wait forever.
+
+    A worker killed while it sends a result leaves half a message in the result pipe, which the
+    pool's manager thread then waits on for good; and the chunks still queued for the dead workers
+    keep the queue's feeder thread blocked on a full pipe, which the shutdown joins (Python 3.11
+    cancels neither; seen as a sweep still there a minute after Ctrl-C, under load). So, once the
+    workers are dead, this process closes its own end of the result pipe (no writer is left: the
+    manager reads EOF and gives the pool up as broken) and drains the call pipe in a thread of its
+    own until the feeder closes it."""
+    import threading
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=10)
+    calls = getattr(getattr(pool, "_call_queue", None), "_reader", None)
+    if calls is not None:
+
+        def drain() -> None:
+            try:
+                while True:
+                    calls.recv_bytes()
+            except (EOFError, OSError):
+                return
+
+        threading.Thread(target=drain, name="bce-audit-drain-calls", daemon=True).start()
+    results = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if results is not None:
+        try:
+            results.close()
+        except OSError:
+            pass
 
 
 def build_truth_table(

@@ -297,3 +297,34 @@ def test_a_warm_default_sweep_imports_no_mpmath_and_reports_it_when_asked(tmp_pa
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(report.read_text())["provenance"]["mpmath"]
+
+
+def _big_result(n: int) -> bytes:
+    return bytes(n)
+
+
+def test_an_abandoned_pool_shuts_down_though_a_worker_died_mid_result():
+    """Ctrl-C during the parallel truth kills the workers. One killed while it sent a result left
+    half a message in the result pipe, the pool's manager thread waited on the rest for good, and
+    so did the shutdown (a sweep still there a minute after Ctrl-C, under load). _abandon closes
+    this process's end of that pipe once the workers are dead, so the manager reads EOF and the
+    shutdown ends. Results of 64 MB take a while to send: the kill lands mid-send."""
+    import concurrent.futures
+    import multiprocessing
+    import threading
+    import time
+
+    for _ in range(3):
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
+        for _ in range(40):
+            pool.submit(_big_result, 64_000_000)
+        time.sleep(0.7)
+        truth_table._abandon(pool)
+        done = threading.Event()
+
+        def shutdown(pool: concurrent.futures.ProcessPoolExecutor = pool, done: threading.Event = done) -> None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            done.set()
+
+        threading.Thread(target=shutdown, daemon=True).start()
+        assert done.wait(30), "the pool's shutdown did not end"
