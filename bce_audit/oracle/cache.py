@@ -68,46 +68,65 @@ def default_cache_dir() -> Path:
     return Path(base) / "bce-audit"
 
 
+_CROSSINGS_MAGIC = b"bce-audit crossings\n"
+
+
+def _framed(magic: bytes, place: dict[str, object], points: int, payload: bytes) -> bytes:
+    """A cache file: the magic line, a JSON header (format, oracle version, the file's place,
+    points, sha256 of the payload), the payload. A place field that is None is left out."""
+    header: dict[str, object] = {"format": FILE_FORMAT, "oracle": ORACLE_VERSION, "points": points}
+    header |= {k: v for k, v in place.items() if v is not None}
+    header["sha256"] = hashlib.sha256(payload).hexdigest()
+    return magic + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+
+
+def _unframed(data: bytes, magic: bytes, what: str, place: dict[str, object], point_bytes: int) -> tuple[int, bytes]:
+    """(points, payload) of a file ``_framed`` wrote, once every check passed: the magic, a
+    readable header of this format, oracle version and place (a None field: absent), the
+    payload's length and checksum. CorruptCacheFile otherwise."""
+    if not data.startswith(magic):
+        raise CorruptCacheFile(f"not a bce-audit {what} file")
+    end = data.find(b"\n", len(magic))
+    if end < 0:
+        raise CorruptCacheFile("truncated header")
+    wanted = {"format": FILE_FORMAT, "oracle": ORACLE_VERSION, **place}
+    try:
+        header = json.loads(data[len(magic) : end])
+        n = int(header["points"])
+        found = tuple(header.get(k) for k in wanted)
+        digest = header["sha256"]
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
+        raise CorruptCacheFile("unreadable header") from None
+    if found != tuple(wanted.values()):
+        raise CorruptCacheFile(f"header {found} does not match this file's place")
+    payload = data[end + 1 :]
+    if n < 0 or len(payload) != n * point_bytes:
+        raise CorruptCacheFile(f"{len(payload)} payload bytes for {n} points (truncated?)")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCacheFile("checksum mismatch")
+    return n, payload
+
+
+def _truth_place(domain: Domain, label: float, reference: Reference) -> dict[str, object]:
+    return {
+        "domain": str(domain),
+        "label": float(label).hex(),
+        "reference": None if reference.is_plain else reference.key,
+    }
+
+
 def _encode(
     domain: Domain, label: float, keys: np.ndarray, rows: np.ndarray, reference: Reference = PLAIN_BCE
 ) -> bytes:
     payload = keys.astype("<i8").tobytes() + rows.astype("<f8").tobytes()
-    header: dict[str, object] = {
-        "format": FILE_FORMAT,
-        "oracle": ORACLE_VERSION,
-        "domain": str(domain),
-        "label": float(label).hex(),
-        "points": len(keys),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    if not reference.is_plain:
-        header["reference"] = reference.key
-    return _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+    return _framed(_MAGIC, _truth_place(domain, label, reference), len(keys), payload)
 
 
 def _decode(
     data: bytes, domain: Domain, label: float, reference: Reference = PLAIN_BCE
 ) -> tuple[np.ndarray, np.ndarray]:
-    if not data.startswith(_MAGIC):
-        raise CorruptCacheFile("not a bce-audit truth cache file")
-    end = data.find(b"\n", len(_MAGIC))
-    if end < 0:
-        raise CorruptCacheFile("truncated header")
-    try:
-        header = json.loads(data[len(_MAGIC) : end])
-        n = int(header["points"])
-        expected = (header["format"], header["oracle"], header["domain"], header["label"], header.get("reference"))
-        digest = header["sha256"]
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
-        raise CorruptCacheFile("unreadable header") from None
-    wanted = None if reference.is_plain else reference.key
-    if expected != (FILE_FORMAT, ORACLE_VERSION, str(domain), float(label).hex(), wanted):
-        raise CorruptCacheFile(f"header {expected} does not match this file's place")
-    payload = data[end + 1 :]
-    if n < 0 or len(payload) != n * 8 * (1 + _COLUMNS):
-        raise CorruptCacheFile(f"{len(payload)} payload bytes for {n} points (truncated?)")
-    if hashlib.sha256(payload).hexdigest() != digest:
-        raise CorruptCacheFile("checksum mismatch")
+    place = _truth_place(domain, label, reference)
+    n, payload = _unframed(data, _MAGIC, "truth cache", place, 8 * (1 + _COLUMNS))
     keys = np.frombuffer(payload, dtype="<i8", count=n).astype(np.int64)
     rows = np.frombuffer(payload, dtype="<f8", offset=8 * n).astype(np.float64).reshape(n, _COLUMNS)
     if n > 1 and not (keys[1:] > keys[:-1]).all():  # not np.diff: it wraps around at -0.0
@@ -115,41 +134,12 @@ def _decode(
     return keys, rows
 
 
-_CROSSINGS_MAGIC = b"bce-audit crossings\n"
-
-
 def _encode_values(key: str, values: np.ndarray) -> bytes:
-    payload = np.ascontiguousarray(values, dtype="<f8").tobytes()
-    header = {
-        "format": FILE_FORMAT,
-        "oracle": ORACLE_VERSION,
-        "key": key,
-        "points": len(values),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    return _CROSSINGS_MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+    return _framed(_CROSSINGS_MAGIC, {"key": key}, len(values), np.ascontiguousarray(values, dtype="<f8").tobytes())
 
 
 def _decode_values(data: bytes, key: str) -> np.ndarray:
-    if not data.startswith(_CROSSINGS_MAGIC):
-        raise CorruptCacheFile("not a bce-audit crossings file")
-    end = data.find(b"\n", len(_CROSSINGS_MAGIC))
-    if end < 0:
-        raise CorruptCacheFile("truncated header")
-    try:
-        header = json.loads(data[len(_CROSSINGS_MAGIC) : end])
-        n = int(header["points"])
-        found = (header["format"], header["oracle"], header["key"])
-        digest = header["sha256"]
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
-        raise CorruptCacheFile("unreadable header") from None
-    if found != (FILE_FORMAT, ORACLE_VERSION, key):
-        raise CorruptCacheFile(f"header {found} does not match this file's place")
-    payload = data[end + 1 :]
-    if n < 0 or len(payload) != 8 * n:
-        raise CorruptCacheFile(f"{len(payload)} payload bytes for {n} points (truncated?)")
-    if hashlib.sha256(payload).hexdigest() != digest:
-        raise CorruptCacheFile("checksum mismatch")
+    _, payload = _unframed(data, _CROSSINGS_MAGIC, "crossings", {"key": key}, 8)
     return np.frombuffer(payload, dtype="<f8").astype(np.float64)
 
 

@@ -89,21 +89,6 @@ def _case_row(path: Path, key: CaseKey) -> dict:
     )
 
 
-@pytest.fixture
-def sweep_calls(monkeypatch):
-    """Records (and refuses) every call of run_sweep: these errors must come before the sweep."""
-    import bce_audit.sweep.run
-
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise RuntimeError("run_sweep called before the configuration was checked")
-
-    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
-    return calls
-
-
 # --------------------------------------------------------------------------- thresholds
 
 

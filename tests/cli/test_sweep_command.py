@@ -421,21 +421,6 @@ def test_pyproject_malformed(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- output paths
 
 
-@pytest.fixture
-def sweep_calls(monkeypatch):
-    """Records (and refuses) every call of run_sweep: the output checks must come first."""
-    import bce_audit.sweep.run
-
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise RuntimeError("run_sweep called before the output paths were checked")
-
-    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
-    return calls
-
-
 @pytest.mark.parametrize("bad_flag", ["--csv", "--details", "--json"])
 def test_output_in_missing_directory_fails_before_the_sweep(tmp_path, bad_flag, sweep_calls):
     others = {"--csv": tmp_path / "ok.csv", "--details": tmp_path / "ok-details.csv", "--json": tmp_path / "ok.json"}

@@ -119,21 +119,6 @@ def project(tmp_path, monkeypatch):
     return tmp_path, module
 
 
-@pytest.fixture
-def sweep_calls(monkeypatch):
-    """Records (and refuses) every call of run_sweep: a refusal must come before it."""
-    import bce_audit.sweep.run
-
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise RuntimeError("run_sweep called before the user formulations were loaded")
-
-    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
-    return calls
-
-
 def _run(directory: Path, config: str, *extra: str):
     (directory / "c.toml").write_text(textwrap.dedent(config))
     args = ["sweep", "--config", "c.toml", "--csv", "s.csv", "--details", "d.csv", "--json", "r.json", *extra]

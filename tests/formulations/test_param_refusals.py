@@ -93,21 +93,6 @@ def project(tmp_path, monkeypatch):
     return tmp_path, module
 
 
-@pytest.fixture
-def sweep_calls(monkeypatch):
-    """Records (and refuses) every call of run_sweep: a refusal must come before it."""
-    import bce_audit.sweep.run
-
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise RuntimeError("run_sweep called before the refusal")
-
-    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
-    return calls
-
-
 def _sweep(directory, config: str, *extra: str):
     (directory / "c.toml").write_text(SMALL + textwrap.dedent(config))
     return runner().invoke(main, ["sweep", "--config", "c.toml", "--csv", "s.csv", *extra])

@@ -152,21 +152,6 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def sweep_calls(monkeypatch):
-    """Records (and refuses) every call of run_sweep: loading errors must come before it."""
-    import bce_audit.sweep.run
-
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise RuntimeError("run_sweep called before the user formulations were loaded")
-
-    monkeypatch.setattr(bce_audit.sweep.run, "run_sweep", refuse)
-    return calls
-
-
 # --------------------------------------------------------------------------- the three target forms
 
 
