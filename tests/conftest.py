@@ -1,4 +1,5 @@
-"""Every test gets its own truth cache directory: no test reads or writes the user's cache."""
+"""Shared fixtures: every test gets its own truth cache directory (no test reads or writes the
+user's cache), and `sweep_calls` refuses run_sweep for tests of what must be refused before it."""
 
 from __future__ import annotations
 
